@@ -1,0 +1,173 @@
+"""Agent execution messages: requests, streamed steps, outcomes, logged interactions."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .envelope import Contract
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatMessage(BaseModel):
+    """One turn, OpenAI-style. `tool_calls` on assistant turns, `tool_call_id` on tool turns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolSpec(BaseModel):
+    """A tool in OpenAI function format. Tools the runner does not implement are client-side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class RunOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(default=6, ge=1, le=32)
+    max_tokens: int = Field(default=256, ge=1, le=8192, description="per model turn")
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    server_tools: bool = Field(default=True, description="offer the runner's own tools")
+    stream: bool = True
+
+
+class Principal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str
+    role: Literal["user", "operator", "admin"]
+
+
+class AgentRunRequested(Contract):
+    routing_key: ClassVar[str] = "agent.run.requested.v1"
+
+    run_id: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    options: RunOptions = Field(default_factory=RunOptions)
+    principal: Principal
+    reply_to: str | None = Field(default=None, description="queue of the gateway instance")
+
+
+StepKind = Literal["started", "token", "tool_call", "tool_result", "final", "error"]
+
+
+class AgentRunStep(Contract):
+    """Streamed to the requesting gateway's reply queue while a run executes."""
+
+    routing_key: ClassVar[str] = "agent.run.step.v1"
+
+    run_id: str
+    index: int
+    kind: StepKind
+    text: str | None = None
+    tool_call: ToolCall | None = None
+    tool_result: Any = None
+    is_error: bool = False
+    elapsed_ms: float = 0.0
+
+
+class TrajectoryStep(BaseModel):
+    """One recorded step of a run: a model turn, a tool call, or a tool result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int
+    kind: Literal["model", "tool_call", "tool_result", "final", "error"]
+    text: str | None = None
+    tool_call: ToolCall | None = None
+    tool_result: Any = None
+    valid: bool = True
+    error: str | None = Field(default=None, description="why a call was invalid or a tool failed")
+    started_ms: float = 0.0
+    duration_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    engine_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+RunOutcome = Literal["answered", "client_tool_call", "max_steps", "timeout", "error"]
+
+
+class AgentRunCompleted(Contract):
+    routing_key: ClassVar[str] = "agent.run.completed.v1"
+
+    run_id: str
+    outcome: RunOutcome
+    answer: str | None = None
+    client_tool_calls: list[ToolCall] = Field(default_factory=list)
+    steps: list[TrajectoryStep] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    model_version: str
+    engine: str
+
+
+class AgentRunFailed(Contract):
+    routing_key: ClassVar[str] = "agent.run.failed.v1"
+
+    run_id: str
+    error_code: str
+    reason: str
+    model_version: str | None = None
+
+
+class InteractionLogged(Contract):
+    """The whole trajectory of a finished run: the raw material of the learning loop."""
+
+    routing_key: ClassVar[str] = "interaction.logged.v1"
+
+    run_id: str
+    outcome: RunOutcome
+    messages: list[ChatMessage]
+    tools: list[ToolSpec] = Field(default_factory=list)
+    steps: list[TrajectoryStep] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    model_version: str
+    engine: str
+    subject: str | None = None
+
+
+class FeedbackSubmitted(Contract):
+    routing_key: ClassVar[str] = "feedback.submitted.v1"
+
+    feedback_id: str
+    run_id: str
+    rating: Literal[-1, 0, 1]
+    corrected_answer: str | None = None
+    corrected_tool_calls: list[ToolCall] | None = None
+    comment: str | None = None
+    submitted_by: str

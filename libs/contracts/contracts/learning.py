@@ -1,0 +1,172 @@
+"""Learning-loop messages: datasets, training, evaluation, promotion, export, deployment."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .envelope import Contract
+
+
+class DatasetOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] = Field(default_factory=lambda: ["mined"], description="mined or corpus URIs")
+    weights: dict[str, float] = Field(default_factory=dict)
+    since: str | None = Field(default=None, description="ISO time; only runs after it")
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    max_examples: int | None = Field(default=None, ge=1)
+
+
+class LoraOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(default=16, ge=1, le=512)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    learning_rate: float = Field(default=2e-4, gt=0)
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(default=5, ge=0)
+    gradient_accumulation: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    max_seq_len: int = Field(default=1024, ge=64)
+    seed: int = 0
+    checkpoint_every: int = Field(default=20, ge=1)
+    quantization: Literal["none", "4bit"] = "none"
+
+
+class RetrainRequested(Contract):
+    """An operator (or a policy) asks for a new dataset and a training run."""
+
+    routing_key: ClassVar[str] = "retrain.requested.v1"
+
+    request_id: str
+    requested_by: str
+    reason: str = ""
+    dataset: DatasetOptions = Field(default_factory=DatasetOptions)
+    training: LoraOptions = Field(default_factory=LoraOptions)
+    base_model: str | None = Field(default=None, description="registry version or URI; default: production")
+
+
+class DatasetBuilt(Contract):
+    routing_key: ClassVar[str] = "dataset.built.v1"
+
+    dataset_id: str
+    version: int
+    train_uri: str
+    val_uri: str
+    manifest_uri: str
+    counts: dict[str, int] = Field(default_factory=dict)
+    source_run_ids: list[str] = Field(default_factory=list)
+
+
+class TrainingRequested(Contract):
+    routing_key: ClassVar[str] = "training.requested.v1"
+
+    job_id: str
+    dataset_id: str
+    train_uri: str
+    val_uri: str | None = None
+    base_model: str
+    options: LoraOptions = Field(default_factory=LoraOptions)
+    requested_by: str = "policy"
+
+
+class TrainingProgress(Contract):
+    routing_key: ClassVar[str] = "training.progress.v1"
+
+    job_id: str
+    step: int
+    total_steps: int
+    loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+
+
+class TrainingCompleted(Contract):
+    routing_key: ClassVar[str] = "training.completed.v1"
+
+    job_id: str
+    dataset_id: str
+    base_model: str
+    adapter_uri: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    steps: int = 0
+
+
+class TrainingFailed(Contract):
+    routing_key: ClassVar[str] = "training.failed.v1"
+
+    job_id: str
+    reason: str
+
+
+class SuiteScore(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str
+    score: float
+    per_category: dict[str, float] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluationCompleted(Contract):
+    routing_key: ClassVar[str] = "evaluation.completed.v1"
+
+    evaluation_id: str
+    job_id: str
+    candidate: str
+    baseline: str | None = None
+    candidate_scores: list[SuiteScore] = Field(default_factory=list)
+    baseline_scores: list[SuiteScore] = Field(default_factory=list)
+    passed: bool
+    reasons: list[str] = Field(default_factory=list)
+    report_uri: str | None = None
+
+
+class ModelPromoted(Contract):
+    routing_key: ClassVar[str] = "model.promoted.v1"
+
+    model_version: str
+    job_id: str
+    evaluation_id: str
+    adapter_uri: str
+    base_model: str
+    quantization: str = "Q4_K_M"
+
+
+class ExportedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str
+    sha256: str
+    size_bytes: int
+    kind: Literal["gguf", "modelfile", "report"]
+    quantization: str | None = None
+
+
+class ExportCompleted(Contract):
+    routing_key: ClassVar[str] = "export.completed.v1"
+
+    model_version: str
+    files: list[ExportedFile]
+    duration_s: float = 0.0
+    ollama_model: str | None = None
+
+
+class ModelDeployed(Contract):
+    """Tells runners to serve a model version (also used for rollback)."""
+
+    routing_key: ClassVar[str] = "model.deployed.v1"
+
+    model_version: str
+    gguf_uri: str
+    sha256: str
+    alias: Literal["production", "candidate"] = "production"

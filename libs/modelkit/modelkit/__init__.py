@@ -1,0 +1,1 @@
+"""Model-side conventions shared by runner, trainer and exporter: the chat format and base models."""
