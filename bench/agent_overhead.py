@@ -1,0 +1,167 @@
+"""What the platform adds on top of the engine.
+
+Starts gateway, agent-runner (zero-cost `scripted` engine) and log-miner as processes on an
+isolated vhost/database/bucket, then drives `POST /v1/runs?wait=true` from N concurrent
+clients. Overhead per run = client-observed latency − engine time reported by the runner.
+After each level it checks that nothing was lost: every submitted run is completed in the
+gateway's index, has one trajectory, and its interaction reached the log miner.
+
+    .venv/bin/python -m bench.agent_overhead [--levels 1,16,64] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from tests.harness import ServiceProcess, isolated_env, wait_until
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+async def drive(url: str, token: str, concurrency: int, seconds: float, warmup: float = 2.0) -> dict:
+    latencies: list[float] = []
+    overheads: list[float] = []
+    run_ids: list[str] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"instruction": "ping", "options": {"max_steps": 1, "max_tokens": 8}}
+    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers, timeout=30) as client:
+        start = time.perf_counter()
+        measure_from = start + warmup
+        stop_at = measure_from + seconds
+
+        async def worker() -> None:
+            while (now := time.perf_counter()) < stop_at:
+                t0 = time.perf_counter()
+                try:
+                    resp = await client.post("/v1/runs?wait=true&timeout=20", json=body)
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    continue
+                elapsed_ms = (time.perf_counter() - t0) * 1000
+                if resp.status_code != 200:
+                    errors.append(f"{resp.status_code} {resp.text[:200]}")
+                    continue
+                doc = resp.json()
+                run_ids.append(doc["run_id"])
+                if now >= measure_from:
+                    engine_ms = (doc.get("usage") or {}).get("engine_ms", 0.0)
+                    latencies.append(elapsed_ms)
+                    overheads.append(elapsed_ms - engine_ms)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {
+        "concurrency": concurrency,
+        "measured_runs": len(latencies),
+        "runs_per_s": len(latencies) / seconds,
+        "latency_p50_ms": percentile(latencies, 0.5),
+        "overhead_p50_ms": percentile(overheads, 0.5),
+        "overhead_p95_ms": percentile(overheads, 0.95),
+        "overhead_p99_ms": percentile(overheads, 0.99),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "run_ids": run_ids,
+    }
+
+
+def audit(database_url: str, run_ids: list[str], timeout: float = 120) -> dict:
+    """Every run: completed in the gateway index, one trajectory, interaction consumed by the log miner."""
+    dsn = database_url.replace("+asyncpg", "")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def counts() -> tuple[int, int, int]:
+            completed = conn.execute(
+                "SELECT count(*) FROM gateway.runs WHERE run_id = ANY(%s) AND status = 'completed'", (run_ids,)
+            ).fetchone()[0]
+            trajectories = conn.execute(
+                "SELECT count(*) FROM agent_runner.trajectories WHERE run_id = ANY(%s)", (run_ids,)
+            ).fetchone()[0]
+            mined = conn.execute(
+                "SELECT count(*) FROM log_miner.inbox i JOIN agent_runner.outbox o ON o.message_id = i.message_id"
+                " WHERE o.message_type = 'InteractionLogged' AND o.body->>'run_id' = ANY(%s)",
+                (run_ids,),
+            ).fetchone()[0]
+            return completed, trajectories, mined
+
+        n = len(run_ids)
+        try:
+            wait_until(lambda: counts() == (n, n, n), timeout, interval=1.0, what="all runs accounted for")
+        except TimeoutError:
+            pass
+        completed, trajectories, mined = counts()
+    return {"submitted": n, "completed": completed, "trajectories": trajectories, "mined": mined,
+            "lost": n - min(completed, trajectories, mined)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", default="1,16,64")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--json", type=Path, help="also write results here")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="agentloop-bench-") as tmp, isolated_env(Path(tmp)) as env:
+        common = {**env.env, "LOG__LEVEL": "WARNING", "LIMITS__RUNS": "1000000/second"}
+        runner_env = {**common, "ENGINE__KIND": "scripted", "ENGINE__SCRIPT": "pong", "BROKER__PREFETCH": "64"}
+        services = [
+            ServiceProcess("gateway", {**common, "INSTANCE_ID": "bench-gw"}, Path(tmp) / "logs"),
+            ServiceProcess("agent_runner", {**runner_env, "INSTANCE_ID": "bench-runner"}, Path(tmp) / "logs"),
+            ServiceProcess("log_miner", {**common, "INSTANCE_ID": "bench-miner"}, Path(tmp) / "logs"),
+        ]
+        for svc in services:
+            svc.start(wait=False)
+        try:
+            for svc in services:
+                svc.wait_ready()
+            gateway = services[0]
+            exe = Path(sys.executable).parent / "agentloop"
+            out = subprocess.run([str(exe), "api-key", "create", "--role", "user", "--name", "bench"],
+                                 env={**os.environ, **env.env}, capture_output=True, text=True, check=True)
+            key = re.search(r"\bal_[A-Za-z0-9_\-]+", out.stdout).group(0)
+            token = httpx.post(f"{gateway.url}/v1/auth/token", headers={"X-API-Key": key}).json()["access_token"]
+
+            results = []
+            for level in levels:
+                result = asyncio.run(drive(gateway.url, token, level, args.seconds))
+                result["audit"] = audit(env.database_url, result.pop("run_ids"))
+                results.append(result)
+                print(json.dumps(result), flush=True)
+        finally:
+            for svc in services:
+                svc.stop()
+
+    print()
+    print("| clients | runs/s | latency p50 ms | overhead p50 ms | p95 ms | p99 ms | errors | lost |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['concurrency']} | {r['runs_per_s']:.0f} | {r['latency_p50_ms']:.2f} | {r['overhead_p50_ms']:.2f} "
+              f"| {r['overhead_p95_ms']:.2f} | {r['overhead_p99_ms']:.2f} | {r['errors']} | {r['audit']['lost']} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
