@@ -1,0 +1,3 @@
+from evaluator.main import main
+
+main()

@@ -1,0 +1,3 @@
+from log_miner.main import main
+
+main()

@@ -1,0 +1,10 @@
+"""Settings of the trainer, composed from the shared fragments."""
+
+from __future__ import annotations
+
+from servicekit.settings import HttpSettings, S3Settings, ServiceSettings
+
+
+class TrainerSettings(ServiceSettings):
+    http: HttpSettings = HttpSettings(port=8103)
+    s3: S3Settings  # S3__ACCESS_KEY / S3__SECRET_KEY have no defaults

@@ -1,0 +1,195 @@
+"""Each learning-loop worker, as a real process on an isolated vhost and database, takes an
+event in exactly once and dead-letters a body that breaks the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aio_pika
+import httpx
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from contracts import (
+    EVENTS_EXCHANGE,
+    Contract,
+    FeedbackSubmitted,
+    InteractionLogged,
+    ModelPromoted,
+    RetrainRequested,
+    TrainingCompleted,
+    TrainingRequested,
+    dead_letter_queue_name,
+    queue_name,
+)
+from servicekit.messaging import make_broker, publish_event
+from tests.harness import IsolatedEnv, ServiceProcess, wait_until
+
+# module -> (service name, Postgres schema, contracts it consumes)
+WORKERS: dict[str, tuple[str, str, tuple[type[Contract], ...]]] = {
+    "log_miner": ("log-miner", "log_miner", (InteractionLogged, FeedbackSubmitted, RetrainRequested)),
+    "trainer": ("trainer", "trainer", (TrainingRequested,)),
+    "evaluator": ("evaluator", "evaluator", (TrainingCompleted,)),
+    "exporter": ("exporter", "exporter", (ModelPromoted,)),
+}
+
+CASES = [(module, contract) for module, (_, _, contracts) in WORKERS.items() for contract in contracts]
+
+
+def sample(contract: type[Contract], message_id: str) -> Contract:
+    """A valid message of `contract` with a fixed message id."""
+    key = uuid.uuid4().hex[:8]
+    fields: dict[type[Contract], dict] = {
+        InteractionLogged: dict(
+            run_id=f"run-{key}",
+            outcome="answered",
+            messages=[{"role": "user", "content": "What is 17*23?"}, {"role": "assistant", "content": "391"}],
+            model_version="base",
+            engine="llamacpp",
+        ),
+        FeedbackSubmitted: dict(feedback_id=f"fb-{key}", run_id=f"run-{key}", rating=1, submitted_by="tester"),
+        RetrainRequested: dict(request_id=f"rq-{key}", requested_by="tester"),
+        TrainingRequested: dict(
+            job_id=f"job-{key}", dataset_id=f"ds-{key}", train_uri="s3://b/train.jsonl", base_model="base"
+        ),
+        TrainingCompleted: dict(
+            job_id=f"job-{key}", dataset_id=f"ds-{key}", base_model="base", adapter_uri="s3://b/adapter"
+        ),
+        ModelPromoted: dict(
+            model_version=f"v-{key}",
+            job_id=f"job-{key}",
+            evaluation_id=f"ev-{key}",
+            adapter_uri="s3://b/adapter",
+            base_model="base",
+        ),
+    }
+    return contract.create(correlation_id=f"test-{key}", message_id=message_id, **fields[contract])
+
+
+@pytest.fixture(scope="module")
+def workers(infra: IsolatedEnv, session_tmp: Path) -> Iterator[dict[str, ServiceProcess]]:
+    procs = {
+        module: ServiceProcess(module, {**infra.env, "INSTANCE_ID": f"{module}-{infra.suffix}"}, session_tmp / "logs")
+        for module in WORKERS
+    }
+    try:
+        for p in procs.values():
+            p.start(wait=False)
+        for p in procs.values():
+            p.wait_ready()
+        yield procs
+    finally:
+        for p in procs.values():
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+async def broker(infra: IsolatedEnv, workers) -> AsyncIterator:
+    b = make_broker(infra.broker_url, prefetch=1, app_id="tests")
+    await b.connect()
+    try:
+        yield b
+    finally:
+        await b.stop()
+
+
+@pytest.fixture(scope="module")
+async def amqp(infra: IsolatedEnv, workers) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    conn = await aio_pika.connect_robust(infra.broker_url)
+    try:
+        yield await conn.channel()
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def db(infra: IsolatedEnv) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(infra.database_url.replace("+asyncpg", ""), autocommit=True) as conn:
+        yield conn
+
+
+def received_total(proc: ServiceProcess, module: str, message_type: str) -> float:
+    text = httpx.get(proc.url + "/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        if family.name == f"{module}_messages_received":
+            for s in family.samples:
+                if s.name.endswith("_total") and s.labels.get("type") == message_type:
+                    return s.value
+    return 0.0
+
+
+def logged(proc: ServiceProcess, text: str, message_id: str) -> Callable[[], bool]:
+    def check() -> bool:
+        for line in proc.log_text().splitlines():
+            if text in line and message_id in line:
+                return True
+        return False
+
+    return check
+
+
+@pytest.mark.parametrize(("module", "contract"), CASES, ids=[f"{m}-{c.__name__}" for m, c in CASES])
+async def test_worker_takes_in_a_message_published_twice_exactly_once(workers, broker, db, module, contract):
+    _, schema, _ = WORKERS[module]
+    proc = workers[module]
+    message_id = str(uuid.uuid4())
+    msg = sample(contract, message_id)
+
+    await publish_event(broker, msg)
+    await publish_event(broker, msg)
+
+    wait_until(logged(proc, "duplicate delivery ignored", message_id), 30, what=f"{module} to see the duplicate")
+    rows = db.execute(f"SELECT message_type FROM {schema}.inbox WHERE message_id = %s", (message_id,)).fetchall()
+    assert rows == [(contract.__name__,)]
+    assert received_total(proc, module, contract.__name__) == 1.0
+
+
+@pytest.mark.parametrize("module", list(WORKERS))
+async def test_worker_dead_letters_a_body_that_breaks_the_contract(workers, amqp, module):
+    service, _, contracts = WORKERS[module]
+    contract = contracts[0]
+    marker = uuid.uuid4().hex
+    body = json.dumps({"envelope": {"message_id": marker}, "unexpected": True}).encode()
+    await _publish_raw(amqp, contract.routing_key, body, marker)
+    await _expect_dead_letter(amqp, dead_letter_queue_name(queue_name(service, contract)), marker, body)
+
+
+async def test_worker_dead_letters_a_body_that_is_not_json(workers, amqp):
+    marker = uuid.uuid4().hex
+    body = b"\x00not json at all"
+    await _publish_raw(amqp, InteractionLogged.routing_key, body, marker)
+    await _expect_dead_letter(
+        amqp, dead_letter_queue_name(queue_name("log-miner", InteractionLogged)), marker, body
+    )
+
+
+async def _publish_raw(channel: aio_pika.abc.AbstractChannel, routing_key: str, body: bytes, message_id: str) -> None:
+    exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)
+    await exchange.publish(
+        aio_pika.Message(body, message_id=message_id, content_type="application/json"),
+        routing_key=routing_key,
+        mandatory=True,
+    )
+
+
+async def _expect_dead_letter(channel: aio_pika.abc.AbstractChannel, dlq: str, message_id: str, body: bytes) -> None:
+    """Poll the DLQ until the message with `message_id` shows up; other dead letters are put back."""
+    queue = await channel.get_queue(dlq, ensure=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msg = await queue.get(no_ack=False, fail=False)
+        if msg is None:
+            await asyncio.sleep(0.2)
+            continue
+        if msg.message_id == message_id:
+            await msg.ack()
+            assert msg.body == body
+            return
+        await msg.reject(requeue=True)
+    raise AssertionError(f"message {message_id} never reached {dlq}")
