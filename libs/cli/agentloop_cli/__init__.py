@@ -1,0 +1,1 @@
+"""`agentloop`: the command line of Agent Loop (API keys, tokens, runs, status)."""

@@ -1,0 +1,35 @@
+"""Entry point of `agentloop`. Later command groups (retrain, models, promote, rollback, loop)
+mount here the same way: one module under `commands/` each."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from .client import GatewayError
+from .commands import auth, runs, status
+from .config import ConfigError
+
+app = typer.Typer(
+    name="agentloop",
+    help="Agent Loop: run agents through the gateway, manage API keys, check the services.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(auth.api_key_app, name="api-key")
+app.command("token")(auth.token)
+app.command("run")(runs.run)
+app.command("status")(status.status)
+
+
+def main() -> None:
+    try:
+        app()
+    except (ConfigError, GatewayError) as exc:
+        Console(stderr=True).print(f"[red]agentloop: {exc}[/]")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
