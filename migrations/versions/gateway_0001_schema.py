@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.CheckConstraint("role IN ('user', 'operator', 'admin')", name="api_keys_role"),
         schema=S,
     )
+    op.create_index("ix_api_keys_name", "api_keys", ["name"], schema=S)
     op.create_table(
         "runs",
         sa.Column("run_id", sa.Text, primary_key=True),
@@ -45,6 +46,7 @@ def upgrade() -> None:
         sa.Column("usage", JSONB),
         sa.Column("model_version", sa.Text),
         sa.Column("engine", sa.Text),
+        sa.Column("error_code", sa.Text),
         sa.Column("error", sa.Text),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("completed_at", sa.DateTime(timezone=True)),
@@ -78,6 +80,7 @@ def upgrade() -> None:
         sa.Column("client_ip", sa.Text),
         schema=S,
     )
+    op.create_index("ix_audit_log_at", "audit_log", ["at"], schema=S)
 
 
 def downgrade() -> None:

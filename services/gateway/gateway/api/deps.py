@@ -1,0 +1,61 @@
+"""Typed dependencies of the routes: the container's use cases and the caller's identity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+
+from ..container import Container
+from ..domain import Identity, Role
+from ..service.api_keys import ApiKeyService
+from ..service.ops import OpsService
+from ..service.runs import RunService
+
+
+def get_container(conn: HTTPConnection) -> Container:
+    return conn.app.state.container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def _runs(conn: HTTPConnection) -> RunService:
+    return conn.app.state.container.runs
+
+
+def _ops(conn: HTTPConnection) -> OpsService:
+    return conn.app.state.container.ops
+
+
+def _api_keys(conn: HTTPConnection) -> ApiKeyService:
+    return conn.app.state.container.api_keys
+
+
+RunsDep = Annotated[RunService, Depends(_runs)]
+OpsDep = Annotated[OpsService, Depends(_ops)]
+ApiKeysDep = Annotated[ApiKeyService, Depends(_api_keys)]
+
+
+def client_ip(conn: HTTPConnection) -> str | None:
+    return conn.client.host if conn.client else None
+
+
+ClientIp = Annotated[str | None, Depends(client_ip)]
+
+
+def require(role: Role, action: str | None = None):
+    """Dependency: the caller, if its bearer token is valid and its role at least `role`.
+    `action` names a privileged route, whose refusals are audited."""
+
+    async def caller(request: Request) -> Identity:
+        access = request.app.state.container.access
+        return await access.require(
+            request.headers.get("authorization"), role, action=action, client_ip=client_ip(request)
+        )
+
+    return Depends(caller)
+
+
+CurrentUser = Annotated[Identity, require(Role.USER)]

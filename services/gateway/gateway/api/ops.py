@@ -1,0 +1,33 @@
+"""Operator routes. Every call, allowed or refused, lands in the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from ..domain import Identity, RetrainSubmission, Role
+from .deps import ClientIp, OpsDep, require
+from .schemas import AuditView, RetrainAccepted
+
+router = APIRouter(prefix="/v1/ops", tags=["ops"])
+
+Operator = Annotated[Identity, require(Role.OPERATOR, action="ops.retrain")]
+Admin = Annotated[Identity, require(Role.ADMIN, action="ops.audit.read")]
+
+
+@router.post("/retrain", status_code=202)
+async def retrain(
+    who: Operator, ops: OpsDep, ip: ClientIp, body: Annotated[RetrainSubmission | None, Body()] = None
+) -> RetrainAccepted:
+    """Ask the log-miner for a fresh dataset and a training run."""
+    request_id = await ops.request_retrain(who, body or RetrainSubmission(), ip)
+    return RetrainAccepted(request_id=request_id)
+
+
+@router.get("/audit")
+async def audit(
+    who: Admin, ops: OpsDep, ip: ClientIp, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[AuditView]:
+    """Most recent audit entries first."""
+    return [AuditView.of(e) for e in await ops.recent_audit(who, limit, ip)]

@@ -1,0 +1,51 @@
+"""Runs: submit (202, or 200 with `?wait=true`), read, give feedback."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from ..domain import FeedbackSubmission, RunSubmission
+from .deps import CurrentUser, RunsDep
+from .schemas import FeedbackAccepted, RunAccepted, RunView
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+
+def _json(model, status_code: int = 200) -> Response:
+    # Serialize once with pydantic-core instead of FastAPI's validate-then-serialize.
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+@router.post(
+    "",
+    response_model=RunView,
+    status_code=200,
+    responses={202: {"model": RunAccepted, "description": "accepted (no wait, or the wait timed out)"}},
+)
+async def submit_run(
+    body: RunSubmission,
+    who: CurrentUser,
+    runs: RunsDep,
+    wait: bool = False,
+    timeout: Annotated[float | None, Query(gt=0, description="seconds to wait with wait=true")] = None,
+) -> Response:
+    if not wait:
+        run = await runs.submit(who, body)
+        return _json(RunAccepted.of(run.run_id), 202)
+    run = await runs.submit_and_wait(who, body, timeout)
+    if not run.finished:
+        return _json(RunAccepted.of(run.run_id), 202)
+    return _json(RunView.of(run))
+
+
+@router.get("/{run_id}", response_model=RunView)
+async def get_run(run_id: str, who: CurrentUser, runs: RunsDep) -> Response:
+    return _json(RunView.of(await runs.get(who, run_id)))
+
+
+@router.post("/{run_id}/feedback", status_code=201, response_model=FeedbackAccepted)
+async def give_feedback(run_id: str, body: FeedbackSubmission, who: CurrentUser, runs: RunsDep) -> Response:
+    feedback_id = await runs.add_feedback(who, run_id, body)
+    return _json(FeedbackAccepted(feedback_id=feedback_id, run_id=run_id), 201)

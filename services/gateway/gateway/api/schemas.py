@@ -1,0 +1,100 @@
+"""Response bodies (request bodies are the domain's submissions)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..domain import AuditEntry, RunRecord, RunStatus
+
+
+class RunError(BaseModel):
+    code: str | None = None
+    reason: str | None = None
+
+
+class RunView(BaseModel):
+    run_id: str
+    status: RunStatus
+    outcome: str | None = None
+    answer: str | None = None
+    steps: list[dict[str, Any]] = []
+    client_tool_calls: list[dict[str, Any]] = []
+    usage: dict[str, Any] | None = None
+    model_version: str | None = None
+    engine: str | None = None
+    error: RunError | None = None
+    created_at: datetime
+    completed_at: datetime | None = None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunView:
+        return cls(
+            run_id=run.run_id,
+            status=run.status,
+            outcome=run.outcome,
+            answer=run.answer,
+            steps=run.steps or [],
+            client_tool_calls=run.client_tool_calls or [],
+            usage=run.usage,
+            model_version=run.model_version,
+            engine=run.engine,
+            error=RunError(code=run.error_code, reason=run.error) if run.status == "failed" else None,
+            created_at=run.created_at,
+            completed_at=run.completed_at,
+        )
+
+
+class RunLinks(BaseModel):
+    self: str
+    stream: str
+    feedback: str
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    status: RunStatus = "queued"
+    links: RunLinks
+
+    @classmethod
+    def of(cls, run_id: str) -> RunAccepted:
+        base = f"/v1/runs/{run_id}"
+        return cls(run_id=run_id, links=RunLinks(self=base, stream="/v1/runs/stream", feedback=f"{base}/feedback"))
+
+
+class FeedbackAccepted(BaseModel):
+    feedback_id: str
+    run_id: str
+
+
+class TokenRequest(BaseModel):
+    api_key: str
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class RetrainAccepted(BaseModel):
+    request_id: str
+    status: str = "accepted"
+
+
+class AuditView(BaseModel):
+    at: datetime | None
+    subject: str
+    role: str
+    action: str
+    target: str | None
+    outcome: str
+    client_ip: str | None
+    details: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditView:
+        return cls(at=entry.at, subject=entry.subject, role=entry.role, action=entry.action, target=entry.target,
+                   outcome=entry.outcome, client_ip=entry.client_ip, details=entry.details)

@@ -1,0 +1,173 @@
+"""Composition root of the gateway: settings → adapters → use cases → app.
+
+The only module that reads settings and knows the concrete adapters. `build_broker` is the
+AsyncAPI convention: every subscriber declared, nothing connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+from faststream.rabbit import RabbitBroker
+from redis.asyncio import Redis
+
+from contracts import REPLY_QUEUE_PREFIX, new_id
+from servicekit.app import ServiceRuntime, create_service_app
+from servicekit.artifacts import ArtifactStore
+from servicekit.db import Inbox, make_engine
+from servicekit.health import broker_check, postgres_check, redis_check, s3_check
+from servicekit.logs import setup_logging
+from servicekit.messaging import make_broker
+from servicekit.metrics import message_metrics_middleware, new_registry
+from servicekit.outbox import Outbox
+from servicekit.settings import BrokerSettings
+
+from . import SERVICE, handlers
+from . import metrics as gateway_metrics
+from .adapters import tables
+from .adapters.key_files import KeyDirectory
+from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore, PostgresRunStore
+from .adapters.rate_limits import RedisRateLimiter
+from .api import errors, routers
+from .api.middleware import BodySizeLimit, HttpMetrics
+from .container import Container
+from .service.access import AccessControl
+from .service.api_keys import ApiKeyService
+from .service.ops import OpsService
+from .service.replies import ReplyRouter
+from .service.runs import RunService
+from .service.tokens import Keyring, TokenService
+from .settings import AuthSettings, GatewaySettings
+
+logger = logging.getLogger("gateway.bootstrap")
+
+
+def build_broker(settings: BrokerSettings, *, instance_id: str = "{instance_id}") -> RabbitBroker:
+    broker = make_broker(settings.url, prefetch=settings.prefetch, app_id=SERVICE)
+    handlers.register(broker, delivery_limit=settings.delivery_limit, instance_id=instance_id)
+    return broker
+
+
+def build_keyring(auth: AuthSettings) -> tuple[KeyDirectory, Keyring]:
+    directory = KeyDirectory(auth.keys_dir)
+    try:
+        return directory, Keyring(directory.load(), auth.active_kid)
+    except ValueError as exc:  # KeyFileError included: a start-up error that names the cause
+        raise SystemExit(f"gateway keyring: {exc}") from None
+
+
+async def watch_keys(directory: KeyDirectory, tokens: TokenService, active_kid: str | None, interval_s: float) -> None:
+    """Key rotation without restart: re-read the directory when a file changes."""
+    seen = await asyncio.to_thread(directory.fingerprint)
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            current = await asyncio.to_thread(directory.fingerprint)
+            if current == seen:
+                continue
+            keyring = Keyring(await asyncio.to_thread(directory.load), active_kid)
+        except (OSError, ValueError) as exc:
+            logger.error("key directory changed but cannot be loaded; keeping the previous keys: %s", exc)
+            continue
+        seen = current
+        tokens.replace_keyring(keyring)
+        logger.info("keyring reloaded: signing with %s, accepting %s", keyring.active.kid, ", ".join(keyring.kids))
+
+
+def build_app(settings: GatewaySettings) -> FastAPI:
+    setup_logging(SERVICE, settings.log.level, settings.log.json_format)
+    instance_id = settings.instance_id or new_id()[:12]
+
+    # Runtime: broker (+ message metrics), Postgres, Redis, S3, health checks.
+    registry = new_registry(SERVICE)
+    metrics = gateway_metrics.build(registry)
+    broker = build_broker(settings.broker, instance_id=instance_id)
+    broker.add_middleware(message_metrics_middleware(registry, SERVICE))
+    engine = make_engine(settings.database.url, pool_size=settings.database.pool_size)
+    redis = Redis.from_url(settings.redis.url)
+    s3 = settings.s3
+    store = ArtifactStore(s3.endpoint, s3.access_key.get_secret_value(), s3.secret_key.get_secret_value(), s3.bucket,
+                          secure=s3.secure, region=s3.region)
+    outbox = Outbox(tables.outbox, engine, broker)
+
+    # Adapters → use cases.
+    key_dir, keyring = build_keyring(settings.auth)
+    tokens = TokenService(
+        keyring,
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        ttl_s=settings.auth.token_ttl_s,
+        leeway_s=settings.auth.leeway_s,
+        on_failure=lambda reason: metrics.auth_failures.labels(reason=reason).inc(),
+    )
+    limiter = RedisRateLimiter(
+        settings.redis.url,
+        f"{settings.redis.key_prefix}:{SERVICE}:limits",
+        {"runs": settings.limits.runs, "token": settings.limits.token},
+    )
+    audit = PostgresAuditLog(engine)
+    replies = ReplyRouter(on_steps_forwarded=metrics.steps_forwarded.inc)
+    runs = RunService(
+        PostgresRunStore(engine, outbox, Inbox(tables.inbox)),
+        outbox,
+        limiter,
+        replies,
+        metrics,
+        reply_to=REPLY_QUEUE_PREFIX + instance_id,
+        max_wait_s=settings.runs.max_wait_s,
+        wait_grace_s=settings.runs.wait_grace_s,
+    )
+    container = Container(
+        access=AccessControl(tokens, audit),
+        tokens=tokens,
+        api_keys=ApiKeyService(
+            PostgresApiKeys(engine), tokens, limiter, audit,
+            on_failure=lambda reason: metrics.auth_failures.labels(reason=reason).inc(),
+        ),
+        runs=runs,
+        ops=OpsService(PostgresOpsStore(engine, outbox), audit, outbox),
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    broker.context.set_global(handlers.RUNS_KEY, runs)
+
+    async def close_redis() -> None:
+        await redis.aclose()
+
+    rt = ServiceRuntime(
+        name=SERVICE,
+        broker=broker,
+        engine=engine,
+        registry=registry,
+        checks={
+            "broker": broker_check(broker),
+            "postgres": postgres_check(engine),
+            "redis": redis_check(redis),
+            "s3": s3_check(store),
+        },
+        # Durable work queues only: the reply queue is exclusive and gets no dead-letter queue.
+        work_queues=sorted(
+            sub.queue.name for sub in broker.subscribers if not sub.queue.name.startswith(REPLY_QUEUE_PREFIX)
+        ),
+        details=lambda: {
+            "instance_id": instance_id,
+            "reply_queue": REPLY_QUEUE_PREFIX + instance_id,
+            "signing_kid": tokens.keyring.active.kid,
+            "accepted_kids": tokens.keyring.kids,
+            "watched_runs": len(replies),
+        },
+        background=[
+            outbox.run_relay,
+            lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
+        ],
+        on_shutdown=[close_redis],
+    )
+    app = create_service_app(rt, routers(), version="1")
+    app.state.container = container
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=metrics)  # outermost: counts 413s too
+    logger.info("gateway instance %s: reply queue %s%s", instance_id, REPLY_QUEUE_PREFIX, instance_id)
+    return app

@@ -1,0 +1,55 @@
+"""What the use cases need from the outside world. Adapters in `adapters/` implement these;
+unit tests use fakes of them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from contracts import Contract
+
+from .domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, RunFinish, RunRecord
+
+
+class RunStore(Protocol):
+    async def create(self, run: NewRun, message: Contract) -> None:
+        """Insert the run and stage its request message in the outbox, in one transaction."""
+
+    async def get(self, run_id: str) -> RunRecord | None: ...
+
+    async def finish(self, finish: RunFinish, *, message_id: str | None = None,
+                     message_type: str | None = None) -> RunRecord | None:
+        """Record how a run ended, once: returns the updated record, or None when the run was
+        already finished (or unknown). With a message id, the id is claimed in the inbox in the
+        same transaction and a duplicate delivery changes nothing."""
+
+    async def add_feedback(self, feedback: NewFeedback, message: Contract) -> None:
+        """Insert the feedback and stage its event in the outbox, in one transaction."""
+
+
+class OpsStore(Protocol):
+    async def request(self, entry: AuditEntry, message: Contract) -> None:
+        """Audit a privileged command and stage its message, in one transaction."""
+
+
+class AuditLog(Protocol):
+    async def record(self, entry: AuditEntry) -> None: ...
+
+    async def recent(self, limit: int) -> list[AuditEntry]: ...
+
+
+class ApiKeyStore(Protocol):
+    async def get(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    async def touch(self, key_id: str) -> None:
+        """Note that the key was just used."""
+
+
+class Publisher(Protocol):
+    async def publish_now(self, *messages: Contract) -> None:
+        """After commit: publish staged messages; failures are left to the outbox relay."""
+
+
+class RateLimiter(Protocol):
+    async def hit(self, limit: str, key: str) -> int | None:
+        """Count one hit against the named limit for `key`; None if allowed, otherwise the
+        seconds until the caller may try again."""

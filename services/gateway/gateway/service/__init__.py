@@ -1,0 +1,1 @@
+"""Use cases of the gateway, over the ports in `gateway.ports`."""

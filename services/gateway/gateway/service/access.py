@@ -1,0 +1,45 @@
+"""Who may do what: verify the bearer token, check the role, audit refusals on privileged routes."""
+
+from __future__ import annotations
+
+from ..domain import AuditEntry, AuthenticationError, Identity, PermissionDeniedError, Role
+from ..ports import AuditLog
+from .tokens import TokenService
+
+
+class AccessControl:
+    def __init__(self, tokens: TokenService, audit: AuditLog) -> None:
+        self.tokens = tokens
+        self.audit = audit
+
+    async def require(
+        self, authorization: str | None, role: Role, *, action: str | None = None, client_ip: str | None = None
+    ) -> Identity:
+        """The caller's identity if its token is valid and its role at least `role`.
+
+        `action` marks a privileged route: a refusal there is written to the audit log.
+        """
+        try:
+            who = self.tokens.authenticate(authorization)
+        except AuthenticationError as exc:
+            if action is not None:
+                await self.audit.record(
+                    AuditEntry(subject="anonymous", role="none", action=action, outcome="unauthenticated",
+                               client_ip=client_ip, details={"reason": exc.reason})
+                )
+            raise
+        if not who.allows(role):
+            if action is not None:
+                await self.audit.record(
+                    AuditEntry(subject=who.subject, role=who.role.label, action=action, outcome="denied",
+                               client_ip=client_ip, details={"required_role": role.label})
+                )
+            raise PermissionDeniedError(role, who.role)
+        return who
+
+    def identify(self, token: str | None, role: Role = Role.USER) -> Identity:
+        """For a WebSocket handshake: a raw token (no `Bearer ` prefix), no audit."""
+        who = self.tokens.verify(token) if token else self.tokens.authenticate(None)
+        if not who.allows(role):
+            raise PermissionDeniedError(role, who.role)
+        return who

@@ -1,0 +1,130 @@
+"""API keys: long-lived credentials exchanged for short-lived access tokens.
+
+A key reads `al_<key_id>_<secret>`: `key_id` (16 hex chars) finds the row, `secret` (32 random
+bytes, URL-safe base64) proves possession. Only `sha256(secret)` is stored. A plain hash is
+enough here because the secret is 256 bits of randomness, not a password: there is nothing to
+guess, so a slow KDF or a server-side pepper would add cost without adding safety.
+
+The token's subject is the key's `name` (its owner), so a user who rotates API keys keeps
+access to the runs made with the old one.
+
+`create_api_key`, `revoke_api_key` and `list_api_keys` are what the `agentloop api-key` CLI
+calls against the database directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+
+from ..adapters.postgres import Database, PostgresApiKeys
+from ..domain import AuditEntry, AuthenticationError, RateLimitedError, Role
+from ..ports import ApiKeyStore, AuditLog, RateLimiter
+from .tokens import IssuedToken, TokenService
+
+PREFIX = "al"
+_KEY_RE = re.compile(r"^al_([0-9a-f]{16})_([A-Za-z0-9_\-]{32,128})$")
+HASH_SCHEME = "sha256"
+
+
+def new_api_key() -> tuple[str, str, str]:
+    """A fresh key: (the key to hand out, its key_id, the hash to store)."""
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return f"{PREFIX}_{key_id}_{secret}", key_id, hash_secret(secret)
+
+
+def parse_api_key(key: str) -> tuple[str, str]:
+    """(key_id, secret) of a well-formed key; ValueError otherwise."""
+    match = _KEY_RE.match(key.strip())
+    if not match:
+        raise ValueError("not an Agent Loop API key")
+    return match.group(1), match.group(2)
+
+
+def hash_secret(secret: str) -> str:
+    return f"{HASH_SCHEME}:{hashlib.sha256(secret.encode()).hexdigest()}"
+
+
+def verify_secret(secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+class ApiKeyService:
+    def __init__(
+        self,
+        store: ApiKeyStore,
+        tokens: TokenService,
+        limiter: RateLimiter,
+        audit: AuditLog,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.limiter = limiter
+        self.audit = audit
+        self._on_failure = on_failure
+
+    async def exchange(self, api_key: str | None, client_ip: str | None) -> IssuedToken:
+        """Trade a valid, unrevoked API key for an access token (rate-limited per client IP)."""
+        retry_after = await self.limiter.hit("token", client_ip or "unknown")
+        if retry_after is not None:
+            raise RateLimitedError("token", retry_after)
+        if not api_key:
+            raise self._fail("missing_api_key", "an API key is required (X-API-Key header or api_key in the body)")
+        try:
+            key_id, secret = parse_api_key(api_key)
+        except ValueError:
+            raise self._fail("malformed_api_key", "invalid API key") from None
+        record = await self.store.get(key_id)
+        if record is None or not verify_secret(secret, record.secret_hash):
+            raise self._fail("invalid_api_key", "invalid API key")
+        if record.revoked:
+            raise self._fail("revoked_api_key", "invalid API key")
+        await self.store.touch(key_id)
+        token = self.tokens.issue(record.name, record.role)
+        if record.role >= Role.OPERATOR:  # privileged credentials handed out: worth an audit line
+            await self.audit.record(
+                AuditEntry(subject=record.name, role=record.role.label, action="auth.token", target=key_id,
+                           outcome="ok", client_ip=client_ip)
+            )
+        return token
+
+    def _fail(self, reason: str, detail: str) -> AuthenticationError:
+        if self._on_failure is not None:
+            self._on_failure(reason)
+        return AuthenticationError(reason, detail)
+
+
+# --------------------------------------------------------------------------- CLI entry points
+
+
+async def create_api_key(db: Database, role: str | Role, name: str, *, created_by: str = "cli") -> str:
+    """Create an API key with `role` for `name` (the token subject); returns the key, shown once.
+
+    `db` is an AsyncEngine or an AsyncConnection (joined if it is inside a transaction).
+    """
+    role = role if isinstance(role, Role) else Role.parse(role)
+    name = name.strip()
+    if not name:
+        raise ValueError("an API key needs a name (its owner: the subject of its tokens)")
+    key, key_id, secret_hash = new_api_key()
+    audit = AuditEntry(subject=created_by, role="admin", action="api_key.create", target=key_id, outcome="ok",
+                       details={"name": name, "role": role.label})
+    await PostgresApiKeys(db).insert(key_id, secret_hash, role, name, audit)
+    return key
+
+
+async def revoke_api_key(db: Database, key: str, *, revoked_by: str = "cli") -> bool:
+    """Revoke by key id or by the full key; False when no active key matched."""
+    key_id = parse_api_key(key)[0] if key.startswith(f"{PREFIX}_") else key
+    audit = AuditEntry(subject=revoked_by, role="admin", action="api_key.revoke", target=key_id, outcome="ok")
+    return await PostgresApiKeys(db).revoke(key_id, audit)
+
+
+async def list_api_keys(db: Database) -> list[dict]:
+    """Every key's id, name, role, creation/last use/revocation times (never a secret)."""
+    return await PostgresApiKeys(db).list()

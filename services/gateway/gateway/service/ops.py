@@ -1,0 +1,42 @@
+"""Operator use cases: ask for a retrain, read the audit log. Every call is audited."""
+
+from __future__ import annotations
+
+from contracts import DatasetOptions, LoraOptions, RetrainRequested, deterministic_id, new_id
+
+from ..domain import AuditEntry, Identity, RetrainSubmission
+from ..ports import AuditLog, OpsStore, Publisher
+
+
+class OpsService:
+    def __init__(self, store: OpsStore, audit: AuditLog, publisher: Publisher) -> None:
+        self.store = store
+        self.audit = audit
+        self.publisher = publisher
+
+    async def request_retrain(self, who: Identity, body: RetrainSubmission, client_ip: str | None) -> str:
+        request_id = new_id()
+        msg = RetrainRequested.create(
+            correlation_id=request_id,
+            message_id=deterministic_id("retrain-requested", request_id),
+            request_id=request_id,
+            requested_by=who.subject,
+            reason=body.reason,
+            dataset=body.dataset or DatasetOptions(),
+            training=body.training or LoraOptions(),
+            base_model=body.base_model,
+        )
+        entry = AuditEntry(
+            subject=who.subject, role=who.role.label, action="ops.retrain", outcome="ok", target=request_id,
+            client_ip=client_ip, details=body.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
+        )
+        await self.store.request(entry, msg)
+        await self.publisher.publish_now(msg)
+        return request_id
+
+    async def recent_audit(self, who: Identity, limit: int, client_ip: str | None) -> list[AuditEntry]:
+        await self.audit.record(
+            AuditEntry(subject=who.subject, role=who.role.label, action="ops.audit.read", outcome="ok",
+                       client_ip=client_ip, details={"limit": limit})
+        )
+        return await self.audit.recent(limit)

@@ -1,0 +1,290 @@
+"""Run use cases: submit (fire-and-forget, wait, stream), read, record outcomes, feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Literal
+
+from contracts import (
+    AgentRunCompleted,
+    AgentRunFailed,
+    AgentRunRequested,
+    AgentRunStep,
+    FeedbackSubmitted,
+    Principal,
+    ToolCall,
+    deterministic_id,
+    new_id,
+    utcnow,
+)
+
+from ..domain import (
+    FeedbackSubmission,
+    Identity,
+    NewFeedback,
+    NewRun,
+    RateLimitedError,
+    RunFinish,
+    RunNotFinishedError,
+    RunNotFoundError,
+    RunRecord,
+    RunSubmission,
+)
+from ..metrics import Metrics
+from ..ports import Publisher, RateLimiter, RunStore
+from .replies import ReplyRouter, RunWatch, StreamClosed
+
+RunOutcomeMessage = AgentRunCompleted | AgentRunFailed
+SubmitMode = Literal["async", "wait", "stream"]
+
+
+def finish_of(msg: RunOutcomeMessage) -> RunFinish:
+    """What the run index records for an outcome message (the same for every delivery of it)."""
+    if isinstance(msg, AgentRunCompleted):
+        return RunFinish(
+            run_id=msg.run_id,
+            status="completed",
+            completed_at=msg.envelope.occurred_at,
+            outcome=msg.outcome,
+            answer=msg.answer,
+            steps=[s.model_dump(mode="json") for s in msg.steps],
+            client_tool_calls=[c.model_dump(mode="json") for c in msg.client_tool_calls],
+            usage=msg.usage.model_dump(mode="json"),
+            model_version=msg.model_version,
+            engine=msg.engine,
+        )
+    return RunFinish(
+        run_id=msg.run_id,
+        status="failed",
+        completed_at=msg.envelope.occurred_at,
+        outcome="error",
+        model_version=msg.model_version,
+        error_code=msg.error_code,
+        error=msg.reason,
+    )
+
+
+def finished_record(run: NewRun, finish: RunFinish) -> RunRecord:
+    return RunRecord(
+        run_id=run.run_id,
+        subject=run.subject,
+        status=finish.status,
+        created_at=run.created_at,
+        outcome=finish.outcome,
+        answer=finish.answer,
+        steps=finish.steps,
+        client_tool_calls=finish.client_tool_calls,
+        usage=finish.usage,
+        model_version=finish.model_version,
+        engine=finish.engine,
+        error_code=finish.error_code,
+        error=finish.error,
+        completed_at=finish.completed_at,
+    )
+
+
+def queued_record(run: NewRun) -> RunRecord:
+    return RunRecord(run_id=run.run_id, subject=run.subject, status="queued", created_at=run.created_at)
+
+
+class RunStream:
+    """A submitted run's events as they arrive: `AgentRunStep`s, then the finished record.
+    `next()` returns None once the stream was closed from outside (the client left)."""
+
+    def __init__(self, run: NewRun, watch: RunWatch) -> None:
+        self.run = run
+        self._watch = watch
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    async def next(self) -> AgentRunStep | RunRecord | None:
+        event = await self._watch.next()
+        if isinstance(event, StreamClosed):
+            return None
+        if isinstance(event, RunFinish):
+            return finished_record(self.run, event)
+        return event
+
+    def close(self) -> None:
+        self._watch.close()
+
+
+class RunService:
+    def __init__(
+        self,
+        store: RunStore,
+        publisher: Publisher,
+        limiter: RateLimiter,
+        replies: ReplyRouter,
+        metrics: Metrics,
+        *,
+        reply_to: str,
+        max_wait_s: float = 600.0,
+        wait_grace_s: float = 5.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.limiter = limiter
+        self.replies = replies
+        self.metrics = metrics
+        self.reply_to = reply_to
+        self.max_wait_s = max_wait_s
+        self.wait_grace_s = wait_grace_s
+        self._clock = clock
+        self._submitted = {mode: metrics.runs_submitted.labels(mode=mode) for mode in ("async", "wait", "stream")}
+
+    # ------------------------------------------------------------------ submit
+
+    async def submit(self, who: Identity, body: RunSubmission) -> RunRecord:
+        """Accept a run and return at once (status queued)."""
+        run = await self._submit(who, body, mode="async")
+        return queued_record(run)
+
+    async def submit_and_wait(self, who: Identity, body: RunSubmission, timeout_s: float | None = None) -> RunRecord:
+        """Accept a run and wait for its outcome; on timeout the run is returned still queued."""
+        await self._check_rate(who)
+        run, msg = self._prepare(who, body, stream=False)
+        wait_s = self.wait_timeout(body, timeout_s)
+        with self.replies.watch(run.run_id, steps=False) as watch:
+            await self._persist_and_publish(run, msg, "wait")
+            try:
+                async with asyncio.timeout(wait_s):
+                    event = await watch.next()
+            except TimeoutError:
+                return queued_record(run)
+        assert isinstance(event, RunFinish)
+        return finished_record(run, event)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, who: Identity, body: RunSubmission) -> AsyncIterator[RunStream]:
+        """Accept a run and listen to its steps while the block runs."""
+        await self._check_rate(who)
+        run, msg = self._prepare(who, body, stream=True)
+        with self.replies.watch(run.run_id, steps=True) as watch:
+            await self._persist_and_publish(run, msg, "stream")
+            yield RunStream(run, watch)
+
+    def wait_timeout(self, body: RunSubmission, requested_s: float | None) -> float:
+        """The client's timeout, or the run's own time budget plus a grace; never over the cap."""
+        wanted = requested_s if requested_s is not None else body.options.timeout_s + self.wait_grace_s
+        return min(wanted, self.max_wait_s)
+
+    async def _submit(self, who: Identity, body: RunSubmission, mode: SubmitMode) -> NewRun:
+        await self._check_rate(who)
+        run, msg = self._prepare(who, body, stream=mode == "stream")
+        await self._persist_and_publish(run, msg, mode)
+        return run
+
+    async def _check_rate(self, who: Identity) -> None:
+        retry_after = await self.limiter.hit("runs", who.subject)
+        if retry_after is not None:
+            self.metrics.rate_limited.labels(limit="runs").inc()
+            raise RateLimitedError("runs", retry_after)
+
+    def _prepare(self, who: Identity, body: RunSubmission, *, stream: bool) -> tuple[NewRun, AgentRunRequested]:
+        run_id = new_id()
+        # Only a WebSocket listens to steps: REST runs ask the runner not to stream them.
+        options = body.options if body.options.stream == stream else body.options.model_copy(update={"stream": stream})
+        msg = AgentRunRequested.create(
+            correlation_id=run_id,
+            message_id=deterministic_id("run-requested", run_id),
+            run_id=run_id,
+            messages=body.conversation(),
+            tools=body.tools,
+            options=options,
+            principal=Principal(subject=who.subject, role=who.role.label),
+            reply_to=self.reply_to,
+        )
+        request = {
+            "messages": [m.model_dump(mode="json", exclude_none=True) for m in msg.messages],
+            "tools": [t.model_dump(mode="json") for t in msg.tools],
+            "options": options.model_dump(mode="json"),
+        }
+        return NewRun(run_id=run_id, subject=who.subject, created_at=self._clock(), request=request), msg
+
+    async def _persist_and_publish(self, run: NewRun, msg: AgentRunRequested, mode: SubmitMode) -> None:
+        await self.store.create(run, msg)
+        await self.publisher.publish_now(msg)
+        self._submitted[mode].inc()
+
+    # ------------------------------------------------------------------ read
+
+    async def get(self, who: Identity, run_id: str) -> RunRecord:
+        run = await self.store.get(run_id)
+        if run is None or not run.visible_to(who):  # another user's run does not exist for you
+            raise RunNotFoundError(run_id)
+        return run
+
+    # ------------------------------------------------------------------ outcomes
+
+    async def record_outcome(self, msg: RunOutcomeMessage, *, source: Literal["reply", "events"]) -> None:
+        """Record a run's outcome in the index (once, whichever path delivers it first) and
+        wake this instance's listeners.
+
+        From the reply queue the index is updated *before* listeners are woken, so a client
+        that got its 200 reads the same state back. From the durable events queue the
+        message id is claimed in the inbox (redeliveries change nothing), and only
+        non-streaming listeners are woken (see `ReplyRouter.outcome`).
+        """
+        finish = finish_of(msg)
+        try:
+            if source == "events":
+                env = msg.envelope
+                record = await self.store.finish(finish, message_id=env.message_id, message_type=env.message_type)
+            else:
+                record = await self.store.finish(finish)
+            if record is not None:
+                self.metrics.run_latency.labels(status=record.status).observe(
+                    max(0.0, time.time() - record.created_at.timestamp())
+                )
+        finally:
+            self.replies.outcome(finish, streams=source == "reply")
+
+    def forward_step(self, step: AgentRunStep) -> None:
+        self.replies.step(step)
+
+    # ------------------------------------------------------------------ feedback
+
+    async def add_feedback(self, who: Identity, run_id: str, body: FeedbackSubmission) -> str:
+        run = await self.store.get(run_id)
+        if run is None or not run.visible_to(who):
+            raise RunNotFoundError(run_id)
+        if not run.finished:
+            raise RunNotFinishedError(run_id)
+        feedback_id = new_id()
+        calls = None
+        if body.corrected_tool_calls is not None:
+            calls = [
+                ToolCall(id=c.id or f"call_{i}", name=c.name, arguments=c.arguments)
+                for i, c in enumerate(body.corrected_tool_calls)
+            ]
+        msg = FeedbackSubmitted.create(
+            correlation_id=run_id,
+            message_id=deterministic_id("feedback-submitted", feedback_id),
+            feedback_id=feedback_id,
+            run_id=run_id,
+            rating=body.rating,
+            corrected_answer=body.corrected_answer,
+            corrected_tool_calls=calls,
+            comment=body.comment,
+            submitted_by=who.subject,
+        )
+        feedback = NewFeedback(
+            feedback_id=feedback_id,
+            run_id=run_id,
+            subject=who.subject,
+            rating=body.rating,
+            corrected_answer=body.corrected_answer,
+            corrected_tool_calls=[c.model_dump(mode="json") for c in calls] if calls is not None else None,
+            comment=body.comment,
+        )
+        await self.store.add_feedback(feedback, msg)
+        await self.publisher.publish_now(msg)
+        return feedback_id
