@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 from minio import Minio
+from minio.error import S3Error
 
 
 class ArtifactStore:
@@ -29,8 +30,14 @@ class ArtifactStore:
 
     async def ensure_bucket(self) -> None:
         def _ensure() -> None:
-            if not self.client.bucket_exists(self.bucket):
+            if self.client.bucket_exists(self.bucket):
+                return
+            try:
                 self.client.make_bucket(self.bucket)
+            except S3Error as exc:
+                # Several services start at once against an empty store: one of them wins.
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
 
         await asyncio.to_thread(_ensure)
 
