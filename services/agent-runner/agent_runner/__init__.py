@@ -1,0 +1,1 @@
+"""agent-runner: executes agent runs (LLM + tools) requested over RabbitMQ and records every step."""

@@ -1,0 +1,186 @@
+"""Engine: llama.cpp embedded in the process (llama-cpp-python), the default.
+
+Generation is blocking C code, so it runs on one dedicated worker thread and its tokens are
+forwarded to the event loop as they come. One model instance, one generation at a time:
+the single-thread executor serialises every call into the model (a llama context is not
+thread-safe), and the lock keeps the turns of concurrent runs from interleaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..domain import PromptTooLongError
+from ..ports import Chunk
+
+_DONE = object()
+_LOAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def model_defaults(*, use_extra_bufts: bool) -> Iterator[None]:
+    """While active, llama.cpp model params default to the given `use_extra_bufts`.
+
+    `Llama()` builds its model params from `llama_model_default_params()` and offers no way to
+    set `use_extra_bufts` (llama.cpp's `--no-repack`). With it on, quantized weights are
+    repacked for AMX, which faults on the CPUs we run on (SIGILL at `ldtilecfg`), so we swap in
+    a defaults function that sets the field. Process-wide while active: hold it only around a load.
+    """
+    from llama_cpp import llama as llama_module
+
+    low_level = llama_module.llama_cpp  # the module object `Llama.__init__` reads defaults from
+    original = low_level.llama_model_default_params
+
+    def model_params() -> Any:
+        params = original()
+        params.use_extra_bufts = use_extra_bufts
+        return params
+
+    with _LOAD_LOCK:
+        low_level.llama_model_default_params = model_params
+        try:
+            yield
+        finally:
+            low_level.llama_model_default_params = original
+
+
+def load_llama(model_path: str, *, n_ctx: int, n_threads: int, use_extra_bufts: bool, seed: int = 0) -> Any:
+    """Load a GGUF with llama-cpp-python, with `use_extra_bufts` applied to the model params."""
+    import llama_cpp
+
+    with model_defaults(use_extra_bufts=use_extra_bufts):
+        llm = llama_cpp.Llama(
+            model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, seed=seed, verbose=False
+        )
+    if bool(llm.model_params.use_extra_bufts) != use_extra_bufts:  # the field did not reach the load
+        llm.close()
+        raise RuntimeError("use_extra_bufts did not reach llama.cpp's model params")
+    return llm
+
+
+class LlamaCppEngine:
+    name = "llamacpp"
+
+    def __init__(self, llm: Any, *, model_version: str, repeat_penalty: float = 1.0) -> None:
+        self.llm = llm
+        self.model_version = model_version
+        self.repeat_penalty = repeat_penalty
+        self.n_ctx = llm.n_ctx()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def load(cls, model_path: str, *, model_version: str, n_ctx: int, n_threads: int, use_extra_bufts: bool,
+             repeat_penalty: float = 1.0, seed: int = 0) -> LlamaCppEngine:
+        llm = load_llama(model_path, n_ctx=n_ctx, n_threads=n_threads, use_extra_bufts=use_extra_bufts, seed=seed)
+        return cls(llm, model_version=model_version, repeat_penalty=repeat_penalty)
+
+    @property
+    def use_extra_bufts(self) -> bool:
+        return bool(self.llm.model_params.use_extra_bufts)
+
+    def tokenize(self, prompt: str) -> list[int]:
+        # The turn markers are special tokens: parse them; BOS is added here, once.
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+
+    async def generate(self, prompt: str, *, max_tokens: int, temperature: float,
+                       stop: Sequence[str]) -> AsyncIterator[Chunk]:
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            tokens = await loop.run_in_executor(self._executor, self.tokenize, prompt)
+            room = self.n_ctx - len(tokens)
+            if room <= 0:
+                raise PromptTooLongError(f"prompt is {len(tokens)} tokens; the context holds {self.n_ctx}")
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            cancel = threading.Event()
+
+            def emit(item: Any) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+            work = loop.run_in_executor(
+                self._executor, self._generate, tokens, min(max_tokens, room), temperature, tuple(stop), cancel, emit
+            )
+            finished = False
+            try:
+                while (item := await queue.get()) is not _DONE:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+                finished = True
+            finally:
+                cancel.set()
+                if not finished:
+                    await asyncio.wait([work])  # the thread stops within one token
+            await work
+
+    def _generate(self, tokens: list[int], max_tokens: int, temperature: float, stop: tuple[str, ...],
+                  cancel: threading.Event, emit: Any) -> None:
+        """Runs on the engine thread: sample tokens, decode them to text, hand chunks to the loop."""
+        import llama_cpp
+
+        llm = self.llm
+        vocab = llm._model.vocab  # noqa: SLF001 - end-of-generation check needs the vocab handle
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text = ""  # decoded output so far, for stop strings that are not single tokens
+        sent = 0
+        count = 0
+        finish = "length"
+        generator = llm.generate(tokens, temp=temperature, repeat_penalty=self.repeat_penalty)
+        try:
+            for token in generator:
+                if cancel.is_set():
+                    break
+                if llama_cpp.llama_vocab_is_eog(vocab, token):  # <end_of_turn> (106), <eos>
+                    finish = "stop"
+                    break
+                count += 1
+                text += decoder.decode(llm.detokenize([token], special=True))
+                cut = _find_stop(text, stop)
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+                    break
+                safe = len(text) - _held_back(text, stop)
+                if safe > sent:
+                    emit(Chunk(text[sent:safe]))
+                    sent = safe
+                if count >= max_tokens:
+                    break
+            else:
+                finish = "stop"
+            text += decoder.decode(b"", final=True)
+            emit(Chunk(text[sent:], prompt_tokens=len(tokens), completion_tokens=count, finish_reason=finish))
+        except Exception as exc:  # handed to the event loop, where the caller sees it raised
+            emit(exc)
+        finally:
+            generator.close()
+            emit(_DONE)
+
+    async def ping(self) -> None:
+        return None  # in-process: loaded means ready
+
+    async def close(self) -> None:
+        async with self._lock:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.llm.close)
+        self._executor.shutdown(wait=False)
+
+
+def _find_stop(text: str, stop: tuple[str, ...]) -> int | None:
+    hits = [i for s in stop if s and (i := text.find(s)) >= 0]
+    return min(hits) if hits else None
+
+
+def _held_back(text: str, stop: tuple[str, ...]) -> int:
+    """Characters at the end of `text` that might be the start of a stop string."""
+    longest = 0
+    for s in stop:
+        for n in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:n]):
+                longest = n
+                break
+    return longest

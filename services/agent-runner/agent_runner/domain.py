@@ -1,0 +1,143 @@
+"""Rules of a run that need no I/O: which tools a run may call, validating a call, and what
+part of the model's output a client may see while it streams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from contracts import ToolCall, ToolSpec
+from modelkit.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, ParsedCall
+
+
+class ToolError(Exception):
+    """A tool could not do what was asked; the message is shown to the model as the result."""
+
+
+class InvalidToolSchemaError(Exception):
+    """A tool offered in the request has a parameters schema that is not valid JSON Schema."""
+
+
+class PromptTooLongError(Exception):
+    """The rendered conversation does not fit the engine's context window."""
+
+
+InvalidReason = Literal["invalid_json", "unknown_tool", "schema_violation"]
+
+
+@dataclass(frozen=True)
+class OfferedTool:
+    spec: ToolSpec
+    server_side: bool
+    validator: Draft202012Validator
+
+
+class Toolset:
+    """The tools of one run: the request's tools plus, when asked for, the runner's own.
+
+    A request tool whose name the runner implements runs server-side; any other is the
+    client's (its call ends the turn, as in the OpenAI API)."""
+
+    def __init__(self, request_tools: Iterable[ToolSpec], server_specs: Mapping[str, ToolSpec], *,
+                 offer_server_tools: bool) -> None:
+        offered: dict[str, ToolSpec] = dict(server_specs) if offer_server_tools else {}
+        for spec in request_tools:
+            offered[spec.function.name] = spec
+        self.tools: dict[str, OfferedTool] = {}
+        for name, spec in offered.items():
+            try:
+                Draft202012Validator.check_schema(spec.function.parameters)
+            except SchemaError as exc:
+                raise InvalidToolSchemaError(f"tool {name!r}: {exc.message}") from exc
+            self.tools[name] = OfferedTool(spec, name in server_specs, Draft202012Validator(spec.function.parameters))
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        return [t.spec for t in self.tools.values()]
+
+    def is_server_side(self, name: str) -> bool:
+        return self.tools[name].server_side
+
+    def validate(self, call: ParsedCall) -> tuple[InvalidReason, str] | None:
+        """None when the call can run; else why not, in words the model can act on."""
+        if call.error is not None or call.name is None or call.arguments is None:
+            return "invalid_json", call.error or "the tool call is not valid JSON"
+        tool = self.tools.get(call.name)
+        if tool is None:
+            known = ", ".join(sorted(self.tools)) or "none"
+            return "unknown_tool", f"unknown tool {call.name!r}; available tools: {known}"
+        errors = sorted(tool.validator.iter_errors(call.arguments), key=lambda e: list(e.absolute_path))
+        if errors:
+            detail = "; ".join(_describe(e) for e in errors[:3])
+            return "schema_violation", f"arguments do not match the schema of {call.name!r}: {detail}"
+        return None
+
+
+def _describe(error: Any) -> str:
+    where = "/".join(map(str, error.absolute_path))
+    return f"{where}: {error.message}" if where else error.message
+
+
+def tool_call_of(call: ParsedCall, call_id: str) -> ToolCall:
+    return ToolCall(id=call_id, name=call.name or "", arguments=call.arguments or {})
+
+
+def raw_call_block(call: ParsedCall) -> str:
+    return f"{TOOL_CALL_OPEN}{call.raw}{TOOL_CALL_CLOSE}"
+
+
+class VisibleText:
+    """Filters streamed model output down to what a client should see as text: tool-call
+    blocks are withheld (they are streamed as structured tool_call steps instead).
+
+    Text that might be the start of `<tool_call>` is held back until it is decided."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._in_call = False
+
+    def feed(self, chunk: str) -> str:
+        self._pending += chunk
+        out: list[str] = []
+        while self._pending:
+            if self._in_call:
+                end = self._pending.find(TOOL_CALL_CLOSE)
+                if end < 0:
+                    # keep only what could be the start of the closing tag
+                    self._pending = self._pending[-(len(TOOL_CALL_CLOSE) - 1):]
+                    break
+                self._pending = self._pending[end + len(TOOL_CALL_CLOSE):]
+                self._in_call = False
+                continue
+            start = self._pending.find(TOOL_CALL_OPEN)
+            if start >= 0:
+                out.append(self._pending[:start])
+                self._pending = self._pending[start + len(TOOL_CALL_OPEN):]
+                self._in_call = True
+                continue
+            keep = _partial_suffix(self._pending, TOOL_CALL_OPEN)
+            out.append(self._pending[: len(self._pending) - keep])
+            self._pending = self._pending[len(self._pending) - keep:]
+            break
+        return "".join(out)
+
+    def flush(self) -> str:
+        """End of the turn: text held back as a possible tag start was plain text after all."""
+        rest, self._pending = ("" if self._in_call else self._pending), ""
+        return rest
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `tag`."""
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:n]):
+            return n
+    return 0
+
+
+class EngineError(Exception):
+    """The engine could not generate (server unreachable, crashed, refused). Worth a retry."""

@@ -1,0 +1,58 @@
+"""The agent-runner's domain metrics (`agent_runner_` prefix), on the service's registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class RunnerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.run_duration = Histogram(
+            "agent_runner_run_duration_seconds", "Wall time of a run, by outcome", ["outcome"],
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.runs = Counter("agent_runner_runs_total", "Finished runs by outcome", ["outcome"], registry=registry)
+        self.engine_time = Histogram(
+            "agent_runner_engine_seconds", "Time the engine spent on one model turn", ["engine"],
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.tokens = Counter(
+            "agent_runner_tokens_generated_total", "Completion tokens generated", ["engine"], registry=registry
+        )
+        self.prompt_tokens = Counter(
+            "agent_runner_prompt_tokens_total", "Prompt tokens sent to the engine", ["engine"], registry=registry
+        )
+        self.tokens_per_second = Histogram(
+            "agent_runner_generation_tokens_per_second", "Generation speed of one model turn", ["engine"],
+            buckets=(1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000), registry=registry,
+        )
+        self.tool_calls = Counter(
+            "agent_runner_tool_calls_total", "Tool calls by tool and outcome (ok, error, invalid, client)",
+            ["tool", "outcome"], registry=registry,
+        )
+        self.invalid_tool_calls = Counter(
+            "agent_runner_invalid_tool_calls_total", "Tool calls rejected before running, by reason",
+            ["reason"], registry=registry,
+        )
+        self.serving_model = Gauge(
+            "agent_runner_serving_model_info", "The model version and engine serving runs (1 = serving)",
+            ["model_version", "engine"], registry=registry,
+        )
+
+    def serving(self, model_version: str, engine: str) -> None:
+        self.serving_model.clear()
+        self.serving_model.labels(model_version=model_version, engine=engine).set(1)
+
+    def model_turn(self, engine: str, seconds: float, prompt_tokens: int, completion_tokens: int) -> None:
+        self.engine_time.labels(engine=engine).observe(seconds)
+        self.tokens.labels(engine=engine).inc(completion_tokens)
+        self.prompt_tokens.labels(engine=engine).inc(prompt_tokens)
+        if seconds > 0 and completion_tokens > 0:
+            self.tokens_per_second.labels(engine=engine).observe(completion_tokens / seconds)
+
+    def run_finished(self, outcome: str, seconds: float) -> None:
+        self.runs.labels(outcome=outcome).inc()
+        self.run_duration.labels(outcome=outcome).observe(seconds)

@@ -1,0 +1,83 @@
+"""The runner's ports. Adapters implement them; the use cases and the tests see only these."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from contracts import AgentRunStep, Contract, ToolSpec
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of generated text. The last chunk of a generation carries the counts."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None  # "stop" (end of turn) or "length" (max_tokens)
+
+
+class Engine(Protocol):
+    """An LLM that continues a rendered prompt (our own Gemma turn format, never the server's)."""
+
+    name: str  # engine kind: llamacpp, ollama, openai, scripted
+    model_version: str
+
+    def generate(
+        self, prompt: str, *, max_tokens: int, temperature: float, stop: Sequence[str]
+    ) -> AsyncIterator[Chunk]:
+        """Stream the continuation. Stops at the end of the model turn, a stop string or max_tokens."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the engine cannot serve (a remote server is down)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Tool(Protocol):
+    """A server-side tool, registered by entry point in group `agentloop.tools`."""
+
+    name: str
+    spec: ToolSpec
+
+    async def run(self, arguments: dict[str, Any]) -> Any:
+        """Run with schema-valid arguments; return a JSON-able result. Raise ToolError on failure."""
+        ...
+
+
+class StepSink(Protocol):
+    """Where a run's live steps go (the requesting gateway's reply queue). Best effort."""
+
+    async def step(self, step: AgentRunStep) -> None: ...
+
+    async def final(self, message: Contract) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What is written about a finished run, in one transaction with the inbox claim."""
+
+    message_id: str
+    message_type: str
+    row: dict[str, Any]  # the agent_runner.trajectories row
+    outbox: Sequence[Contract]
+
+
+class RunStore(Protocol):
+    async def is_processed(self, message_id: str) -> bool: ...
+
+    async def record(self, record: RunRecord) -> bool:
+        """Claim the message, insert the trajectory, stage the outbox; False if already processed."""
+        ...
+
+    async def stored_outcome(self, run_id: str, message_id: str) -> dict[str, Any] | None:
+        """The body of an already-recorded terminal message (to re-send to a reply queue)."""
+        ...
+
+    async def publish(self, *messages: Contract) -> None:
+        """After commit: publish the staged outbox messages (the relay retries on failure)."""
+        ...

@@ -1,0 +1,16 @@
+"""Use cases of the agent-runner."""
+
+from .agent_loop import AgentLoop, RunResult, StepStream
+from .deployments import RecordDeployment
+from .run_agent import RunAgent, completed_id, failed_id, logged_id
+
+__all__ = [
+    "AgentLoop",
+    "RecordDeployment",
+    "RunAgent",
+    "RunResult",
+    "StepStream",
+    "completed_id",
+    "failed_id",
+    "logged_id",
+]

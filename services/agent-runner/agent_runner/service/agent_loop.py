@@ -1,0 +1,286 @@
+"""The tool-calling loop of one run: render → generate → parse → validate → execute → repeat.
+
+Bounded by the request's options: model turns (`max_steps`), tokens per turn (`max_tokens`)
+and wall time (`timeout_s`). Every model turn, call and result becomes a TrajectoryStep, the
+training signal of the learning loop; invalid calls are recorded with their error and the
+model is shown that error as the tool result, so it can correct itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts import (
+    AgentRunRequested,
+    AgentRunStep,
+    ChatMessage,
+    RunOutcome,
+    ToolCall,
+    ToolSpec,
+    TrajectoryStep,
+    Usage,
+)
+from modelkit.chat_format import STOP_STRINGS, ParsedCall, parse_output, render_prompt
+
+from ..domain import ToolError, Toolset, VisibleText, raw_call_block, tool_call_of
+from ..metrics import RunnerMetrics
+from ..ports import Engine, StepSink, Tool
+
+logger = logging.getLogger("agent_runner.loop")
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class RunResult:
+    outcome: RunOutcome
+    answer: str | None
+    messages: list[ChatMessage]
+    tools: list[ToolSpec]
+    steps: list[TrajectoryStep]
+    usage: Usage
+    client_tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+class StepStream:
+    """Numbers, times and sends the live steps of one run; batches token text."""
+
+    def __init__(self, request: AgentRunRequested, sink: StepSink, clock: Clock, *,
+                 flush_chars: int, flush_ms: float) -> None:
+        self.request = request
+        self.sink = sink
+        self.clock = clock
+        self.start = clock()
+        self.flush_chars = flush_chars
+        self.flush_s = flush_ms / 1000
+        self._index = 0
+        self._buffer: list[str] = []
+        self._buffered = 0
+        self._last_flush = self.start
+
+    def elapsed_ms(self) -> float:
+        return (self.clock() - self.start) * 1000
+
+    async def emit(self, kind: str, **fields: Any) -> None:
+        step = AgentRunStep.create(
+            correlation_id=self.request.run_id,
+            causation=self.request,
+            run_id=self.request.run_id,
+            index=self._index,
+            kind=kind,
+            elapsed_ms=round(self.elapsed_ms(), 3),
+            **fields,
+        )
+        self._index += 1
+        await self.sink.step(step)
+
+    async def text(self, chunk: str) -> None:
+        if not chunk:
+            return
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= self.flush_chars or self.clock() - self._last_flush >= self.flush_s:
+            await self.flush_text()
+
+    async def flush_text(self) -> None:
+        self._last_flush = self.clock()
+        if self._buffer:
+            text, self._buffer, self._buffered = "".join(self._buffer), [], 0
+            await self.emit("token", text=text)
+
+
+@dataclass
+class _Run:
+    """What a run has produced so far (kept when the wall-time bound cuts it short)."""
+
+    messages: list[ChatMessage]
+    toolset: Toolset
+    steps: list[TrajectoryStep] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    partial: list[str] = field(default_factory=list)  # text of the model turn in progress
+    partial_started_ms: float = 0.0
+
+    def add(self, **fields: Any) -> TrajectoryStep:
+        step = TrajectoryStep(index=len(self.steps), **fields)
+        self.steps.append(step)
+        return step
+
+    def result(self, outcome: RunOutcome, answer: str | None = None,
+               client_calls: list[ToolCall] | None = None) -> RunResult:
+        return RunResult(outcome, answer, self.messages, self.toolset.specs, self.steps, self.usage,
+                         client_calls or [])
+
+
+class AgentLoop:
+    def __init__(self, *, server_tools: Mapping[str, Tool], metrics: RunnerMetrics, token_flush_chars: int = 32,
+                 token_flush_ms: float = 50.0, clock: Clock = time.perf_counter) -> None:
+        self.server_tools = dict(server_tools)
+        self.metrics = metrics
+        self.flush_chars = token_flush_chars
+        self.flush_ms = token_flush_ms
+        self.clock = clock
+
+    @property
+    def server_specs(self) -> dict[str, ToolSpec]:
+        return {name: tool.spec for name, tool in self.server_tools.items()}
+
+    def toolset(self, request: AgentRunRequested) -> Toolset:
+        """Raises InvalidToolSchemaError for a request tool whose schema is not JSON Schema."""
+        return Toolset(request.tools, self.server_specs, offer_server_tools=request.options.server_tools)
+
+    async def run(self, request: AgentRunRequested, engine: Engine, sink: StepSink) -> RunResult:
+        stream = StepStream(request, sink, self.clock, flush_chars=self.flush_chars, flush_ms=self.flush_ms)
+        run = _Run(messages=list(request.messages), toolset=self.toolset(request))
+        await stream.emit("started", text=engine.model_version)
+        bound = asyncio.timeout(request.options.timeout_s)
+        try:
+            async with bound:
+                result = await self._turns(request, engine, run, stream)
+        except TimeoutError:
+            if not bound.expired():
+                raise  # some inner timeout, not the run's wall-time bound
+            if run.partial:
+                run.add(kind="model", text="".join(run.partial), valid=False, error="cut off by timeout_s",
+                        started_ms=run.partial_started_ms,
+                        duration_ms=stream.elapsed_ms() - run.partial_started_ms)
+            run.add(kind="error", error=f"run exceeded timeout_s={request.options.timeout_s}",
+                    started_ms=stream.elapsed_ms())
+            result = run.result("timeout")
+        result.usage.total_ms = round(stream.elapsed_ms(), 3)
+        await stream.emit("final", text=result.answer, is_error=result.outcome not in ("answered", "client_tool_call"))
+        return result
+
+    async def _turns(self, request: AgentRunRequested, engine: Engine, run: _Run, stream: StepStream) -> RunResult:
+        options = request.options
+        tools = [spec.model_dump() for spec in run.toolset.specs]
+        for turn in range(1, options.max_steps + 1):
+            prompt = render_prompt([m.model_dump(exclude_none=True) for m in run.messages], tools)
+            output = await self._model_turn(prompt, engine, request, run, stream)
+            parsed = parse_output(output)
+            if not parsed.calls:
+                run.messages.append(ChatMessage(role="assistant", content=parsed.text))
+                run.add(kind="final", text=parsed.text, started_ms=stream.elapsed_ms())
+                return run.result("answered", parsed.text)
+            client_calls = await self._tool_calls(turn, parsed.text, parsed.calls, run, stream)
+            if client_calls:
+                return run.result("client_tool_call", parsed.text or None, client_calls)
+        run.add(kind="error", error=f"no final answer within max_steps={options.max_steps}",
+                started_ms=stream.elapsed_ms())
+        return run.result("max_steps")
+
+    async def _model_turn(self, prompt: str, engine: Engine, request: AgentRunRequested, run: _Run,
+                          stream: StepStream) -> str:
+        options = request.options
+        visible = VisibleText()
+        run.partial = []
+        run.partial_started_ms = started_ms = stream.elapsed_ms()
+        t0 = self.clock()
+        prompt_tokens = completion_tokens = None
+        chunks = 0
+        generation = engine.generate(prompt, max_tokens=options.max_tokens, temperature=options.temperature,
+                                     stop=STOP_STRINGS)
+        async with contextlib.aclosing(generation):  # closing stops the engine if the run is cut short
+            async for chunk in generation:
+                chunks += 1
+                run.partial.append(chunk.text)
+                if chunk.prompt_tokens is not None:
+                    prompt_tokens = chunk.prompt_tokens
+                if chunk.completion_tokens is not None:
+                    completion_tokens = chunk.completion_tokens
+                if options.stream:
+                    await stream.text(visible.feed(chunk.text))
+        if options.stream:
+            await stream.text(visible.flush())
+            await stream.flush_text()
+        seconds = self.clock() - t0
+        output, run.partial = "".join(run.partial), []
+        prompt_tokens = prompt_tokens or 0
+        completion_tokens = completion_tokens if completion_tokens is not None else chunks
+        run.usage.prompt_tokens += prompt_tokens
+        run.usage.completion_tokens += completion_tokens
+        run.usage.engine_ms = round(run.usage.engine_ms + seconds * 1000, 3)
+        run.add(kind="model", text=output, started_ms=started_ms, duration_ms=round(seconds * 1000, 3),
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        self.metrics.model_turn(engine.name, seconds, prompt_tokens, completion_tokens)
+        return output
+
+    async def _tool_calls(self, turn: int, text: str, calls: list[ParsedCall], run: _Run,
+                          stream: StepStream) -> list[ToolCall]:
+        """Validate and run the calls of one model turn; returns the client-side calls."""
+        assistant_calls: list[ToolCall] = []
+        unparsed: list[str] = []  # malformed blocks stay in the transcript as the model wrote them
+        results: list[ChatMessage] = []
+        client_calls: list[ToolCall] = []
+        for i, parsed in enumerate(calls, start=1):
+            call_id = f"call_{turn}_{i}"
+            problem = run.toolset.validate(parsed)
+            call = tool_call_of(parsed, call_id) if parsed.arguments is not None and parsed.name else None
+            if call is not None:
+                assistant_calls.append(call)
+            else:
+                unparsed.append(raw_call_block(parsed))
+            if problem is not None:
+                reason, error = problem
+                self.metrics.invalid_tool_calls.labels(reason=reason).inc()
+                self.metrics.tool_calls.labels(tool=_tool_label(parsed, run.toolset), outcome="invalid").inc()
+                run.add(kind="tool_call", tool_call=call, text=None if call else parsed.raw, valid=False,
+                        error=f"{reason}: {error}", started_ms=stream.elapsed_ms())
+                await stream.emit("tool_call", tool_call=call, text=None if call else parsed.raw, is_error=True)
+                results.append(self._error_result(call_id, parsed.name, error))
+                await stream.emit("tool_result", tool_result={"error": error}, is_error=True)
+                continue
+            assert call is not None  # validated calls always parsed
+            run.add(kind="tool_call", tool_call=call, started_ms=stream.elapsed_ms())
+            await stream.emit("tool_call", tool_call=call)
+            if not run.toolset.is_server_side(call.name):
+                self.metrics.tool_calls.labels(tool=call.name, outcome="client").inc()
+                client_calls.append(call)
+                continue
+            results.append(await self._execute(call, run, stream))
+        content = "\n".join(part for part in [text, *unparsed] if part) or None
+        run.messages.append(ChatMessage(role="assistant", content=content, tool_calls=assistant_calls or None))
+        run.messages.extend(results)
+        return client_calls
+
+    async def _execute(self, call: ToolCall, run: _Run, stream: StepStream) -> ChatMessage:
+        tool = self.server_tools[call.name]
+        started_ms = stream.elapsed_ms()
+        t0 = self.clock()
+        error: str | None = None
+        try:
+            result: Any = await tool.run(call.arguments)
+            json.dumps(result)  # a tool must return JSON-able data
+        except ToolError as exc:
+            error = str(exc) or type(exc).__name__
+        except (TypeError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a broken plugin must not end the run: the model sees the failure
+            logger.warning("tool %s raised", call.name, exc_info=True)
+            error = f"tool failed: {type(exc).__name__}: {exc}"
+        duration_ms = round((self.clock() - t0) * 1000, 3)
+        self.metrics.tool_calls.labels(tool=call.name, outcome="error" if error else "ok").inc()
+        if error is not None:
+            run.add(kind="tool_result", tool_call=call, tool_result={"error": error}, valid=False, error=error,
+                    started_ms=started_ms, duration_ms=duration_ms)
+            await stream.emit("tool_result", tool_call=call, tool_result={"error": error}, is_error=True)
+            return self._error_result(call.id, call.name, error)
+        run.add(kind="tool_result", tool_call=call, tool_result=result, started_ms=started_ms, duration_ms=duration_ms)
+        await stream.emit("tool_result", tool_call=call, tool_result=result)
+        content = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+        return ChatMessage(role="tool", tool_call_id=call.id, name=call.name, content=content)
+
+    @staticmethod
+    def _error_result(call_id: str, name: str | None, error: str) -> ChatMessage:
+        return ChatMessage(role="tool", tool_call_id=call_id, name=name or "tool_call", content=f"error: {error}")
+
+
+def _tool_label(call: ParsedCall, toolset: Toolset) -> str:
+    """Metric label: the tool's name when it is one we offer, else a fixed value (bounded cardinality)."""
+    return call.name if call.name in toolset.tools else "unknown"

@@ -1,0 +1,153 @@
+"""Use case: execute a requested run exactly once and record it.
+
+The inbox is checked before the (expensive) run, but the claim that counts is the one in the
+final transaction, together with the trajectory row and the outbox messages. A runner killed
+mid-run never acks, so the message comes back and the run executes again from the start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from contracts import (
+    BY_TYPE,
+    AgentRunCompleted,
+    AgentRunFailed,
+    AgentRunRequested,
+    Contract,
+    InteractionLogged,
+    TrajectoryStep,
+    Usage,
+    deterministic_id,
+    utcnow,
+)
+from servicekit.logs import log_fields
+
+from ..domain import EngineError, InvalidToolSchemaError, PromptTooLongError
+from ..metrics import RunnerMetrics
+from ..model_slot import ModelSlot
+from ..ports import Engine, RunRecord, RunStore, StepSink
+from .agent_loop import AgentLoop, RunResult
+
+logger = logging.getLogger("agent_runner.service")
+
+SinkFactory = Callable[[str | None], StepSink]
+
+
+def completed_id(run_id: str) -> str:
+    return deterministic_id("run-completed", run_id)
+
+
+def failed_id(run_id: str) -> str:
+    return deterministic_id("run-failed", run_id)
+
+
+def logged_id(run_id: str) -> str:
+    return deterministic_id("interaction-logged", run_id)
+
+
+class RunAgent:
+    def __init__(self, *, loop: AgentLoop, slot: ModelSlot, store: RunStore, sinks: SinkFactory,
+                 metrics: RunnerMetrics, max_attempts: int) -> None:
+        self.loop = loop
+        self.slot = slot
+        self.store = store
+        self.sinks = sinks
+        self.metrics = metrics
+        self.max_attempts = max_attempts
+
+    async def __call__(self, request: AgentRunRequested, *, attempt: int = 1) -> None:
+        message_id = request.envelope.message_id
+        fields = log_fields(run_id=request.run_id, message_id=message_id, attempt=attempt)
+        sink = self.sinks(request.reply_to)
+        if await self.store.is_processed(message_id):
+            logger.info("run already recorded; not running it again", extra=fields)
+            await self._resend_final(request, sink)
+            return
+        engine = self.slot.engine  # this run keeps this engine even if the slot is swapped meanwhile
+        started_at = utcnow()
+        t0 = time.perf_counter()
+        error: tuple[str, str] | None = None
+        result: RunResult | None = None
+        try:
+            result = await self.loop.run(request, engine, sink)
+        except (PromptTooLongError, InvalidToolSchemaError) as exc:
+            error = (_code(exc), str(exc))
+        except EngineError as exc:
+            if attempt < self.max_attempts:
+                raise  # transient: the message is redelivered and the run tried again
+            error = ("engine_unavailable", f"{exc} (gave up after {attempt} attempts)")
+        seconds = time.perf_counter() - t0
+        terminal, logged, row = self._outcome(request, engine, result, error, started_at, seconds, attempt)
+        recorded = await self.store.record(RunRecord(message_id, request.envelope.message_type, row, (terminal, logged)))
+        if not recorded:
+            logger.info("run recorded meanwhile by another delivery; dropping this result", extra=fields)
+            return
+        await self.store.publish(terminal, logged)
+        await sink.final(terminal)
+        outcome = row["outcome"]
+        self.metrics.run_finished(outcome, seconds)
+        logger.info("run %s: %s in %.2fs", request.run_id, outcome, seconds, extra=fields)
+
+    def _outcome(self, request: AgentRunRequested, engine: Engine, result: RunResult | None,
+                 error: tuple[str, str] | None, started_at, seconds: float,
+                 attempt: int) -> tuple[Contract, InteractionLogged, dict]:
+        run_id = request.run_id
+        if result is None:
+            assert error is not None
+            code, reason = error
+            steps = [TrajectoryStep(index=0, kind="error", error=f"{code}: {reason}")]
+            usage = Usage(total_ms=round(seconds * 1000, 3))
+            outcome, answer, messages, tools = "error", None, list(request.messages), list(request.tools)
+            terminal: Contract = AgentRunFailed.create(
+                correlation_id=run_id, message_id=failed_id(run_id), causation=request,
+                run_id=run_id, error_code=code, reason=reason, model_version=engine.model_version,
+            )
+        else:
+            steps, usage, outcome, answer = result.steps, result.usage, result.outcome, result.answer
+            messages, tools = result.messages, result.tools
+            terminal = AgentRunCompleted.create(
+                correlation_id=run_id, message_id=completed_id(run_id), causation=request,
+                run_id=run_id, outcome=outcome, answer=answer, client_tool_calls=result.client_tool_calls,
+                steps=steps, usage=usage, model_version=engine.model_version, engine=engine.name,
+            )
+        logged = InteractionLogged.create(
+            correlation_id=run_id, message_id=logged_id(run_id), causation=request,
+            run_id=run_id, outcome=outcome, messages=messages, tools=tools, steps=steps, usage=usage,
+            model_version=engine.model_version, engine=engine.name, subject=request.principal.subject,
+        )
+        row = {
+            "run_id": run_id,
+            "subject": request.principal.subject,
+            "outcome": outcome,
+            "answer": answer,
+            "messages": [m.model_dump(mode="json", exclude_none=True) for m in messages],
+            "tools": [t.model_dump(mode="json") for t in tools],
+            "steps": [s.model_dump(mode="json") for s in steps],
+            "options": request.options.model_dump(mode="json"),
+            "usage": usage.model_dump(mode="json"),
+            "model_version": engine.model_version,
+            "engine": engine.name,
+            "error": f"{error[0]}: {error[1]}" if error else None,
+            "attempt": attempt,
+            "started_at": started_at,
+        }
+        return terminal, logged, row
+
+    async def _resend_final(self, request: AgentRunRequested, sink: StepSink) -> None:
+        """A redelivered request whose run is recorded: the requester may have missed the result
+        (crash between commit and reply), so send the recorded one again. Same message id."""
+        if request.reply_to is None:
+            return
+        run_id = request.run_id
+        body = await self.store.stored_outcome(run_id, completed_id(run_id)) or await self.store.stored_outcome(
+            run_id, failed_id(run_id)
+        )
+        if body is not None:
+            await sink.final(BY_TYPE[body["envelope"]["message_type"]].model_validate(body))
+
+
+def _code(exc: Exception) -> str:
+    return {PromptTooLongError: "prompt_too_long", InvalidToolSchemaError: "invalid_tool_schema"}[type(exc)]

@@ -1,0 +1,67 @@
+"""Settings of the agent-runner, composed from the shared fragments (env vars nest with `__`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+from servicekit.settings import HttpSettings, S3Settings, ServiceSettings
+
+
+class EngineSettings(BaseModel):
+    """`ENGINE__*`: which LLM engine serves runs and how it is loaded."""
+
+    kind: Literal["llamacpp", "ollama", "openai", "scripted"] = "llamacpp"
+    model_path: str | None = Field(default=None, description="GGUF file; default: the bundled Gemma 3 270M")
+    model_version: str | None = Field(default=None, description="reported version; default: derived")
+    n_ctx: int = Field(default=4096, ge=256)
+    n_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # llama.cpp's extra buffer types repack quantized weights for AMX; on the CPUs we run on
+    # that path faults (SIGILL/SIGSEGV in ldtilecfg), so it is off unless asked for.
+    use_extra_bufts: bool = False
+    repeat_penalty: float = Field(default=1.0, ge=0.0)
+    seed: int = 0
+    ollama_model: str | None = None
+    ollama_keep_alive: str = "30m"
+    openai_base_url: str | None = None
+    openai_model: str | None = None
+    openai_api_key: SecretStr | None = None
+    request_timeout_s: float = Field(default=300.0, gt=0, description="ollama/openai HTTP timeout")
+    script: str = Field(default="Done.", description="scripted engine: the reply it gives")
+
+
+class ToolSettings(BaseModel):
+    """`TOOLS__*`: server-side tools."""
+
+    enabled: str | None = Field(default=None, description="comma-separated tool names; default: all registered")
+    http_allowlist: str = Field(default="", description="comma-separated hosts http_get may reach; empty: none")
+    http_timeout_s: float = Field(default=10.0, gt=0)
+    http_max_bytes: int = Field(default=256 * 1024, ge=1)
+    python_bwrap: str = "/usr/bin/bwrap"
+    python_executable: str = "/usr/bin/python3"
+    python_timeout_s: float = Field(default=10.0, gt=0)
+    python_cpu_s: int = Field(default=5, ge=1)
+    python_memory_mb: int = Field(default=512, ge=32)
+    python_max_output_bytes: int = Field(default=64 * 1024, ge=256)
+
+
+class RunnerSettings(BaseModel):
+    """`RUNNER__*`: streaming behaviour."""
+
+    token_flush_chars: int = Field(default=32, ge=1, description="batch streamed text up to this many chars")
+    token_flush_ms: float = Field(default=50.0, ge=0, description="or until this much time has passed")
+
+
+class AgentRunnerSettings(ServiceSettings):
+    http: HttpSettings = HttpSettings(port=8101)
+    s3: S3Settings
+    engine: EngineSettings = EngineSettings()
+    tools: ToolSettings = ToolSettings()
+    runner: RunnerSettings = RunnerSettings()
+    ollama_host: str = Field(default="http://127.0.0.1:11434", description="OLLAMA_HOST, as the ollama CLI reads it")
+
+
+def split_csv(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]

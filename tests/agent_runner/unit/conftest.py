@@ -1,0 +1,137 @@
+"""Fakes of the runner's own ports (Engine, StepSink, RunStore) for use-case tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent_runner.metrics import RunnerMetrics
+from agent_runner.ports import Chunk, RunRecord
+from contracts import AgentRunRequested, AgentRunStep, ChatMessage, Contract, Principal, RunOptions, ToolSpec
+
+
+class FakeEngine:
+    """Replies with the scripted outputs in order (the last one repeats), in small chunks."""
+
+    name = "fake"
+
+    def __init__(self, replies: Sequence[str], *, model_version: str = "fake-v1", chunk_size: int = 4,
+                 delay_s: float = 0.0, error: Exception | None = None) -> None:
+        self.replies = list(replies)
+        self.model_version = model_version
+        self.chunk_size = chunk_size
+        self.delay_s = delay_s
+        self.error = error
+        self.prompts: list[str] = []
+        self.closed_generations = 0
+
+    async def generate(self, prompt: str, *, max_tokens: int, temperature: float,
+                       stop: Sequence[str]) -> AsyncIterator[Chunk]:
+        self.prompts.append(prompt)
+        if self.error is not None:
+            raise self.error
+        reply = self.replies[min(len(self.prompts), len(self.replies)) - 1]
+        pieces = [reply[i:i + self.chunk_size] for i in range(0, len(reply), self.chunk_size)] or [""]
+        try:
+            for piece in pieces:
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                yield Chunk(piece)
+            yield Chunk("", prompt_tokens=len(prompt) // 4, completion_tokens=len(pieces), finish_reason="stop")
+        finally:
+            self.closed_generations += 1
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.steps: list[AgentRunStep] = []
+        self.finals: list[Contract] = []
+
+    async def step(self, step: AgentRunStep) -> None:
+        self.steps.append(step)
+
+    async def final(self, message: Contract) -> None:
+        self.finals.append(message)
+
+    def kinds(self) -> list[str]:
+        return [s.kind for s in self.steps]
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.inbox: set[str] = set()
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.outbox: dict[str, Contract] = {}
+        self.published: list[Contract] = []
+
+    async def is_processed(self, message_id: str) -> bool:
+        return message_id in self.inbox
+
+    async def record(self, record: RunRecord) -> bool:
+        if record.message_id in self.inbox:
+            return False
+        self.inbox.add(record.message_id)
+        self.rows[record.row["run_id"]] = record.row
+        for message in record.outbox:
+            self.outbox.setdefault(message.envelope.message_id, message)
+        return True
+
+    async def stored_outcome(self, run_id: str, message_id: str) -> dict[str, Any] | None:
+        message = self.outbox.get(message_id)
+        return message.model_dump(mode="json") if message else None
+
+    async def publish(self, *messages: Contract) -> None:
+        self.published.extend(messages)
+
+
+def make_request(text: str = "What is 17*23?", *, tools: Sequence[ToolSpec] = (), run_id: str = "run-1",
+                 message_id: str | None = None, reply_to: str | None = "gateway.replies.test",
+                 **options: Any) -> AgentRunRequested:
+    return AgentRunRequested.create(
+        correlation_id=run_id,
+        message_id=message_id,
+        run_id=run_id,
+        messages=[ChatMessage(role="user", content=text)],
+        tools=list(tools),
+        options=RunOptions(**options),
+        principal=Principal(subject="tester", role="user"),
+        reply_to=reply_to,
+    )
+
+
+@pytest.fixture
+def metrics() -> RunnerMetrics:
+    return RunnerMetrics(CollectorRegistry())
+
+
+@pytest.fixture
+def sink() -> FakeSink:
+    return FakeSink()
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def fakes():
+    """The fake classes and the request builder, for tests that build several."""
+
+    class Fakes:
+        Engine = FakeEngine
+        Sink = FakeSink
+        Store = FakeStore
+        request = staticmethod(make_request)
+
+    return Fakes

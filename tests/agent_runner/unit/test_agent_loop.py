@@ -1,0 +1,199 @@
+"""The tool-calling loop at the use-case level, with a fake engine (our own port)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent_runner.service import AgentLoop
+from agent_runner.tools.calculator import CalculatorTool
+from contracts import FunctionSpec, ToolSpec
+
+CALL_17_23 = '<tool_call>{"name": "calculator", "arguments": {"expression": "17*23"}}</tool_call>'
+
+WEATHER = ToolSpec(function=FunctionSpec(
+    name="get_weather",
+    description="Current weather of a city",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+))
+
+
+@pytest.fixture
+def loop(metrics) -> AgentLoop:
+    return AgentLoop(server_tools={"calculator": CalculatorTool()}, metrics=metrics, token_flush_chars=1,
+                     token_flush_ms=0)
+
+
+def _sample(metrics, name: str, labels: dict[str, str]) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_plain_answer_ends_the_run(loop, fakes, sink):
+    engine = fakes.Engine(["17 times 23 is 391."])
+    result = await loop.run(fakes.request(), engine, sink)
+
+    assert result.outcome == "answered"
+    assert result.answer == "17 times 23 is 391."
+    assert [s.kind for s in result.steps] == ["model", "final"]
+    assert result.messages[-1].role == "assistant" and result.messages[-1].content == "17 times 23 is 391."
+    assert sink.kinds()[0] == "started" and sink.kinds()[-1] == "final"
+    assert "".join(s.text for s in sink.steps if s.kind == "token") == "17 times 23 is 391."
+    assert [s.index for s in sink.steps] == list(range(len(sink.steps)))
+    assert result.usage.completion_tokens > 0 and result.usage.prompt_tokens > 0
+
+
+async def test_a_tool_call_is_executed_and_its_result_fed_back(loop, fakes, sink):
+    engine = fakes.Engine([CALL_17_23, "17*23 is 391."])
+    result = await loop.run(fakes.request(), engine, sink)
+
+    assert result.outcome == "answered" and result.answer == "17*23 is 391."
+    assert [s.kind for s in result.steps] == ["model", "tool_call", "tool_result", "model", "final"]
+    call, tool_result = result.steps[1], result.steps[2]
+    assert call.tool_call.name == "calculator" and call.tool_call.arguments == {"expression": "17*23"}
+    assert tool_result.tool_result == 391 and tool_result.valid
+    assert '<tool_result name="calculator">391</tool_result>' in engine.prompts[1]
+    roles = [m.role for m in result.messages]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    assert result.messages[2].tool_call_id == result.messages[1].tool_calls[0].id
+    assert [k for k in sink.kinds() if k != "token"] == ["started", "tool_call", "tool_result", "final"]
+
+
+async def test_streamed_text_withholds_the_tool_call_markup(loop, fakes, sink):
+    engine = fakes.Engine(["Let me compute. " + CALL_17_23, "391"])
+    await loop.run(fakes.request(), engine, sink)
+
+    streamed = "".join(s.text for s in sink.steps if s.kind == "token")
+    assert streamed == "Let me compute. 391"
+    assert "<tool_call>" not in streamed
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason", "fed_back"),
+    [
+        ('<tool_call>{"name": "calculator", "arguments": {"expression": "1+1"}</tool_call>', "invalid_json",
+         "error: invalid JSON"),
+        ('<tool_call>{"name": "weather", "arguments": {"city": "Paris"}}</tool_call>', "unknown_tool",
+         "error: unknown tool 'weather'"),
+        ('<tool_call>{"name": "calculator", "arguments": {"expr": "1+1"}}</tool_call>', "schema_violation",
+         "error: arguments do not match the schema of 'calculator'"),
+    ],
+)
+async def test_an_invalid_call_is_recorded_and_its_error_shown_to_the_model(loop, fakes, sink, metrics, reply,
+                                                                             reason, fed_back):
+    engine = fakes.Engine([reply, "Sorry."])
+    result = await loop.run(fakes.request(), engine, sink)
+
+    assert result.outcome == "answered"
+    invalid = [s for s in result.steps if s.kind == "tool_call"]
+    assert len(invalid) == 1 and not invalid[0].valid
+    assert invalid[0].error.startswith(reason)
+    assert fed_back in engine.prompts[1]
+    tool_message = result.messages[2]
+    assert tool_message.role == "tool" and tool_message.content.startswith("error: ")
+    assert _sample(metrics, "agent_runner_invalid_tool_calls_total", {"reason": reason}) == 1
+    errors = [s for s in sink.steps if s.kind == "tool_result" and s.is_error]
+    assert len(errors) == 1
+
+
+async def test_malformed_call_stays_in_the_transcript_as_the_model_wrote_it(loop, fakes, sink):
+    bad = '<tool_call>{"name": "calculator", "arguments": {"expression": "1+1"}</tool_call>'
+    engine = fakes.Engine([bad, "2"])
+    result = await loop.run(fakes.request(), engine, sink)
+
+    assert result.messages[1].content == bad and result.messages[1].tool_calls is None
+    assert bad in engine.prompts[1]
+
+
+async def test_a_client_side_tool_call_ends_the_turn(loop, fakes, sink):
+    engine = fakes.Engine(['<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'])
+    result = await loop.run(fakes.request("Weather in Paris?", tools=[WEATHER]), engine, sink)
+
+    assert result.outcome == "client_tool_call"
+    assert [c.name for c in result.client_tool_calls] == ["get_weather"]
+    assert result.client_tool_calls[0].arguments == {"city": "Paris"}
+    assert len(engine.prompts) == 1
+    assert result.messages[-1].role == "assistant" and result.messages[-1].tool_calls[0].name == "get_weather"
+    assert "get_weather" in engine.prompts[0] and "calculator" in engine.prompts[0]  # merged offer
+
+
+async def test_server_calls_in_a_client_call_turn_run_before_the_turn_ends(loop, fakes, sink):
+    reply = CALL_17_23 + '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
+    result = await loop.run(fakes.request(tools=[WEATHER]), fakes.Engine([reply]), sink)
+
+    assert result.outcome == "client_tool_call"
+    assert [c.name for c in result.client_tool_calls] == ["get_weather"]
+    assert [m.role for m in result.messages] == ["user", "assistant", "tool"]
+    assert result.messages[2].content == "391"
+
+
+async def test_an_invalid_client_call_is_fed_back_instead_of_sent_to_the_client(loop, fakes, sink):
+    engine = fakes.Engine(['<tool_call>{"name": "get_weather", "arguments": {"town": 1}}</tool_call>', "ok"])
+    result = await loop.run(fakes.request(tools=[WEATHER]), engine, sink)
+
+    assert result.outcome == "answered" and result.client_tool_calls == []
+    assert "'city' is a required property" in engine.prompts[1]
+
+
+async def test_server_tools_are_not_offered_when_the_request_says_so(loop, fakes, sink):
+    engine = fakes.Engine([CALL_17_23, "ok"])
+    result = await loop.run(fakes.request(server_tools=False), engine, sink)
+
+    assert "Tools:" not in engine.prompts[0]
+    assert result.steps[1].error.startswith("unknown_tool")
+
+
+async def test_the_run_stops_after_max_steps_model_turns(loop, fakes, sink):
+    engine = fakes.Engine([CALL_17_23])
+    result = await loop.run(fakes.request(max_steps=2), engine, sink)
+
+    assert result.outcome == "max_steps"
+    assert len(engine.prompts) == 2
+    assert [s.kind for s in result.steps].count("model") == 2
+    assert result.steps[-1].kind == "error" and "max_steps=2" in result.steps[-1].error
+    assert sink.steps[-1].kind == "final" and sink.steps[-1].is_error
+
+
+async def test_the_run_stops_at_its_wall_time_and_keeps_the_partial_turn(loop, fakes, sink):
+    engine = fakes.Engine(["a long answer " * 50], chunk_size=2, delay_s=0.01)
+    result = await loop.run(fakes.request(timeout_s=0.2), engine, sink)
+
+    assert result.outcome == "timeout"
+    partial = [s for s in result.steps if s.kind == "model"]
+    assert len(partial) == 1 and not partial[0].valid and partial[0].text.startswith("a long")
+    assert engine.closed_generations == 1  # the generation was closed, not left running
+    assert result.usage.total_ms >= 200
+
+
+async def test_max_tokens_and_temperature_reach_the_engine(metrics, fakes, sink):
+    seen = {}
+
+    class Recording(fakes.Engine):
+        def generate(self, prompt, *, max_tokens, temperature, stop):
+            seen.update(max_tokens=max_tokens, temperature=temperature, stop=tuple(stop))
+            return super().generate(prompt, max_tokens=max_tokens, temperature=temperature, stop=stop)
+
+    loop = AgentLoop(server_tools={}, metrics=metrics)
+    await loop.run(fakes.request(max_tokens=7, temperature=0.5), Recording(["hi"]), sink)
+    assert seen == {"max_tokens": 7, "temperature": 0.5, "stop": ("<end_of_turn>", "<eos>")}
+
+
+async def test_a_tool_error_is_recorded_and_shown_to_the_model(loop, fakes, sink, metrics):
+    engine = fakes.Engine(['<tool_call>{"name": "calculator", "arguments": {"expression": "1/0"}}</tool_call>',
+                           "cannot"])
+    result = await loop.run(fakes.request(), engine, sink)
+
+    tool_result = [s for s in result.steps if s.kind == "tool_result"][0]
+    assert not tool_result.valid and tool_result.error == "division by zero"
+    assert "error: division by zero" in engine.prompts[1]
+    assert _sample(metrics, "agent_runner_tool_calls_total", {"tool": "calculator", "outcome": "error"}) == 1
+
+
+async def test_without_streaming_no_token_steps_are_sent(loop, fakes, sink):
+    await loop.run(fakes.request(stream=False), fakes.Engine(["hello"]), sink)
+    assert sink.kinds() == ["started", "final"]
+
+
+async def test_trajectory_steps_serialise_to_json(loop, fakes, sink):
+    result = await loop.run(fakes.request(), fakes.Engine([CALL_17_23, "391"]), sink)
+    json.dumps([s.model_dump(mode="json") for s in result.steps])

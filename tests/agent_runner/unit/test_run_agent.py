@@ -1,0 +1,120 @@
+"""Exactly-once recording of a run, failures, and the model slot, with fakes of our ports."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agent_runner.domain import EngineError, PromptTooLongError
+from agent_runner.model_slot import ModelSlot
+from agent_runner.service import AgentLoop, RecordDeployment, RunAgent, completed_id, failed_id, logged_id
+from agent_runner.tools.calculator import CalculatorTool
+from contracts import AgentRunCompleted, AgentRunFailed, FunctionSpec, InteractionLogged, ModelDeployed, ToolSpec
+
+
+def build(metrics, store, sink, engine, *, max_attempts: int = 3) -> tuple[RunAgent, ModelSlot]:
+    slot = ModelSlot(engine)
+    loop = AgentLoop(server_tools={"calculator": CalculatorTool()}, metrics=metrics)
+    run_agent = RunAgent(loop=loop, slot=slot, store=store, sinks=lambda reply_to: sink, metrics=metrics,
+                         max_attempts=max_attempts)
+    return run_agent, slot
+
+
+async def test_a_run_is_recorded_with_its_outcome_messages(metrics, fakes, store, sink):
+    run_agent, _ = build(metrics, store, sink, fakes.Engine(["391"]))
+    request = fakes.request(run_id="r1")
+    await run_agent(request)
+
+    row = store.rows["r1"]
+    assert row["outcome"] == "answered" and row["answer"] == "391"
+    assert row["model_version"] == "fake-v1" and row["engine"] == "fake" and row["subject"] == "tester"
+    assert row["messages"][-1] == {"role": "assistant", "content": "391"}
+    completed, logged = store.published
+    assert isinstance(completed, AgentRunCompleted) and completed.envelope.message_id == completed_id("r1")
+    assert isinstance(logged, InteractionLogged) and logged.envelope.message_id == logged_id("r1")
+    assert completed.envelope.causation_id == request.envelope.message_id
+    assert logged.steps == completed.steps and logged.subject == "tester"
+    assert sink.finals == [completed]
+    assert metrics.registry.get_sample_value("agent_runner_runs_total", {"outcome": "answered"}) == 1
+
+
+async def test_a_processed_message_is_not_run_again_but_its_result_is_resent(metrics, fakes, store, sink):
+    engine = fakes.Engine(["391"])
+    run_agent, _ = build(metrics, store, sink, engine)
+    request = fakes.request(run_id="r2")
+    await run_agent(request)
+    await run_agent(request)
+
+    assert len(engine.prompts) == 1
+    assert len(store.published) == 2  # from the first delivery only
+    assert [m.envelope.message_id for m in sink.finals] == [completed_id("r2")] * 2
+
+
+async def test_a_result_recorded_meanwhile_is_not_recorded_twice(metrics, fakes, store, sink):
+    engine = fakes.Engine(["391"], delay_s=0.01)
+    run_agent, _ = build(metrics, store, sink, engine)
+    request = fakes.request(run_id="r3")
+    await asyncio.gather(run_agent(request), run_agent(request))  # two deliveries at once
+
+    assert len(engine.prompts) == 2  # both ran ...
+    assert len(store.rows) == 1 and len(store.published) == 2  # ... one was recorded and published
+    assert len(sink.finals) == 1
+
+
+async def test_an_engine_error_is_retried_while_attempts_remain(metrics, fakes, store, sink):
+    run_agent, _ = build(metrics, store, sink, fakes.Engine([], error=EngineError("down")), max_attempts=3)
+    with pytest.raises(EngineError):
+        await run_agent(fakes.request(run_id="r4"), attempt=1)
+    assert store.rows == {}
+
+
+async def test_the_last_attempt_records_the_failure(metrics, fakes, store, sink):
+    run_agent, _ = build(metrics, store, sink, fakes.Engine([], error=EngineError("down")), max_attempts=3)
+    await run_agent(fakes.request(run_id="r5"), attempt=3)
+
+    failed, logged = store.published
+    assert isinstance(failed, AgentRunFailed) and failed.envelope.message_id == failed_id("r5")
+    assert failed.error_code == "engine_unavailable" and "down" in failed.reason
+    assert logged.outcome == "error"
+    assert store.rows["r5"]["outcome"] == "error" and store.rows["r5"]["attempt"] == 3
+    assert sink.finals == [failed]
+
+
+async def test_a_prompt_too_long_fails_at_once(metrics, fakes, store, sink):
+    run_agent, _ = build(metrics, store, sink, fakes.Engine([], error=PromptTooLongError("4100 tokens")))
+    await run_agent(fakes.request(run_id="r6"), attempt=1)
+    assert store.published[0].error_code == "prompt_too_long"
+
+
+async def test_a_tool_with_an_invalid_schema_fails_the_run(metrics, fakes, store, sink):
+    broken = ToolSpec(function=FunctionSpec(name="broken", parameters={"type": "no-such-type"}))
+    run_agent, _ = build(metrics, store, sink, fakes.Engine(["x"]))
+    await run_agent(fakes.request(run_id="r7", tools=[broken]))
+    assert store.published[0].error_code == "invalid_tool_schema"
+
+
+async def test_a_run_in_flight_keeps_its_engine_when_the_slot_is_swapped(metrics, fakes, store, sink):
+    old = fakes.Engine(["slow answer " * 5], delay_s=0.01, model_version="v1")
+    run_agent, slot = build(metrics, store, sink, old)
+    task = asyncio.create_task(run_agent(fakes.request(run_id="r8")))
+    while not old.prompts:
+        await asyncio.sleep(0.001)
+    previous = slot.swap(fakes.Engine(["new"], model_version="v2"))
+    await task
+
+    assert previous is old
+    assert store.rows["r8"]["model_version"] == "v1"
+    await run_agent(fakes.request(run_id="r9"))
+    assert store.rows["r9"]["model_version"] == "v2"
+
+
+async def test_a_deployment_is_recorded_as_the_desired_model_without_a_reload(fakes):
+    slot = ModelSlot(fakes.Engine(["x"], model_version="base"))
+    event = ModelDeployed.create(correlation_id="m1", model_version="v7", gguf_uri="s3://b/v7.gguf", sha256="ab")
+    await RecordDeployment(slot)(event)
+
+    assert slot.engine.model_version == "base"
+    details = slot.describe()
+    assert details["desired_model_version"] == "v7" and details["reload_pending"] is True
+    assert details["model_version"] == "base" and details["engine"] == "fake"
