@@ -14,14 +14,13 @@ from faststream.rabbit import RabbitBroker
 from redis.asyncio import Redis
 
 from contracts import REPLY_QUEUE_PREFIX, new_id
-from servicekit.app import ServiceRuntime, create_service_app
-from servicekit.artifacts import ArtifactStore
-from servicekit.db import Inbox, make_engine
-from servicekit.health import broker_check, postgres_check, redis_check, s3_check
+from servicekit.app import create_service_app
+from servicekit.db import Inbox
+from servicekit.health import redis_check
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
-from servicekit.metrics import message_metrics_middleware, new_registry
 from servicekit.outbox import Outbox
+from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
 
 from . import SERVICE, handlers
@@ -44,7 +43,7 @@ from .settings import AuthSettings, GatewaySettings
 logger = logging.getLogger("gateway.bootstrap")
 
 
-def build_broker(settings: BrokerSettings, *, instance_id: str = "{instance_id}") -> RabbitBroker:
+def build_broker(settings: BrokerSettings, *, instance_id: str = "instance") -> RabbitBroker:
     broker = make_broker(settings.url, prefetch=settings.prefetch, app_id=SERVICE)
     handlers.register(broker, delivery_limit=settings.delivery_limit, instance_id=instance_id)
     return broker
@@ -79,28 +78,31 @@ async def watch_keys(directory: KeyDirectory, tokens: TokenService, active_kid: 
 def build_app(settings: GatewaySettings) -> FastAPI:
     setup_logging(SERVICE, settings.log.level, settings.log.json_format)
     instance_id = settings.instance_id or new_id()[:12]
+    key_dir, keyring = build_keyring(settings.auth)  # first: a missing key stops start-up at once
 
-    # Runtime: broker (+ message metrics), Postgres, Redis, S3, health checks.
-    registry = new_registry(SERVICE)
-    metrics = gateway_metrics.build(registry)
-    broker = build_broker(settings.broker, instance_id=instance_id)
-    broker.add_middleware(message_metrics_middleware(registry, SERVICE))
-    engine = make_engine(settings.database.url, pool_size=settings.database.pool_size)
+    # Runtime: broker (+ message metrics), Postgres, S3 (checked, bucket ensured), Redis.
+    rt = standard_runtime(
+        SERVICE, settings, lambda b: build_broker(b, instance_id=instance_id), artifacts=artifact_store(settings.s3)
+    )
+    # Durable work queues only: the reply queue is exclusive and gets no dead-letter queue.
+    rt.work_queues = [q for q in rt.work_queues if not q.startswith(REPLY_QUEUE_PREFIX)]
+    broker, engine = rt.broker, rt.engine
+    metrics = gateway_metrics.build(rt.registry)
     redis = Redis.from_url(settings.redis.url)
-    s3 = settings.s3
-    store = ArtifactStore(s3.endpoint, s3.access_key.get_secret_value(), s3.secret_key.get_secret_value(), s3.bucket,
-                          secure=s3.secure, region=s3.region)
+    rt.checks["redis"] = redis_check(redis)
     outbox = Outbox(tables.outbox, engine, broker)
 
     # Adapters → use cases.
-    key_dir, keyring = build_keyring(settings.auth)
+    def count_auth_failure(reason: str) -> None:
+        metrics.auth_failures.labels(reason=reason).inc()
+
     tokens = TokenService(
         keyring,
         issuer=settings.auth.issuer,
         audience=settings.auth.audience,
         ttl_s=settings.auth.token_ttl_s,
         leeway_s=settings.auth.leeway_s,
-        on_failure=lambda reason: metrics.auth_failures.labels(reason=reason).inc(),
+        on_failure=count_auth_failure,
     )
     limiter = RedisRateLimiter(
         settings.redis.url,
@@ -123,8 +125,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         access=AccessControl(tokens, audit),
         tokens=tokens,
         api_keys=ApiKeyService(
-            PostgresApiKeys(engine), tokens, limiter, audit,
-            on_failure=lambda reason: metrics.auth_failures.labels(reason=reason).inc(),
+            PostgresApiKeys(engine), tokens, limiter, audit, on_failure=count_auth_failure
         ),
         runs=runs,
         ops=OpsService(PostgresOpsStore(engine, outbox), audit, outbox),
@@ -136,34 +137,18 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     async def close_redis() -> None:
         await redis.aclose()
 
-    rt = ServiceRuntime(
-        name=SERVICE,
-        broker=broker,
-        engine=engine,
-        registry=registry,
-        checks={
-            "broker": broker_check(broker),
-            "postgres": postgres_check(engine),
-            "redis": redis_check(redis),
-            "s3": s3_check(store),
-        },
-        # Durable work queues only: the reply queue is exclusive and gets no dead-letter queue.
-        work_queues=sorted(
-            sub.queue.name for sub in broker.subscribers if not sub.queue.name.startswith(REPLY_QUEUE_PREFIX)
-        ),
-        details=lambda: {
-            "instance_id": instance_id,
-            "reply_queue": REPLY_QUEUE_PREFIX + instance_id,
-            "signing_kid": tokens.keyring.active.kid,
-            "accepted_kids": tokens.keyring.kids,
-            "watched_runs": len(replies),
-        },
-        background=[
-            outbox.run_relay,
-            lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
-        ],
-        on_shutdown=[close_redis],
-    )
+    rt.details = lambda: {
+        "instance_id": instance_id,
+        "reply_queue": REPLY_QUEUE_PREFIX + instance_id,
+        "signing_kid": tokens.keyring.active.kid,
+        "accepted_kids": tokens.keyring.kids,
+        "watched_runs": len(replies),
+    }
+    rt.background += [
+        outbox.run_relay,
+        lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
+    ]
+    rt.on_shutdown.append(close_redis)
     app = create_service_app(rt, routers(), version="1")
     app.state.container = container
     errors.install(app)

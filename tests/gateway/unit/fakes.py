@@ -1,0 +1,88 @@
+"""In-memory fakes of the gateway's own ports (never of a library)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from contracts import Contract
+
+from gateway.domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, RunFinish, RunRecord
+
+
+class FakeRunStore:
+    def __init__(self) -> None:
+        self.runs: dict[str, RunRecord] = {}
+        self.outbox: list[Contract] = []
+        self.inbox: set[str] = set()
+        self.feedback: list[NewFeedback] = []
+
+    async def create(self, run: NewRun, message: Contract) -> None:
+        self.runs[run.run_id] = RunRecord(run_id=run.run_id, subject=run.subject, status="queued",
+                                          created_at=run.created_at)
+        self.outbox.append(message)
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        return self.runs.get(run_id)
+
+    async def finish(self, finish: RunFinish, *, message_id=None, message_type=None) -> RunRecord | None:
+        if message_id is not None:
+            if message_id in self.inbox:
+                return None
+            self.inbox.add(message_id)
+        run = self.runs.get(finish.run_id)
+        if run is None or run.finished:
+            return None
+        fields = {f.name: getattr(finish, f.name) for f in dataclasses.fields(finish) if f.name != "run_id"}
+        self.runs[finish.run_id] = dataclasses.replace(run, **fields)
+        return self.runs[finish.run_id]
+
+    async def add_feedback(self, feedback: NewFeedback, message: Contract) -> None:
+        self.feedback.append(feedback)
+        self.outbox.append(message)
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.published: list[Contract] = []
+        self.on_publish = None  # lets a test play the runner
+
+    async def publish_now(self, *messages: Contract) -> None:
+        self.published.extend(messages)
+        if self.on_publish is not None:
+            for m in messages:
+                self.on_publish(m)
+
+
+class FakeLimiter:
+    def __init__(self, allowed: int = 10**9, retry_after: int = 7) -> None:
+        self.allowed = allowed
+        self.retry_after = retry_after
+        self.hits: list[tuple[str, str]] = []
+
+    async def hit(self, limit: str, key: str) -> int | None:
+        self.hits.append((limit, key))
+        count = sum(1 for h in self.hits if h == (limit, key))
+        return None if count <= self.allowed else self.retry_after
+
+
+class FakeAuditLog:
+    def __init__(self) -> None:
+        self.entries: list[AuditEntry] = []
+
+    async def record(self, entry: AuditEntry) -> None:
+        self.entries.append(entry)
+
+    async def recent(self, limit: int) -> list[AuditEntry]:
+        return list(reversed(self.entries))[:limit]
+
+
+class FakeApiKeys:
+    def __init__(self, *records: ApiKeyRecord) -> None:
+        self.records = {r.key_id: r for r in records}
+        self.touched: list[str] = []
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        return self.records.get(key_id)
+
+    async def touch(self, key_id: str) -> None:
+        self.touched.append(key_id)
