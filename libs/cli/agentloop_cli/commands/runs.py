@@ -63,8 +63,11 @@ class StepPrinter:
         elif kind == "tool_call":
             self._newline()
             call = step.get("tool_call") or {}
-            args = json.dumps(call.get("arguments", {}), ensure_ascii=False)
-            self.out.print(f"[cyan]-> {call.get('name')}({args})[/]", highlight=False)
+            if call.get("name"):
+                args = json.dumps(call.get("arguments") or {}, ensure_ascii=False)
+                self.out.print(f"[cyan]-> {call['name']}({args})[/]", highlight=False)
+            else:
+                self.out.print("[yellow]-> (malformed tool call)[/]", highlight=False)
         elif kind == "tool_result":
             self._newline()
             result = step.get("tool_result")

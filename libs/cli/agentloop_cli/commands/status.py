@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from ..client import probe
 from ..config import SERVICE_PORTS, service_url
@@ -36,7 +36,11 @@ def _details(body: dict[str, Any] | None) -> str:
     if not body:
         return ""
     lines = [f"uptime {body['uptime_s']}s"] if "uptime_s" in body else []
-    lines += [f"{k}: {v}" for k, v in body.items() if k not in _SKIP]
+    for key, value in body.items():
+        if key in _SKIP or value is None:
+            continue
+        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        lines.append(f"{key}: {text if len(text) <= 60 else text[:57] + '...'}")
     return "\n".join(lines)
 
 
@@ -44,7 +48,7 @@ def status() -> None:
     """Probe /health/ready and /health/detailed of every service; exit 1 if any is not ready."""
     with ThreadPoolExecutor(len(SERVICE_PORTS)) as pool:
         rows = list(pool.map(_row, SERVICE_PORTS))
-    table = Table("service", "url", "ready", "checks", "details")
+    table = Table("service", "url", "ready", "checks", Column("details", overflow="fold"))
     all_ready = True
     for r in rows:
         if r["code"] == 200:
@@ -56,5 +60,9 @@ def status() -> None:
             state, all_ready = f"[yellow]not ready ({r['code']})[/]", False
         checks = _checks(r["ready"]) or (r["error"] or "")
         table.add_row(r["service"], r["url"], state, checks, _details(r["detailed"]))
-    Console().print(table)
+    # Wide enough for the details even when stdout is not a terminal (rich assumes 80 then).
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
     raise typer.Exit(0 if all_ready else 1)
