@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
@@ -49,6 +50,19 @@ def build_broker(settings: BrokerSettings, *, instance_id: str = "instance") -> 
     return broker
 
 
+class RedactTokens(logging.Filter):
+    """uvicorn logs each WebSocket handshake with its query string, i.e. with `?token=<jwt>`:
+    a bearer credential must never reach a log file."""
+
+    PATTERN = re.compile(r"((?:access_)?token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self.PATTERN.sub(r"\1[redacted]", message), ()
+        return True
+
+
 def build_keyring(auth: AuthSettings) -> tuple[KeyDirectory, Keyring]:
     directory = KeyDirectory(auth.keys_dir)
     try:
@@ -77,6 +91,8 @@ async def watch_keys(directory: KeyDirectory, tokens: TokenService, active_kid: 
 
 def build_app(settings: GatewaySettings) -> FastAPI:
     setup_logging(SERVICE, settings.log.level, settings.log.json_format)
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(RedactTokens())
     instance_id = settings.instance_id or new_id()[:12]
     key_dir, keyring = build_keyring(settings.auth)  # first: a missing key stops start-up at once
 
@@ -145,6 +161,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         "watched_runs": len(replies),
     }
     rt.background += [
+        lambda: handlers.consume_replies(handlers.reply_subscriber(broker), runs),
         outbox.run_relay,
         lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
     ]

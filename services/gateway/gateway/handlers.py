@@ -1,28 +1,35 @@
-"""Message subscribers of the gateway.
+"""Message consumers of the gateway.
 
 - The reply queue of this instance (exclusive, auto-delete, no binding: the runner publishes to
   it through the default exchange): steps go to live listeners, outcomes to the run index and
-  then to the listeners. Acked on receipt: a reply is worth nothing once this instance is gone,
-  and the durable queue below is what makes the index complete.
+  then to the listeners. It is consumed by ONE loop, in delivery order (`consume_replies`):
+  FastStream runs each delivery of a handler-subscriber as its own task, and those tasks can
+  overtake each other, which would shuffle a run's streamed steps.
 - Durable work queues on the events exchange for AgentRunCompleted / AgentRunFailed: they keep
   the run index right for fire-and-forget runs and for runs whose gateway replica died.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+import logging
+from typing import Annotated
 
-from faststream import AckPolicy, Context
+from faststream import Context
 from faststream.rabbit import RabbitBroker, RabbitQueue
-from faststream.rabbit.annotations import RabbitMessage
+from faststream.rabbit.subscriber import RabbitSubscriber
+from pydantic import ValidationError
 
 from contracts import REPLY_QUEUE_PREFIX, AgentRunCompleted, AgentRunFailed, AgentRunStep
-from servicekit.messaging import EVENTS, PermanentError, work_queue
+from servicekit.logs import log_fields
+from servicekit.messaging import EVENTS, work_queue
 
 from . import SERVICE
 from .service.runs import RunService
 
-RUNS_KEY = "gateway.runs"
+logger = logging.getLogger("gateway.replies")
+
+RUNS_KEY = "gateway_runs"  # no dots: Context() reads them as attribute access
 # Handler parameter; the bootstrap provides it with `broker.context.set_global(RUNS_KEY, ...)`.
 RunsDep = Annotated[RunService, Context(RUNS_KEY)]
 
@@ -32,18 +39,13 @@ def reply_queue(instance_id: str) -> RabbitQueue:
 
 
 def register(broker: RabbitBroker, *, delivery_limit: int, instance_id: str) -> None:
-    @broker.subscriber(reply_queue(instance_id), ack_policy=AckPolicy.ACK_FIRST, no_reply=True)
-    async def on_reply(body: dict[str, Any], message: RabbitMessage, runs: RunsDep) -> None:
-        """Steps and outcomes of the runs this instance accepted, dispatched by message type."""
-        kind = (message.headers or {}).get("x-message-type") or body.get("envelope", {}).get("message_type")
-        if kind == "AgentRunStep":
-            runs.forward_step(AgentRunStep.model_validate(body))
-        elif kind == "AgentRunCompleted":
-            await runs.record_outcome(AgentRunCompleted.model_validate(body), source="reply")
-        elif kind == "AgentRunFailed":
-            await runs.record_outcome(AgentRunFailed.model_validate(body), source="reply")
-        else:
-            raise PermanentError(f"unexpected message type {kind!r} on the reply queue")
+    # No handler: `consume_replies` iterates this subscriber in delivery order.
+    broker.subscriber(
+        reply_queue(instance_id),
+        title="gateway.replies",
+        description="AgentRunStep, then AgentRunCompleted or AgentRunFailed, of the runs this instance accepted "
+        "(header x-message-type names the contract)",
+    )
 
     @broker.subscriber(work_queue(SERVICE, AgentRunCompleted, delivery_limit=delivery_limit), EVENTS, no_reply=True)
     async def on_run_completed(msg: AgentRunCompleted, runs: RunsDep) -> None:
@@ -54,3 +56,63 @@ def register(broker: RabbitBroker, *, delivery_limit: int, instance_id: str) -> 
     async def on_run_failed(msg: AgentRunFailed, runs: RunsDep) -> None:
         """A run failed (any replica's): record it in the run index once."""
         await runs.record_outcome(msg, source="events")
+
+
+def reply_subscriber(broker: RabbitBroker) -> RabbitSubscriber:
+    return next(s for s in broker.subscribers if s.queue.name.startswith(REPLY_QUEUE_PREFIX))
+
+
+async def consume_replies(subscriber: RabbitSubscriber, runs: RunService) -> None:
+    """Background task: keep `_consume_replies` running; a bug in one dispatch must not leave
+    this instance deaf to every later reply."""
+    while True:
+        try:
+            await _consume_replies(subscriber, runs)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("reply consumer crashed; restarting it")
+            await asyncio.sleep(0.5)
+
+
+async def _consume_replies(subscriber: RabbitSubscriber, runs: RunService) -> None:
+    """Dispatch the reply queue's messages one by one, in the order they came.
+
+    Steps are handed over synchronously, so a run's steps reach its listeners in order. An
+    outcome is recorded in a task of its own (a database write must not hold up other runs'
+    steps); it wakes the listeners only after the write, i.e. after every earlier step.
+    """
+    in_flight: set[asyncio.Task] = set()
+
+    def finished(task: asyncio.Task) -> None:
+        in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The waiters were woken anyway; the durable events queue will retry the index.
+            logger.warning("recording a run outcome from the reply queue failed", exc_info=task.exception())
+
+    try:
+        async for message in subscriber:
+            await message.ack()  # a reply is worth nothing once this instance is gone
+            kind = (message.headers or {}).get("x-message-type")
+            try:
+                body = await message.decode()
+                if kind == "AgentRunStep":
+                    runs.forward_step(AgentRunStep.model_validate(body))
+                    continue
+                if kind == "AgentRunCompleted":
+                    outcome = AgentRunCompleted.model_validate(body)
+                elif kind == "AgentRunFailed":
+                    outcome = AgentRunFailed.model_validate(body)
+                else:
+                    raise ValueError(f"unexpected message type {kind!r}")
+            except (ValidationError, ValueError) as exc:
+                logger.error("dropping a reply that breaks the contract: %s", str(exc)[:300],
+                             extra=log_fields(message_id=message.message_id, message_type=kind))
+                continue
+            task = asyncio.create_task(runs.record_outcome(outcome, source="reply"))
+            in_flight.add(task)
+            task.add_done_callback(finished)
+    finally:
+        for task in list(in_flight):
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
