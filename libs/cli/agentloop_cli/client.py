@@ -13,6 +13,10 @@ from websockets.asyncio.client import connect
 from .config import Credentials
 
 
+# Events after which the gateway closes the stream: the run's outcome, a refusal, its deadline.
+TERMINAL = ("completed", "failed", "error", "timeout")
+
+
 class GatewayError(Exception):
     """The gateway refused or could not be reached; the message is meant for the user."""
 
@@ -60,7 +64,7 @@ class GatewayClient:
                 async for raw in ws:
                     event = json.loads(raw)
                     yield event
-                    if event.get("type") in ("completed", "failed"):
+                    if event.get("type") in TERMINAL:
                         return
         except websockets.InvalidStatus as exc:
             status = exc.response.status_code

@@ -48,8 +48,15 @@ def test_tokens_print_inline_and_tool_calls_on_their_own_lines():
 
 def test_a_failed_run_exits_non_zero_with_its_reason():
     p, _, err = printer()
-    assert p.finish({"type": "failed", "reason": "runner timed out"}) == 1
-    assert "runner timed out" in err.getvalue()
+    assert p.finish({"type": "failed", "error": {"code": "engine_error", "reason": "model crashed"}}) == 1
+    assert "engine_error" in err.getvalue() and "model crashed" in err.getvalue()
+
+
+def test_a_refused_or_timed_out_stream_exits_non_zero():
+    p, _, err = printer()
+    assert p.finish({"type": "error", "status": 429, "detail": "rate limit"}) == 1
+    assert p.finish({"type": "timeout", "run_id": "r9"}) == 1
+    assert "rate limit" in err.getvalue() and "/v1/runs/r9" in err.getvalue()
 
 
 @pytest.mark.parametrize(("outcome", "code"), [("answered", 0), ("client_tool_call", 0), ("max_steps", 1), ("error", 1)])

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from contracts import ToolSpec
 
-from ..client import GatewayClient
+from ..client import TERMINAL, GatewayClient
 from ..config import ConfigError, credentials, gateway_url
 
 # Outcomes of a completed run that count as success for the exit status.
@@ -81,8 +81,19 @@ class StepPrinter:
 
     def finish(self, event: dict[str, Any]) -> int:
         self._newline()
-        if event.get("type") == "failed":
-            self.err.print(f"[red]run failed: {event.get('reason')}[/]")
+        kind = event.get("type")
+        if kind == "failed":
+            error = event.get("error") or {}
+            reason = error.get("reason") if isinstance(error, dict) else error
+            code = error.get("code") if isinstance(error, dict) else None
+            self.err.print(f"[red]run failed{f' ({code})' if code else ''}: {reason or event.get('reason')}[/]")
+            return 1
+        if kind == "error":  # refused before it ran: auth, validation, rate limit
+            self.err.print(f"[red]refused ({event.get('status')}): {event.get('detail')}[/]")
+            return 1
+        if kind == "timeout":
+            self.err.print(f"[yellow]no outcome before the deadline; the run may still finish: "
+                           f"GET /v1/runs/{event.get('run_id')}[/]")
             return 1
         outcome = event.get("outcome")
         answer = event.get("answer")
@@ -123,7 +134,7 @@ def run(
 
     async def go() -> int:
         async for event in client.stream_run(token, request):
-            if event.get("type") in ("completed", "failed"):
+            if event.get("type") in TERMINAL:
                 return printer.finish(event)
             printer.event(event)
         return 1  # unreachable: stream_run raises when the stream ends early
