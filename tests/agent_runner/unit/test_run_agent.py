@@ -51,11 +51,23 @@ async def test_a_processed_message_is_not_run_again_but_its_result_is_resent(met
     assert [m.envelope.message_id for m in sink.finals] == [completed_id("r2")] * 2
 
 
-async def test_a_result_recorded_meanwhile_is_not_recorded_twice(metrics, fakes, store, sink):
+async def test_concurrent_deliveries_to_one_runner_run_once(metrics, fakes, store, sink):
     engine = fakes.Engine(["391"], delay_s=0.01)
     run_agent, _ = build(metrics, store, sink, engine)
     request = fakes.request(run_id="r3")
-    await asyncio.gather(run_agent(request), run_agent(request))  # two deliveries at once
+    await asyncio.gather(run_agent(request), run_agent(request))
+
+    assert len(engine.prompts) == 1  # the second delivery waited, then found the run recorded
+    assert len(store.rows) == 1 and len(store.published) == 2
+    assert len(sink.finals) == 2  # the result, then the re-send for the duplicate (same message id)
+
+
+async def test_a_run_recorded_meanwhile_by_another_replica_is_not_recorded_twice(metrics, fakes, store, sink):
+    engine = fakes.Engine(["391"], delay_s=0.01)
+    replica_a, _ = build(metrics, store, sink, engine)
+    replica_b, _ = build(metrics, store, sink, engine)
+    request = fakes.request(run_id="r3b")
+    await asyncio.gather(replica_a(request), replica_b(request))
 
     assert len(engine.prompts) == 2  # both ran ...
     assert len(store.rows) == 1 and len(store.published) == 2  # ... one was recorded and published

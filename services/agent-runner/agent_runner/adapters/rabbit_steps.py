@@ -22,7 +22,7 @@ class ReplyQueueSink:
     def __init__(self, broker: RabbitBroker, queue: str) -> None:
         self.broker = broker
         self.queue = queue
-        self._gone = False
+        self.gone = False
 
     async def step(self, step: AgentRunStep) -> None:
         await self._send(step)
@@ -31,13 +31,13 @@ class ReplyQueueSink:
         await self._send(message)
 
     async def _send(self, message: Contract) -> None:
-        if self._gone:
+        if self.gone:
             return
         try:
             await publish_to_queue(self.broker, message, self.queue)
         except DeliveryError:
             # Stop trying for the rest of the run: one returned publish means nobody listens.
-            self._gone = True
+            self.gone = True
             logger.debug("reply queue %s is gone; run continues without streaming", self.queue)
 
 

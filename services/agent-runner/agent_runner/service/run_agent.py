@@ -7,6 +7,7 @@ mid-run never acks, so the message comes back and the run executes again from th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -57,8 +58,22 @@ class RunAgent:
         self.sinks = sinks
         self.metrics = metrics
         self.max_attempts = max_attempts
+        self._in_flight: dict[str, asyncio.Event] = {}
 
     async def __call__(self, request: AgentRunRequested, *, attempt: int = 1) -> None:
+        message_id = request.envelope.message_id
+        # A second delivery of a message this process is running waits for the first instead
+        # of running it again (replicas still may: the inbox claim at the end decides).
+        while (running := self._in_flight.get(message_id)) is not None:
+            await running.wait()
+        self._in_flight[message_id] = done = asyncio.Event()
+        try:
+            await self._handle(request, attempt)
+        finally:
+            del self._in_flight[message_id]
+            done.set()
+
+    async def _handle(self, request: AgentRunRequested, attempt: int) -> None:
         message_id = request.envelope.message_id
         fields = log_fields(run_id=request.run_id, message_id=message_id, attempt=attempt)
         sink = self.sinks(request.reply_to)

@@ -5,8 +5,9 @@
     bound read-write at /tmp/work (the only writable place that outlives the run)
     --die-with-parent --new-session → python3 -I main.py
 
-When the runner is root the sandbox runs as an unprivileged uid (nobody by default): the
-process limit only binds non-root users, and nothing in the sandbox should be root anyway.
+When the runner is root the sandbox runs as an unprivileged uid (nobody by default, via
+setpriv): the process limit only binds non-root users, and nothing in the sandbox should be
+root anyway.
 A wall-clock timeout kills the sandbox (its pid namespace dies with bwrap); output is capped.
 """
 
@@ -50,10 +51,11 @@ class PythonTool:
     def __init__(self, *, bwrap: str = "/usr/bin/bwrap", python: str = "/usr/bin/python3", timeout_s: float = 10.0,
                  cpu_s: int = 5, memory_mb: int = 512, max_output_bytes: int = 64 * 1024,
                  file_size_mb: int = 16, max_processes: int = 32, sandbox_uid: int = 65534,
-                 prlimit: str = "/usr/bin/prlimit") -> None:
+                 prlimit: str = "/usr/bin/prlimit", setpriv: str = "/usr/bin/setpriv") -> None:
         self.bwrap = bwrap
         self.python = python
         self.prlimit = prlimit
+        self.setpriv = setpriv
         self.timeout_s = timeout_s
         self.cpu_s = cpu_s
         self.memory_bytes = memory_mb * 1024 * 1024
@@ -63,6 +65,11 @@ class PythonTool:
         self.sandbox_uid = sandbox_uid if os.geteuid() == 0 else None
 
     def command(self, work_dir: Path) -> list[str]:
+        # setpriv rather than Popen(user=...): uvloop (uvicorn's loop) does not take those arguments.
+        as_user = []
+        if self.sandbox_uid is not None:
+            uid = str(self.sandbox_uid)
+            as_user = [self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         limits = [
             self.prlimit,
             f"--cpu={self.cpu_s}",
@@ -88,7 +95,7 @@ class PythonTool:
             "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
             "--",
         ]
-        return [*limits, *sandbox, self.python, "-I", "main.py"]
+        return [*as_user, *limits, *sandbox, self.python, "-I", "main.py"]
 
     async def run(self, arguments: dict[str, Any]) -> dict[str, Any]:
         if not shutil.which(self.bwrap):
@@ -103,16 +110,12 @@ class PythonTool:
             shutil.rmtree(work_dir, ignore_errors=True)
 
     async def _execute(self, work_dir: Path) -> dict[str, Any]:
-        as_user: dict[str, Any] = {}
-        if self.sandbox_uid is not None:
-            as_user = {"user": self.sandbox_uid, "group": self.sandbox_uid, "extra_groups": []}
         proc = await asyncio.create_subprocess_exec(
             *self.command(work_dir),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            **as_user,
         )
         stdout, stderr = _Capped(self.max_output_bytes), _Capped(self.max_output_bytes)
         timed_out = False
