@@ -8,19 +8,17 @@ import os
 from pathlib import Path
 
 from fastapi import FastAPI
+from faststream.rabbit import RabbitBroker
 
 from modelkit.base_model import BUNDLED_MODEL_VERSION, bundled_gguf_path
-from servicekit.app import ServiceRuntime, create_service_app
-from servicekit.artifacts import ArtifactStore
-from servicekit.db import make_engine
-from servicekit.health import broker_check, postgres_check, s3_check
+from servicekit.app import create_service_app
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
-from servicekit.metrics import message_metrics_middleware, new_registry
 from servicekit.outbox import Outbox
-from servicekit.settings import load
+from servicekit.runtime import artifact_store, standard_runtime
+from servicekit.settings import BrokerSettings
 
-from . import handlers
+from . import SERVICE, handlers
 from .adapters import tables
 from .adapters.postgres_runs import PostgresRunStore
 from .adapters.rabbit_steps import reply_sinks
@@ -30,8 +28,6 @@ from .ports import Engine, Tool
 from .service import AgentLoop, RecordDeployment, RunAgent
 from .settings import AgentRunnerSettings, EngineSettings, ToolSettings, split_csv
 from .tools import load_tools
-
-SERVICE = handlers.SERVICE
 
 logger = logging.getLogger("agent_runner.bootstrap")
 
@@ -82,20 +78,18 @@ def build_tools(tools: ToolSettings) -> dict[str, Tool]:
     return load_tools(enabled, options)
 
 
-def bootstrap(settings: AgentRunnerSettings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    settings = settings or load(AgentRunnerSettings)  # type: ignore[assignment]
-    setup_logging(SERVICE, settings.log.level, settings.log.json_format)
-    instance = settings.instance_id or f"{SERVICE}-{os.getpid()}"
+def build_broker(settings: BrokerSettings) -> RabbitBroker:
+    """Every subscriber declared, nothing connected (also feeds the AsyncAPI document)."""
+    broker = make_broker(settings.url, prefetch=settings.prefetch, app_id=SERVICE)
+    handlers.register(broker, delivery_limit=settings.delivery_limit)
+    return broker
 
-    registry = new_registry(SERVICE)
-    metrics = RunnerMetrics(registry)
-    broker = make_broker(settings.broker.url, prefetch=settings.broker.prefetch, app_id=instance,
-                         middlewares=(message_metrics_middleware(registry, SERVICE),))
-    db = make_engine(settings.database.url, pool_size=settings.database.pool_size)
-    store = ArtifactStore(settings.s3.endpoint, settings.s3.access_key.get_secret_value(),
-                          settings.s3.secret_key.get_secret_value(), settings.s3.bucket,
-                          secure=settings.s3.secure, region=settings.s3.region)
-    outbox = Outbox(tables.outbox, db, broker)
+
+def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) -> FastAPI:
+    setup_logging(SERVICE, settings.log.level, settings.log.json_format)
+    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=artifact_store(settings.s3))
+    metrics = RunnerMetrics(rt.registry)
+    outbox = Outbox(tables.outbox, rt.engine, rt.broker)
 
     engine = engine or build_engine(settings.engine, ollama_host=settings.ollama_host)
     slot = ModelSlot(engine)
@@ -103,27 +97,19 @@ def bootstrap(settings: AgentRunnerSettings | None = None, *, engine: Engine | N
     tools = build_tools(settings.tools)
     loop = AgentLoop(server_tools=tools, metrics=metrics, token_flush_chars=settings.runner.token_flush_chars,
                      token_flush_ms=settings.runner.token_flush_ms)
-    run_agent = RunAgent(loop=loop, slot=slot, store=PostgresRunStore(db, outbox), sinks=reply_sinks(broker),
+    run_agent = RunAgent(loop=loop, slot=slot, store=PostgresRunStore(rt.engine, outbox), sinks=reply_sinks(rt.broker),
                          metrics=metrics, max_attempts=settings.broker.delivery_limit)
-    queues = handlers.register(broker, run_agent=run_agent, record_deployment=RecordDeployment(slot),
-                               delivery_limit=settings.broker.delivery_limit)
+    rt.broker.context.set_global(handlers.RUN_AGENT_KEY, run_agent)
+    rt.broker.context.set_global(handlers.RECORD_DEPLOYMENT_KEY, RecordDeployment(slot))
 
     async def close_engine() -> None:
         await slot.engine.close()
 
-    runtime = ServiceRuntime(
-        name=SERVICE,
-        broker=broker,
-        engine=db,
-        registry=registry,
-        checks={"broker": broker_check(broker), "postgres": postgres_check(db), "s3": s3_check(store),
-                "engine": lambda: slot.engine.ping()},
-        work_queues=queues,
-        details=lambda: {**slot.describe(), "instance": instance, "server_tools": sorted(tools)},
-        background=[outbox.run_relay],
-        on_shutdown=[close_engine],
-    )
-    app = create_service_app(runtime)
+    instance = settings.instance_id or f"{SERVICE}-{os.getpid()}"
+    rt.checks["engine"] = lambda: slot.engine.ping()
+    rt.details = lambda: {**slot.describe(), "instance": instance, "server_tools": sorted(tools)}
+    rt.background.append(outbox.run_relay)
+    rt.on_shutdown.append(close_engine)
+    app = create_service_app(rt)
     app.state.slot = slot
-    app.state.broker = broker
     return app

@@ -1,25 +1,23 @@
-"""Entry point: `python -m agent_runner` serves `create_app()` with uvicorn."""
+"""Entry point: `create_app()` is the uvicorn factory; `python -m agent_runner` serves it on HTTP__HOST/HTTP__PORT."""
 
 from __future__ import annotations
 
-import uvicorn
 from fastapi import FastAPI
 
+from servicekit.runtime import serve
 from servicekit.settings import load
 
+from .bootstrap import build_app
 from .settings import AgentRunnerSettings
 
 
 def create_app() -> FastAPI:
-    from .bootstrap import bootstrap
-
-    return bootstrap()
+    return build_app(load(AgentRunnerSettings))
 
 
 def main() -> None:
     settings = load(AgentRunnerSettings)
-    uvicorn.run("agent_runner.main:create_app", factory=True, host=settings.http.host, port=settings.http.port,
-                log_config=None)
+    serve(build_app(settings), settings.http)
 
 
 if __name__ == "__main__":

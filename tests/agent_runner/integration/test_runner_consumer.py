@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from agent_runner.adapters.rabbit_steps import ReplyQueueSink
-from agent_runner.bootstrap import bootstrap
+from agent_runner.bootstrap import build_app
 from agent_runner.service import completed_id, logged_id
 from contracts import AgentRunRequested, AgentRunStep, ModelDeployed, dead_letter_queue_name, queue_name
 from servicekit.messaging import make_broker
@@ -29,7 +29,7 @@ RUN_QUEUE = queue_name("agent-runner", AgentRunRequested)
 async def runner(runner_infra: RunnerInfra) -> AsyncIterator[FastAPI]:
     settings = runner_settings(runner_infra, engine={"kind": "scripted", "script": SCRIPT, "model_version": "scripted-v1"},
                                tools={"enabled": "calculator"})
-    app = bootstrap(settings)
+    app = build_app(settings)
     async with app.router.lifespan_context(app):
         yield app
 

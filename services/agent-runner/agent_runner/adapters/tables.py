@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from servicekit.db import inbox_table, outbox_table
 
-SCHEMA = "agent_runner"
+from .. import SCHEMA
 
 metadata = sa.MetaData(schema=SCHEMA)
 
