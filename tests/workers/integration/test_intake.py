@@ -1,5 +1,5 @@
-"""Each learning-loop worker, as a real process on an isolated vhost and database, takes an
-event in exactly once and dead-letters a body that breaks the contract."""
+"""Each learning-loop worker, as a real process on a vhost and database of this module's own,
+takes an event in exactly once and dead-letters a body that breaks the contract."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
@@ -29,7 +30,17 @@ from contracts import (
     queue_name,
 )
 from servicekit.messaging import make_broker, publish_event
-from tests.harness import IsolatedEnv, ServiceProcess, wait_until
+from tests.harness import (
+    RABBIT_HOST,
+    IsolatedEnv,
+    ServiceProcess,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+    migrate,
+    wait_until,
+)
 
 # module -> (service name, Postgres schema, contracts it consumes)
 WORKERS: dict[str, tuple[str, str, tuple[type[Contract], ...]]] = {
@@ -72,10 +83,36 @@ def sample(contract: type[Contract], message_id: str) -> Contract:
     return contract.create(correlation_id=f"test-{key}", message_id=message_id, **fields[contract])
 
 
+@dataclass(frozen=True)
+class WorkerEnv:
+    """A vhost and database of this module's own: the session's `stack` (started by other
+    areas) consumes from the session vhost, and a second consumer there would take our messages."""
+
+    env: dict[str, str]
+    broker_url: str
+    database_url: str
+
+
 @pytest.fixture(scope="module")
-def workers(infra: IsolatedEnv, session_tmp: Path) -> Iterator[dict[str, ServiceProcess]]:
+def worker_env(infra: IsolatedEnv) -> Iterator[WorkerEnv]:
+    suffix = uuid.uuid4().hex[:8]
+    vhost, database = f"{infra.vhost}-workers-{suffix}", f"{infra.database}_workers_{suffix}"
+    broker_url = f"amqp://guest:guest@{RABBIT_HOST}:5672/{vhost}"
+    database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+    create_vhost(vhost)
+    create_database(database)
+    try:
+        migrate(database_url)
+        yield WorkerEnv({**infra.env, "BROKER__URL": broker_url, "DATABASE__URL": database_url}, broker_url, database_url)
+    finally:
+        delete_vhost(vhost)
+        drop_database(database)
+
+
+@pytest.fixture(scope="module")
+def workers(worker_env: WorkerEnv, session_tmp: Path) -> Iterator[dict[str, ServiceProcess]]:
     procs = {
-        module: ServiceProcess(module, {**infra.env, "INSTANCE_ID": f"{module}-{infra.suffix}"}, session_tmp / "logs")
+        module: ServiceProcess(module, {**worker_env.env, "INSTANCE_ID": f"{module}-test"}, session_tmp / "worker-logs")
         for module in WORKERS
     }
     try:
@@ -90,8 +127,8 @@ def workers(infra: IsolatedEnv, session_tmp: Path) -> Iterator[dict[str, Service
 
 
 @pytest.fixture(scope="module")
-async def broker(infra: IsolatedEnv, workers) -> AsyncIterator:
-    b = make_broker(infra.broker_url, prefetch=1, app_id="tests")
+async def broker(worker_env: WorkerEnv, workers) -> AsyncIterator:
+    b = make_broker(worker_env.broker_url, prefetch=1, app_id="tests")
     await b.connect()
     try:
         yield b
@@ -100,8 +137,8 @@ async def broker(infra: IsolatedEnv, workers) -> AsyncIterator:
 
 
 @pytest.fixture(scope="module")
-async def amqp(infra: IsolatedEnv, workers) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    conn = await aio_pika.connect_robust(infra.broker_url)
+async def amqp(worker_env: WorkerEnv, workers) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    conn = await aio_pika.connect_robust(worker_env.broker_url)
     try:
         yield await conn.channel()
     finally:
@@ -109,8 +146,8 @@ async def amqp(infra: IsolatedEnv, workers) -> AsyncIterator[aio_pika.abc.Abstra
 
 
 @pytest.fixture(scope="module")
-def db(infra: IsolatedEnv) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(infra.database_url.replace("+asyncpg", ""), autocommit=True) as conn:
+def db(worker_env: WorkerEnv) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(worker_env.database_url.replace("+asyncpg", ""), autocommit=True) as conn:
         yield conn
 
 
