@@ -39,6 +39,10 @@ class LoraOptions(BaseModel):
     seed: int = 0
     checkpoint_every: int = Field(default=20, ge=1)
     quantization: Literal["none", "4bit"] = "none"
+    max_grad_norm: float | None = Field(default=1.0, gt=0, description="clip gradients to this norm; null: no clipping")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto", description="auto: bf16 compute where the device supports it (CUDA, CPUs with AVX512-BF16/AMX)"
+    )
 
 
 class RetrainRequested(Contract):
