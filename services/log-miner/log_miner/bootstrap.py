@@ -1,23 +1,29 @@
-"""Composition root of the log-miner: settings -> broker, Postgres, S3 -> app.
+"""Composition root of the log-miner: settings → adapters → use cases → app.
 
 `build_broker` is the AsyncAPI convention: every subscriber declared, nothing connected.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 
 from servicekit.app import create_service_app
-from servicekit.db import Inbox, inbox_table
-from servicekit.intake import INTAKE_KEY, Intake
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
+from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
 
-from . import SCHEMA, SERVICE, handlers, metrics
+from . import SERVICE, handlers
+from .adapters import tables
+from .adapters.postgres_store import PostgresMinerStore
+from .adapters.s3_files import CorpusFiles, S3DatasetFiles
+from .domain.policy import PolicyRules
+from .domain.validation import Limits
+from .metrics import MinerMetrics
+from .service import BuildDataset, RecordRuns, RetrainPolicy
+from .service.build_dataset import BuildSettings
 from .settings import LogMinerSettings
 
 
@@ -29,8 +35,30 @@ def build_broker(settings: BrokerSettings) -> RabbitBroker:
 
 def build_app(settings: LogMinerSettings) -> FastAPI:
     setup_logging(SERVICE, settings.log.level, settings.log.json_format)
-    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=artifact_store(settings.s3))
-    inbox = Inbox(inbox_table(sa.MetaData(schema=SCHEMA)))
-    intake = Intake(rt.engine, inbox, metrics.build(rt.registry).messages_received)
-    rt.broker.context.set_global(INTAKE_KEY, intake)
+    artifacts = artifact_store(settings.s3)
+    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=artifacts)  # /health/ready checks S3 too
+    metrics = MinerMetrics(rt.registry)
+    outbox = Outbox(tables.outbox, rt.engine, rt.broker)
+    store = PostgresMinerStore(rt.engine, outbox)
+    mining, policy = settings.mining, settings.policy
+    roots = [r.strip() for r in mining.corpus_roots.split(",") if r.strip()]
+    build = BuildDataset(
+        store, S3DatasetFiles(artifacts), CorpusFiles(artifacts, roots, mining.max_corpus_bytes), metrics,
+        BuildSettings(
+            limits=Limits(max_chars=mining.max_chars, max_messages=mining.max_messages),
+            include_unrated=mining.include_unrated, hints_placement=mining.hints_placement,
+            default_base_model=mining.default_base_model, progress_every=mining.progress_every,
+        ),
+    )
+    rules = PolicyRules(
+        enabled=policy.enabled, min_new_examples=policy.min_new_examples, failure_rate=policy.failure_rate,
+        window_s=policy.window_s, min_window_runs=policy.min_window_runs, min_examples=policy.min_examples,
+        cooldown_s=policy.cooldown_s,
+    )
+    retrain_policy = RetrainPolicy(store, build, metrics, rules, debounce_s=policy.debounce_s)
+    record = RecordRuns(store, metrics, include_unrated=mining.include_unrated, on_recorded=retrain_policy.poke)
+    rt.broker.context.set_global(handlers.RECORD_RUNS_KEY, record)
+    rt.broker.context.set_global(handlers.BUILD_DATASET_KEY, build)
+    rt.background += [outbox.run_relay, retrain_policy.run]
+    rt.details = lambda: {"policy": "on" if policy.enabled else "off", "include_unrated": mining.include_unrated}
     return create_service_app(rt)

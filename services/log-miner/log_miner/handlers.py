@@ -1,28 +1,43 @@
-"""Subscribers of the log-miner: one per contract; for now each takes the message in exactly once."""
+"""Subscribers of the log-miner: each takes its contract and calls one use case (from the
+broker's context, set by the composition root)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from faststream import Context
 from faststream.rabbit import RabbitBroker
 
-from contracts import FeedbackSubmitted, InteractionLogged, RetrainRequested
-from servicekit.intake import IntakeDep
+from contracts import DatasetBuilt, FeedbackSubmitted, InteractionLogged, RetrainRequested, TrainingRequested
 from servicekit.messaging import EVENTS, work_queue
 
 from . import SERVICE
+from .service import BuildDataset, RecordRuns
+
+RECORD_RUNS_KEY = "log_miner_record_runs"  # no dots: Context() reads them as attribute access
+BUILD_DATASET_KEY = "log_miner_build_dataset"
+
+RecordRunsDep = Annotated[RecordRuns, Context(RECORD_RUNS_KEY)]
+BuildDatasetDep = Annotated[BuildDataset, Context(BUILD_DATASET_KEY)]
 
 
 def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
-    @broker.subscriber(work_queue(SERVICE, InteractionLogged, delivery_limit=delivery_limit), EVENTS)
-    async def on_interaction_logged(msg: InteractionLogged, intake: IntakeDep) -> None:
-        """A finished run's whole trajectory: the raw material of the loop."""
-        await intake.accept(msg)
+    @broker.subscriber(work_queue(SERVICE, InteractionLogged, delivery_limit=delivery_limit), EVENTS, no_reply=True)
+    async def on_interaction_logged(msg: InteractionLogged, record: RecordRunsDep) -> None:
+        """A finished run's whole trajectory: stored and classified into the failure taxonomy."""
+        await record.interaction(msg)
 
-    @broker.subscriber(work_queue(SERVICE, FeedbackSubmitted, delivery_limit=delivery_limit), EVENTS)
-    async def on_feedback_submitted(msg: FeedbackSubmitted, intake: IntakeDep) -> None:
-        """A user's rating or correction of a run."""
-        await intake.accept(msg)
+    @broker.subscriber(work_queue(SERVICE, FeedbackSubmitted, delivery_limit=delivery_limit), EVENTS, no_reply=True)
+    async def on_feedback_submitted(msg: FeedbackSubmitted, record: RecordRunsDep) -> None:
+        """A user's rating or correction of a run: stored; the run is classified again."""
+        await record.feedback(msg)
 
-    @broker.subscriber(work_queue(SERVICE, RetrainRequested, delivery_limit=delivery_limit), EVENTS)
-    async def on_retrain_requested(msg: RetrainRequested, intake: IntakeDep) -> None:
+    @broker.subscriber(work_queue(SERVICE, RetrainRequested, delivery_limit=delivery_limit), EVENTS, no_reply=True)
+    async def on_retrain_requested(msg: RetrainRequested, build: BuildDatasetDep) -> None:
         """An operator asks for a new dataset and a training run."""
-        await intake.accept(msg)
+        await build.retrain(msg)
+
+    # Declared for the AsyncAPI document only: the messages go out through the outbox.
+    for contract in (DatasetBuilt, TrainingRequested):
+        broker.publisher(exchange=EVENTS, routing_key=contract.routing_key, schema=contract,
+                         title=f"{contract.routing_key}:publish", description=(contract.__doc__ or "").strip() or None)

@@ -1,0 +1,1 @@
+"""Adapters of the log-miner's ports: Postgres, S3, corpus files."""

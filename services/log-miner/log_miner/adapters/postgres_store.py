@@ -1,0 +1,223 @@
+"""MinerStore on Postgres (SQLAlchemy Core, asyncpg): inbox, interactions, feedback, counts,
+datasets and the outbox in the `log_miner` schema."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts import ChatMessage, Contract, ToolCall, ToolSpec, TrajectoryStep
+from servicekit.db import Inbox
+from servicekit.outbox import Outbox
+
+from ..domain.policy import PolicyStats
+from ..domain.records import Feedback, Run, RunWithFeedback
+from ..domain.taxonomy import SUCCESS, Classification
+from ..ports import DatasetRow, StoredRun
+from . import tables as t
+
+_MESSAGES = TypeAdapter(list[ChatMessage])
+_TOOLS = TypeAdapter(list[ToolSpec])
+_STEPS = TypeAdapter(list[TrajectoryStep])
+_CALLS = TypeAdapter(list[ToolCall])
+_SUCCESS = sorted(label.value for label in SUCCESS)
+
+
+def _run(row: Any) -> Run:
+    return Run(
+        run_id=row.run_id, outcome=row.outcome, messages=_MESSAGES.validate_python(row.messages),
+        tools=_TOOLS.validate_python(row.tools), steps=_STEPS.validate_python(row.steps),
+        model_version=row.model_version, engine=row.engine, subject=row.subject, logged_at=row.logged_at,
+        usage=row.usage or {},
+    )
+
+
+def _feedback(row: Any) -> Feedback:
+    calls = _CALLS.validate_python(row.corrected_tool_calls) if row.corrected_tool_calls is not None else None
+    return Feedback(
+        feedback_id=row.feedback_id, run_id=row.run_id, rating=row.rating, corrected_answer=row.corrected_answer,
+        corrected_tool_calls=calls, comment=row.comment, submitted_by=row.submitted_by, submitted_at=row.submitted_at,
+    )
+
+
+def _feedback_order() -> tuple:
+    return (t.feedback.c.submitted_at, t.feedback.c.received_at, t.feedback.c.feedback_id)
+
+
+class PostgresTx:
+    def __init__(self, conn: AsyncConnection, inbox: Inbox, outbox: Outbox) -> None:
+        self.conn = conn
+        self.inbox = inbox
+        self.outbox = outbox
+
+    async def claim(self, message_id: str, message_type: str) -> bool:
+        return await self.inbox.claim(self.conn, message_id, message_type)
+
+    async def lock_run(self, run_id: str) -> None:
+        await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("log_miner.run:" + run_id))))
+
+    async def feedback_for(self, run_id: str) -> list[Feedback]:
+        rows = await self.conn.execute(
+            sa.select(t.feedback).where(t.feedback.c.run_id == run_id).order_by(*_feedback_order())
+        )
+        return [_feedback(r) for r in rows]
+
+    async def stored_run(self, run_id: str) -> StoredRun | None:
+        row = (await self.conn.execute(sa.select(t.interactions).where(t.interactions.c.run_id == run_id))).first()
+        if row is None:
+            return None
+        return StoredRun(_run(row), row.label, tuple(row.labels), row.example_kind)
+
+    async def insert_interaction(self, message_id: str, run: Run, classification: Classification,
+                                 example_kind: str | None) -> bool:
+        stmt = (
+            insert(t.interactions)
+            .values(
+                run_id=run.run_id, message_id=message_id, outcome=run.outcome, model_version=run.model_version,
+                engine=run.engine, subject=run.subject,
+                messages=[m.model_dump(mode="json", exclude_none=True) for m in run.messages],
+                tools=[x.model_dump(mode="json") for x in run.tools],
+                steps=[s.model_dump(mode="json") for s in run.steps],
+                usage=run.usage, label=classification.label.value, labels=[lb.value for lb in classification.labels],
+                example_kind=example_kind, logged_at=run.logged_at or sa.func.now(),
+            )
+            .on_conflict_do_nothing(index_elements=["run_id"])
+            .returning(t.interactions.c.run_id)
+        )
+        return (await self.conn.execute(stmt)).first() is not None
+
+    async def update_classification(self, run_id: str, classification: Classification,
+                                    example_kind: str | None) -> None:
+        await self.conn.execute(
+            sa.update(t.interactions)
+            .where(t.interactions.c.run_id == run_id)
+            .values(label=classification.label.value, labels=[lb.value for lb in classification.labels],
+                    example_kind=example_kind, classified_at=sa.func.now())
+        )
+
+    async def insert_feedback(self, message_id: str, feedback: Feedback) -> bool:
+        calls = ([c.model_dump(mode="json") for c in feedback.corrected_tool_calls]
+                 if feedback.corrected_tool_calls is not None else None)
+        stmt = (
+            insert(t.feedback)
+            .values(
+                feedback_id=feedback.feedback_id, run_id=feedback.run_id, message_id=message_id,
+                rating=feedback.rating, corrected_answer=feedback.corrected_answer, corrected_tool_calls=calls,
+                comment=feedback.comment, submitted_by=feedback.submitted_by,
+                submitted_at=feedback.submitted_at or sa.func.now(),
+            )
+            .on_conflict_do_nothing(index_elements=["feedback_id"])
+            .returning(t.feedback.c.feedback_id)
+        )
+        return (await self.conn.execute(stmt)).first() is not None
+
+    async def move_count(self, model_version: str, old: str | None, new: str) -> None:
+        c = t.taxonomy_counts.c
+        if old is not None:
+            await self.conn.execute(
+                sa.update(t.taxonomy_counts)
+                .where(c.model_version == model_version, c.label == old)
+                .values(runs=c.runs - 1, updated_at=sa.func.now())
+            )
+        stmt = insert(t.taxonomy_counts).values(model_version=model_version, label=new, runs=1)
+        await self.conn.execute(stmt.on_conflict_do_update(
+            index_elements=["model_version", "label"],
+            set_={"runs": t.taxonomy_counts.c.runs + 1, "updated_at": sa.func.now()},
+        ))
+
+    async def insert_dataset(self, row: DatasetRow) -> None:
+        await self.conn.execute(sa.insert(t.datasets).values(
+            dataset_id=row.dataset_id, version=row.version, train_uri=row.train_uri, val_uri=row.val_uri,
+            manifest_uri=row.manifest_uri, train_sha256=row.train_sha256, val_sha256=row.val_sha256,
+            counts=row.counts, sources=row.sources, source_run_ids=row.source_run_ids,
+            feedback_ids=row.feedback_ids, trigger=row.trigger, request_id=row.request_id,
+            requested_by=row.requested_by, job_id=row.job_id,
+        ))
+
+    async def stage(self, *messages: Contract) -> None:
+        await self.outbox.add(self.conn, *messages)
+
+
+class PostgresMinerStore:
+    def __init__(self, engine: AsyncEngine, outbox: Outbox) -> None:
+        self.engine = engine
+        self.inbox = Inbox(t.inbox)
+        self.outbox = outbox
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTx]:
+        async with self.engine.begin() as conn:
+            yield PostgresTx(conn, self.inbox, self.outbox)
+
+    async def seen(self, message_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            return await self.inbox.seen(conn, message_id)
+
+    async def mined_runs(self, since: str | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
+        c = t.interactions.c
+        query = sa.select(t.interactions).where(sa.or_(c.example_kind.is_not(None), c.label.in_(_SUCCESS)))
+        if since:
+            query = query.where(c.logged_at >= datetime.fromisoformat(since))
+        last: tuple[Any, str] | None = None
+        while True:
+            page = query
+            if last is not None:
+                page = page.where(sa.tuple_(c.received_at, c.run_id) > sa.tuple_(*last))
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(page.order_by(c.received_at, c.run_id).limit(batch))).all()
+                if not rows:
+                    return
+                fb_rows = await conn.execute(
+                    sa.select(t.feedback).where(t.feedback.c.run_id.in_([r.run_id for r in rows]))
+                    .order_by(*_feedback_order())
+                )
+                feedback: dict[str, list[Feedback]] = {}
+                for r in fb_rows:
+                    feedback.setdefault(r.run_id, []).append(_feedback(r))
+            yield [RunWithFeedback(_run(r), feedback.get(r.run_id, [])) for r in rows]
+            last = (rows[-1].received_at, rows[-1].run_id)
+
+    async def policy_stats(self, window_s: float) -> PolicyStats:
+        c, d = t.interactions.c, t.datasets.c
+        async with self.engine.connect() as conn:
+            last_any, last_policy = (await conn.execute(sa.select(
+                sa.func.max(d.created_at), sa.func.max(d.created_at).filter(d.trigger.like("policy:%"))
+            ))).one()
+            has_example = c.example_kind.is_not(None)
+            fresh = has_example if last_any is None else sa.and_(has_example, c.classified_at > last_any)
+            new_examples, available = (await conn.execute(
+                sa.select(sa.func.count().filter(fresh), sa.func.count().filter(has_example))
+            )).one()
+            window_start = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, float(window_s))
+            runs, failures = (await conn.execute(sa.select(
+                sa.func.count(), sa.func.count().filter(c.label.not_in(_SUCCESS))
+            ).where(c.received_at > window_start))).one()
+        return PolicyStats(new_examples=new_examples, available_examples=available, window_runs=runs,
+                           window_failures=failures, last_policy_dataset_at=last_policy)
+
+    async def next_version(self) -> int:
+        async with self.engine.begin() as conn:
+            return int((await conn.execute(sa.select(t.dataset_version_seq.next_value()))).scalar_one())
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        async with self.engine.connect() as conn:
+            key = sa.func.hashtext(name)
+            got = bool((await conn.execute(sa.select(sa.func.pg_try_advisory_lock(key)))).scalar_one())
+            await conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                    await conn.commit()
+
+    async def publish(self, *messages: Contract) -> None:
+        await self.outbox.publish_now(*messages)

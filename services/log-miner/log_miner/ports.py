@@ -1,0 +1,129 @@
+"""The log-miner's ports. Adapters implement them; use cases and unit tests see only these."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from contracts import Contract
+
+from .domain.corpus import ImportedItem
+from .domain.policy import PolicyStats
+from .domain.records import Feedback, Run, RunWithFeedback
+from .domain.taxonomy import Classification
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    run: Run
+    label: str
+    labels: tuple[str, ...]
+    example_kind: str | None
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    dataset_id: str
+    version: int
+    train_uri: str
+    val_uri: str
+    manifest_uri: str
+    train_sha256: str
+    val_sha256: str
+    counts: dict[str, int]
+    sources: list[dict[str, Any]]
+    source_run_ids: list[str]
+    feedback_ids: list[str]
+    trigger: str
+    request_id: str | None
+    requested_by: str
+    job_id: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MinerTx(Protocol):
+    """One Postgres transaction: everything in it commits together or not at all."""
+
+    async def claim(self, message_id: str, message_type: str) -> bool:
+        """Inbox: True the first time a message id is seen."""
+        ...
+
+    async def lock_run(self, run_id: str) -> None:
+        """Serialise work on one run (an interaction and its feedback may arrive together)."""
+        ...
+
+    async def feedback_for(self, run_id: str) -> list[Feedback]: ...
+
+    async def stored_run(self, run_id: str) -> StoredRun | None: ...
+
+    async def insert_interaction(self, message_id: str, run: Run, classification: Classification,
+                                 example_kind: str | None) -> bool:
+        """False when the run id is on record already (a re-sent run under another message id)."""
+        ...
+
+    async def update_classification(self, run_id: str, classification: Classification,
+                                    example_kind: str | None) -> None: ...
+
+    async def insert_feedback(self, message_id: str, feedback: Feedback) -> bool: ...
+
+    async def move_count(self, model_version: str, old: str | None, new: str) -> None:
+        """taxonomy_counts: one run leaves `old` (if any) and joins `new`."""
+        ...
+
+    async def insert_dataset(self, row: DatasetRow) -> None: ...
+
+    async def stage(self, *messages: Contract) -> None:
+        """Outbox rows, published after commit."""
+        ...
+
+
+class MinerStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[MinerTx]: ...
+
+    async def seen(self, message_id: str) -> bool: ...
+
+    def mined_runs(self, since: str | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
+        """Runs that yield an example (example_kind set), oldest first, with their feedback."""
+        ...
+
+    async def policy_stats(self, window_s: float) -> PolicyStats: ...
+
+    async def next_version(self) -> int: ...
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """A lock across replicas, tried not waited for: yields False when someone holds it."""
+        ...
+
+    async def publish(self, *messages: Contract) -> None:
+        """After commit: publish staged outbox messages now (a relay retries failures)."""
+        ...
+
+
+class DatasetFiles(Protocol):
+    """Where dataset files go (S3)."""
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Store the bytes under `key`; returns the URI."""
+        ...
+
+
+class CorpusReader(Protocol):
+    async def read(self, location: str) -> bytes:
+        """The file at an absolute path or s3://bucket/key; CorpusUnavailableError if it cannot be read."""
+        ...
+
+
+class CorpusImporter(Protocol):
+    """One corpus format (one module under importers/)."""
+
+    format: str
+
+    def accepts(self, record: dict[str, Any]) -> bool:
+        """Whether a record looks like this format (auto-detection)."""
+        ...
+
+    def convert(self, record: dict[str, Any]) -> ImportedItem:
+        """Raise MalformedRecordError for a record that is not a conversation of this format."""
+        ...

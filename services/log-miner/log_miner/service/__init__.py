@@ -1,0 +1,7 @@
+"""Use cases of the log miner."""
+
+from .build_dataset import BuildDataset, BuildRequest, BuildResult
+from .policy import RetrainPolicy
+from .record import RecordRuns
+
+__all__ = ["BuildDataset", "BuildRequest", "BuildResult", "RecordRuns", "RetrainPolicy"]
