@@ -17,7 +17,10 @@ class EngineSettings(BaseModel):
     model_path: str | None = Field(default=None, description="GGUF file; default: the bundled Gemma 3 270M")
     model_version: str | None = Field(default=None, description="reported version; default: derived")
     n_ctx: int = Field(default=4096, ge=256)
-    n_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # One core is left to the event loop, broker client and the co-located stack: llama.cpp's
+    # worker threads spin while they wait, and on this 2-core machine two threads sharing with
+    # any other busy process measured 4.6 tok/s against 15.8 tok/s for one (docs/benchmarks.md).
+    n_threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1), ge=1)
     # llama.cpp's extra buffer types repack quantized weights for AMX; on the CPUs we run on
     # that path faults (SIGILL/SIGSEGV in ldtilecfg), so it is off unless asked for.
     use_extra_bufts: bool = False
