@@ -10,7 +10,7 @@ from .envelope import Contract
 
 
 class ToolCall(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     id: str
     name: str
@@ -20,7 +20,7 @@ class ToolCall(BaseModel):
 class ChatMessage(BaseModel):
     """One turn, OpenAI-style. `tool_calls` on assistant turns, `tool_call_id` on tool turns."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = None
@@ -30,7 +30,7 @@ class ChatMessage(BaseModel):
 
 
 class FunctionSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
     description: str = ""
@@ -40,14 +40,14 @@ class FunctionSpec(BaseModel):
 class ToolSpec(BaseModel):
     """A tool in OpenAI function format. Tools the runner does not implement are client-side."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     type: Literal["function"] = "function"
     function: FunctionSpec
 
 
 class RunOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     max_steps: int = Field(default=6, ge=1, le=32)
     max_tokens: int = Field(default=256, ge=1, le=8192, description="per model turn")
@@ -58,7 +58,7 @@ class RunOptions(BaseModel):
 
 
 class Principal(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     subject: str
     role: Literal["user", "operator", "admin"]
@@ -96,7 +96,7 @@ class AgentRunStep(Contract):
 class TrajectoryStep(BaseModel):
     """One recorded step of a run: a model turn, a tool call, or a tool result."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     index: int
     kind: Literal["model", "tool_call", "tool_result", "final", "error"]
@@ -112,7 +112,7 @@ class TrajectoryStep(BaseModel):
 
 
 class Usage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -26,7 +26,7 @@ def utcnow() -> datetime:
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     message_id: str
     correlation_id: str = Field(description="The run or job this message belongs to")
@@ -40,7 +40,7 @@ class Envelope(BaseModel):
 class Contract(BaseModel):
     """Base of every message body. Subclasses set `routing_key` (domain.event.vN)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     routing_key: ClassVar[str]
     schema_version: ClassVar[int] = 1

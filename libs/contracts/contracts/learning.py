@@ -10,7 +10,7 @@ from .envelope import Contract
 
 
 class DatasetOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     sources: list[str] = Field(default_factory=lambda: ["mined"], description="mined or corpus URIs")
     weights: dict[str, float] = Field(default_factory=dict)
@@ -20,7 +20,7 @@ class DatasetOptions(BaseModel):
 
 
 class LoraOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     rank: int = Field(default=16, ge=1, le=512)
     alpha: int = Field(default=32, ge=1)
@@ -113,7 +113,7 @@ class TrainingFailed(Contract):
 
 
 class SuiteScore(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     suite: str
     score: float
@@ -147,7 +147,7 @@ class ModelPromoted(Contract):
 
 
 class ExportedFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     uri: str
     sha256: str

@@ -115,6 +115,21 @@ class InvalidRequestError(GatewayError):
 # --------------------------------------------------------------------------- requests
 
 
+class StrictRunOptions(RunOptions):
+    """Client-facing options: contracts read messages tolerantly, but a client's typo in an
+    option name must be a 422, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StrictDatasetOptions(DatasetOptions):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StrictLoraOptions(LoraOptions):
+    model_config = ConfigDict(extra="forbid")
+
+
 class RunSubmission(BaseModel):
     """A run as a client asks for it: an instruction or a conversation, tools, options."""
 
@@ -123,7 +138,7 @@ class RunSubmission(BaseModel):
     instruction: str | None = Field(default=None, min_length=1, description="shorthand for one user message")
     messages: list[ChatMessage] | None = Field(default=None, min_length=1, validate_default=True)
     tools: list[ToolSpec] = Field(default_factory=list, max_length=128)
-    options: RunOptions = Field(default_factory=RunOptions)
+    options: StrictRunOptions = Field(default_factory=StrictRunOptions)
 
     @field_validator("messages", mode="after")
     @classmethod
@@ -166,8 +181,8 @@ class RetrainSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=2000)
-    dataset: DatasetOptions | None = None
-    training: LoraOptions | None = None
+    dataset: StrictDatasetOptions | None = None
+    training: StrictLoraOptions | None = None
     base_model: str | None = None
 
 
