@@ -125,3 +125,14 @@ async def test_metrics_count_examples_drops_and_datasets(record, build, metrics)
     assert metrics.examples_dropped.labels(reason="duplicate")._value.get() == 1
     assert metrics.examples_dropped.labels(reason="too_long")._value.get() == 1
     assert metrics.examples_built.labels(kind="corrected")._value.get() == 1
+
+
+async def test_two_deliveries_at_once_build_one_version(record, build, store, files):
+    import asyncio
+
+    await seed(record)
+    msg = retrain()
+    results = await asyncio.gather(build.retrain(msg), build.retrain(msg))
+    assert sorted(r.skipped or "built" for r in results) == ["built", "duplicate"]
+    assert len(store.state.datasets) == 1
+    assert {k.split("/")[2] for k in files.objects} == {"v1"}  # no orphan files of a second build

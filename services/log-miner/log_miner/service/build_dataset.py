@@ -101,25 +101,36 @@ class BuildDataset:
         self.metrics = metrics
         self.settings = settings
         self.clock = clock
+        # One build at a time per process: builds are CPU- and memory-heavy, and a redelivered
+        # request waits here and then finds itself in the inbox instead of building twice.
+        self._lock = asyncio.Lock()
 
     async def retrain(self, msg: RetrainRequested) -> BuildResult:
         """An operator's request: one dataset (id derived from the request) and a training job."""
         env = msg.envelope
-        if await self.store.seen(env.message_id):
-            logger.info("duplicate delivery ignored", extra=log_fields(message_id=env.message_id,
-                                                                       message_type=env.message_type))
-            return BuildResult(skipped="duplicate")
-        self.metrics.messages_received.labels(type=env.message_type).inc()
+        async with self._lock:
+            if await self.store.seen(env.message_id):
+                logger.info("duplicate delivery ignored", extra=log_fields(message_id=env.message_id,
+                                                                           message_type=env.message_type))
+                return BuildResult(skipped="duplicate")
+            return await self._build(self._request_of(msg))
+
+    def _request_of(self, msg: RetrainRequested) -> BuildRequest:
+        env = msg.envelope
         logger.info("received %s", env.message_type, extra=log_fields(
             message_id=env.message_id, message_type=env.message_type, request_id=msg.request_id,
             requested_by=msg.requested_by, sources=msg.dataset.sources))
-        return await self(BuildRequest(
+        return BuildRequest(
             dataset_id=dataset_id_for(msg.request_id), correlation_id=env.correlation_id, options=msg.dataset,
             training=msg.training, trigger="operator", requested_by=msg.requested_by, base_model=msg.base_model,
             reason=msg.reason, request_id=msg.request_id, claim=(env.message_id, env.message_type), causation=msg,
-        ))
+        )
 
     async def __call__(self, req: BuildRequest) -> BuildResult:
+        async with self._lock:
+            return await self._build(req)
+
+    async def _build(self, req: BuildRequest) -> BuildResult:
         started = time.perf_counter()
         fields = log_fields(dataset_id=req.dataset_id, trigger=req.trigger)
         try:
@@ -204,6 +215,7 @@ class BuildDataset:
             async with self.store.transaction() as tx:
                 if not await tx.claim(*req.claim):
                     return BuildResult(skipped="duplicate")
+            self.metrics.messages_received.labels(type=req.claim[1]).inc()
         self.metrics.builds_skipped.labels(reason="empty").inc()
         logger.warning("no example to train on: no dataset built, no training requested", extra=fields)
         return BuildResult(skipped="empty")
@@ -251,6 +263,8 @@ class BuildDataset:
                 return BuildResult(skipped="duplicate")
             await tx.insert_dataset(row)
             await tx.stage(built, training)
+        if req.claim is not None:
+            self.metrics.messages_received.labels(type=req.claim[1]).inc()  # first deliveries only
         await self.store.publish(built, training)
         logger.info("dataset %s v%d built; training %s requested on %s", req.dataset_id, version, job_id, base_model,
                     extra=log_fields(dataset_id=req.dataset_id, version=version, job_id=job_id, counts=counts))
