@@ -37,7 +37,8 @@ def test_a_document_names_every_queue_the_service_consumes():
     import yaml
 
     doc = yaml.safe_load(asyncapi.render("log-miner"))
-    queues = {ch["bindings"]["amqp"]["queue"]["name"] for ch in doc["channels"].values()}
+    amqp = [ch["bindings"]["amqp"] for ch in doc["channels"].values()]
+    queues = {b["queue"]["name"] for b in amqp if b["is"] == "queue"}  # publish channels are routing keys
     assert queues == {
         "log-miner.interaction.logged.v1",
         "log-miner.feedback.submitted.v1",
