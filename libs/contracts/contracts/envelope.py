@@ -44,6 +44,9 @@ class Contract(BaseModel):
 
     routing_key: ClassVar[str]
     schema_version: ClassVar[int] = 1
+    # False for a notification that may have no subscriber (yet): it is published without the
+    # `mandatory` flag, so its publish (and the outbox behind it) does not fail for want of a queue.
+    requires_subscriber: ClassVar[bool] = True
 
     envelope: Envelope
 

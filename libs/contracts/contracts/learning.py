@@ -60,6 +60,8 @@ class RetrainRequested(Contract):
 
 class DatasetBuilt(Contract):
     routing_key: ClassVar[str] = "dataset.built.v1"
+    # A notification: the trainer acts on the TrainingRequested that follows it.
+    requires_subscriber: ClassVar[bool] = False
 
     dataset_id: str
     version: int

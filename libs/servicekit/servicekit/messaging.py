@@ -90,7 +90,7 @@ def amqp_properties(message: Contract) -> dict[str, Any]:
         "correlation_id": env.correlation_id,
         "headers": headers,
         "persist": True,
-        "mandatory": True,
+        "mandatory": type(message).requires_subscriber,
         "content_type": "application/json",
     }
 
