@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 
 from .client import GatewayError
-from .commands import auth, runs, status
+from .commands import auth, retrain, runs, status
 from .config import ConfigError
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(auth.api_key_app, name="api-key")
 app.command("token")(auth.token)
 app.command("run")(runs.run)
 app.command("status")(status.status)
+app.command("retrain")(retrain.retrain)
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Fixtures for the log-miner's integration tests: the real service as a process on a vhost and
-database of this area's own (the session's `stack`, started by other areas, would otherwise
-consume the events published here), the session's private S3 with a bucket of its own, and
-clients that play the runner and the gateway (publish) and the trainer (a tap on the events
-exchange)."""
+database of this package's own, shared by its modules (the session's `stack`, started by other
+areas, would otherwise consume the events published here), the session's private S3 with a
+bucket of its own, and clients that play the runner and the gateway (publish) and the trainer
+(a tap on the events exchange)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class MinerEnv:
     bucket: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def miner_env(infra: IsolatedEnv) -> Iterator[MinerEnv]:
     suffix = uuid.uuid4().hex[:8]
     vhost, database = f"{infra.vhost}-miner-{suffix}", f"{infra.database}_miner_{suffix}"
@@ -62,7 +62,7 @@ def miner_env(infra: IsolatedEnv) -> Iterator[MinerEnv]:
         drop_database(database)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def miner(miner_env: MinerEnv, session_tmp: Path) -> Iterator[ServiceProcess]:
     env = {
         **miner_env.env,
@@ -85,13 +85,13 @@ def miner(miner_env: MinerEnv, session_tmp: Path) -> Iterator[ServiceProcess]:
         proc.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def db(miner_env: MinerEnv) -> Iterator[psycopg.Connection]:
     with psycopg.connect(miner_env.database_url.replace("+asyncpg", ""), autocommit=True) as conn:
         yield conn
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def s3(infra: IsolatedEnv) -> Minio:
     return Minio(infra.s3.endpoint, access_key=infra.s3.access_key, secret_key=infra.s3.secret_key, secure=False)
 
@@ -127,7 +127,7 @@ class Events:
                 if key == routing_key and all(body.get(k) == v for k, v in match.items())]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def events(miner_env: MinerEnv, miner: ServiceProcess) -> AsyncIterator[Events]:
     connection = await aio_pika.connect_robust(miner_env.broker_url)
     channel = await connection.channel(publisher_confirms=True)

@@ -1,0 +1,104 @@
+"""`agentloop retrain`: ask the log-miner (through the gateway's POST /v1/ops/retrain, operator
+role) for a new dataset version and a training run on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from contracts import DatasetOptions, LoraOptions
+
+from ..client import GatewayClient, GatewayError
+from ..config import ConfigError, credentials, gateway_url
+
+FORMATS = ("openai", "sharegpt", "alpaca", "bfcl")
+
+
+def absolute_source(source: str, cwd: Path | None = None) -> str:
+    """`bfcl:./x.jsonl` → `bfcl:/abs/x.jsonl`: the log-miner reads local paths on its own host,
+    so a relative path is resolved here, against the working directory."""
+    if source == "mined":
+        return source
+    head, sep, rest = source.partition(":")
+    fmt, location = (head, rest) if sep and head in FORMATS else ("", source)
+    if not location.startswith(("s3://", "/")):
+        location = str(((cwd or Path.cwd()) / location).resolve())
+    return f"{fmt}:{location}" if fmt else location
+
+
+def retrain_body(*, reason: str = "", sources: list[str] | None = None, weights: list[str] | None = None,
+                 max_steps: int | None = None, base_model: str | None = None, val_fraction: float | None = None,
+                 max_examples: int | None = None, cwd: Path | None = None) -> dict[str, Any]:
+    """The JSON body of POST /v1/ops/retrain; checked against the contracts before sending."""
+    dataset: dict[str, Any] = {}
+    if sources:
+        dataset["sources"] = [absolute_source(s, cwd) for s in sources]
+    if weights:
+        parsed: dict[str, float] = {}
+        for item in weights:
+            name, sep, value = item.rpartition("=")
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if not sep or not name or number is None:
+                raise ConfigError(f"--weight takes SOURCE=NUMBER, got {item!r}")
+            parsed[name if name in ("mined", *FORMATS) else absolute_source(name, cwd)] = number
+        dataset["weights"] = parsed
+    if val_fraction is not None:
+        dataset["val_fraction"] = val_fraction
+    if max_examples is not None:
+        dataset["max_examples"] = max_examples
+    training = {"max_steps": max_steps} if max_steps is not None else {}
+    try:
+        DatasetOptions.model_validate(dataset)
+        LoraOptions.model_validate(training)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid retrain options:\n{exc}") from None
+    body: dict[str, Any] = {"reason": reason}
+    if dataset:
+        body["dataset"] = dataset
+    if training:
+        body["training"] = training
+    if base_model:
+        body["base_model"] = base_model
+    return body
+
+
+def retrain(
+    reason: Annotated[str, typer.Option(help="why (kept in the audit log and the dataset manifest)")] = "",
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", help="mined (default), or a corpus FORMAT:PATH with FORMAT openai|sharegpt|alpaca|bfcl, "
+                         "or s3://bucket/key; repeat to mix. Giving any replaces the default 'mined'.")] = None,
+    weight: Annotated[list[str] | None, typer.Option(
+        "--weight", help="SOURCE=NUMBER: repeat or subsample a source (2 = twice, 0.5 = half); repeatable")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="training steps at most")] = None,
+    base_model: Annotated[str | None, typer.Option(help="base model to train (default: the log-miner's)")] = None,
+    val_fraction: Annotated[float | None, typer.Option(min=0.0, max=0.99, help="share kept for validation")] = None,
+    max_examples: Annotated[int | None, typer.Option(min=1, help="cap on the dataset's size")] = None,
+    api_key: Annotated[str | None, typer.Option(help="default: AGENTLOOP_API_KEY, then .run/api-key")] = None,
+) -> None:
+    """Ask for a new dataset (mined runs and feedback, plus any corpora) and a training run on it."""
+    body = retrain_body(reason=reason, sources=source, weights=weight, max_steps=max_steps, base_model=base_model,
+                        val_fraction=val_fraction, max_examples=max_examples)
+    client = GatewayClient(gateway_url())
+    token = client.token_for(credentials(api_key))
+    try:
+        resp = httpx.post(f"{client.base_url}/v1/ops/retrain", json=body,
+                          headers={"Authorization": f"Bearer {token}"}, timeout=client.timeout)
+    except httpx.HTTPError as exc:
+        raise GatewayError(f"cannot reach the gateway at {client.base_url}: {exc}") from None
+    if resp.status_code != 202:
+        detail = resp.text[:300]
+        if resp.status_code == 403:
+            detail = "this needs an operator (or admin) key"
+        raise GatewayError(f"retrain refused ({resp.status_code}): {detail}")
+    request_id = resp.json()["request_id"]
+    Console(stderr=True).print(f"retrain requested: [bold]{request_id}[/] (dataset and training follow on the "
+                               "log-miner and trainer; see their logs or `agentloop status`)")
+    typer.echo(request_id)
