@@ -16,8 +16,7 @@ from redis.asyncio import Redis
 
 from contracts import REPLY_QUEUE_PREFIX, new_id
 from servicekit.app import create_service_app
-from servicekit.db import Inbox
-from servicekit.health import redis_check
+from servicekit.health import redis_check, s3_check
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
 from servicekit.outbox import Outbox
@@ -28,8 +27,10 @@ from . import SERVICE, handlers
 from . import metrics as gateway_metrics
 from .adapters import tables
 from .adapters.key_files import KeyDirectory
-from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore, PostgresRunStore
+from .adapters.outbox_publisher import BatchedOutboxPublisher
+from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore
 from .adapters.rate_limits import RedisRateLimiter
+from .adapters.run_index import AsyncpgRunStore
 from .api import errors, routers
 from .api.middleware import BodySizeLimit, HttpMetrics
 from .container import Container
@@ -96,17 +97,19 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     instance_id = settings.instance_id or new_id()[:12]
     key_dir, keyring = build_keyring(settings.auth)  # first: a missing key stops start-up at once
 
-    # Runtime: broker (+ message metrics), Postgres, S3 (checked, bucket ensured), Redis.
-    rt = standard_runtime(
-        SERVICE, settings, lambda b: build_broker(b, instance_id=instance_id), artifacts=artifact_store(settings.s3)
-    )
+    # Runtime: broker (+ message metrics), Postgres; Redis and S3 checked by /health/ready.
+    # The gateway stores no artifacts: S3 down makes it unready, never stops it from starting.
+    rt = standard_runtime(SERVICE, settings, lambda b: build_broker(b, instance_id=instance_id))
+    rt.checks["s3"] = s3_check(artifact_store(settings.s3))
     # Durable work queues only: the reply queue is exclusive and gets no dead-letter queue.
     rt.work_queues = [q for q in rt.work_queues if not q.startswith(REPLY_QUEUE_PREFIX)]
     broker, engine = rt.broker, rt.engine
     metrics = gateway_metrics.build(rt.registry)
     redis = Redis.from_url(settings.redis.url)
     rt.checks["redis"] = redis_check(redis)
-    outbox = Outbox(tables.outbox, engine, broker)
+    outbox = Outbox(tables.outbox, engine, broker)  # SQLAlchemy-side staging, and the relay that covers crashes
+    run_index = AsyncpgRunStore(settings.database.url, max_size=2 * settings.database.pool_size)
+    publisher = BatchedOutboxPublisher(broker, run_index.mark_published)
 
     # Adapters → use cases.
     def count_auth_failure(reason: str) -> None:
@@ -128,8 +131,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     audit = PostgresAuditLog(engine)
     replies = ReplyRouter(on_steps_forwarded=metrics.steps_forwarded.inc)
     runs = RunService(
-        PostgresRunStore(engine, outbox, Inbox(tables.inbox)),
-        outbox,
+        run_index,
+        publisher,
         limiter,
         replies,
         metrics,
@@ -144,7 +147,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             PostgresApiKeys(engine), tokens, limiter, audit, on_failure=count_auth_failure
         ),
         runs=runs,
-        ops=OpsService(PostgresOpsStore(engine, outbox), audit, outbox),
+        ops=OpsService(PostgresOpsStore(engine, outbox), audit, publisher),
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
     )
@@ -163,9 +166,11 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     rt.background += [
         lambda: handlers.consume_replies(handlers.reply_subscriber(broker), runs),
         outbox.run_relay,
+        publisher.run,
         lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
     ]
-    rt.on_shutdown.append(close_redis)
+    rt.on_startup.append(run_index.open)
+    rt.on_shutdown += [close_redis, run_index.close]
     app = create_service_app(rt, routers(), version="1")
     app.state.container = container
     errors.install(app)

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
-
-from faststream import Context
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import ValidationError
@@ -29,9 +26,10 @@ from .service.runs import RunService
 
 logger = logging.getLogger("gateway.replies")
 
-RUNS_KEY = "gateway_runs"  # no dots: Context() reads them as attribute access
-# Handler parameter; the bootstrap provides it with `broker.context.set_global(RUNS_KEY, ...)`.
-RunsDep = Annotated[RunService, Context(RUNS_KEY)]
+# The bootstrap provides the use cases with `broker.context.set_global(RUNS_KEY, ...)`. Handlers
+# read it with `broker.context.get` rather than a `Context()` parameter: FastDepends resolves
+# such a parameter in a worker thread, a thread hop per message on the hot path.
+RUNS_KEY = "gateway_runs"
 
 
 def reply_queue(instance_id: str) -> RabbitQueue:
@@ -39,6 +37,9 @@ def reply_queue(instance_id: str) -> RabbitQueue:
 
 
 def register(broker: RabbitBroker, *, delivery_limit: int, instance_id: str) -> None:
+    def runs() -> RunService:
+        return broker.context.get(RUNS_KEY)
+
     # No handler: `consume_replies` iterates this subscriber in delivery order.
     broker.subscriber(
         reply_queue(instance_id),
@@ -48,14 +49,14 @@ def register(broker: RabbitBroker, *, delivery_limit: int, instance_id: str) -> 
     )
 
     @broker.subscriber(work_queue(SERVICE, AgentRunCompleted, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_run_completed(msg: AgentRunCompleted, runs: RunsDep) -> None:
+    async def on_run_completed(msg: AgentRunCompleted) -> None:
         """A run finished (any replica's): record it in the run index once."""
-        await runs.record_outcome(msg, source="events")
+        await runs().record_outcome(msg, source="events")
 
     @broker.subscriber(work_queue(SERVICE, AgentRunFailed, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_run_failed(msg: AgentRunFailed, runs: RunsDep) -> None:
+    async def on_run_failed(msg: AgentRunFailed) -> None:
         """A run failed (any replica's): record it in the run index once."""
-        await runs.record_outcome(msg, source="events")
+        await runs().record_outcome(msg, source="events")
 
 
 def reply_subscriber(broker: RabbitBroker) -> RabbitSubscriber:
@@ -68,9 +69,10 @@ async def consume_replies(subscriber: RabbitSubscriber, runs: RunService) -> Non
     while True:
         try:
             await _consume_replies(subscriber, runs)
-        except asyncio.CancelledError:
-            raise
         except Exception:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # shutting down: closing the consumer may fail
+                raise
             logger.exception("reply consumer crashed; restarting it")
             await asyncio.sleep(0.5)
 

@@ -24,7 +24,7 @@ class FakeRunStore:
     async def get(self, run_id: str) -> RunRecord | None:
         return self.runs.get(run_id)
 
-    async def finish(self, finish: RunFinish, *, message_id=None, message_type=None) -> RunRecord | None:
+    async def finish(self, finish: RunFinish, *, message_id=None, message_type=None, durable=True) -> RunRecord | None:
         if message_id is not None:
             if message_id in self.inbox:
                 return None

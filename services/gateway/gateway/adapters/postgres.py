@@ -1,7 +1,8 @@
-"""Postgres adapters (SQLAlchemy Core on asyncpg) for the gateway's ports.
+"""Postgres adapters (SQLAlchemy Core on asyncpg) for the gateway's ports off the hot path:
+API keys, audit log, operator commands. (The run index is in `run_index.py`.)
 
-Each write that also emits a message stages it in the outbox inside the same transaction;
-the use case publishes it after commit (`Outbox.publish_now`), the relay covers crashes.
+A write that also emits a message stages it in the outbox inside the same transaction; the
+use case publishes it after commit, the outbox relay covers crashes.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import Contract
-from servicekit.db import Inbox
 from servicekit.outbox import Outbox
 
-from ..domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, Role, RunFinish, RunRecord
+from ..domain import ApiKeyRecord, AuditEntry, Role
 from . import tables as t
 
 Database = AsyncEngine | AsyncConnection
@@ -33,88 +33,6 @@ async def transaction(db: Database) -> AsyncIterator[AsyncConnection]:
     else:
         async with db.begin():
             yield db
-
-
-_RUN_COLUMNS = (
-    t.runs.c.run_id, t.runs.c.subject, t.runs.c.status, t.runs.c.created_at, t.runs.c.outcome, t.runs.c.answer,
-    t.runs.c.steps, t.runs.c.client_tool_calls, t.runs.c.usage, t.runs.c.model_version, t.runs.c.engine,
-    t.runs.c.error_code, t.runs.c.error, t.runs.c.completed_at,
-)
-
-
-def _run_record(row: sa.Row) -> RunRecord:
-    return RunRecord(**row._asdict())
-
-
-class PostgresRunStore:
-    def __init__(self, engine: AsyncEngine, outbox: Outbox, inbox: Inbox) -> None:
-        self.engine = engine
-        self.outbox = outbox
-        self.inbox = inbox
-        self._insert_run = t.runs.insert()
-        self._select_run = sa.select(*_RUN_COLUMNS).where(t.runs.c.run_id == sa.bindparam("run_id"))
-
-    async def create(self, run: NewRun, message: Contract) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                self._insert_run,
-                {
-                    "run_id": run.run_id,
-                    "subject": run.subject,
-                    "status": "queued",
-                    "request": run.request,
-                    "created_at": run.created_at,
-                },
-            )
-            await self.outbox.add(conn, message)
-
-    async def get(self, run_id: str) -> RunRecord | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(self._select_run, {"run_id": run_id})).first()
-        return _run_record(row) if row is not None else None
-
-    async def finish(
-        self, finish: RunFinish, *, message_id: str | None = None, message_type: str | None = None
-    ) -> RunRecord | None:
-        stmt = (
-            sa.update(t.runs)
-            .where(t.runs.c.run_id == finish.run_id, t.runs.c.status == "queued")
-            .values(
-                status=finish.status,
-                outcome=finish.outcome,
-                answer=finish.answer,
-                steps=finish.steps,
-                client_tool_calls=finish.client_tool_calls,
-                usage=finish.usage,
-                model_version=finish.model_version,
-                engine=finish.engine,
-                error_code=finish.error_code,
-                error=finish.error,
-                completed_at=finish.completed_at,
-            )
-            .returning(*_RUN_COLUMNS)
-        )
-        async with self.engine.begin() as conn:
-            if message_id is not None and not await self.inbox.claim(conn, message_id, message_type or "unknown"):
-                return None
-            row = (await conn.execute(stmt)).first()
-        return _run_record(row) if row is not None else None
-
-    async def add_feedback(self, feedback: NewFeedback, message: Contract) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                t.feedback.insert(),
-                {
-                    "feedback_id": feedback.feedback_id,
-                    "run_id": feedback.run_id,
-                    "subject": feedback.subject,
-                    "rating": feedback.rating,
-                    "corrected_answer": feedback.corrected_answer,
-                    "corrected_tool_calls": feedback.corrected_tool_calls,
-                    "comment": feedback.comment,
-                },
-            )
-            await self.outbox.add(conn, message)
 
 
 def _audit_row(entry: AuditEntry) -> dict:

@@ -1,4 +1,7 @@
-"""Typed dependencies of the routes: the container's use cases and the caller's identity."""
+"""Typed dependencies of the routes: the container's use cases and the caller's identity.
+
+All `async def`: FastAPI runs a plain `def` dependency in a thread pool, a thread hop per
+dependency per request for what is an attribute lookup."""
 
 from __future__ import annotations
 
@@ -14,22 +17,22 @@ from ..service.ops import OpsService
 from ..service.runs import RunService
 
 
-def get_container(conn: HTTPConnection) -> Container:
+async def get_container(conn: HTTPConnection) -> Container:
     return conn.app.state.container
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def _runs(conn: HTTPConnection) -> RunService:
+async def _runs(conn: HTTPConnection) -> RunService:
     return conn.app.state.container.runs
 
 
-def _ops(conn: HTTPConnection) -> OpsService:
+async def _ops(conn: HTTPConnection) -> OpsService:
     return conn.app.state.container.ops
 
 
-def _api_keys(conn: HTTPConnection) -> ApiKeyService:
+async def _api_keys(conn: HTTPConnection) -> ApiKeyService:
     return conn.app.state.container.api_keys
 
 
@@ -38,8 +41,12 @@ OpsDep = Annotated[OpsService, Depends(_ops)]
 ApiKeysDep = Annotated[ApiKeyService, Depends(_api_keys)]
 
 
-def client_ip(conn: HTTPConnection) -> str | None:
+def peer_ip(conn: HTTPConnection) -> str | None:
     return conn.client.host if conn.client else None
+
+
+async def client_ip(conn: HTTPConnection) -> str | None:
+    return peer_ip(conn)
 
 
 ClientIp = Annotated[str | None, Depends(client_ip)]
@@ -52,7 +59,7 @@ def require(role: Role, action: str | None = None):
     async def caller(request: Request) -> Identity:
         access = request.app.state.container.access
         return await access.require(
-            request.headers.get("authorization"), role, action=action, client_ip=client_ip(request)
+            request.headers.get("authorization"), role, action=action, client_ip=peer_ip(request)
         )
 
     return Depends(caller)

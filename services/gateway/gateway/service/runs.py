@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Literal
@@ -91,6 +92,26 @@ def queued_record(run: NewRun) -> RunRecord:
     return RunRecord(run_id=run.run_id, subject=run.subject, status="queued", created_at=run.created_at)
 
 
+class RecentIds:
+    """A bounded set: the newest `size` ids."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._ids: set[str] = set()
+        self._order: deque[str] = deque()
+        self.size = size
+
+    def add(self, item: str) -> None:
+        if item in self._ids:
+            return
+        self._ids.add(item)
+        self._order.append(item)
+        if len(self._order) > self.size:
+            self._ids.discard(self._order.popleft())
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._ids
+
+
 class RunStream:
     """A submitted run's events as they arrive: `AgentRunStep`s, then the finished record.
     `next()` returns None once the stream was closed from outside (the client left)."""
@@ -138,6 +159,8 @@ class RunService:
         self.max_wait_s = max_wait_s
         self.wait_grace_s = wait_grace_s
         self._clock = clock
+        self._recorded = RecentIds()  # outcomes this instance wrote durably (from the events queue)
+        self._recording: dict[str, asyncio.Future[None]] = {}  # ... and those it is writing now
         self._submitted = {mode: metrics.runs_submitted.labels(mode=mode) for mode in ("async", "wait", "stream")}
 
     # ------------------------------------------------------------------ submit
@@ -229,17 +252,30 @@ class RunService:
         wake this instance's listeners.
 
         From the reply queue the index is updated *before* listeners are woken, so a client
-        that got its 200 reads the same state back. From the durable events queue the
-        message id is claimed in the inbox (redeliveries change nothing), and only
-        non-streaming listeners are woken (see `ReplyRouter.outcome`).
+        that got its 200 reads the same state back; that write need not wait for the WAL
+        flush, because the same outcome also arrives on the durable events queue, whose
+        write is durable and (WAL being sequential) makes every earlier commit durable too.
+        From the events queue the message id is claimed in the inbox (redeliveries change
+        nothing), and only non-streaming listeners are woken (see `ReplyRouter.outcome`).
         """
         finish = finish_of(msg)
+        run_id = msg.run_id
+        record = None
         try:
             if source == "events":
                 env = msg.envelope
-                record = await self.store.finish(finish, message_id=env.message_id, message_type=env.message_type)
+                done = self._recording[run_id] = asyncio.get_running_loop().create_future()
+                try:
+                    record = await self.store.finish(finish, message_id=env.message_id, message_type=env.message_type)
+                    self._recorded.add(run_id)
+                finally:
+                    done.set_result(None)
+                    del self._recording[run_id]
             else:
-                record = await self.store.finish(finish)
+                if (in_flight := self._recording.get(run_id)) is not None:
+                    await in_flight  # the durable write of the same outcome is under way here
+                if run_id not in self._recorded:  # else: already in the index, durably
+                    record = await self.store.finish(finish, durable=False)
             if record is not None:
                 self.metrics.run_latency.labels(status=record.status).observe(
                     max(0.0, time.time() - record.created_at.timestamp())
