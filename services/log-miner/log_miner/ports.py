@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from contracts import Contract
@@ -84,7 +85,7 @@ class MinerStore(Protocol):
 
     async def seen(self, message_id: str) -> bool: ...
 
-    def mined_runs(self, since: str | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
+    def mined_runs(self, since: datetime | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
         """Runs that yield an example (example_kind set), oldest first, with their feedback."""
         ...
 

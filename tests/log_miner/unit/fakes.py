@@ -103,11 +103,12 @@ class FakeStore:
     async def seen(self, message_id: str) -> bool:
         return message_id in self.state.inbox
 
-    async def mined_runs(self, since: str | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
+    async def mined_runs(self, since: datetime | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
         items = [
             RunWithFeedback(s.run, [f for f in self.state.feedback.values() if f.run_id == s.run.run_id])
             for s in self.state.runs.values()
-            if s.example_kind is not None or s.label in SUCCESS
+            if (s.example_kind is not None or s.label in SUCCESS)
+            and (since is None or s.run.logged_at >= since)
         ]
         for i in range(0, len(items), batch):
             yield items[i:i + batch]

@@ -136,3 +136,20 @@ async def test_two_deliveries_at_once_build_one_version(record, build, store, fi
     assert sorted(r.skipped or "built" for r in results) == ["built", "duplicate"]
     assert len(store.state.datasets) == 1
     assert {k.split("/")[2] for k in files.objects} == {"v1"}  # no orphan files of a second build
+
+
+async def test_since_keeps_only_runs_logged_after_it(record, build):
+    from datetime import timedelta
+
+    from contracts import utcnow
+
+    old = Trajectory("old question").answer("old answer")
+    old = old.model_copy(update={"envelope": old.envelope.model_copy(
+        update={"occurred_at": utcnow() - timedelta(days=3)})})
+    await record.interaction(old)
+    await record.interaction(Trajectory("new question").answer("new answer"))
+    since = (utcnow() - timedelta(days=1)).replace(tzinfo=None).isoformat()  # no zone: UTC
+    result = await build.retrain(retrain(since=since, val_fraction=0.0))
+    assert result.built.counts["train"] == 1
+    with pytest.raises(PermanentError):
+        await build.retrain(retrain(since="last tuesday"))

@@ -160,11 +160,11 @@ class PostgresMinerStore:
         async with self.engine.connect() as conn:
             return await self.inbox.seen(conn, message_id)
 
-    async def mined_runs(self, since: str | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
+    async def mined_runs(self, since: datetime | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
         c = t.interactions.c
         query = sa.select(t.interactions).where(sa.or_(c.example_kind.is_not(None), c.label.in_(_SUCCESS)))
-        if since:
-            query = query.where(c.logged_at >= datetime.fromisoformat(since))
+        if since is not None:
+            query = query.where(c.logged_at >= since)
         last: tuple[Any, str] | None = None
         while True:
             page = query

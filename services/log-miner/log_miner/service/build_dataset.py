@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from contracts import (
     Contract,
@@ -138,11 +138,15 @@ class BuildDataset:
         except SourceSpecError as exc:
             raise PermanentError(str(exc)) from exc
         logger.info("building dataset %s from %s", req.dataset_id, ", ".join(s.raw for s in specs), extra=fields)
+        try:
+            since = parse_since(req.options.since)
+        except ValueError as exc:
+            raise PermanentError(f"dataset.since: {exc}") from exc
         reports = [SourceReport(s.raw) for s in specs]
         candidates: list[Example] = []
         for spec, report in zip(specs, reports, strict=True):
             if spec.format == "mined":
-                candidates += await self._mine(spec, report, req.options.since)
+                candidates += await self._mine(spec, report, since)
             else:
                 candidates += await self._import(spec, report)
         s = self.settings
@@ -166,7 +170,7 @@ class BuildDataset:
 
     # ------------------------------------------------------------------ gathering
 
-    async def _mine(self, spec: SourceSpec, report: SourceReport, since: str | None) -> list[Example]:
+    async def _mine(self, spec: SourceSpec, report: SourceReport, since: datetime | None) -> list[Example]:
         rules = MiningRules(include_unrated=self.settings.include_unrated)
         out: list[Example] = []
         runs = 0
@@ -314,6 +318,14 @@ class BuildDataset:
             m.examples_dropped.labels(reason=reason).inc(n)
         m.datasets_built.labels(trigger=req.trigger.split(":", 1)[0]).inc()
         m.build_seconds.observe(seconds)
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """DatasetOptions.since: an ISO time; without a zone it is UTC."""
+    if not value:
+        return None
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _unique(specs: list[SourceSpec]) -> list[SourceSpec]:
