@@ -189,6 +189,10 @@ class BuildDataset:
             data = await self.reader.read(spec.location)
         except CorpusUnavailableError as exc:
             raise PermanentError(f"corpus {spec.raw}: {exc}") from exc
+        # Off the event loop: a large corpus must not stall AMQP heartbeats or other consumers.
+        return await asyncio.to_thread(self._convert, spec, report, data)
+
+    def _convert(self, spec: SourceSpec, report: SourceReport, data: bytes) -> list[Example]:
         importer: CorpusImporter | None = IMPORTERS.get(spec.format)
         out: list[Example] = []
         for lineno, record in parse_records(data):
