@@ -221,3 +221,45 @@ async def test_feedback_on_someone_elses_run_is_not_found():
     await svc.record_outcome(completed(run.run_id), source="reply")
     with pytest.raises(RunNotFoundError):
         await svc.add_feedback(BOB, run.run_id, FeedbackSubmission(rating=1))
+
+
+async def test_a_reply_that_arrives_during_the_durable_write_waits_for_it_instead_of_writing_again():
+    svc, store, _ = make()
+    run = await svc.submit(ALICE, RunSubmission(instruction="hi"))
+    gate = asyncio.Event()
+    calls: list[bool] = []
+    real_finish = store.finish
+
+    async def slow_finish(finish, *, message_id=None, message_type=None, durable=True):
+        calls.append(durable)
+        if durable:
+            await gate.wait()
+        return await real_finish(finish, message_id=message_id, message_type=message_type, durable=durable)
+
+    store.finish = slow_finish
+    msg = completed(run.run_id)
+    events = asyncio.create_task(svc.record_outcome(msg, source="events"))
+    await asyncio.sleep(0)
+    reply = asyncio.create_task(svc.record_outcome(msg, source="reply"))
+    await asyncio.sleep(0)
+    assert not reply.done()  # waits for the write under way
+    gate.set()
+    await asyncio.gather(events, reply)
+    assert calls == [True]  # one write, the durable one
+    assert store.runs[run.run_id].status == "completed"
+
+
+async def test_a_reply_for_a_run_not_yet_recorded_here_writes_without_waiting_for_durability():
+    svc, store, _ = make()
+    run = await svc.submit(ALICE, RunSubmission(instruction="hi"))
+    seen: list[bool] = []
+    real_finish = store.finish
+
+    async def spy(finish, **kwargs):
+        seen.append(kwargs.get("durable", True))
+        return await real_finish(finish, **kwargs)
+
+    store.finish = spy
+    await svc.record_outcome(completed(run.run_id), source="reply")
+    await svc.record_outcome(completed(run.run_id), source="events")
+    assert seen == [False, True]  # the events queue still writes (and claims) durably

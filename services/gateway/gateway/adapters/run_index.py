@@ -94,7 +94,7 @@ def _outcome_args(f: RunFinish) -> tuple[Any, ...]:
 class AsyncpgRunStore:
     """Implements `ports.RunStore`. `open()` at start-up, `close()` at shutdown."""
 
-    def __init__(self, database_url: str, *, min_size: int = 2, max_size: int = 20) -> None:
+    def __init__(self, database_url: str, *, min_size: int = 0, max_size: int = 20) -> None:
         self.dsn = asyncpg_dsn(database_url)
         self.min_size = min_size
         self.max_size = max_size
@@ -107,7 +107,7 @@ class AsyncpgRunStore:
         # Writes that another durable write backs up commit without waiting for the WAL flush:
         # a session setting of their own pool keeps them at one round trip (no BEGIN/SET/COMMIT).
         self._relaxed = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=max(2, self.max_size // 2),
+            self.dsn, min_size=0, max_size=max(2, self.max_size // 2),
             server_settings={"synchronous_commit": "off"}, **common,
         )
 
