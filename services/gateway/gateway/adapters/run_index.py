@@ -107,7 +107,7 @@ class AsyncpgRunStore:
         # Writes that another durable write backs up commit without waiting for the WAL flush:
         # a session setting of their own pool keeps them at one round trip (no BEGIN/SET/COMMIT).
         self._relaxed = await asyncpg.create_pool(
-            self.dsn, min_size=0, max_size=max(2, self.max_size // 2),
+            self.dsn, min_size=0, max_size=max(2, self.max_size // 4),
             server_settings={"synchronous_commit": "off"}, **common,
         )
 

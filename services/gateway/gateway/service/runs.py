@@ -257,6 +257,8 @@ class RunService:
         write is durable and (WAL being sequential) makes every earlier commit durable too.
         From the events queue the message id is claimed in the inbox (redeliveries change
         nothing), and only non-streaming listeners are woken (see `ReplyRouter.outcome`).
+        When this instance has written (or is writing) the outcome from the events queue,
+        the reply path waits for that write and skips its own.
         """
         finish = finish_of(msg)
         run_id = msg.run_id
@@ -270,7 +272,8 @@ class RunService:
                     self._recorded.add(run_id)
                 finally:
                     done.set_result(None)
-                    del self._recording[run_id]
+                    if self._recording.get(run_id) is done:  # a concurrent redelivery may have replaced it
+                        del self._recording[run_id]
             else:
                 if (in_flight := self._recording.get(run_id)) is not None:
                     await in_flight  # the durable write of the same outcome is under way here
