@@ -61,3 +61,23 @@ def test_summed_loss_of_a_packed_row_is_the_sum_over_its_examples(tiny_model):
     )
 
     torch.testing.assert_close(summed_token_loss(tiny_model, packed), separate, rtol=1e-4, atol=1e-4)
+
+
+def test_per_example_attention_gives_the_masked_sdpa_results_and_gradients(tiny_checkpoint):
+    from transformers import AutoModelForCausalLM
+
+    from trainer.training.attention import register
+
+    reference = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32)
+    ours = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32, attn_implementation=register())
+    examples = [random_example(n, 3, seed) for seed, n in enumerate([40, 25, 30, 10])]  # window is 16
+    batch = collate(pack(examples, max_seq_len=70), pad_id=0)  # two rows, the second one padded
+
+    loss_ref, loss_ours = summed_token_loss(reference, batch), summed_token_loss(ours, batch)
+    loss_ref.backward()
+    loss_ours.backward()
+
+    torch.testing.assert_close(loss_ours, loss_ref, rtol=1e-5, atol=1e-4)
+    grads = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5)

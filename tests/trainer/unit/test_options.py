@@ -19,7 +19,7 @@ def test_options_from_before_the_precision_and_clipping_fields_still_validate():
 @pytest.mark.parametrize(
     "bad",
     [{"rank": 0}, {"dropout": 1.0}, {"learning_rate": 0}, {"max_seq_len": 32}, {"batch_size": 0},
-     {"precision": "fp16"}, {"lr_schedule": "step"}, {"max_grad_norm": 0}, {"ranks": 8}],
+     {"precision": "fp16"}, {"lr_schedule": "step"}, {"max_grad_norm": 0}],
 )
 def test_rejects_invalid_options(bad):
     with pytest.raises(ValidationError):

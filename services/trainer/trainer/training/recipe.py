@@ -5,7 +5,8 @@ components (data, loss, checkpoint, progress) live in their own modules.
 
 Speed on CPU, each measured on Gemma 3 270M (numbers in docs/benchmarks.md):
 - logits only at labelled positions (loss.py): the 262k-vocab lm_head is most of the FLOPs;
-- packing with per-example position ids (data.py): no padding, no cross-example attention;
+- packing with per-example position ids (data.py): no padding, no cross-example attention, and
+  attention computed per example rather than masked per row (attention.py);
 - bf16 compute where the CPU has native bf16 (AVX512-BF16/AMX): the frozen base weights are
   loaded in bf16 (autocast on fp32 weights re-casts every weight every step and was slower than
   fp32 here); LoRA weights, optimizer state and the loss stay fp32;
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from contracts.learning import LoraOptions
 
-from . import checkpoint
+from . import attention, checkpoint
 from .base_weights import resolve_base_model
 from .data import PackedRow, Schedule, build_rows, fingerprint, read_jsonl
 from .job import TrainingJobSpec
@@ -129,9 +130,17 @@ class LoraRecipe:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(self.hf_dir)
-        base = AutoModelForCausalLM.from_pretrained(self.hf_dir, dtype=self.dtype).to(self.device)
+        base = AutoModelForCausalLM.from_pretrained(
+            self.hf_dir, dtype=self.dtype, attn_implementation=attention.register()
+        ).to(self.device)
         # peft keeps adapter weights in fp32 over a bf16 base (autocast_adapter_dtype)
         model = get_peft_model(base, lora_config(self.options))
+        if self.dtype != torch.float32:
+            # Under autocast the LoRA matmuls run in bf16 anyway; peft's cast of every activation to
+            # the fp32 adapter dtype (and back) only adds copies (~10% of a CPU step).
+            for module in model.modules():
+                if hasattr(module, "cast_input_dtype_enabled"):
+                    module.cast_input_dtype_enabled = False
         return model, tokenizer
 
     def _lr_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:

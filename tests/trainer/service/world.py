@@ -1,0 +1,88 @@
+"""A trainer instance wired to fakes of its ports, and requests with data in the fake S3."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from contracts import TrainingRequested
+from trainer.metrics import TrainerMetrics
+from trainer.service import AcceptTraining, JobPolicy, RunTrainingJob, TrainingScheduler
+from tests.trainer.service.fakes import (
+    Clock,
+    FakeArtifacts,
+    FakeJobStore,
+    FakeLauncher,
+    FakeProgress,
+    FakeResolver,
+    Script,
+)
+
+TRAIN = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+
+
+@dataclass
+class Instance:
+    owner: str
+    launcher: FakeLauncher
+    progress: FakeProgress
+    registry: CollectorRegistry
+    metrics: TrainerMetrics
+    run_job: RunTrainingJob
+    scheduler: TrainingScheduler
+    work_dir: Path
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+
+@dataclass
+class World:
+    clock: Clock
+    store: FakeJobStore
+    artifacts: FakeArtifacts
+    tmp: Path
+
+    def instance(self, *scripts: Script, owner: str = "trainer-a:1", max_attempts: int = 3,
+                 progress_interval_s: float = 0.0, heartbeat_s: float = 0.01, lease_ttl_s: float = 30.0,
+                 retry_delay_s: float = 10.0, resolver: FakeResolver | None = None) -> Instance:
+        launcher, progress, registry = FakeLauncher(*scripts), FakeProgress(), CollectorRegistry()
+        metrics = TrainerMetrics(registry)
+        work_dir = self.tmp / owner.replace(":", "_")
+        policy = JobPolicy(work_dir=work_dir, owner=owner, lease_ttl_s=lease_ttl_s, heartbeat_s=heartbeat_s,
+                           max_attempts=max_attempts, retry_delay_s=retry_delay_s,
+                           progress_interval_s=progress_interval_s)
+        run_job = RunTrainingJob(self.store, self.artifacts, launcher, resolver or FakeResolver(), progress, metrics,
+                                 policy, clock=lambda: self.clock.now)
+        scheduler = TrainingScheduler(self.store, run_job, metrics, owner=owner, lease_ttl_s=lease_ttl_s,
+                                      poll_interval_s=0.01, retry_delay_s=retry_delay_s)
+        return Instance(owner, launcher, progress, registry, metrics, run_job, scheduler, work_dir)
+
+    def request(self, *, job_id: str | None = None, base_model: str = "bundled", with_data: bool = True,
+                message_id: str | None = None, **options: object) -> TrainingRequested:
+        job_id = job_id or f"job-{uuid.uuid4().hex[:8]}"
+        prefix = f"datasets/ds-{job_id}/v1/"
+        if with_data:
+            data = "".join(json.dumps(r) + "\n" for r in TRAIN).encode()
+            self.artifacts.objects[prefix + "train.jsonl"] = data
+            self.artifacts.objects[prefix + "val.jsonl"] = data
+        return TrainingRequested.create(
+            correlation_id=f"corr-{job_id}", message_id=message_id, job_id=job_id, dataset_id=f"ds-{job_id}",
+            train_uri=self.artifacts.uri(prefix + "train.jsonl"), val_uri=self.artifacts.uri(prefix + "val.jsonl"),
+            base_model=base_model, options={"max_steps": 6, "checkpoint_every": 2, **options},
+        )
+
+    async def queue(self, request: TrainingRequested) -> None:
+        assert await self.store.accept(request)
+
+    def accept(self, instance: Instance) -> AcceptTraining:
+        return AcceptTraining(self.store, instance.metrics, instance.scheduler.poke)
+
+
+def make_world(tmp_path: Path) -> World:
+    clock = Clock()
+    return World(clock, FakeJobStore(clock), FakeArtifacts(), tmp_path)
