@@ -86,6 +86,8 @@ class TrainingRequested(Contract):
 
 class TrainingProgress(Contract):
     routing_key: ClassVar[str] = "training.progress.v1"
+    # A notification (decision 0010): dashboards and clients may listen, nothing must.
+    requires_subscriber: ClassVar[bool] = False
 
     job_id: str
     step: int
@@ -109,6 +111,9 @@ class TrainingCompleted(Contract):
 
 class TrainingFailed(Contract):
     routing_key: ClassVar[str] = "training.failed.v1"
+    # A notification (decision 0010): no service consumes it yet, and a refused outbox row would
+    # hold back the trainer's TrainingCompleted events behind it.
+    requires_subscriber: ClassVar[bool] = False
 
     job_id: str
     reason: str

@@ -1,23 +1,33 @@
-"""Composition root of the trainer: settings -> broker, Postgres, S3 -> app.
+"""Composition root of the trainer: settings → adapters → use cases → app.
 
 `build_broker` is the AsyncAPI convention: every subscriber declared, nothing connected.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+import os
+import uuid
+
 from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 
+from modelkit.base_model import bundled_gguf_path
 from servicekit.app import create_service_app
-from servicekit.db import Inbox, inbox_table
-from servicekit.intake import INTAKE_KEY, Intake
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
+from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
 
-from . import SCHEMA, SERVICE, handlers, metrics
+from . import SERVICE, handlers
+from .adapters import tables
+from .adapters.base_models import BundledModel, ChainResolver, LocalPath
+from .adapters.postgres_jobs import PostgresJobStore
+from .adapters.rabbit_progress import RabbitProgressPublisher
+from .adapters.s3_artifacts import S3Artifacts
+from .adapters.subprocess_launcher import SubprocessLauncher
+from .metrics import TrainerMetrics
+from .service import AcceptTraining, JobPolicy, RunTrainingJob, TrainingScheduler
 from .settings import TrainerSettings
 
 
@@ -29,8 +39,33 @@ def build_broker(settings: BrokerSettings) -> RabbitBroker:
 
 def build_app(settings: TrainerSettings) -> FastAPI:
     setup_logging(SERVICE, settings.log.level, settings.log.json_format)
-    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=artifact_store(settings.s3))
-    inbox = Inbox(inbox_table(sa.MetaData(schema=SCHEMA)))
-    intake = Intake(rt.engine, inbox, metrics.build(rt.registry).messages_received)
-    rt.broker.context.set_global(INTAKE_KEY, intake)
+    store_s3 = artifact_store(settings.s3)
+    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=store_s3)  # /health/ready checks S3 too
+    metrics = TrainerMetrics(rt.registry)
+    outbox = Outbox(tables.outbox, rt.engine, rt.broker)
+    store = PostgresJobStore(rt.engine, outbox)
+    t = settings.training
+    # The lease identity is per process: a restarted instance with the same INSTANCE_ID must not
+    # pass for the one that died holding the lease.
+    owner = f"{settings.instance_id or f'{SERVICE}-{os.getpid()}'}:{uuid.uuid4().hex[:8]}"
+    policy = JobPolicy(
+        work_dir=t.work_dir, owner=owner, lease_ttl_s=t.lease_ttl_s, heartbeat_s=t.heartbeat_s,
+        max_attempts=t.max_attempts, retry_delay_s=t.retry_delay_s, progress_interval_s=t.progress_interval_s,
+        keep_checkpoints=t.keep_checkpoints, num_threads=t.num_threads, model_cache_dir=t.model_cache_dir,
+    )
+    run_job = RunTrainingJob(
+        store, S3Artifacts(store_s3), SubprocessLauncher(python=t.python, nice=t.nice),
+        ChainResolver([BundledModel(bundled_gguf_path), LocalPath()]), RabbitProgressPublisher(rt.broker),
+        metrics, policy,
+    )
+    scheduler = TrainingScheduler(store, run_job, metrics, owner=owner, lease_ttl_s=t.lease_ttl_s,
+                                  poll_interval_s=t.poll_interval_s, retry_delay_s=t.retry_delay_s)
+    rt.broker.context.set_global(handlers.ACCEPT_TRAINING_KEY, AcceptTraining(store, metrics, scheduler.poke))
+    rt.background += [outbox.run_relay, scheduler.run, scheduler.run_gauges]
+    rt.details = lambda: {
+        "instance": owner,
+        "current_job": run_job.describe(),
+        "lease_ttl_s": t.lease_ttl_s,
+        "max_attempts": t.max_attempts,
+    }
     return create_service_app(rt)

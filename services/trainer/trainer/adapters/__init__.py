@@ -1,0 +1,1 @@
+"""Adapters of the trainer: one module per technology."""

@@ -1,0 +1,382 @@
+"""Run one leased job: data and last checkpoint from S3 → the recipe in a subprocess → its JSON
+lines become metrics, TrainingProgress events and checkpoints in S3 → the adapter goes to S3 and
+the job completes with TrainingCompleted (or fails with TrainingFailed), each in one transaction
+with its outbox row.
+
+What ends an attempt, and what happens to the job:
+- `completed` line: adapter uploaded, job completed.
+- `failed` line, unknown base model, missing dataset: job failed (retrying cannot help).
+- the process ends without either line (killed, out of memory): the lease is given back and the
+  job is retried after `retry_delay_s`, resuming from its last recorded checkpoint, until it has
+  been started `max_attempts` times; then it fails.
+- the lease is lost (no heartbeat got through for a TTL, another instance took over): the process
+  is killed and the job left alone.
+- the service stops: the process is killed, the lease given back at once and the attempt refunded.
+- S3/Postgres trouble before or after training: the lease is given back, retried after the delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from contracts import TrainingCompleted, TrainingFailed, TrainingProgress, deterministic_id, utcnow
+from servicekit.logs import log_fields
+
+from ..domain import (
+    Checkpoint,
+    Completed,
+    Failed,
+    Job,
+    LeaseLostError,
+    PermanentTrainingError,
+    Progress,
+    RecipeFailedError,
+    Started,
+    TrainingCrashedError,
+    TrainingError,
+    adapter_prefix,
+    checkpoint_name,
+    checkpoint_prefix,
+    completion_metrics,
+    parse_event,
+    storage_name,
+)
+from ..metrics import TrainerMetrics
+from ..ports import Artifacts, BaseModelResolver, JobStore, ProgressPublisher, TrainingLauncher, TrainingProcess
+from ..training.job import TrainingJobSpec
+from .lease import LeaseKeeper
+
+logger = logging.getLogger("trainer.job")
+
+MAX_REASON_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class JobPolicy:
+    """Plain values from the settings."""
+
+    work_dir: Path
+    owner: str  # this process's lease identity
+    lease_ttl_s: float = 60.0
+    heartbeat_s: float = 15.0
+    max_attempts: int = 3
+    retry_delay_s: float = 10.0
+    progress_interval_s: float = 1.0
+    keep_checkpoints: int = 2  # local copies the recipe keeps (S3 keeps the latest recorded one)
+    num_threads: int | None = None
+    model_cache_dir: Path | None = None
+
+
+@dataclass
+class JobState:
+    """The running job as /health/detailed shows it (and heartbeats record in its row)."""
+
+    job_id: str
+    dataset_id: str
+    base_model: str
+    attempt: int
+    phase: str = "preparing"  # preparing → training → uploading
+    since: datetime = field(default_factory=utcnow)
+    resumed_from_step: int | None = None
+    start_step: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+    checkpoint_uri: str | None = None
+    checkpoint_step: int | None = None
+    lease_lost: bool = False
+    settled: bool = False  # the job's outcome (or its release) is written: no more heartbeats
+
+    def progress_doc(self) -> dict[str, Any] | None:
+        if self.step is None and self.start_step is None:
+            return None
+        return {"attempt": self.attempt, "start_step": self.start_step, "step": self.step,
+                "total_steps": self.total_steps, "loss": self.loss, "eta_s": self.eta_s,
+                "tokens_per_s": self.tokens_per_s, "at": utcnow().isoformat()}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "dataset_id": self.dataset_id, "base_model": self.base_model,
+            "attempt": self.attempt, "phase": self.phase, "since": self.since.isoformat(),
+            "resumed_from_step": self.resumed_from_step, "step": self.step, "total_steps": self.total_steps,
+            "loss": self.loss, "learning_rate": self.learning_rate, "tokens_per_s": self.tokens_per_s,
+            "eta_s": self.eta_s, "checkpoint_step": self.checkpoint_step,
+        }
+
+
+class RunTrainingJob:
+    def __init__(self, store: JobStore, artifacts: Artifacts, launcher: TrainingLauncher,
+                 resolver: BaseModelResolver, progress: ProgressPublisher, metrics: TrainerMetrics,
+                 policy: JobPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self.launcher = launcher
+        self.resolver = resolver
+        self.progress = progress
+        self.metrics = metrics
+        self.policy = policy
+        self.clock = clock
+        self.current: JobState | None = None
+        self._last_published = float("-inf")
+
+    def describe(self) -> dict[str, Any] | None:
+        return self.current.describe() if self.current else None
+
+    async def __call__(self, job: Job) -> str:
+        """Run one attempt of a job this instance has just claimed; returns the outcome
+        (completed, failed, crashed, lost_lease, error; stopped is raised as CancelledError)."""
+        p = self.policy
+        state = JobState(job.job_id, job.dataset_id, job.base_model, attempt=job.attempts,
+                         checkpoint_uri=job.last_checkpoint_uri, checkpoint_step=job.last_checkpoint_step)
+        self.current = state
+        self.metrics.job_started(job.job_id, job.dataset_id, job.base_model)
+        keeper = LeaseKeeper(self.store, job.job_id, p.owner, ttl_s=p.lease_ttl_s, interval_s=p.heartbeat_s,
+                             snapshot=state.progress_doc, active=lambda: not state.settled)
+        heartbeat = asyncio.create_task(keeper.run(), name=f"lease-{job.job_id}")
+        lost = asyncio.create_task(keeper.lost.wait())
+        attempt = asyncio.create_task(self._attempt(job, state), name=f"train-{job.job_id}")
+        outcome = "error"
+        try:
+            done, _ = await asyncio.wait({attempt, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if attempt in done or state.settled:
+                outcome = await attempt
+            else:
+                state.lease_lost = True  # the attempt must not touch the job any more
+                attempt.cancel()
+                await asyncio.gather(attempt, return_exceptions=True)
+                outcome = "lost_lease"
+        except asyncio.CancelledError:
+            outcome = "stopped"
+            attempt.cancel()
+            await asyncio.gather(attempt, return_exceptions=True)
+            raise
+        finally:
+            for task in (heartbeat, lost):
+                task.cancel()
+            await asyncio.gather(heartbeat, lost, return_exceptions=True)
+            self.current = None
+            self.metrics.job_stopped(job.job_id, job.dataset_id, job.base_model, outcome)
+            logger.info("job %s attempt %d ended: %s", job.job_id, state.attempt, outcome,
+                        extra=log_fields(job_id=job.job_id, outcome=outcome))
+        return outcome
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _attempt(self, job: Job, state: JobState) -> str:
+        workdir = self.policy.work_dir / storage_name(job.job_id)
+        proc: TrainingProcess | None = None
+        try:
+            if job.attempts >= self.policy.max_attempts:
+                raise PermanentTrainingError(
+                    f"gave up after {job.attempts} attempts; last error: {job.last_error or 'the trainer stopped'}"
+                )
+            config = await self._prepare(job, workdir, state)
+            attempt = await self.store.start_attempt(job.job_id, self.policy.owner)
+            if attempt is None:
+                raise LeaseLostError(job.job_id)
+            state.attempt, state.phase = attempt, "training"
+            proc = await self.launcher.start(config, workdir / "train.log")
+            result = await self._follow(job, proc, state, workdir)
+            status = await proc.wait()
+            if isinstance(result, Completed):
+                state.phase = "uploading"
+                await self._complete(job, state, result, attempt)
+                return "completed"
+            if isinstance(result, Failed):
+                raise RecipeFailedError(result.reason)
+            last = _last_line(proc.stderr_tail())
+            raise TrainingCrashedError(
+                f"the training process exited with status {status} without a result" + (f": {last}" if last else "")
+            )
+        except LeaseLostError:
+            state.lease_lost = True
+            return "lost_lease"
+        except TrainingError as exc:
+            if proc is not None:
+                _log_stderr(job, proc)
+            return await self._settle(job, state, exc)
+        except asyncio.CancelledError:
+            if proc is not None:
+                await proc.kill()  # before the lease goes back: nothing may write for this job any more
+            if not state.lease_lost:
+                state.settled = True
+                await self.store.release(job.job_id, self.policy.owner, error=None, retry_after_s=0,
+                                         refund_attempt=proc is not None)
+            raise
+        except Exception as exc:  # S3 or Postgres trouble (or a bug): the job goes back and is retried
+            logger.exception("job %s attempt failed; retrying in %.0fs", job.job_id, self.policy.retry_delay_s,
+                             extra=log_fields(job_id=job.job_id))
+            if proc is not None:
+                await proc.kill()
+            state.settled = True
+            await self.store.release(job.job_id, self.policy.owner, error=_reason(exc),
+                                     retry_after_s=self.policy.retry_delay_s, refund_attempt=False)
+            return "error"
+        finally:
+            if proc is not None:
+                await proc.kill()
+            if not state.lease_lost:  # after a takeover on this host the directory may be the new owner's
+                await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+    async def _prepare(self, job: Job, workdir: Path, state: JobState) -> Path:
+        req = job.request
+        base = await self.resolver.resolve(job.base_model)
+        await asyncio.to_thread(shutil.rmtree, workdir, True)  # what a previous attempt left here is stale
+        workdir.mkdir(parents=True)
+        train = await self.artifacts.download(req.train_uri, workdir / "data" / "train.jsonl")
+        val = await self.artifacts.download(req.val_uri, workdir / "data" / "val.jsonl") if req.val_uri else None
+        checkpoints = workdir / "checkpoints"
+        if job.last_checkpoint_uri:
+            await self.artifacts.download_dir(job.last_checkpoint_uri,
+                                              checkpoints / checkpoint_name(job.last_checkpoint_uri))
+            state.resumed_from_step = job.last_checkpoint_step
+        p = self.policy
+        spec = TrainingJobSpec(
+            train_path=train, val_path=val, base_model=base, output_dir=workdir / "adapter",
+            checkpoint_dir=checkpoints, options=req.options, resume=True, keep_checkpoints=p.keep_checkpoints,
+            num_threads=p.num_threads, model_cache_dir=p.model_cache_dir,
+        )
+        config = workdir / "job.json"
+        config.write_text(spec.model_dump_json(indent=2))
+        return config
+
+    async def _follow(self, job: Job, proc: TrainingProcess, state: JobState, workdir: Path) -> Completed | Failed | None:
+        result: Completed | Failed | None = None
+        async for doc in proc.lines():
+            try:
+                event = parse_event(doc)
+            except (KeyError, TypeError, ValueError):
+                logger.warning("malformed event from the recipe ignored: %.300s", doc, extra=log_fields(job_id=job.job_id))
+                continue
+            if isinstance(event, Progress):
+                await self._on_progress(job, state, event)
+            elif isinstance(event, Checkpoint):
+                await self._on_checkpoint(job, state, event, workdir)
+            elif isinstance(event, Started):
+                state.start_step, state.total_steps = event.start_step, event.total_steps
+                logger.info("job %s attempt %d training steps %d..%d%s", job.job_id, state.attempt,
+                            event.start_step + 1, event.total_steps,
+                            f" (resumed from step {event.start_step})" if event.start_step else "",
+                            extra=log_fields(job_id=job.job_id, start_step=event.start_step, **event.info))
+            elif isinstance(event, Completed | Failed):
+                result = event
+        return result
+
+    async def _on_progress(self, job: Job, state: JobState, p: Progress) -> None:
+        state.step, state.total_steps, state.loss = p.step, p.total_steps, p.loss
+        state.learning_rate, state.tokens_per_s, state.eta_s = p.lr, p.tokens_per_s, p.eta_s
+        self.metrics.progress(job.job_id, p)
+        now = self.clock()
+        if now - self._last_published < self.policy.progress_interval_s and p.step < p.total_steps:
+            return
+        self._last_published = now
+        req = job.request
+        await self.progress.publish(TrainingProgress.create(
+            correlation_id=req.envelope.correlation_id, causation=req,
+            message_id=deterministic_id("training-progress", job.job_id, state.attempt, p.step),
+            job_id=job.job_id, step=p.step, total_steps=p.total_steps, loss=p.loss, learning_rate=p.lr,
+            tokens_per_s=p.tokens_per_s, eta_s=p.eta_s,
+        ))
+        self.metrics.progress_published.inc()
+
+    async def _on_checkpoint(self, job: Job, state: JobState, ckpt: Checkpoint, workdir: Path) -> None:
+        name = checkpoint_name(ckpt.path)
+        staging = workdir / "uploading" / name
+        try:
+            # Hard links: the recipe prunes old checkpoints while we upload; the links keep the files.
+            await asyncio.to_thread(shutil.copytree, ckpt.path, staging, copy_function=os.link)
+            uri = await self.artifacts.upload_dir(staging, checkpoint_prefix(job.job_id, name))
+        except Exception:  # a checkpoint that did not reach S3 costs only the steps since the previous one
+            logger.warning("checkpoint %s of job %s not uploaded; training goes on", name, job.job_id,
+                           exc_info=True, extra=log_fields(job_id=job.job_id))
+            return
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        if not await self.store.record_checkpoint(job.job_id, self.policy.owner, ckpt.step, uri):
+            raise LeaseLostError(job.job_id)
+        self.metrics.checkpoints.inc()
+        previous, state.checkpoint_uri, state.checkpoint_step = state.checkpoint_uri, uri, ckpt.step
+        logger.info("job %s checkpoint at step %d in %s", job.job_id, ckpt.step, uri, extra=log_fields(job_id=job.job_id))
+        if previous and previous != uri:
+            try:
+                await self.artifacts.delete_dir(previous)
+            except Exception:  # an orphaned old checkpoint only costs storage
+                logger.warning("could not delete superseded checkpoint %s", previous, exc_info=True)
+
+    async def _complete(self, job: Job, state: JobState, done: Completed, attempt: int) -> None:
+        adapter = Path(done.adapter_dir)
+        if not (adapter / "adapter_config.json").is_file():
+            raise TrainingCrashedError(f"the recipe reported an adapter in {adapter}, but there is none")
+        uri = await self.artifacts.upload_dir(adapter, adapter_prefix(job.job_id))
+        began = job.started_at or datetime.now(UTC)
+        duration = max(0.0, (utcnow() - began).total_seconds())
+        metrics = completion_metrics(done.metrics, duration_s=duration, attempts=attempt)
+        req = job.request
+        event = TrainingCompleted.create(
+            correlation_id=req.envelope.correlation_id, causation=req,
+            message_id=deterministic_id("training-completed", job.job_id),
+            job_id=job.job_id, dataset_id=job.dataset_id, base_model=job.base_model, adapter_uri=uri,
+            metrics=metrics, steps=done.steps,
+        )
+        state.settled = True
+        if not await self.store.complete(job.job_id, self.policy.owner, adapter_uri=uri, metrics=metrics,
+                                         steps=done.steps, event=event):
+            raise LeaseLostError(job.job_id)
+        self.metrics.job_duration.observe(duration)
+        await self.store.publish(event)
+        logger.info("job %s completed: %d steps, adapter %s", job.job_id, done.steps, uri,
+                    extra=log_fields(job_id=job.job_id, metrics=metrics))
+
+    async def _settle(self, job: Job, state: JobState, exc: TrainingError) -> str:
+        """A failed attempt: fail the job for good, or give it back for another attempt."""
+        attempts = max(state.attempt, job.attempts)
+        reason = exc.reason
+        if not exc.permanent:
+            if attempts < self.policy.max_attempts:
+                logger.warning("job %s attempt %d crashed (%s); retrying in %.0fs", job.job_id, attempts, reason,
+                               self.policy.retry_delay_s, extra=log_fields(job_id=job.job_id))
+                state.settled = True
+                await self.store.release(job.job_id, self.policy.owner, error=reason,
+                                         retry_after_s=self.policy.retry_delay_s, refund_attempt=False)
+                return "crashed"
+            reason = f"{reason} (gave up after {attempts} attempts)"
+        req = job.request
+        reason = reason[:MAX_REASON_CHARS]
+        event = TrainingFailed.create(
+            correlation_id=req.envelope.correlation_id, causation=req,
+            message_id=deterministic_id("training-failed", job.job_id), job_id=job.job_id, reason=reason,
+        )
+        state.settled = True
+        if not await self.store.fail(job.job_id, self.policy.owner, reason=reason, event=event):
+            return "lost_lease"
+        await self.store.publish(event)
+        logger.error("job %s failed: %s", job.job_id, reason, extra=log_fields(job_id=job.job_id))
+        return "failed"
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else ""
+
+
+def _log_stderr(job: Job, proc: TrainingProcess) -> None:
+    tail = proc.stderr_tail()
+    if tail:
+        logger.warning("stderr of job %s's training process (tail):\n%s", job.job_id, tail,
+                       extra=log_fields(job_id=job.job_id))
