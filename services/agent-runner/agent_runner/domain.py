@@ -3,6 +3,9 @@ part of the model's output a client may see while it streams."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,6 +39,57 @@ class OfferedTool:
     validator: Draft202012Validator
 
 
+class SchemaValidators:
+    """Validators of tool parameter schemas, built once per distinct schema.
+
+    Checking a schema against the metaschema walks the whole metaschema: per run it cost more
+    CPU than everything else a zero-cost run does. Pinned schemas (the runner's own tools,
+    checked at start-up) stay; the requests' schemas are kept in a bounded LRU by content hash.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._pinned: dict[bytes, Draft202012Validator] = {}
+        self._recent: OrderedDict[bytes, Draft202012Validator] = OrderedDict()
+
+    def pin(self, name: str, schema: Mapping[str, Any]) -> Draft202012Validator:
+        """Check and keep for good (raises InvalidToolSchemaError)."""
+        key = _schema_key(schema)
+        if key not in self._pinned:
+            validator = self._recent.pop(key, None)
+            self._pinned[key] = validator if validator is not None else _build(name, schema)
+        return self._pinned[key]
+
+    def get(self, name: str, schema: Mapping[str, Any]) -> Draft202012Validator:
+        """The validator of `schema`; raises InvalidToolSchemaError (not cached) when it is not JSON Schema."""
+        key = _schema_key(schema)
+        if (validator := self._pinned.get(key)) is not None:
+            return validator
+        if (validator := self._recent.get(key)) is not None:
+            self._recent.move_to_end(key)
+            return validator
+        validator = self._recent[key] = _build(name, schema)
+        if len(self._recent) > self.size:
+            self._recent.popitem(last=False)
+        return validator
+
+    def __len__(self) -> int:
+        return len(self._pinned) + len(self._recent)
+
+
+def _schema_key(schema: Mapping[str, Any]) -> bytes:
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def _build(name: str, schema: Mapping[str, Any]) -> Draft202012Validator:
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidToolSchemaError(f"tool {name!r}: {exc.message}") from exc
+    return Draft202012Validator(schema)
+
+
 class Toolset:
     """The tools of one run: the request's tools plus, when asked for, the runner's own.
 
@@ -43,17 +97,15 @@ class Toolset:
     client's (its call ends the turn, as in the OpenAI API)."""
 
     def __init__(self, request_tools: Iterable[ToolSpec], server_specs: Mapping[str, ToolSpec], *,
-                 offer_server_tools: bool) -> None:
+                 offer_server_tools: bool, validators: SchemaValidators | None = None) -> None:
+        validators = validators if validators is not None else SchemaValidators()
         offered: dict[str, ToolSpec] = dict(server_specs) if offer_server_tools else {}
         for spec in request_tools:
             offered[spec.function.name] = spec
-        self.tools: dict[str, OfferedTool] = {}
-        for name, spec in offered.items():
-            try:
-                Draft202012Validator.check_schema(spec.function.parameters)
-            except SchemaError as exc:
-                raise InvalidToolSchemaError(f"tool {name!r}: {exc.message}") from exc
-            self.tools[name] = OfferedTool(spec, name in server_specs, Draft202012Validator(spec.function.parameters))
+        self.tools: dict[str, OfferedTool] = {
+            name: OfferedTool(spec, name in server_specs, validators.get(name, spec.function.parameters))
+            for name, spec in offered.items()
+        }
 
     @property
     def specs(self) -> list[ToolSpec]:

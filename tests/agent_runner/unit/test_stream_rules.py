@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_runner.domain import InvalidToolSchemaError, Toolset, VisibleText
+from agent_runner.domain import InvalidToolSchemaError, SchemaValidators, Toolset, VisibleText
 from contracts import FunctionSpec, ToolSpec
 from modelkit.chat_format import parse_output
 
@@ -57,3 +57,31 @@ def test_validation_names_the_failing_field():
     call = parse_output('<tool_call>{"name": "f", "arguments": {"n": "two"}}</tool_call>').calls[0]
     reason, message = tools.validate(call)
     assert reason == "schema_violation" and "n: 'two' is not of type 'integer'" in message
+
+
+def test_a_schema_is_checked_once_and_its_validator_shared_by_later_runs():
+    validators = SchemaValidators()
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    first = Toolset([spec("f", schema)], {}, offer_server_tools=False, validators=validators)
+    same_content = {"properties": {"n": {"type": "integer"}}, "type": "object"}  # another object, keys reordered
+    second = Toolset([spec("g", same_content)], {}, offer_server_tools=False, validators=validators)
+    assert second.tools["g"].validator is first.tools["f"].validator
+    assert len(validators) == 1
+
+
+def test_request_schemas_are_kept_in_a_bounded_cache_and_pinned_ones_stay():
+    validators = SchemaValidators(size=2)
+    pinned = validators.pin("calculator", {"type": "object"})
+    built = [validators.get(f"t{i}", {"type": "object", "title": f"t{i}"}) for i in range(3)]
+    assert len(validators) == 3  # the pinned one and the two most recent
+    assert validators.get("calculator", {"type": "object"}) is pinned
+    assert validators.get("t2", {"type": "object", "title": "t2"}) is built[2]
+    assert validators.get("t0", {"type": "object", "title": "t0"}) is not built[0], "the oldest was evicted"
+
+
+def test_an_invalid_schema_is_refused_every_time_and_not_cached():
+    validators = SchemaValidators()
+    for _ in range(2):
+        with pytest.raises(InvalidToolSchemaError, match="broken"):
+            Toolset([spec("broken", {"type": 5})], {}, offer_server_tools=False, validators=validators)
+    assert len(validators) == 0

@@ -29,7 +29,7 @@ from contracts import (
 )
 from modelkit.chat_format import STOP_STRINGS, ParsedCall, parse_output, render_prompt
 
-from ..domain import ToolError, Toolset, VisibleText, raw_call_block, tool_call_of
+from ..domain import SchemaValidators, ToolError, Toolset, VisibleText, raw_call_block, tool_call_of
 from ..metrics import RunnerMetrics
 from ..ports import Engine, StepSink, Tool
 
@@ -122,18 +122,19 @@ class AgentLoop:
     def __init__(self, *, server_tools: Mapping[str, Tool], metrics: RunnerMetrics, token_flush_chars: int = 32,
                  token_flush_ms: float = 50.0, clock: Clock = time.perf_counter) -> None:
         self.server_tools = dict(server_tools)
+        self.server_specs: dict[str, ToolSpec] = {name: tool.spec for name, tool in self.server_tools.items()}
+        self.validators = SchemaValidators()
+        for name, spec in self.server_specs.items():  # checked once, here: a broken plugin stops start-up
+            self.validators.pin(name, spec.function.parameters)
         self.metrics = metrics
         self.flush_chars = token_flush_chars
         self.flush_ms = token_flush_ms
         self.clock = clock
 
-    @property
-    def server_specs(self) -> dict[str, ToolSpec]:
-        return {name: tool.spec for name, tool in self.server_tools.items()}
-
     def toolset(self, request: AgentRunRequested) -> Toolset:
         """Raises InvalidToolSchemaError for a request tool whose schema is not JSON Schema."""
-        return Toolset(request.tools, self.server_specs, offer_server_tools=request.options.server_tools)
+        return Toolset(request.tools, self.server_specs, offer_server_tools=request.options.server_tools,
+                       validators=self.validators)
 
     async def run(self, request: AgentRunRequested, engine: Engine, sink: StepSink) -> RunResult:
         stream = StepStream(request, sink, self.clock, flush_chars=self.flush_chars, flush_ms=self.flush_ms)
