@@ -77,6 +77,10 @@ def _wants_unsloth(device: torch.device) -> bool:
 
 
 class LoraRecipe:
+    # Shape bucketing for oneDNN's per-shape kernels (see loss.collate); measured in docs/benchmarks.md.
+    row_multiple = 64
+    label_multiple = 16
+
     def __init__(self, job: TrainingJobSpec, sink: ProgressSink | None = None) -> None:
         self.job = job
         self.options = job.options
@@ -169,13 +173,13 @@ class LoraRecipe:
         began = time.perf_counter()
         tokens_here = 0
         for step, micro_batches in self.schedule.steps(self.start_step, self.total_steps):
-            batches = [collate([self.rows[i] for i in mb], self.pad_id) for mb in micro_batches]
+            batches = [collate([self.rows[i] for i in mb], self.pad_id, self.row_multiple) for mb in micro_batches]
             n_labels = sum(b.label_count for b in batches)
             lr = self.scheduler.get_last_lr()[0]
             loss_sum = 0.0
             for batch in batches:
                 with self._autocast():
-                    loss = summed_token_loss(self.causal_lm, self._to_device(batch))
+                    loss = summed_token_loss(self.causal_lm, self._to_device(batch), self.label_multiple)
                 (loss / n_labels).backward()  # mean over every label of the step, whatever the split
                 loss_sum += loss.item()
             if opts.max_grad_norm is not None:
@@ -240,9 +244,9 @@ class LoraRecipe:
         total = 0.0
         labels = 0
         for i in range(0, len(rows), self.options.batch_size):
-            batch = collate(list(rows[i : i + self.options.batch_size]), self.pad_id)
+            batch = collate(list(rows[i : i + self.options.batch_size]), self.pad_id, self.row_multiple)
             with self._autocast():
-                total += summed_token_loss(self.causal_lm, self._to_device(batch)).item()
+                total += summed_token_loss(self.causal_lm, self._to_device(batch), self.label_multiple).item()
             labels += batch.label_count
         self.model.train(was_training)
         return total / labels if labels else float("nan")
