@@ -1,10 +1,16 @@
 """Postgres access (SQLAlchemy Core on asyncpg) and the inbox/outbox tables every service has.
 
-Each service owns one Postgres schema; its inbox and outbox live there.
+Each service owns one Postgres schema; its inbox and outbox live there. Hot paths (a write per
+message or request) may use a plain asyncpg pool instead (`asyncpg_pool`): one prepared
+statement on an asyncpg connection costs ~0.15 ms of CPU, the same transaction through
+SQLAlchemy's async layer (greenlet hop, pool checkout with pre-ping, BEGIN/COMMIT) ~1 ms.
 """
 
 from __future__ import annotations
 
+import json
+
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -12,6 +18,35 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """`postgresql+asyncpg://…` (the services' DATABASE__URL) → `postgresql://…`."""
+    scheme, sep, rest = sqlalchemy_url.partition("://")
+    return "postgresql" + sep + rest if scheme.startswith("postgresql") else sqlalchemy_url
+
+
+async def _jsonb_codec(conn: asyncpg.Connection) -> None:
+    # JSONB in and out as Python values (asyncpg's default is text).
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Instead of asyncpg's reset query (RESET ALL, UNLISTEN *, ...) on every release: the hot
+    paths leave no session state behind (an open transaction is still rolled back by asyncpg)."""
+
+
+async def asyncpg_pool(url: str, *, min_size: int = 0, max_size: int = 10,
+                       synchronous_commit: bool = True) -> asyncpg.Pool:
+    """A pool for hot-path statements; JSONB columns take and give Python values.
+
+    `synchronous_commit=False` is for writes that something durable backs up (a lost commit
+    is redone or harmless): their commit does not wait for the WAL flush, and as a session
+    setting of the pool's own connections it costs no extra round trip.
+    """
+    settings = {} if synchronous_commit else {"synchronous_commit": "off"}
+    return await asyncpg.create_pool(asyncpg_dsn(url), min_size=min_size, max_size=max_size, init=_jsonb_codec,
+                                     reset=_keep_session, server_settings=settings)
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:

@@ -1,8 +1,12 @@
 """Transactional outbox: rows written with the state change, published after commit.
 
-The fast path publishes right after the caller's commit; a relay loop publishes anything
-left behind by a crash between commit and publish. Publishing is at-least-once; consumers
-dedupe by message id.
+The fast path (`publish_now`) publishes right after the caller's commit: a call's messages go
+out concurrently, their publisher confirms awaited together, and the published rows are marked
+in batches by the background task (`run_relay`: one UPDATE per batch instead of a transaction
+per call). The relay in the same task publishes anything left behind: a crash between commit
+and publish, a refused publish, or a mark lost with its batch (rows are only relayed once they
+are older than `min_age_s`, well above the mark interval). Publishing is at-least-once;
+consumers dedupe by message id.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import sqlalchemy as sa
 from faststream.rabbit import RabbitBroker
@@ -22,49 +28,89 @@ from .messaging import EVENTS, amqp_properties
 
 logger = logging.getLogger("servicekit.outbox")
 
+MarkPublished = Callable[[list[str]], Awaitable[None]]
+
+
+def outbox_row(message: Contract) -> dict[str, Any]:
+    """The outbox row of a message (columns of `db.outbox_table`, less the defaults)."""
+    return {
+        "message_id": message.envelope.message_id,
+        "message_type": message.envelope.message_type,
+        "routing_key": message.routing_key,
+        "body": message.model_dump(mode="json"),
+    }
+
 
 class Outbox:
-    def __init__(self, table: sa.Table, engine: AsyncEngine, broker: RabbitBroker) -> None:
+    """`mark_published(message_ids)` writes the fast path's marks (default: an UPDATE through
+    `engine`); a service with a hot-path asyncpg pool passes its own, e.g. one whose commit
+    does not wait for the WAL flush (a lost mark only means a harmless republish)."""
+
+    def __init__(self, table: sa.Table, engine: AsyncEngine, broker: RabbitBroker, *,
+                 mark_published: MarkPublished | None = None, mark_interval_s: float = 0.1,
+                 mark_batch: int = 500) -> None:
         self.table = table
         self.engine = engine
         self.broker = broker
+        self.mark_published = mark_published or self._mark_published
+        self.mark_interval_s = mark_interval_s
+        self.mark_batch = mark_batch
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._parked: dict[int, float] = {}  # row id -> monotonic time before which it is not retried
         self._tries: dict[int, int] = {}
+        self._unmarked: list[str] = []  # published by the fast path, not yet marked
+        self._batch_full = asyncio.Event()
+        self._marking = False  # the background task flushes marks (else publish_now marks at once)
 
     async def add(self, conn: AsyncConnection, *messages: Contract) -> None:
         """Stage messages inside the caller's transaction (idempotent on message id)."""
         if not messages:
             return
-        rows = [
-            {
-                "message_id": m.envelope.message_id,
-                "message_type": m.envelope.message_type,
-                "routing_key": m.routing_key,
-                "body": m.model_dump(mode="json"),
-            }
-            for m in messages
-        ]
+        rows = [outbox_row(m) for m in messages]
         await conn.execute(insert(self.table).values(rows).on_conflict_do_nothing(index_elements=["message_id"]))
 
     async def publish_now(self, *messages: Contract) -> None:
-        """After commit: publish these messages and mark them sent; failures are left to the relay."""
-        try:
-            for m in messages:
-                await self.broker.publish(
-                    m.model_dump(mode="json"), exchange=EVENTS, routing_key=m.routing_key, **amqp_properties(m)
-                )
-        except Exception:
-            logger.warning("outbox fast path failed; relay will retry", exc_info=True)
-            self._wake.set()
+        """After commit: publish these messages and have them marked sent; failures are left to the relay.
+
+        The messages are published concurrently (their confirms awaited together), so a call
+        costs one confirm round trip, not one per message; a refused one does not hold back
+        the others.
+        """
+        if not messages:
             return
+        results = await asyncio.gather(*(self._publish(m) for m in messages), return_exceptions=True)
+        sent = [m.envelope.message_id for m, error in zip(messages, results, strict=True) if error is None]
+        failed = [error for error in results if error is not None]
+        if failed:
+            logger.warning("outbox fast path: %d of %d not published; the relay will retry", len(failed),
+                           len(messages), exc_info=failed[0])
+            self._wake.set()
+        if not sent:
+            return
+        if not self._marking:
+            await self.mark_published(sent)
+            return
+        self._unmarked.extend(sent)
+        if len(self._unmarked) >= self.mark_batch:
+            self._batch_full.set()
+
+    async def _publish(self, message: Contract) -> None:
+        await self.broker.publish(message.model_dump(mode="json"), exchange=EVENTS, routing_key=message.routing_key,
+                                  **amqp_properties(message))
+
+    async def _mark_published(self, message_ids: list[str]) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
-                sa.update(self.table)
-                .where(self.table.c.message_id.in_([m.envelope.message_id for m in messages]))
-                .values(published_at=sa.func.now())
+                sa.update(self.table).where(self.table.c.message_id.in_(message_ids)).values(published_at=sa.func.now())
             )
+
+    async def flush_marks(self) -> int:
+        """Mark what the fast path published since the last flush; returns how many rows."""
+        ids, self._unmarked = self._unmarked, []
+        if ids:
+            await self.mark_published(ids)
+        return len(ids)
 
     async def relay_once(self, batch: int = 100, min_age_s: float = 2.0) -> int:
         """Publish unsent rows older than `min_age_s` (so the fast path owns fresh rows).
@@ -111,6 +157,33 @@ class Outbox:
             return len(sent)
 
     async def run_relay(self, interval_s: float = 1.0) -> None:
+        """Background task of the outbox: marks the fast path's rows in batches and relays
+        the rows left behind."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._run_marks())
+            tasks.create_task(self._run_relay(interval_s))
+
+    async def _run_marks(self) -> None:
+        self._marking = True
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self._batch_full.wait(), timeout=self.mark_interval_s)
+                except TimeoutError:
+                    pass
+                self._batch_full.clear()
+                try:
+                    await self.flush_marks()
+                except Exception:  # the relay covers unmarked rows; keep marking the next ones
+                    logger.warning("marking published outbox rows failed", exc_info=True)
+        finally:
+            self._marking = False  # from now on publish_now marks at once
+            try:
+                await asyncio.shield(self.flush_marks())
+            except Exception:
+                logger.warning("final outbox mark failed; the relay will republish", exc_info=True)
+
+    async def _run_relay(self, interval_s: float) -> None:
         while True:
             try:
                 while await self.relay_once() > 0:

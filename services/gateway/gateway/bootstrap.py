@@ -27,7 +27,6 @@ from . import SERVICE, handlers
 from . import metrics as gateway_metrics
 from .adapters import tables
 from .adapters.key_files import KeyDirectory
-from .adapters.outbox_publisher import BatchedOutboxPublisher
 from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore
 from .adapters.rate_limits import RedisRateLimiter
 from .adapters.run_index import AsyncpgRunStore
@@ -107,9 +106,10 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     metrics = gateway_metrics.build(rt.registry)
     redis = Redis.from_url(settings.redis.url)
     rt.checks["redis"] = redis_check(redis)
-    outbox = Outbox(tables.outbox, engine, broker)  # SQLAlchemy-side staging, and the relay that covers crashes
     run_index = AsyncpgRunStore(settings.database.url, max_size=2 * settings.database.pool_size)
-    publisher = BatchedOutboxPublisher(broker, run_index.mark_published)
+    # Fast-path publishing with batched marks (on the run index's relaxed-commit pool), and the
+    # relay that covers crashes; staging happens in the run index's statements (and `outbox.add`).
+    outbox = Outbox(tables.outbox, engine, broker, mark_published=run_index.mark_published)
 
     # Adapters → use cases.
     def count_auth_failure(reason: str) -> None:
@@ -132,7 +132,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     replies = ReplyRouter(on_steps_forwarded=metrics.steps_forwarded.inc)
     runs = RunService(
         run_index,
-        publisher,
+        outbox,
         limiter,
         replies,
         metrics,
@@ -147,7 +147,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             PostgresApiKeys(engine), tokens, limiter, audit, on_failure=count_auth_failure
         ),
         runs=runs,
-        ops=OpsService(PostgresOpsStore(engine, outbox), audit, publisher),
+        ops=OpsService(PostgresOpsStore(engine, outbox), audit, outbox),
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
     )
@@ -166,7 +166,6 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     rt.background += [
         lambda: handlers.consume_replies(handlers.reply_subscriber(broker), runs),
         outbox.run_relay,
-        publisher.run,
         lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
     ]
     rt.on_startup.append(run_index.open)

@@ -1,4 +1,4 @@
-"""The outbox against real Postgres and RabbitMQ: a refused row does not hold back the rest."""
+"""The outbox against real Postgres and RabbitMQ: fast path with batched marks, relay, refused rows."""
 
 from __future__ import annotations
 
@@ -104,3 +104,57 @@ async def test_fast_path_publishes_after_commit_and_marks_rows_sent(setting):
     with pytest.raises(aio_pika.exceptions.QueueEmpty):
         await asyncio.sleep(0.2)
         await queue.get(timeout=1)
+
+
+async def test_with_the_background_task_running_published_rows_are_marked_in_a_batch(setting):
+    outbox, engine, table, channel = setting
+    queue = await bound_queue(channel, RetrainRequested.routing_key)
+    messages = [retrain() for _ in range(3)]
+    async with engine.begin() as conn:
+        await outbox.add(conn, *messages)
+    background = asyncio.create_task(outbox.run_relay())
+    try:
+        await wait_for(lambda: outbox._marking)  # noqa: SLF001
+        await outbox.publish_now(*messages[:2])
+        await outbox.publish_now(messages[2])
+        received = {(await queue.get(timeout=5)).message_id for _ in messages}
+        assert received == {m.envelope.message_id for m in messages}
+        async with asyncio.timeout(10):  # marked by the background task, shortly after
+            while await unpublished(engine, table):
+                await asyncio.sleep(0.05)
+    finally:
+        background.cancel()
+        await asyncio.gather(background, return_exceptions=True)
+
+
+async def test_a_refused_message_does_not_hold_back_the_others_of_the_same_call(setting):
+    outbox, engine, table, channel = setting
+    queue = await bound_queue(channel, RetrainRequested.routing_key)  # nobody listens to feedback here
+    refused, accepted = feedback(), retrain()
+    async with engine.begin() as conn:
+        await outbox.add(conn, refused, accepted)
+    await outbox.publish_now(refused, accepted)
+    assert (await queue.get(timeout=5)).message_id == accepted.envelope.message_id
+    assert await unpublished(engine, table) == ["FeedbackSubmitted"], "left to the relay"
+
+
+async def test_marks_still_pending_when_the_background_task_stops_are_written(setting):
+    outbox, engine, table, channel = setting
+    await bound_queue(channel, RetrainRequested.routing_key)
+    message = retrain()
+    async with engine.begin() as conn:
+        await outbox.add(conn, message)
+    outbox.mark_interval_s = 3600  # nothing flushes on its own while the task runs
+    background = asyncio.create_task(outbox._run_marks())  # noqa: SLF001 - the marks without the relay
+    await wait_for(lambda: outbox._marking)  # noqa: SLF001
+    await outbox.publish_now(message)
+    assert await unpublished(engine, table) == ["RetrainRequested"], "the mark waits for its batch"
+    background.cancel()
+    await asyncio.gather(background, return_exceptions=True)
+    assert await unpublished(engine, table) == []
+
+
+async def wait_for(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)

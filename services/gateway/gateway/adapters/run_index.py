@@ -13,12 +13,13 @@ the migrated schema.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
 
 from contracts import Contract
+from servicekit.db import asyncpg_pool
+from servicekit.outbox import outbox_row
 
 from ..domain import NewFeedback, NewRun, RunFinish, RunRecord
 from . import tables as t
@@ -65,25 +66,9 @@ WITH feedback AS (
 {_STAGE}"""
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    # JSONB in and out as Python values (asyncpg's default is text).
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Instead of asyncpg's reset query (RESET ALL, UNLISTEN *, ...) on every release: these
-    single statements leave no session state behind."""
-
-
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    """`postgresql+asyncpg://…` (the services' DATABASE__URL) → `postgresql://…`."""
-    scheme, sep, rest = sqlalchemy_url.partition("://")
-    return "postgresql" + sep + rest if scheme.startswith("postgresql") else sqlalchemy_url
-
-
 def _staged(message: Contract) -> tuple[Any, ...]:
-    return (message.envelope.message_id, message.envelope.message_type, message.routing_key,
-            message.model_dump(mode="json"))
+    row = outbox_row(message)
+    return row["message_id"], row["message_type"], row["routing_key"], row["body"]
 
 
 def _outcome_args(f: RunFinish) -> tuple[Any, ...]:
@@ -95,21 +80,17 @@ class AsyncpgRunStore:
     """Implements `ports.RunStore`. `open()` at start-up, `close()` at shutdown."""
 
     def __init__(self, database_url: str, *, min_size: int = 0, max_size: int = 20) -> None:
-        self.dsn = asyncpg_dsn(database_url)
+        self.database_url = database_url
         self.min_size = min_size
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._relaxed: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        common = {"init": _init_connection, "reset": _keep_session}
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size, max_size=self.max_size, **common)
-        # Writes that another durable write backs up commit without waiting for the WAL flush:
-        # a session setting of their own pool keeps them at one round trip (no BEGIN/SET/COMMIT).
-        self._relaxed = await asyncpg.create_pool(
-            self.dsn, min_size=0, max_size=max(2, self.max_size // 4),
-            server_settings={"synchronous_commit": "off"}, **common,
-        )
+        self._pool = await asyncpg_pool(self.database_url, min_size=self.min_size, max_size=self.max_size)
+        # Writes that another durable write backs up commit without waiting for the WAL flush.
+        self._relaxed = await asyncpg_pool(self.database_url, max_size=max(2, self.max_size // 4),
+                                           synchronous_commit=False)
 
     async def close(self) -> None:
         for pool in (self._pool, self._relaxed):
