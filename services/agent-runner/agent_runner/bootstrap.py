@@ -89,7 +89,10 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
     setup_logging(SERVICE, settings.log.level, settings.log.json_format)
     rt = standard_runtime(SERVICE, settings, build_broker, artifacts=artifact_store(settings.s3))
     metrics = RunnerMetrics(rt.registry)
-    outbox = Outbox(tables.outbox, rt.engine, rt.broker)
+    store = PostgresRunStore(settings.database.url, max_size=settings.database.pool_size)
+    # Staging is in the store's record statement; the outbox publishes after commit, marks in
+    # batches through the store's pool, and relays what a crash left behind.
+    store.outbox = outbox = Outbox(tables.outbox, rt.engine, rt.broker, mark_published=store.mark_published)
 
     engine = engine or build_engine(settings.engine, ollama_host=settings.ollama_host)
     slot = ModelSlot(engine)
@@ -97,7 +100,7 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
     tools = build_tools(settings.tools)
     loop = AgentLoop(server_tools=tools, metrics=metrics, token_flush_chars=settings.runner.token_flush_chars,
                      token_flush_ms=settings.runner.token_flush_ms)
-    run_agent = RunAgent(loop=loop, slot=slot, store=PostgresRunStore(rt.engine, outbox), sinks=reply_sinks(rt.broker),
+    run_agent = RunAgent(loop=loop, slot=slot, store=store, sinks=reply_sinks(rt.broker),
                          metrics=metrics, max_attempts=settings.broker.delivery_limit)
     rt.broker.context.set_global(handlers.RUN_AGENT_KEY, run_agent)
     rt.broker.context.set_global(handlers.RECORD_DEPLOYMENT_KEY, RecordDeployment(slot))
@@ -109,7 +112,8 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
     rt.checks["engine"] = lambda: slot.engine.ping()
     rt.details = lambda: {**slot.describe(), "instance": instance, "server_tools": sorted(tools)}
     rt.background.append(outbox.run_relay)
-    rt.on_shutdown.append(close_engine)
+    rt.on_startup.append(store.open)
+    rt.on_shutdown += [close_engine, store.close]
     app = create_service_app(rt)
     app.state.slot = slot
     return app

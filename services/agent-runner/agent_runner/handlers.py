@@ -3,11 +3,7 @@ context, set by the composition root)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from faststream import Context
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 
 from contracts import (
     REPLY_QUEUE_PREFIX,
@@ -23,22 +19,27 @@ from servicekit.messaging import EVENTS, work_queue
 from . import SERVICE
 from .service import RecordDeployment, RunAgent
 
-RUN_AGENT_KEY = "agent_runner_run_agent"  # no dots: Context() reads them as attribute access
+# The composition root provides the use cases with `broker.context.set_global(KEY, ...)`. The
+# handlers read them (and the delivery) with `broker.context.get...` rather than through
+# `Context()` parameters: FastDepends resolves such parameters in a worker thread, a thread hop
+# (and a task group) per message on the hot path.
+RUN_AGENT_KEY = "agent_runner_run_agent"
 RECORD_DEPLOYMENT_KEY = "agent_runner_record_deployment"
-
-RunAgentDep = Annotated[RunAgent, Context(RUN_AGENT_KEY)]
-RecordDeploymentDep = Annotated[RecordDeployment, Context(RECORD_DEPLOYMENT_KEY)]
 
 
 def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
+    context = broker.context
+
     @broker.subscriber(work_queue(SERVICE, AgentRunRequested, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_run_requested(request: AgentRunRequested, message: RabbitMessage, run_agent: RunAgentDep) -> None:
+    async def on_run_requested(request: AgentRunRequested) -> None:
         """Execute the run, streaming its steps to `reply_to`, and record it exactly once."""
-        await run_agent(request, attempt=delivery_attempt(message.headers))
+        run_agent: RunAgent = context.get(RUN_AGENT_KEY)
+        await run_agent(request, attempt=delivery_attempt(context.get_local("message").headers))
 
     @broker.subscriber(work_queue(SERVICE, ModelDeployed, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_model_deployed(event: ModelDeployed, record_deployment: RecordDeploymentDep) -> None:
+    async def on_model_deployed(event: ModelDeployed) -> None:
         """Record the model version the registry wants this runner to serve."""
+        record_deployment: RecordDeployment = context.get(RECORD_DEPLOYMENT_KEY)
         await record_deployment(event)
 
     # Declared for the AsyncAPI document only: the messages go out through the outbox (events)

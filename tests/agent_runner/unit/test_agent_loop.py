@@ -189,9 +189,11 @@ async def test_a_tool_error_is_recorded_and_shown_to_the_model(loop, fakes, sink
     assert _sample(metrics, "agent_runner_tool_calls_total", {"tool": "calculator", "outcome": "error"}) == 1
 
 
-async def test_without_streaming_no_token_steps_are_sent(loop, fakes, sink):
-    await loop.run(fakes.request(stream=False), fakes.Engine(["hello"]), sink)
-    assert sink.kinds() == ["started", "final"]
+async def test_without_streaming_no_steps_are_sent(loop, fakes, sink):
+    result = await loop.run(fakes.request(stream=False), fakes.Engine([CALL_17_23, "391"]), sink)
+    assert sink.kinds() == []
+    assert [s.kind for s in result.steps] == ["model", "tool_call", "tool_result", "model", "final"], \
+        "the trajectory is recorded all the same"
 
 
 async def test_trajectory_steps_serialise_to_json(loop, fakes, sink):

@@ -39,6 +39,28 @@ async def test_a_run_is_recorded_with_its_outcome_messages(metrics, fakes, store
     assert metrics.registry.get_sample_value("agent_runner_runs_total", {"outcome": "answered"}) == 1
 
 
+async def test_the_requester_gets_the_result_once_recorded_before_the_events_go_out(metrics, fakes):
+    order: list[str] = []
+
+    class Store(fakes.Store):
+        async def record(self, record):
+            order.append("record")
+            return await super().record(record)
+
+        async def publish(self, *messages):
+            order.append("publish")
+            await super().publish(*messages)
+
+    class Sink(fakes.Sink):
+        async def final(self, message):
+            order.append("final")
+            await super().final(message)
+
+    run_agent, _ = build(metrics, Store(), Sink(), fakes.Engine(["391"]))
+    await run_agent(fakes.request(run_id="r-order"))
+    assert order == ["record", "final", "publish"]
+
+
 async def test_a_processed_message_is_not_run_again_but_its_result_is_resent(metrics, fakes, store, sink):
     engine = fakes.Engine(["391"])
     run_agent, _ = build(metrics, store, sink, engine)

@@ -50,12 +50,17 @@ class RunResult:
 
 
 class StepStream:
-    """Numbers, times and sends the live steps of one run; batches token text."""
+    """Numbers, times and sends the live steps of one run; batches token text.
+
+    A run that does not ask for streaming (`options.stream`, false for REST runs) sends no
+    steps at all: nobody listens to them, and each would cost a confirmed publish here and a
+    delivery at the gateway. Its outcome still goes to the reply queue (`StepSink.final`)."""
 
     def __init__(self, request: AgentRunRequested, sink: StepSink, clock: Clock, *,
                  flush_chars: int, flush_ms: float) -> None:
         self.request = request
         self.sink = sink
+        self.live = request.options.stream
         self.clock = clock
         self.start = clock()
         self.flush_chars = flush_chars
@@ -69,6 +74,8 @@ class StepStream:
         return (self.clock() - self.start) * 1000
 
     async def emit(self, kind: str, **fields: Any) -> None:
+        if not self.live:
+            return
         step = AgentRunStep.create(
             correlation_id=self.request.run_id,
             causation=self.request,

@@ -100,8 +100,10 @@ class RunAgent:
         if not recorded:
             logger.info("run recorded meanwhile by another delivery; dropping this result", extra=fields)
             return
-        await self.store.publish(terminal, logged)
+        # The commit is the durability point: the requester gets its answer before the events
+        # go out (their confirms cost a round trip; the relay covers a crash in between).
         await sink.final(terminal)
+        await self.store.publish(terminal, logged)
         outcome = row["outcome"]
         self.metrics.run_finished(outcome, seconds)
         logger.info("run %s: %s in %.2fs", request.run_id, outcome, seconds, extra=fields)
