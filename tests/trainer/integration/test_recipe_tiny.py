@@ -160,3 +160,11 @@ def test_the_subprocess_reports_a_failure_as_an_event_and_exit_status(tmp_path):
     assert proc.returncode == 1
     (failed,) = events(proc.stdout)
     assert failed["event"] == "failed" and "neither an HF checkpoint directory nor a .gguf file" in failed["reason"]
+
+
+def test_four_bit_quantisation_is_refused_without_a_gpu(job):
+    from trainer.training.recipe import UnsupportedOptionError
+
+    four_bit = job.model_copy(update={"options": job.options.model_copy(update={"quantization": "4bit"})})
+    with pytest.raises(UnsupportedOptionError):
+        LoraRecipe(four_bit).setup()

@@ -221,3 +221,10 @@ def test_total_steps_from_epochs_or_max_steps():
     assert s.total_steps(epochs=1.0, max_steps=12) == 12  # max_steps wins and keeps cycling epochs
     assert len(list(s.steps(0, 12))) == 12
 
+
+
+def test_without_packing_every_example_gets_its_own_row():
+    records = [{"messages": CONVERSATION, "tools": TOOLS}] * 3
+    rows, stats = build_rows(records, TOK, max_seq_len=4096, seed=None, packing=False)
+
+    assert stats.rows == 3 and all(r.n_examples == 1 and r.position_ids[0] == 0 for r in rows)

@@ -212,13 +212,21 @@ def shuffled(records: Sequence[dict[str, Any]], seed: int) -> list[dict[str, Any
     return out
 
 
+def one_per_row(examples: Sequence[TokenizedExample]) -> list[PackedRow]:
+    return [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids))), 1) for e in examples]
+
+
 def build_rows(
-    records: Sequence[dict[str, Any]], tokenizer: TextTokenizer, max_seq_len: int, seed: int | None
+    records: Sequence[dict[str, Any]],
+    tokenizer: TextTokenizer,
+    max_seq_len: int,
+    seed: int | None,
+    packing: bool = True,
 ) -> tuple[list[PackedRow], DatasetStats]:
     """Tokenise, (optionally) shuffle, and pack; `seed=None` keeps file order (evaluation)."""
     ordered = shuffled(records, seed) if seed is not None else list(records)
     examples, truncated, dropped = tokenize_records(ordered, tokenizer, max_seq_len)
-    rows = pack(examples, max_seq_len)
+    rows = pack(examples, max_seq_len) if packing else one_per_row(examples)
     stats = DatasetStats(
         examples=len(examples),
         truncated=truncated,

@@ -96,28 +96,32 @@ class LoraRecipe:
         torch.set_num_threads(self.job.num_threads or usable_cores())
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = compute_dtype(opts.precision, self.device)
+        self.backend = "unsloth" if _wants_unsloth(self.device) else "peft"
+        if opts.quantization == "4bit" and self.backend != "unsloth":
+            raise UnsupportedOptionError("quantization=4bit needs CUDA with unsloth installed")
         self.hf_dir = resolve_base_model(self.job.base_model, self.job.model_cache_dir)
 
         torch.manual_seed(opts.seed)  # LoRA init draws from the torch RNG
-        if _wants_unsloth(self.device):
+        if self.backend == "unsloth":
             from .unsloth_backend import load_unsloth
 
             self.model, self.tokenizer = load_unsloth(self.hf_dir, opts, self.dtype)
-            self.backend = "unsloth"
         else:
-            if opts.quantization == "4bit":
-                raise UnsupportedOptionError("quantization=4bit needs CUDA with unsloth installed")
             self.model, self.tokenizer = self._load_peft()
-            self.backend = "peft"
         self.causal_lm = self.model.get_base_model()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-        self.rows, self.stats = build_rows(read_jsonl(self.job.train_path), self.tokenizer, opts.max_seq_len, opts.seed)
+        packing = self.backend == "peft"  # see unsloth_backend: its attention may not honour position resets
+        self.rows, self.stats = build_rows(
+            read_jsonl(self.job.train_path), self.tokenizer, opts.max_seq_len, opts.seed, packing
+        )
         if not self.rows:
             raise ValueError(f"{self.job.train_path}: no example with a trainable token")
         self.val_rows: list[PackedRow] = []
         if self.job.val_path:
-            self.val_rows, _ = build_rows(read_jsonl(self.job.val_path), self.tokenizer, opts.max_seq_len, None)
+            self.val_rows, _ = build_rows(
+                read_jsonl(self.job.val_path), self.tokenizer, opts.max_seq_len, None, packing
+            )
         self.fingerprint = fingerprint(self.rows)
         self.schedule = Schedule(len(self.rows), opts.batch_size, opts.gradient_accumulation, opts.seed)
         self.total_steps = self.schedule.total_steps(opts.epochs, opts.max_steps)
