@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import TrainingCompleted, TrainingFailed, TrainingProgress, deterministic_id, utcnow
-from servicekit.logs import log_fields
+from servicekit.logs import correlation_id, log_fields
 
 from ..domain import (
     Checkpoint,
@@ -138,6 +138,7 @@ class RunTrainingJob:
         """Run one attempt of a job this instance has just claimed; returns the outcome
         (completed, failed, crashed, lost_lease, error; stopped is raised as CancelledError)."""
         p = self.policy
+        token = correlation_id.set(job.request.envelope.correlation_id)  # every log line of the job carries it
         state = JobState(job.job_id, job.dataset_id, job.base_model, attempt=job.attempts,
                          checkpoint_uri=job.last_checkpoint_uri, checkpoint_step=job.last_checkpoint_step)
         self.current = state
@@ -170,6 +171,7 @@ class RunTrainingJob:
             self.metrics.job_stopped(job.job_id, job.dataset_id, job.base_model, outcome)
             logger.info("job %s attempt %d ended: %s", job.job_id, state.attempt, outcome,
                         extra=log_fields(job_id=job.job_id, outcome=outcome))
+            correlation_id.reset(token)
         return outcome
 
     # ------------------------------------------------------------------ one attempt
