@@ -16,7 +16,8 @@ from servicekit.artifacts import ArtifactStore
 
 from ..domain import DatasetUnavailableError
 
-_MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchObject")
+# Retrying cannot make these readable; anything else (S3 down, throttled) is retried.
+_UNREADABLE = ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "AccessDenied")
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -39,8 +40,8 @@ class S3Artifacts:
         try:
             await asyncio.to_thread(self.client.fget_object, bucket, key, str(dest))
         except S3Error as exc:
-            if exc.code in _MISSING:
-                raise DatasetUnavailableError(f"{uri} does not exist ({exc.code})") from exc
+            if exc.code in _UNREADABLE:
+                raise DatasetUnavailableError(f"{uri} cannot be read ({exc.code})") from exc
             raise
         return dest
 
