@@ -95,10 +95,16 @@ def amqp_properties(message: Contract) -> dict[str, Any]:
     }
 
 
+def json_body(message: Contract) -> bytes:
+    """The message as JSON, in one pass of pydantic-core's serializer (the same document as
+    `model_dump(mode="json")` then `json.dumps`, at a fraction of the CPU)."""
+    return message.__pydantic_serializer__.to_json(message)
+
+
 async def publish_event(broker: RabbitBroker, message: Contract) -> None:
     """Publish an event to the events exchange; raises if it is unroutable or not confirmed."""
     await broker.publish(
-        message.model_dump(mode="json"),
+        json_body(message),
         exchange=EVENTS,
         routing_key=message.routing_key,
         **amqp_properties(message),
@@ -108,7 +114,7 @@ async def publish_event(broker: RabbitBroker, message: Contract) -> None:
 async def publish_to_queue(broker: RabbitBroker, message: Contract, queue: str, *, persist: bool = False) -> None:
     """Direct publish to a named queue (reply streams); raises if the queue is gone."""
     props = amqp_properties(message) | {"persist": persist}
-    await broker.publish(message.model_dump(mode="json"), queue=queue, **props)
+    await broker.publish(json_body(message), queue=queue, **props)
 
 
 class FailurePolicy(BaseMiddleware):

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import sqlalchemy as sa
 from faststream.rabbit import RabbitBroker
@@ -24,21 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import BY_TYPE, Contract
 
-from .messaging import EVENTS, amqp_properties
+from .messaging import EVENTS, amqp_properties, json_body
 
 logger = logging.getLogger("servicekit.outbox")
 
 MarkPublished = Callable[[list[str]], Awaitable[None]]
-
-
-def outbox_row(message: Contract) -> dict[str, Any]:
-    """The outbox row of a message (columns of `db.outbox_table`, less the defaults)."""
-    return {
-        "message_id": message.envelope.message_id,
-        "message_type": message.envelope.message_type,
-        "routing_key": message.routing_key,
-        "body": message.model_dump(mode="json"),
-    }
 
 
 class Outbox:
@@ -67,7 +56,15 @@ class Outbox:
         """Stage messages inside the caller's transaction (idempotent on message id)."""
         if not messages:
             return
-        rows = [outbox_row(m) for m in messages]
+        rows = [
+            {
+                "message_id": m.envelope.message_id,
+                "message_type": m.envelope.message_type,
+                "routing_key": m.routing_key,
+                "body": m.model_dump(mode="json"),
+            }
+            for m in messages
+        ]
         await conn.execute(insert(self.table).values(rows).on_conflict_do_nothing(index_elements=["message_id"]))
 
     async def publish_now(self, *messages: Contract) -> None:
@@ -96,7 +93,7 @@ class Outbox:
             self._batch_full.set()
 
     async def _publish(self, message: Contract) -> None:
-        await self.broker.publish(message.model_dump(mode="json"), exchange=EVENTS, routing_key=message.routing_key,
+        await self.broker.publish(json_body(message), exchange=EVENTS, routing_key=message.routing_key,
                                   **amqp_properties(message))
 
     async def _mark_published(self, message_ids: list[str]) -> None:

@@ -18,7 +18,8 @@ import asyncpg
 
 from contracts import Contract
 from servicekit.db import asyncpg_pool
-from servicekit.outbox import Outbox, outbox_row
+from servicekit.messaging import json_body
+from servicekit.outbox import Outbox
 
 from ..ports import RunRecord
 from . import tables as t
@@ -29,7 +30,7 @@ INBOX, TRAJECTORIES, OUTBOX = (x.fullname for x in (t.inbox, t.trajectories, t.o
 
 IS_PROCESSED = f"SELECT EXISTS (SELECT 1 FROM {INBOX} WHERE message_id = $1)"
 
-# $17: the outbox rows as one JSON array (jsonb_to_recordset), whatever their number.
+# $17-$20: the outbox rows as parallel arrays, whatever their number (bodies as JSON text).
 RECORD = f"""
 WITH claim AS (
     INSERT INTO {INBOX} (message_id, message_type) VALUES ($1, $2)
@@ -41,8 +42,8 @@ WITH claim AS (
     ON CONFLICT (run_id) DO NOTHING RETURNING run_id
 ), staged AS (
     INSERT INTO {OUTBOX} (message_id, message_type, routing_key, body)
-    SELECT message_id, message_type, routing_key, body
-    FROM jsonb_to_recordset($17::jsonb) AS m(message_id text, message_type text, routing_key text, body jsonb)
+    SELECT message_id, message_type, routing_key, body::jsonb
+    FROM unnest($17::text[], $18::text[], $19::text[], $20::text[]) AS m(message_id, message_type, routing_key, body)
     WHERE EXISTS (SELECT 1 FROM run)
     ON CONFLICT (message_id) DO NOTHING
 )
@@ -85,9 +86,10 @@ class PostgresRunStore:
 
     async def record(self, record: RunRecord) -> bool:
         row = record.row
-        staged = [outbox_row(m) for m in record.outbox]
+        staged = ([m.envelope.message_id for m in record.outbox], [m.envelope.message_type for m in record.outbox],
+                  [m.routing_key for m in record.outbox], [json_body(m).decode() for m in record.outbox])
         result = await self.pool.fetchrow(RECORD, record.message_id, record.message_type,
-                                          *(row[name] for name in _ROW), staged)
+                                          *(row[name] for name in _ROW), *staged)
         if result["claimed"] and not result["recorded"]:
             # Same run id under another message id (a re-sent request): the run is on record
             # already; its outcome messages were staged then, with the same deterministic ids.

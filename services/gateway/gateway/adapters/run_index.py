@@ -19,7 +19,7 @@ import asyncpg
 
 from contracts import Contract
 from servicekit.db import asyncpg_pool
-from servicekit.outbox import outbox_row
+from servicekit.messaging import json_body
 
 from ..domain import NewFeedback, NewRun, RunFinish, RunRecord
 from . import tables as t
@@ -30,7 +30,7 @@ _RUN_COLUMNS = ("run_id, subject, status, created_at, outcome, answer, steps, cl
                 "model_version, engine, error_code, error, completed_at")
 
 _STAGE = f"""INSERT INTO {OUTBOX} (message_id, message_type, routing_key, body)
-    VALUES ($5, $6, $7, $8) ON CONFLICT (message_id) DO NOTHING"""
+    VALUES ($5, $6, $7, $8::text::jsonb) ON CONFLICT (message_id) DO NOTHING"""
 
 CREATE_RUN = f"""
 WITH run AS (
@@ -67,8 +67,9 @@ WITH feedback AS (
 
 
 def _staged(message: Contract) -> tuple[Any, ...]:
-    row = outbox_row(message)
-    return row["message_id"], row["message_type"], row["routing_key"], row["body"]
+    """Outbox columns; the body as JSON text (one pydantic-core pass, no dict dump + json.dumps)."""
+    env = message.envelope
+    return env.message_id, env.message_type, message.routing_key, json_body(message).decode()
 
 
 def _outcome_args(f: RunFinish) -> tuple[Any, ...]:
