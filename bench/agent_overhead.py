@@ -4,7 +4,8 @@ Starts gateway, agent-runner (zero-cost `scripted` engine) and log-miner as proc
 isolated vhost/database/bucket, then drives `POST /v1/runs?wait=true` from N concurrent
 clients. Overhead per run = client-observed latency − engine time reported by the runner.
 After each level it checks that nothing was lost: every submitted run is completed in the
-gateway's index, has one trajectory, and its interaction reached the log miner.
+gateway's index, has one trajectory, and its interaction reached the log miner. It also
+reports each service's CPU time per run (user + system, over every run of the level).
 
     .venv/bin/python -m bench.agent_overhead [--levels 1,16,64] [--seconds 20]
 """
@@ -27,6 +28,12 @@ import httpx
 import psycopg
 
 from tests.harness import ServiceProcess, isolated_env, wait_until
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -144,7 +151,11 @@ def main() -> int:
 
             results = []
             for level in levels:
+                before = {svc.module: cpu_seconds(svc.process.pid) for svc in services}
                 result = asyncio.run(drive(gateway.url, token, level, args.seconds))
+                runs = max(len(result["run_ids"]), 1)
+                result["cpu_ms_per_run"] = {svc.module: round((cpu_seconds(svc.process.pid) - before[svc.module])
+                                                              * 1000 / runs, 2) for svc in services}
                 result["audit"] = audit(env.database_url, result.pop("run_ids"))
                 results.append(result)
                 print(json.dumps(result), flush=True)
@@ -153,11 +164,14 @@ def main() -> int:
                 svc.stop()
 
     print()
-    print("| clients | runs/s | latency p50 ms | overhead p50 ms | p95 ms | p99 ms | errors | lost |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| clients | runs/s | latency p50 ms | overhead p50 ms | p95 ms | p99 ms | errors | lost "
+          "| CPU ms/run gateway / runner / miner |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
+        cpu = " / ".join(f"{v:.1f}" for v in r["cpu_ms_per_run"].values())
         print(f"| {r['concurrency']} | {r['runs_per_s']:.0f} | {r['latency_p50_ms']:.2f} | {r['overhead_p50_ms']:.2f} "
-              f"| {r['overhead_p95_ms']:.2f} | {r['overhead_p99_ms']:.2f} | {r['errors']} | {r['audit']['lost']} |")
+              f"| {r['overhead_p95_ms']:.2f} | {r['overhead_p99_ms']:.2f} | {r['errors']} | {r['audit']['lost']} "
+              f"| {cpu} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
