@@ -1,0 +1,306 @@
+"""Training throughput: our LoRA recipe vs a plain `transformers.Trainer` + peft baseline.
+
+    .venv/bin/python bench/train_throughput.py [--steps 16] [--variants baseline,ours,ours-fp32]
+
+Same model (bundled Gemma 3 270M), same data (BFCL simple → tool-call conversations, loss on the
+model's turns only), same LoRA config, optimiser, lr schedule, clipping, seed and number of
+optimizer steps. Each variant runs in its own subprocess (clean peak-memory numbers) and reports:
+
+- tokens/s: real (non-padding) tokens trained per second of the training loop (setup excluded);
+- peak RSS: the process high-water mark (ru_maxrss) and the high-water mark of the training loop
+  alone (VmHWM reset through /proc/self/clear_refs when training starts);
+- losses: mean of the last 4 step losses, and the eval loss on held-out conversations computed by
+  the same function for every variant.
+
+Batches. The baseline takes `--batch` examples per step, padded to the longest. Ours packs
+examples into one row of `--row-tokens` per step (default: the length whose first-fit rows hold,
+on average, as many real tokens as `--batch` examples), so both train on about the same number
+of real tokens per step.
+
+Variants: baseline (Trainer, fp32, the CPU default), baseline-bf16 (Trainer with bf16=True, i.e.
+autocast over fp32 weights), ours (recipe defaults: bf16 where the CPU has it), ours-fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BFCL = ROOT.parent / "shared" / "eval" / "bfcl-dev" / "simple.jsonl"
+LORA = {"rank": 16, "alpha": 32, "dropout": 0.0, "learning_rate": 5e-4, "warmup_steps": 2, "lr_schedule": "cosine",
+        "max_grad_norm": 1.0, "seed": 0}
+
+
+# ------------------------------------------------------------------ worker side
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mib() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _eval_loss(causal_lm, examples, autocast) -> float:
+    import torch
+
+    from trainer.training.data import PackedRow
+    from trainer.training.loss import collate, summed_token_loss
+
+    total, labels = 0.0, 0
+    causal_lm.eval()
+    with torch.no_grad():
+        for e in examples:
+            batch = collate([PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids))), 1)], 0)
+            with autocast():
+                total += summed_token_loss(causal_lm, batch).item()
+            labels += batch.label_count
+    return total / labels
+
+
+def run_ours(cfg: dict, precision: str) -> dict:
+    import torch
+
+    from trainer.training.job import TrainingJobSpec
+    from trainer.training.progress import NullSink
+    from trainer.training.recipe import LoraRecipe
+
+    losses: list[float] = []
+
+    class Sink(NullSink):
+        def progress(self, p):
+            losses.append(p.loss)
+
+    job = TrainingJobSpec(
+        train_path=cfg["train"], base_model=cfg["base"], output_dir=Path(cfg["tmp"]) / "adapter",
+        checkpoint_dir=Path(cfg["tmp"]) / "ckpt", num_threads=cfg["threads"],
+        options={**LORA, "max_steps": cfg["steps"], "batch_size": 1, "max_seq_len": cfg["row_tokens"],
+                 "checkpoint_every": 10_000, "precision": precision},
+    )
+    recipe = LoraRecipe(job, Sink())
+    recipe.setup()
+    val = _val_examples(cfg, recipe.tokenizer)
+    before = _eval_loss(recipe.causal_lm, val, recipe._autocast)
+    _reset_peak_rss()
+    cpu0, began = _cpu_seconds(), time.perf_counter()
+    recipe.train()
+    elapsed, cpu = time.perf_counter() - began, _cpu_seconds() - cpu0
+    train_peak = _peak_rss_mib()
+    after = _eval_loss(recipe.causal_lm, val, recipe._autocast)
+    return {"tokens": recipe.tokens_seen, "seconds": elapsed, "cpu_seconds": cpu, "losses": losses, "eval_before": before,
+            "eval_after": after, "train_peak_rss_mib": train_peak, "dtype": str(recipe.dtype),
+            "examples_per_step": recipe.stats.examples / recipe.stats.rows, "threads": torch.get_num_threads()}
+
+
+def run_baseline(cfg: dict, bf16: bool) -> dict:
+    import torch
+    from contextlib import nullcontext
+
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+
+    from trainer.training.data import read_jsonl, shuffled, tokenize_records
+    from trainer.training.recipe import lora_config
+    from contracts.learning import LoraOptions
+
+    torch.set_num_threads(cfg["threads"])
+    tokenizer = AutoTokenizer.from_pretrained(cfg["base"])
+    torch.manual_seed(LORA["seed"])
+    model = AutoModelForCausalLM.from_pretrained(cfg["base"], dtype=torch.float32)
+    model = get_peft_model(model, lora_config(LoraOptions(**LORA)))
+    records = shuffled(read_jsonl(cfg["train"]), LORA["seed"])
+    examples, _, _ = tokenize_records(records, tokenizer, max_seq_len=4096)
+    dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    pad = tokenizer.pad_token_id
+    batch_tokens: list[int] = []
+
+    def collator(features):  # right padding, labels -100 on padding, an attention mask
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), pad, dtype=torch.long)
+        labels = torch.full((len(features), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(f["input_ids"]), torch.tensor(f["labels"]), 1
+        batch_tokens.append(int(mask.sum()))
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    losses: list[float] = []
+    clock: dict[str, float] = {}
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            _reset_peak_rss()
+            clock["cpu0"], clock["begin"] = _cpu_seconds(), time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kw):
+            clock["cpu1"], clock["end"] = _cpu_seconds(), time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    args = TrainingArguments(
+        output_dir=str(Path(cfg["tmp"]) / "trainer"), per_device_train_batch_size=cfg["batch"],
+        gradient_accumulation_steps=1, learning_rate=LORA["learning_rate"], lr_scheduler_type="cosine",
+        warmup_steps=LORA["warmup_steps"], max_steps=cfg["steps"], max_grad_norm=LORA["max_grad_norm"],
+        weight_decay=0.0, seed=LORA["seed"], logging_steps=1, save_strategy="no", report_to=[],
+        dataloader_num_workers=0, use_cpu=True, bf16=bf16, remove_unused_columns=False, disable_tqdm=True,
+    )
+    val = _val_examples(cfg, tokenizer)
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
+    before = _eval_loss(model.get_base_model(), val, autocast)
+    model.train()
+    Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[Clock()]).train()
+    train_peak = _peak_rss_mib()
+    after = _eval_loss(model.get_base_model(), val, autocast)
+    return {"tokens": sum(batch_tokens[: cfg["steps"]]), "seconds": clock["end"] - clock["begin"],
+            "cpu_seconds": clock["cpu1"] - clock["cpu0"], "losses": losses,
+            "eval_before": before, "eval_after": after, "train_peak_rss_mib": train_peak,
+            "dtype": "torch.bfloat16 autocast" if bf16 else "torch.float32", "examples_per_step": cfg["batch"],
+            "threads": torch.get_num_threads()}
+
+
+def _val_examples(cfg: dict, tokenizer):
+    from trainer.training.data import read_jsonl, tokenize_records
+
+    examples, _, _ = tokenize_records(read_jsonl(cfg["val"]), tokenizer, max_seq_len=4096)
+    return examples
+
+
+def worker(variant: str, cfg: dict) -> None:
+    runners = {
+        "ours": lambda: run_ours(cfg, "auto"),
+        "ours-fp32": lambda: run_ours(cfg, "fp32"),
+        "baseline": lambda: run_baseline(cfg, bf16=False),
+        "baseline-bf16": lambda: run_baseline(cfg, bf16=True),
+    }
+    result = runners[variant]()
+    result["variant"] = variant
+    result["process_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------ parent side
+def prepare(args: argparse.Namespace, tmp: Path) -> dict:
+    from modelkit.base_model import bundled_gguf_path
+    from transformers import AutoTokenizer
+
+    from trainer.training.base_weights import resolve_base_model
+    from trainer.training.bfcl_examples import examples_from_file, write_jsonl
+    from trainer.training.data import tokenize_records
+
+    base = args.base or str(resolve_base_model(bundled_gguf_path()))
+    records = list(examples_from_file(args.bfcl))
+    train, val = records[: -args.val], records[-args.val :]
+    write_jsonl(train, tmp / "train.jsonl")
+    write_jsonl(val, tmp / "val.jsonl")
+    examples, _, _ = tokenize_records(train, AutoTokenizer.from_pretrained(base), max_seq_len=4096)
+    mean_len = statistics.mean(len(e.input_ids) for e in examples)
+    row_tokens = args.row_tokens or _matching_row_tokens(examples, args.batch * mean_len)
+    return {"train": str(tmp / "train.jsonl"), "val": str(tmp / "val.jsonl"), "base": base, "steps": args.steps,
+            "batch": args.batch, "row_tokens": max(row_tokens, max(len(e.input_ids) for e in examples)),
+            "threads": args.threads, "mean_example_tokens": mean_len, "train_examples": len(train),
+            "val_examples": len(val)}
+
+
+def _matching_row_tokens(examples, target: float) -> int:
+    """The packed row length (a multiple of 64) whose rows carry, on average, closest to `target`
+    real tokens: first-fit packing leaves some room in every row."""
+    from trainer.training.data import pack
+
+    longest = max(len(e.input_ids) for e in examples)
+    candidates = range(-(-longest // 64) * 64, int(target * 1.5) + 64, 64)
+    fill = {n: statistics.mean(len(r) for r in pack(examples, n)) for n in candidates}
+    return min(fill, key=lambda n: abs(fill[n] - target))
+
+
+def table(results: list[dict], cfg: dict) -> str:
+    base = next((r for r in results if r["variant"] == "baseline"), None)
+    lines = [
+        "| variant | compute | tokens/s | × baseline | tokens/CPU-s | × baseline | train-loop peak RSS MiB "
+        "| process peak RSS MiB | mean loss last 4 steps | eval loss before → after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        tps = r["tokens"] / r["seconds"]
+        speedup = f"{tps / (base['tokens'] / base['seconds']):.2f}" if base else "–"
+        tpc = r["tokens"] / r["cpu_seconds"]
+        cpu_speedup = f"{tpc / (base['tokens'] / base['cpu_seconds']):.2f}" if base else "–"
+        lines.append(
+            f"| {r['variant']} | {r['dtype'].removeprefix('torch.')} | {tps:.0f} | {speedup} | {tpc:.0f} | {cpu_speedup} "
+            f"| {r['train_peak_rss_mib']:.0f} | {r['process_peak_rss_mib']:.0f} "
+            f"| {statistics.mean(r['losses'][-4:]):.4f} | {r['eval_before']:.4f} → {r['eval_after']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", default="baseline,ours,ours-fp32")
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=4, help="baseline examples per step")
+    parser.add_argument("--row-tokens", type=int, default=None, help="our packed row length (default: batch × mean)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--val", type=int, default=24, help="held-out conversations for the eval loss")
+    parser.add_argument("--bfcl", type=Path, default=DEFAULT_BFCL)
+    parser.add_argument("--base", default=None, help="HF checkpoint dir (default: the bundled GGUF, converted)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, json.loads(args.config))
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp_dir:
+        cfg = prepare(args, Path(tmp_dir))
+        print(f"config: {json.dumps(cfg)}", flush=True)
+        results = []
+        for variant in args.variants.split(","):
+            vtmp = Path(tmp_dir) / variant
+            vtmp.mkdir()
+            load_before = os.getloadavg()[0]
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", variant, "--config", json.dumps({**cfg, "tmp": str(vtmp)})],
+                capture_output=True, text=True,
+            )
+            lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                return 1
+            result = json.loads(lines[-1].removeprefix("RESULT "))
+            result["load_avg"] = (load_before, os.getloadavg()[0])
+            results.append(result)
+            print(f"{variant}: {result['tokens'] / result['seconds']:.1f} tok/s over {result['tokens']} tokens "
+                  f"in {result['seconds']:.1f}s, loadavg {load_before:.2f}→{os.getloadavg()[0]:.2f}, "
+                  f"losses {[round(x, 3) for x in result['losses']]}", flush=True)
+        print()
+        print(table(results, cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
