@@ -1,12 +1,13 @@
 """Training throughput: our LoRA recipe vs a plain `transformers.Trainer` + peft baseline.
 
-    .venv/bin/python bench/train_throughput.py [--steps 16] [--variants baseline,ours,ours-fp32]
+    .venv/bin/python bench/train_throughput.py [--steps 12] [--rounds 3] [--variants baseline,ours,ours-fp32]
 
 Same model (bundled Gemma 3 270M), same data (BFCL simple → tool-call conversations, loss on the
 model's turns only), same LoRA config, optimiser, lr schedule, clipping, seed and number of
 optimizer steps. Each variant runs in its own subprocess (clean peak-memory numbers) and reports:
 
-- tokens/s: real (non-padding) tokens trained per second of the training loop (setup excluded);
+- tokens/s: real (non-padding) tokens trained per second of the training loop (setup excluded),
+  best and median over `--rounds` interleaved repetitions (the machine may be shared);
 - peak RSS: the process high-water mark (ru_maxrss) and the high-water mark of the training loop
   alone (VmHWM reset through /proc/self/clear_refs when training starts);
 - losses: mean of the last 4 step losses, and the eval loss on held-out conversations computed by
@@ -64,6 +65,23 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class StepClock:
+    """Wall and CPU time at the start of training and at the end of every step."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[float, float]] = []
+
+    def mark(self) -> None:
+        self.marks.append((time.perf_counter(), _cpu_seconds()))
+
+    def summary(self, step_tokens: list[int]) -> dict:
+        wall = [b[0] - a[0] for a, b in zip(self.marks, self.marks[1:])]
+        cpu = [b[1] - a[1] for a, b in zip(self.marks, self.marks[1:])]
+        assert len(wall) == len(step_tokens), (len(wall), len(step_tokens))
+        return {"step_tokens": step_tokens, "step_seconds": wall, "step_cpu_seconds": cpu,
+                "tokens": sum(step_tokens), "seconds": sum(wall), "cpu_seconds": sum(cpu)}
+
+
 def _eval_loss(causal_lm, examples, autocast) -> float:
     import torch
 
@@ -89,9 +107,15 @@ def run_ours(cfg: dict, precision: str) -> dict:
     from trainer.training.recipe import LoraRecipe
 
     losses: list[float] = []
+    clock = StepClock()
 
     class Sink(NullSink):
+        def started(self, start_step, total_steps, info):
+            _reset_peak_rss()
+            clock.mark()
+
         def progress(self, p):
+            clock.mark()
             losses.append(p.loss)
 
     job = TrainingJobSpec(
@@ -104,13 +128,12 @@ def run_ours(cfg: dict, precision: str) -> dict:
     recipe.setup()
     val = _val_examples(cfg, recipe.tokenizer)
     before = _eval_loss(recipe.causal_lm, val, recipe._autocast)
-    _reset_peak_rss()
-    cpu0, began = _cpu_seconds(), time.perf_counter()
     recipe.train()
-    elapsed, cpu = time.perf_counter() - began, _cpu_seconds() - cpu0
     train_peak = _peak_rss_mib()
     after = _eval_loss(recipe.causal_lm, val, recipe._autocast)
-    return {"tokens": recipe.tokens_seen, "seconds": elapsed, "cpu_seconds": cpu, "losses": losses, "eval_before": before,
+    step_tokens = [sum(len(recipe.rows[i]) for mb in recipe.schedule.step_batches(s) for i in mb)
+                   for s in range(cfg["steps"])]
+    return {**clock.summary(step_tokens), "losses": losses, "eval_before": before,
             "eval_after": after, "train_peak_rss_mib": train_peak, "dtype": str(recipe.dtype),
             "examples_per_step": recipe.stats.examples / recipe.stats.rows, "threads": torch.get_num_threads()}
 
@@ -149,15 +172,15 @@ def run_baseline(cfg: dict, bf16: bool) -> dict:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
     losses: list[float] = []
-    clock: dict[str, float] = {}
+    clock = StepClock()
 
     class Clock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
             _reset_peak_rss()
-            clock["cpu0"], clock["begin"] = _cpu_seconds(), time.perf_counter()
+            clock.mark()
 
-        def on_train_end(self, args, state, control, **kw):
-            clock["cpu1"], clock["end"] = _cpu_seconds(), time.perf_counter()
+        def on_step_end(self, args, state, control, **kw):
+            clock.mark()
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
@@ -177,8 +200,8 @@ def run_baseline(cfg: dict, bf16: bool) -> dict:
     Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[Clock()]).train()
     train_peak = _peak_rss_mib()
     after = _eval_loss(model.get_base_model(), val, autocast)
-    return {"tokens": sum(batch_tokens[: cfg["steps"]]), "seconds": clock["end"] - clock["begin"],
-            "cpu_seconds": clock["cpu1"] - clock["cpu0"], "losses": losses,
+    # batches come in step order (the loader may fetch one ahead: the extra one is cut off)
+    return {**clock.summary(batch_tokens[: cfg["steps"]]), "losses": losses,
             "eval_before": before, "eval_after": after, "train_peak_rss_mib": train_peak,
             "dtype": "torch.bfloat16 autocast" if bf16 else "torch.float32", "examples_per_step": cfg["batch"],
             "threads": torch.get_num_threads()}
@@ -238,22 +261,32 @@ def _matching_row_tokens(examples, target: float) -> int:
     return min(fill, key=lambda n: abs(fill[n] - target))
 
 
-def table(results: list[dict], cfg: dict) -> str:
-    base = next((r for r in results if r["variant"] == "baseline"), None)
+def table(runs: dict[str, list[dict]]) -> str:
+    """Best and median over rounds (other processes on the machine only ever slow a run down);
+    'steady' leaves out each run's first step, where kernels are created and caches warmed."""
+
+    def rates(variant: str, time_key: str, skip: int) -> list[float]:
+        return [sum(r["step_tokens"][skip:]) / sum(r[time_key][skip:]) for r in runs[variant]]
+
+    def ratio(variant: str, skip: int) -> str:
+        if "baseline" not in runs:
+            return "–"
+        ours, base = rates(variant, "step_seconds", skip), rates("baseline", "step_seconds", skip)
+        return f"{max(ours) / max(base):.2f} ({statistics.median(ours) / statistics.median(base):.2f})"
+
     lines = [
-        "| variant | compute | tokens/s | × baseline | tokens/CPU-s | × baseline | train-loop peak RSS MiB "
-        "| process peak RSS MiB | mean loss last 4 steps | eval loss before → after |",
+        "| variant | compute | steady tokens/s best (median) | × baseline | all-steps tokens/s best | × baseline "
+        "| steady tokens/CPU-s best | train-loop peak RSS MiB | mean loss last 4 steps | eval loss before → after |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in results:
-        tps = r["tokens"] / r["seconds"]
-        speedup = f"{tps / (base['tokens'] / base['seconds']):.2f}" if base else "–"
-        tpc = r["tokens"] / r["cpu_seconds"]
-        cpu_speedup = f"{tpc / (base['tokens'] / base['cpu_seconds']):.2f}" if base else "–"
+    for variant, results in runs.items():
+        steady, whole = rates(variant, "step_seconds", 1), rates(variant, "step_seconds", 0)
+        first = results[0]
         lines.append(
-            f"| {r['variant']} | {r['dtype'].removeprefix('torch.')} | {tps:.0f} | {speedup} | {tpc:.0f} | {cpu_speedup} "
-            f"| {r['train_peak_rss_mib']:.0f} | {r['process_peak_rss_mib']:.0f} "
-            f"| {statistics.mean(r['losses'][-4:]):.4f} | {r['eval_before']:.4f} → {r['eval_after']:.4f} |"
+            f"| {variant} | {first['dtype'].removeprefix('torch.')} | {max(steady):.0f} ({statistics.median(steady):.0f}) "
+            f"| {ratio(variant, 1)} | {max(whole):.0f} | {ratio(variant, 0)} "
+            f"| {max(rates(variant, 'step_cpu_seconds', 1)):.0f} | {max(r['train_peak_rss_mib'] for r in results):.0f} "
+            f"| {statistics.mean(first['losses'][-4:]):.4f} | {first['eval_before']:.4f} → {first['eval_after']:.4f} |"
         )
     return "\n".join(lines)
 
@@ -261,7 +294,8 @@ def table(results: list[dict], cfg: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="baseline,ours,ours-fp32")
-    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; best and median reported")
     parser.add_argument("--batch", type=int, default=4, help="baseline examples per step")
     parser.add_argument("--row-tokens", type=int, default=None, help="our packed row length (default: batch × mean)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -278,29 +312,33 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp_dir:
         cfg = prepare(args, Path(tmp_dir))
         print(f"config: {json.dumps(cfg)}", flush=True)
-        results = []
-        for variant in args.variants.split(","):
-            vtmp = Path(tmp_dir) / variant
-            vtmp.mkdir()
-            load_before = os.getloadavg()[0]
-            proc = subprocess.run(
-                [sys.executable, __file__, "--worker", variant, "--config", json.dumps({**cfg, "tmp": str(vtmp)})],
-                capture_output=True, text=True,
-            )
-            lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                return 1
-            result = json.loads(lines[-1].removeprefix("RESULT "))
-            result["load_avg"] = (load_before, os.getloadavg()[0])
-            results.append(result)
-            print(f"{variant}: {result['tokens'] / result['seconds']:.1f} tok/s over {result['tokens']} tokens "
-                  f"in {result['seconds']:.1f}s, loadavg {load_before:.2f}→{os.getloadavg()[0]:.2f}, "
-                  f"losses {[round(x, 3) for x in result['losses']]}", flush=True)
+        variants = args.variants.split(",")
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
+        for round_no in range(args.rounds):  # interleaved, so load from other processes hits all alike
+            for variant in variants:
+                vtmp = Path(tmp_dir) / f"{variant}-{round_no}"
+                vtmp.mkdir()
+                load_before = os.getloadavg()[0]
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--worker", variant, "--config",
+                     json.dumps({**cfg, "tmp": str(vtmp)})],
+                    capture_output=True, text=True,
+                )
+                lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+                if proc.returncode != 0 or not lines:
+                    print(proc.stderr[-3000:], file=sys.stderr)
+                    return 1
+                result = json.loads(lines[-1].removeprefix("RESULT "))
+                result["load_avg"] = [load_before, os.getloadavg()[0]]
+                runs[variant].append(result)
+                print(f"round {round_no + 1} {variant}: {result['tokens'] / result['seconds']:.1f} tok/s, "
+                      f"{result['tokens'] / result['cpu_seconds']:.1f} tok/CPU-s over {result['tokens']} tokens in "
+                      f"{result['seconds']:.1f}s, loadavg {load_before:.2f}→{os.getloadavg()[0]:.2f}, "
+                      f"eval {result['eval_before']:.4f}→{result['eval_after']:.4f}, "
+                      f"losses {[round(x, 3) for x in result['losses']]}", flush=True)
         print()
-        print(table(results, cfg))
+        print(table(runs))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
