@@ -82,7 +82,8 @@ def write(checkpoint_dir: Path, state: TrainingState, save_adapter: Any, keep: i
 
 
 def read(path: Path) -> TrainingState:
-    return TrainingState(**torch.load(path / STATE_FILE, weights_only=False))
+    # weights_only: a checkpoint comes back from shared storage; never unpickle arbitrary objects
+    return TrainingState(**torch.load(path / STATE_FILE, weights_only=True))
 
 
 def _prune(checkpoint_dir: Path, keep: int) -> None:
