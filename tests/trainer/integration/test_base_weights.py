@@ -21,7 +21,10 @@ def hf_model(real_base_dir):
 
 @pytest.fixture(scope="module")
 def gguf_weights():
-    return gguf_tensors(bundled_gguf_path(), lambda name: name.endswith("norm.weight") or name == "blk.0.attn_k.weight")
+    return gguf_tensors(
+        bundled_gguf_path(),
+        lambda name: name.endswith("norm.weight") or name == "blk.0.attn_k.weight",
+    )
 
 
 def hf_norm_name(gguf_name: str) -> str:
@@ -39,14 +42,18 @@ def test_every_gguf_norm_weight_is_the_loaded_hf_weight_plus_one(hf_model, gguf_
     assert len(norms) == 18 * 6 + 1  # six norms per block, plus the final one
     for name in norms:
         gguf_value = torch.from_numpy(gguf_weights[name])
-        torch.testing.assert_close(state[hf_norm_name(name)] + GGUF_NORM_SHIFT, gguf_value, rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            state[hf_norm_name(name)] + GGUF_NORM_SHIFT, gguf_value, rtol=0, atol=1e-5
+        )
         assert not torch.allclose(state[hf_norm_name(name)], gguf_value)
 
 
 def test_other_weights_are_the_dequantised_gguf_tensors_unshifted(hf_model, gguf_weights):
     k_proj = hf_model.state_dict()["model.layers.0.self_attn.k_proj.weight"]
 
-    torch.testing.assert_close(k_proj, torch.from_numpy(gguf_weights["blk.0.attn_k.weight"]), rtol=0, atol=0)
+    torch.testing.assert_close(
+        k_proj, torch.from_numpy(gguf_weights["blk.0.attn_k.weight"]), rtol=0, atol=0
+    )
 
 
 def test_segment_by_segment_tokens_equal_the_tokens_of_the_whole_text(real_tokenizer, bfcl_records):

@@ -26,8 +26,10 @@ MAX_SEQ_LEN = 256
 def short_records(bfcl_records, real_tokenizer) -> list[dict]:
     """BFCL conversations that fit MAX_SEQ_LEN whole (their tool call is never cut)."""
     return [
-        r for r in bfcl_records
-        if len(tokenize_example(r["messages"], r["tools"], real_tokenizer, 10_000).input_ids) <= MAX_SEQ_LEN
+        r
+        for r in bfcl_records
+        if len(tokenize_example(r["messages"], r["tools"], real_tokenizer, 10_000).input_ids)
+        <= MAX_SEQ_LEN
     ]
 
 
@@ -35,16 +37,32 @@ def make_job(tmp: Path, base_dir: Path, records: list[dict], **options) -> Train
     write_jsonl(records[:48], tmp / "train.jsonl")
     write_jsonl(records[48:56], tmp / "val.jsonl")
     return TrainingJobSpec(
-        train_path=tmp / "train.jsonl", val_path=tmp / "val.jsonl", base_model=str(base_dir),
-        output_dir=tmp / "adapter", checkpoint_dir=tmp / "ckpt",
-        options={"rank": 8, "alpha": 16, "max_seq_len": MAX_SEQ_LEN, "learning_rate": 1e-3, "warmup_steps": 1,
-                 "batch_size": 1, **options},
+        train_path=tmp / "train.jsonl",
+        val_path=tmp / "val.jsonl",
+        base_model=str(base_dir),
+        output_dir=tmp / "adapter",
+        checkpoint_dir=tmp / "ckpt",
+        options={
+            "rank": 8,
+            "alpha": 16,
+            "max_seq_len": MAX_SEQ_LEN,
+            "learning_rate": 1e-3,
+            "warmup_steps": 1,
+            "batch_size": 1,
+            **options,
+        },
     )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, real_base_dir, short_records):
-    job = make_job(tmp_path_factory.mktemp("real-train"), real_base_dir, short_records, max_steps=10, batch_size=2)
+    job = make_job(
+        tmp_path_factory.mktemp("real-train"),
+        real_base_dir,
+        short_records,
+        max_steps=10,
+        batch_size=2,
+    )
     sink = Recorder()
     recipe = LoraRecipe(job, sink)
     recipe.setup()
@@ -52,7 +70,13 @@ def trained(tmp_path_factory, real_base_dir, short_records):
     metrics = recipe.train()
     adapter_dir = recipe.save_adapter()
     recipe.cleanup()
-    return {"before": before, "metrics": metrics, "steps": sink.steps, "adapter_dir": adapter_dir, "job": job}
+    return {
+        "before": before,
+        "metrics": metrics,
+        "steps": sink.steps,
+        "adapter_dir": adapter_dir,
+        "job": job,
+    }
 
 
 def test_eval_loss_falls_after_a_few_steps(trained):
@@ -71,7 +95,9 @@ def test_the_adapter_loads_with_peft_and_changes_the_outputs(trained, real_base_
 
     tok = AutoTokenizer.from_pretrained(real_base_dir)
     record = short_records[50]
-    ids = tok(render_prompt(record["messages"][:-1], record["tools"]), return_tensors="pt").input_ids
+    ids = tok(
+        render_prompt(record["messages"][:-1], record["tools"]), return_tensors="pt"
+    ).input_ids
     base = AutoModelForCausalLM.from_pretrained(real_base_dir, dtype=torch.float32)
     with torch.no_grad():
         base_logits = base(ids).logits[0, -1]
@@ -92,7 +118,9 @@ def read_events(proc: subprocess.Popen, until: str) -> list[dict]:
     return seen
 
 
-def test_a_killed_training_process_resumes_from_its_checkpoint(tmp_path, real_base_dir, short_records):
+def test_a_killed_training_process_resumes_from_its_checkpoint(
+    tmp_path, real_base_dir, short_records
+):
     job = make_job(tmp_path, real_base_dir, short_records, max_steps=6, checkpoint_every=2)
     config = tmp_path / "job.json"
     config.write_text(job.model_dump_json())

@@ -10,14 +10,40 @@ from trainer.training.bfcl_examples import example_from_item
 
 ITEM = {
     "id": "simple_python_0",
-    "question": [[{"role": "user", "content": "Find the area of a triangle with a base of 10 units and height of 5 units."}]],
-    "function": [{"name": "calculate_triangle_area", "description": "Area of a triangle.",
-                  "parameters": {"type": "dict", "properties": {
-                      "base": {"type": "integer"}, "height": {"type": "float"},
-                      "unit": {"type": "string"}, "dims": {"type": "tuple", "items": {"type": "integer"}}},
-                      "required": ["base", "height"]}}],
-    "ground_truth": [{"calculate_triangle_area": {"base": [10], "height": [5.0, 5], "unit": ["units", ""],
-                                                  "dims": [[1, 2], [2, 1]]}}],
+    "question": [
+        [
+            {
+                "role": "user",
+                "content": "Find the area of a triangle with a base of 10 and a height of 5.",
+            }
+        ]
+    ],
+    "function": [
+        {
+            "name": "calculate_triangle_area",
+            "description": "Area of a triangle.",
+            "parameters": {
+                "type": "dict",
+                "properties": {
+                    "base": {"type": "integer"},
+                    "height": {"type": "float"},
+                    "unit": {"type": "string"},
+                    "dims": {"type": "tuple", "items": {"type": "integer"}},
+                },
+                "required": ["base", "height"],
+            },
+        }
+    ],
+    "ground_truth": [
+        {
+            "calculate_triangle_area": {
+                "base": [10],
+                "height": [5.0, 5],
+                "unit": ["units", ""],
+                "dims": [[1, 2], [2, 1]],
+            }
+        }
+    ],
 }
 
 
@@ -44,7 +70,13 @@ def test_items_without_ground_truth_are_skipped():
 
 def test_the_trained_text_parses_back_into_the_call():
     record = example_from_item(ITEM)
-    trained = "".join(s.text for s in render_segments(record["messages"], record["tools"]) if s.trainable)
+    trained = "".join(
+        s.text for s in render_segments(record["messages"], record["tools"]) if s.trainable
+    )
 
     (call,) = parse_output(trained).calls
-    assert call.error is None and call.name == "calculate_triangle_area" and call.arguments["base"] == 10
+    assert (
+        call.error is None
+        and call.name == "calculate_triangle_area"
+        and call.arguments["base"] == 10
+    )

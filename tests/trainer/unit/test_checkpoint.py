@@ -11,9 +11,16 @@ from trainer.training import checkpoint
 
 def state(step: int) -> checkpoint.TrainingState:
     return checkpoint.TrainingState(
-        step=step, total_steps=10, fingerprint="abc", options={"rank": 4}, optimizer={"state": {}},
-        scheduler={"last_epoch": step}, rng={"torch": torch.get_rng_state()}, tokens_seen=100 * step,
-        loss_history=[1.0] * step, data_position={"epoch": 0, "micro_batch": step},
+        step=step,
+        total_steps=10,
+        fingerprint="abc",
+        options={"rank": 4},
+        optimizer={"state": {}},
+        scheduler={"last_epoch": step},
+        rng={"torch": torch.get_rng_state()},
+        tokens_seen=100 * step,
+        loss_history=[1.0] * step,
+        data_position={"epoch": 0, "micro_batch": step},
     )
 
 
@@ -26,7 +33,10 @@ def test_writes_a_complete_checkpoint_that_reads_back(tmp_path):
 
     assert path.name == "step-000004"
     assert checkpoint.read(path).step == 4 and checkpoint.read(path).scheduler == {"last_epoch": 4}
-    assert json.loads((path / "state.json").read_text())["data_position"] == {"epoch": 0, "micro_batch": 4}
+    assert json.loads((path / "state.json").read_text())["data_position"] == {
+        "epoch": 0,
+        "micro_batch": 4,
+    }
     assert (path / "adapter_model.safetensors").exists()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 from modelkit.chat_format import END, START
 
 from trainer.training.data import (
@@ -45,9 +44,17 @@ TOOLS = [{"type": "function", "function": {"name": "calculator", "parameters": {
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "What is 17*23?"},
-    {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "17*23"}'}}
-    ]},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "calculator", "arguments": '{"expression": "17*23"}'},
+            }
+        ],
+    },
     {"role": "tool", "tool_call_id": "c1", "name": "calculator", "content": "391"},
     {"role": "assistant", "content": "17*23 is 391."},
 ]
@@ -80,7 +87,9 @@ def test_only_the_model_turns_are_trained_including_end_of_turn():
 def test_tool_results_user_and_system_text_are_not_trained():
     ex = tokenize_example(CONVERSATION, TOOLS, TOK, max_seq_len=10_000)
     trained = "".join(trained_spans(ex))
-    untrained = TOK.decode([t for t, lab in zip(ex.input_ids, ex.labels) if lab == IGNORE])
+    untrained = TOK.decode(
+        [t for t, lab in zip(ex.input_ids, ex.labels, strict=True) if lab == IGNORE]
+    )
 
     assert '<tool_result name="calculator">391</tool_result>' in untrained
     assert "What is 17*23?" in untrained and "Be brief." in untrained
@@ -100,7 +109,9 @@ def test_text_matches_the_serving_format_byte_for_byte():
 
     ex = tokenize_example(CONVERSATION[:2], TOOLS, TOK, max_seq_len=10_000)
 
-    assert TOK.decode(ex.input_ids[1:]) + f"{START}model\n" == render_prompt(CONVERSATION[:2], TOOLS)
+    assert TOK.decode(ex.input_ids[1:]) + f"{START}model\n" == render_prompt(
+        CONVERSATION[:2], TOOLS
+    )
 
 
 def test_truncation_cuts_to_max_seq_len_and_says_so():
@@ -114,7 +125,10 @@ def test_truncation_cuts_to_max_seq_len_and_says_so():
 def test_examples_left_without_a_trainable_token_are_dropped():
     full = tokenize_example(CONVERSATION, TOOLS, TOK, max_seq_len=10_000)
     first_label = next(i for i, lab in enumerate(full.labels) if lab != IGNORE)
-    records = [{"messages": CONVERSATION, "tools": TOOLS}, {"messages": CONVERSATION[:2], "tools": TOOLS}]
+    records = [
+        {"messages": CONVERSATION, "tools": TOOLS},
+        {"messages": CONVERSATION[:2], "tools": TOOLS},
+    ]
 
     kept, truncated, dropped = tokenize_records(records, TOK, max_seq_len=first_label)
 
@@ -149,7 +163,7 @@ def test_packing_fills_earlier_rows_first_and_never_exceeds_the_limit():
 def test_no_label_spans_two_packed_examples():
     row = pack([ex(4, 11), ex(4, 12)], max_seq_len=8)[0]
 
-    # the label after the boundary (predicted from the previous example's last token) is BOS: ignored
+    # the label after the boundary (predicted from the last token before it) is BOS: ignored
     boundary = row.position_ids.index(0, 1)
     assert row.labels[boundary] == IGNORE
 
@@ -160,7 +174,10 @@ def test_packing_rejects_an_example_longer_than_a_row():
 
 
 def test_collate_pads_with_ignored_labels_and_a_separate_position_run():
-    rows = [PackedRow([2, 11, 11], [IGNORE, 11, 11], [0, 1, 2], 1), PackedRow([2, 12], [IGNORE, 12], [0, 1], 1)]
+    rows = [
+        PackedRow([2, 11, 11], [IGNORE, 11, 11], [0, 1, 2], 1),
+        PackedRow([2, 12], [IGNORE, 12], [0, 1], 1),
+    ]
     batch = collate(rows, pad_id=0)
 
     assert batch.input_ids.tolist() == [[2, 11, 11], [2, 12, 0]]
@@ -170,7 +187,9 @@ def test_collate_pads_with_ignored_labels_and_a_separate_position_run():
 
 
 def test_build_rows_is_deterministic_for_a_seed_and_reports_stats():
-    records = [{"messages": CONVERSATION[:3] if i % 2 else CONVERSATION, "tools": TOOLS} for i in range(6)]
+    records = [
+        {"messages": CONVERSATION[:3] if i % 2 else CONVERSATION, "tools": TOOLS} for i in range(6)
+    ]
     a, stats = build_rows(records, TOK, max_seq_len=2048, seed=3)
     b, _ = build_rows(records, TOK, max_seq_len=2048, seed=3)
 
@@ -210,7 +229,9 @@ def test_data_position_arithmetic():
     assert s.position(3) == (0, 9)
     assert s.position(4) == (1, 0)
     assert s.position(9) == (2, 3)
-    assert len(s.step_batches(3)) == 3 and len(s.step_batches(3)[-1]) == 1  # last micro-batch: 23rd row
+    assert (
+        len(s.step_batches(3)) == 3 and len(s.step_batches(3)[-1]) == 1
+    )  # last micro-batch: 23rd row
 
 
 def test_total_steps_from_epochs_or_max_steps():
@@ -220,7 +241,6 @@ def test_total_steps_from_epochs_or_max_steps():
     assert s.total_steps(epochs=1.5, max_steps=None) == 8
     assert s.total_steps(epochs=1.0, max_steps=12) == 12  # max_steps wins and keeps cycling epochs
     assert len(list(s.steps(0, 12))) == 12
-
 
 
 def test_without_packing_every_example_gets_its_own_row():

@@ -26,8 +26,10 @@ def random_example(n: int, labelled_from: int, seed: int) -> TokenizedExample:
 
 @torch.no_grad()
 def test_loss_on_labelled_positions_equals_the_full_logits_loss(tiny_model):
-    rows = [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids))), 1)
-            for e in (random_example(30, 20, 1), random_example(30, 5, 2))]
+    rows = [
+        PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids))), 1)
+        for e in (random_example(30, 20, 1), random_example(30, 5, 2))
+    ]
     batch = collate(rows, pad_id=0)
 
     ours = summed_token_loss(tiny_model, batch) / batch.label_count
@@ -42,12 +44,18 @@ def test_packed_examples_see_only_themselves_even_past_the_sliding_window(tiny_m
     (row,) = pack(examples, max_seq_len=100)
     batch = collate([row], pad_id=0)
 
-    packed = tiny_model.model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False)
+    packed = tiny_model.model(
+        input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+    )
     offset = 0
     for e in examples:
-        alone = tiny_model.model(input_ids=torch.tensor([e.input_ids]), use_cache=False).last_hidden_state[0]
+        alone = tiny_model.model(
+            input_ids=torch.tensor([e.input_ids]), use_cache=False
+        ).last_hidden_state[0]
         n = len(e.input_ids)
-        torch.testing.assert_close(packed.last_hidden_state[0, offset : offset + n], alone, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            packed.last_hidden_state[0, offset : offset + n], alone, rtol=1e-4, atol=1e-5
+        )
         offset += n
 
 
@@ -56,11 +64,16 @@ def test_summed_loss_of_a_packed_row_is_the_sum_over_its_examples(tiny_model):
     examples = [random_example(n, 4, seed) for seed, n in enumerate([20, 12])]
     packed = collate(pack(examples, max_seq_len=64), pad_id=0)
     separate = sum(
-        summed_token_loss(tiny_model, collate([PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids))), 1)], 0))
+        summed_token_loss(
+            tiny_model,
+            collate([PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids))), 1)], 0),
+        )
         for e in examples
     )
 
-    torch.testing.assert_close(summed_token_loss(tiny_model, packed), separate, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        summed_token_loss(tiny_model, packed), separate, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_per_example_attention_gives_the_masked_sdpa_results_and_gradients(tiny_checkpoint):
@@ -69,8 +82,12 @@ def test_per_example_attention_gives_the_masked_sdpa_results_and_gradients(tiny_
     from trainer.training.attention import register
 
     reference = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32)
-    ours = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32, attn_implementation=register())
-    examples = [random_example(n, 3, seed) for seed, n in enumerate([40, 25, 30, 10])]  # window is 16
+    ours = AutoModelForCausalLM.from_pretrained(
+        tiny_checkpoint, dtype=torch.float32, attn_implementation=register()
+    )
+    examples = [
+        random_example(n, 3, seed) for seed, n in enumerate([40, 25, 30, 10])
+    ]  # window is 16
     batch = collate(pack(examples, max_seq_len=70), pad_id=0)  # two rows, the second one padded
 
     loss_ref, loss_ours = summed_token_loss(reference, batch), summed_token_loss(ours, batch)

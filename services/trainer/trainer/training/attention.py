@@ -23,7 +23,9 @@ import torch.nn.functional as F
 NAME = "agentloop_packed_sdpa"
 
 
-def _segments(position_ids: torch.Tensor | None, length: int, batch: int) -> list[list[tuple[int, int]]]:
+def _segments(
+    position_ids: torch.Tensor | None, length: int, batch: int
+) -> list[list[tuple[int, int]]]:
     if position_ids is None:
         return [[(0, length)]] * batch
     rows = []
@@ -38,7 +40,9 @@ def _segments(position_ids: torch.Tensor | None, length: int, batch: int) -> lis
 def _window_mask(n: int, window: int, device: torch.device) -> torch.Tensor:
     i = torch.arange(n, device=device)
     diff = i[:, None] - i[None, :]
-    return (diff >= 0) & (diff < window)  # causal, and at most `window` tokens back (itself included)
+    return (diff >= 0) & (
+        diff < window
+    )  # causal, and at most `window` tokens back (itself included)
 
 
 def packed_sdpa(
@@ -63,11 +67,13 @@ def packed_sdpa(
             n = end - start
             if sliding_window is not None and n > sliding_window:
                 mask = _window_mask(n, sliding_window, query.device)
-                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling,
-                                                   enable_gqa=True)
+                o = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling, enable_gqa=True
+                )
             else:
-                o = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling,
-                                                   enable_gqa=True)
+                o = F.scaled_dot_product_attention(
+                    q, k, v, is_causal=True, dropout_p=dropout, scale=scaling, enable_gqa=True
+                )
             outs.append(o)
         rows.append(torch.cat(outs, dim=2) if len(outs) > 1 else outs[0])
     out = torch.cat(rows, dim=0) if batch > 1 else rows[0]

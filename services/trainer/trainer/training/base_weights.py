@@ -47,13 +47,17 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("AGENTLOOP_MODEL_CACHE", Path.home() / ".cache" / "agentloop"))
 
 
-def resolve_base_model(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """An HF checkpoint directory for `path`: the directory itself, or the cached conversion of a GGUF."""
+def resolve_base_model(
+    path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """An HF checkpoint directory for `path`: itself, or the cached conversion of a GGUF file."""
     src = Path(path)
     if src.is_dir():
         return src
     if src.suffix != ".gguf" or not src.is_file():
-        raise FileNotFoundError(f"base model {src} is neither an HF checkpoint directory nor a .gguf file")
+        raise FileNotFoundError(
+            f"base model {src} is neither an HF checkpoint directory nor a .gguf file"
+        )
     stat = src.stat()
     key = f"{src.stem}-{stat.st_size}-{stat.st_mtime_ns}"
     target = Path(cache_dir or default_cache_dir()) / "hf" / key
@@ -80,7 +84,9 @@ def _convert_gguf(gguf_file: Path, out_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
+    )
     # The weights are dequantised now; a leftover GGUF quantization_config would make the saved
     # checkpoint ask for the GGUF file again on load.
     model.hf_quantizer = None
@@ -101,11 +107,20 @@ def gguf_tensors(path: str | os.PathLike[str], wanted: Callable[[str], bool]) ->
     from gguf.quants import dequantize
 
     scalar = {
-        GGUFValueType.UINT8: "B", GGUFValueType.INT8: "b", GGUFValueType.UINT16: "H", GGUFValueType.INT16: "h",
-        GGUFValueType.UINT32: "I", GGUFValueType.INT32: "i", GGUFValueType.FLOAT32: "f", GGUFValueType.BOOL: "?",
-        GGUFValueType.UINT64: "Q", GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d",
+        GGUFValueType.UINT8: "B",
+        GGUFValueType.INT8: "b",
+        GGUFValueType.UINT16: "H",
+        GGUFValueType.INT16: "h",
+        GGUFValueType.UINT32: "I",
+        GGUFValueType.INT32: "i",
+        GGUFValueType.FLOAT32: "f",
+        GGUFValueType.BOOL: "?",
+        GGUFValueType.UINT64: "Q",
+        GGUFValueType.INT64: "q",
+        GGUFValueType.FLOAT64: "d",
     }
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+
         def read(fmt: str, off: int) -> tuple[Any, int]:
             return struct.unpack_from("<" + fmt, buf, off)[0], off + struct.calcsize(fmt)
 
@@ -155,7 +170,9 @@ def gguf_tensors(path: str | os.PathLike[str], wanted: Callable[[str], bool]) ->
             block, type_size = GGML_QUANT_SIZES[qtype]
             n_elems = int(np.prod(dims))
             start = base + data_off
-            raw = np.frombuffer(buf[start : start + n_elems // block * type_size], dtype=np.uint8)  # a copy
+            raw = np.frombuffer(
+                buf[start : start + n_elems // block * type_size], dtype=np.uint8
+            )  # a copy
             shape = tuple(reversed(dims))  # GGUF lists dims fastest-first
             out[name] = dequantize(raw.reshape(*shape[:-1], -1), qtype).reshape(shape)
         return out

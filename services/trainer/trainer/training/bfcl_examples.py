@@ -45,14 +45,21 @@ def example_from_item(item: dict[str, Any]) -> dict[str, Any] | None:
     messages = [dict(m) for turn in item["question"] for m in turn]
     tool_calls = []
     for n, call in enumerate(calls):
-        (name, params), = call.items()
+        ((name, params),) = call.items()
         args = {p: _first_value(vals) for p, vals in params.items() if vals and "" not in vals}
         tool_calls.append(
-            {"id": f"call_{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+            {
+                "id": f"call_{n}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
         )
     messages.append({"role": "assistant", "content": None, "tool_calls": tool_calls})
     tools = [
-        {"type": "function", "function": {**fn, "parameters": _json_schema(fn.get("parameters", {}))}}
+        {
+            "type": "function",
+            "function": {**fn, "parameters": _json_schema(fn.get("parameters", {}))},
+        }
         for fn in item["function"]
     ]
     return {"messages": messages, "tools": tools}

@@ -3,7 +3,8 @@
 Layout of `<checkpoint_dir>/step-000020/`:
 
     adapter_config.json, adapter_model.safetensors   the LoRA weights (peft format)
-    training_state.pt     optimizer, scheduler, torch RNG, step, total_steps, data fingerprint, options
+    training_state.pt     optimizer, scheduler, RNG states, step, total_steps, data fingerprint,
+                          options, loss history
     state.json            step, total_steps, fingerprint, data position (readable without torch)
 
 A checkpoint is written under a temporary name and renamed into place, so a process killed while
@@ -71,8 +72,12 @@ def write(checkpoint_dir: Path, state: TrainingState, save_adapter: Any, keep: i
     torch.save(state.__dict__, staging / STATE_FILE)
     (staging / SUMMARY_FILE).write_text(
         json.dumps(
-            {"step": state.step, "total_steps": state.total_steps, "fingerprint": state.fingerprint,
-             "data_position": state.data_position}
+            {
+                "step": state.step,
+                "total_steps": state.total_steps,
+                "fingerprint": state.fingerprint,
+                "data_position": state.data_position,
+            }
         )
     )
     shutil.rmtree(final, ignore_errors=True)

@@ -123,7 +123,9 @@ def tokenize_records(
     kept: list[TokenizedExample] = []
     truncated = dropped = 0
     for record in records:
-        example = tokenize_example(record["messages"], record.get("tools") or [], tokenizer, max_seq_len)
+        example = tokenize_example(
+            record["messages"], record.get("tools") or [], tokenizer, max_seq_len
+        )
         truncated += example.truncated
         if example.trainable_tokens == 0:
             dropped += 1
@@ -139,7 +141,9 @@ def pack(examples: Sequence[TokenizedExample], max_seq_len: int) -> list[PackedR
     for ex in examples:
         n = len(ex.input_ids)
         if n > max_seq_len:
-            raise ValueError(f"example of {n} tokens exceeds max_seq_len {max_seq_len}; truncate first")
+            raise ValueError(
+                f"example of {n} tokens exceeds max_seq_len {max_seq_len}; truncate first"
+            )
         slot = next((i for i, room in enumerate(free) if room >= n), None)
         if slot is None:
             rows.append(([], [], [], [0]))
@@ -195,7 +199,8 @@ class Schedule:
         return step // per_epoch, (step % per_epoch) * self.gradient_accumulation
 
     def step_batches(self, step: int) -> list[list[int]]:
-        """Row indices of each micro-batch of step `step` (0-based); an epoch's last step may be short."""
+        """Row indices of each micro-batch of step `step` (0-based); an epoch's last step may
+        have fewer micro-batches, its last micro-batch fewer rows."""
         epoch, first = self.position(step)
         order = self.epoch_order(epoch)
         last = min(first + self.gradient_accumulation, self.micro_batches_per_epoch)

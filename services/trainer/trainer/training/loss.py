@@ -50,7 +50,9 @@ def collate(rows: list[PackedRow], pad_id: int, multiple: int = 1) -> Batch:
     return Batch(ids, pos, labels, tokens=sum(len(r) for r in rows))
 
 
-def summed_token_loss(causal_lm: torch.nn.Module, batch: Batch, label_multiple: int = 1) -> torch.Tensor:
+def summed_token_loss(
+    causal_lm: torch.nn.Module, batch: Batch, label_multiple: int = 1
+) -> torch.Tensor:
     """Sum of next-token cross-entropies over labelled positions (divide by the label count).
 
     `causal_lm` is a *ForCausalLM module (peft's LoRA layers live inside it): `.model` is the

@@ -65,7 +65,9 @@ class JsonLinesSink:
 
     def progress(self, p: Progress) -> None:
         fields = asdict(p)
-        self.emit("progress", **{k: _finite(v) if isinstance(v, float) else v for k, v in fields.items()})
+        self.emit(
+            "progress", **{k: _finite(v) if isinstance(v, float) else v for k, v in fields.items()}
+        )
 
     def checkpoint(self, step: int, path: Path) -> None:
         self.emit("checkpoint", step=step, path=str(path))
@@ -80,7 +82,12 @@ class LogSink:
     def progress(self, p: Progress) -> None:
         log.info(
             "step %d/%d loss %.4f lr %.2e %.0f tok/s eta %.0fs",
-            p.step, p.total_steps, p.loss, p.lr, p.tokens_per_s, p.eta_s,
+            p.step,
+            p.total_steps,
+            p.loss,
+            p.lr,
+            p.tokens_per_s,
+            p.eta_s,
         )
 
     def checkpoint(self, step: int, path: Path) -> None:

@@ -46,7 +46,9 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    native_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    native_bf16 = (
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
     return torch.bfloat16 if native_bf16 else torch.float32  # emulated bf16 is slower than fp32
 
 
@@ -77,7 +79,7 @@ def _wants_unsloth(device: torch.device) -> bool:
 
 
 class LoraRecipe:
-    # Shape bucketing for oneDNN's per-shape kernels (see loss.collate); measured in docs/benchmarks.md.
+    # Shape bucketing for oneDNN's per-shape kernels (see loss.collate and docs/benchmarks.md).
     row_multiple = 64
     label_multiple = 16
 
@@ -111,7 +113,9 @@ class LoraRecipe:
         self.causal_lm = self.model.get_base_model()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-        packing = self.backend == "peft"  # see unsloth_backend: its attention may not honour position resets
+        packing = (
+            self.backend == "peft"
+        )  # see unsloth_backend: its attention may not honour position resets
         self.rows, self.stats = build_rows(
             read_jsonl(self.job.train_path), self.tokenizer, opts.max_seq_len, opts.seed, packing
         )
@@ -123,7 +127,9 @@ class LoraRecipe:
                 read_jsonl(self.job.val_path), self.tokenizer, opts.max_seq_len, None, packing
             )
         self.fingerprint = fingerprint(self.rows)
-        self.schedule = Schedule(len(self.rows), opts.batch_size, opts.gradient_accumulation, opts.seed)
+        self.schedule = Schedule(
+            len(self.rows), opts.batch_size, opts.gradient_accumulation, opts.seed
+        )
         self.total_steps = self.schedule.total_steps(opts.epochs, opts.max_steps)
 
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -154,9 +160,14 @@ class LoraRecipe:
     def _lr_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
         from transformers import get_scheduler
 
-        name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[self.options.lr_schedule]
+        name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[
+            self.options.lr_schedule
+        ]
         return get_scheduler(
-            name, self.optimizer, num_warmup_steps=self.options.warmup_steps, num_training_steps=self.total_steps
+            name,
+            self.optimizer,
+            num_warmup_steps=self.options.warmup_steps,
+            num_training_steps=self.total_steps,
         )
 
     def _autocast(self) -> Any:
@@ -170,21 +181,33 @@ class LoraRecipe:
         self.sink.started(
             self.start_step,
             self.total_steps,
-            {"backend": self.backend, "dtype": str(self.dtype).removeprefix("torch."), "examples": self.stats.examples,
-             "rows": self.stats.rows, "steps_per_epoch": self.schedule.steps_per_epoch},
+            {
+                "backend": self.backend,
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "examples": self.stats.examples,
+                "rows": self.stats.rows,
+                "steps_per_epoch": self.schedule.steps_per_epoch,
+            },
         )
         self.model.train()
         began = time.perf_counter()
         tokens_here = 0
         for step, micro_batches in self.schedule.steps(self.start_step, self.total_steps):
-            batches = [collate([self.rows[i] for i in mb], self.pad_id, self.row_multiple) for mb in micro_batches]
+            batches = [
+                collate([self.rows[i] for i in mb], self.pad_id, self.row_multiple)
+                for mb in micro_batches
+            ]
             n_labels = sum(b.label_count for b in batches)
             lr = self.scheduler.get_last_lr()[0]
             loss_sum = 0.0
             for batch in batches:
                 with self._autocast():
-                    loss = summed_token_loss(self.causal_lm, self._to_device(batch), self.label_multiple)
-                (loss / n_labels).backward()  # mean over every label of the step, whatever the split
+                    loss = summed_token_loss(
+                        self.causal_lm, self._to_device(batch), self.label_multiple
+                    )
+                (
+                    loss / n_labels
+                ).backward()  # mean over every label of the step, whatever the split
                 loss_sum += loss.item()
             if opts.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.params, opts.max_grad_norm)
@@ -218,7 +241,9 @@ class LoraRecipe:
         if self.device.type == "cpu":
             return batch
         return type(batch)(
-            batch.input_ids.to(self.device), batch.position_ids.to(self.device), batch.labels.to(self.device),
+            batch.input_ids.to(self.device),
+            batch.position_ids.to(self.device),
+            batch.labels.to(self.device),
             batch.tokens,
         )
 
@@ -248,9 +273,13 @@ class LoraRecipe:
         total = 0.0
         labels = 0
         for i in range(0, len(rows), self.options.batch_size):
-            batch = collate(list(rows[i : i + self.options.batch_size]), self.pad_id, self.row_multiple)
+            batch = collate(
+                list(rows[i : i + self.options.batch_size]), self.pad_id, self.row_multiple
+            )
             with self._autocast():
-                total += summed_token_loss(self.causal_lm, self._to_device(batch), self.label_multiple).item()
+                total += summed_token_loss(
+                    self.causal_lm, self._to_device(batch), self.label_multiple
+                ).item()
             labels += batch.label_count
         self.model.train(was_training)
         return total / labels if labels else float("nan")
@@ -265,13 +294,18 @@ class LoraRecipe:
             options=self._resume_relevant_options(),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
-            rng={"torch": torch.get_rng_state(), "python": random.getstate(),
-                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
+            rng={
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            },
             tokens_seen=self.tokens_seen,
             loss_history=list(self.loss_history),
             data_position={"epoch": epoch, "micro_batch": micro_batch},
         )
-        return checkpoint.write(self.job.checkpoint_dir, state, self.model.save_pretrained, self.job.keep_checkpoints)
+        return checkpoint.write(
+            self.job.checkpoint_dir, state, self.model.save_pretrained, self.job.keep_checkpoints
+        )
 
     def _resume_relevant_options(self) -> dict[str, Any]:
         return self.options.model_dump(exclude={"checkpoint_every"})
@@ -284,11 +318,15 @@ class LoraRecipe:
         if state.fingerprint != self.fingerprint or state.total_steps != self.total_steps:
             raise checkpoint.ResumeMismatchError(f"{path} was written for other training data")
         if state.options != self._resume_relevant_options():
-            raise checkpoint.ResumeMismatchError(f"{path} was written with other options: {state.options}")
+            raise checkpoint.ResumeMismatchError(
+                f"{path} was written with other options: {state.options}"
+            )
         weights = load_file(path / "adapter_model.safetensors", device=str(self.device))
         result = set_peft_model_state_dict(self.model, weights)
         if getattr(result, "unexpected_keys", None):
-            raise checkpoint.ResumeMismatchError(f"{path}: unexpected adapter keys {result.unexpected_keys[:3]}")
+            raise checkpoint.ResumeMismatchError(
+                f"{path}: unexpected adapter keys {result.unexpected_keys[:3]}"
+            )
         self.optimizer.load_state_dict(state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
         torch.set_rng_state(state.rng["torch"])
@@ -314,7 +352,9 @@ class LoraRecipe:
             torch.cuda.empty_cache()
 
 
-def train_job(job: TrainingJobSpec, sink: ProgressSink | None = None) -> tuple[Path, dict[str, float]]:
+def train_job(
+    job: TrainingJobSpec, sink: ProgressSink | None = None
+) -> tuple[Path, dict[str, float]]:
     """Run a whole job: the linear recipe from setup to cleanup."""
     recipe = LoraRecipe(job, sink)
     try:
@@ -324,4 +364,3 @@ def train_job(job: TrainingJobSpec, sink: ProgressSink | None = None) -> tuple[P
         return adapter_dir, metrics
     finally:
         recipe.cleanup()
-
