@@ -129,12 +129,16 @@ class SuiteScore(BaseModel):
 
 
 class EvaluationCompleted(Contract):
+    """The gate's verdict on one exported candidate (decision 0011): always published."""
+
     routing_key: ClassVar[str] = "evaluation.completed.v1"
+    requires_subscriber: ClassVar[bool] = False  # a notification: the verdict acts via model.promoted
 
     evaluation_id: str
     job_id: str
-    candidate: str
-    baseline: str | None = None
+    candidate: str = Field(description="the candidate's model version")
+    baseline: str | None = Field(default=None, description="the production version it was compared with")
+    quantization: str | None = Field(default=None, description="the quant that passed (smallest first); None if none did")
     candidate_scores: list[SuiteScore] = Field(default_factory=list)
     baseline_scores: list[SuiteScore] = Field(default_factory=list)
     passed: bool
@@ -143,6 +147,8 @@ class EvaluationCompleted(Contract):
 
 
 class ModelPromoted(Contract):
+    """The gate passed: the registry owner (exporter) moves `production` to this version."""
+
     routing_key: ClassVar[str] = "model.promoted.v1"
 
     model_version: str
@@ -151,6 +157,30 @@ class ModelPromoted(Contract):
     adapter_uri: str
     base_model: str
     quantization: str = "Q4_K_M"
+    gguf_uri: str | None = None
+    sha256: str | None = None
+
+
+class ModelPromoteRequested(Contract):
+    """An operator asks to make a registered version `production` (gateway → exporter)."""
+
+    routing_key: ClassVar[str] = "model.promote.requested.v1"
+
+    request_id: str
+    model_version: str
+    requested_by: str
+    quantization: str | None = Field(default=None, description="default: the version's evaluated quant")
+    reason: str = ""
+
+
+class ModelRollbackRequested(Contract):
+    """An operator asks to move `production` back to `previous` (gateway → exporter)."""
+
+    routing_key: ClassVar[str] = "model.rollback.requested.v1"
+
+    request_id: str
+    requested_by: str
+    reason: str = ""
 
 
 class ExportedFile(BaseModel):
@@ -164,20 +194,41 @@ class ExportedFile(BaseModel):
 
 
 class ExportCompleted(Contract):
+    """A trained adapter became a registered `candidate` version with its GGUF quant ladder."""
+
     routing_key: ClassVar[str] = "export.completed.v1"
 
     model_version: str
     files: list[ExportedFile]
     duration_s: float = 0.0
     ollama_model: str | None = None
+    job_id: str | None = None
+    dataset_id: str | None = None
+    base_model: str | None = None
+    adapter_uri: str | None = None
+    parity: dict[str, Any] = Field(default_factory=dict, description="F16 GGUF vs merged model check")
+    stage_seconds: dict[str, float] = Field(default_factory=dict, description="merge, gguf, quantize, parity, upload")
+
+
+class ExportFailed(Contract):
+    """Export of a trained adapter failed (parity mismatch, bad adapter, ...): nothing registered."""
+
+    routing_key: ClassVar[str] = "export.failed.v1"
+    requires_subscriber: ClassVar[bool] = False
+
+    job_id: str
+    reason: str
 
 
 class ModelDeployed(Contract):
     """Tells runners to serve a model version (also used for rollback)."""
 
     routing_key: ClassVar[str] = "model.deployed.v1"
+    requires_subscriber: ClassVar[bool] = False  # runners bind per-instance queues; zero runners is legal
 
     model_version: str
     gguf_uri: str
     sha256: str
     alias: Literal["production", "candidate"] = "production"
+    previous_version: str | None = None
+    cause: Literal["promoted", "operator", "rollback"] = "promoted"

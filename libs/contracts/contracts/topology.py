@@ -15,8 +15,11 @@ from .learning import (
     DatasetBuilt,
     EvaluationCompleted,
     ExportCompleted,
+    ExportFailed,
     ModelDeployed,
     ModelPromoted,
+    ModelPromoteRequested,
+    ModelRollbackRequested,
     RetrainRequested,
     TrainingCompleted,
     TrainingFailed,
@@ -44,7 +47,10 @@ ALL_CONTRACTS: tuple[type[Contract], ...] = (
     TrainingFailed,
     EvaluationCompleted,
     ModelPromoted,
+    ModelPromoteRequested,
+    ModelRollbackRequested,
     ExportCompleted,
+    ExportFailed,
     ModelDeployed,
 )
 

@@ -1,0 +1,1 @@
+"""Evaluation kit: the BFCL-style AST checker, suite files, and scoring of a GGUF model on them."""
