@@ -10,58 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from modelkit import llama as modelkit_llama
+from modelkit.llama import model_defaults  # noqa: F401 - llamacpp_server imports it from here
 
 from ..domain import PromptTooLongError
 from ..ports import Chunk
 
 _DONE = object()
-_LOAD_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def model_defaults(*, use_extra_bufts: bool) -> Iterator[None]:
-    """While active, llama.cpp model params default to the given `use_extra_bufts`.
-
-    `Llama()` builds its model params from `llama_model_default_params()` and offers no way to
-    set `use_extra_bufts` (llama.cpp's `--no-repack`). With it on, quantized weights are
-    repacked for AMX, which faults on the CPUs we run on (SIGILL at `ldtilecfg`), so we swap in
-    a defaults function that sets the field. Process-wide while active: hold it only around a load.
-    """
-    from llama_cpp import llama as llama_module
-
-    low_level = llama_module.llama_cpp  # the module object `Llama.__init__` reads defaults from
-    original = low_level.llama_model_default_params
-
-    def model_params() -> Any:
-        params = original()
-        params.use_extra_bufts = use_extra_bufts
-        return params
-
-    with _LOAD_LOCK:
-        low_level.llama_model_default_params = model_params
-        try:
-            yield
-        finally:
-            low_level.llama_model_default_params = original
 
 
 def load_llama(model_path: str, *, n_ctx: int, n_threads: int, use_extra_bufts: bool, seed: int = 0) -> Any:
     """Load a GGUF with llama-cpp-python, with `use_extra_bufts` applied to the model params."""
-    import llama_cpp
-
-    with model_defaults(use_extra_bufts=use_extra_bufts):
-        llm = llama_cpp.Llama(
-            model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, seed=seed, verbose=False
-        )
-    if bool(llm.model_params.use_extra_bufts) != use_extra_bufts:  # the field did not reach the load
-        llm.close()
-        raise RuntimeError("use_extra_bufts did not reach llama.cpp's model params")
-    return llm
+    return modelkit_llama.load_llama(
+        model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, use_extra_bufts=use_extra_bufts
+    )
 
 
 class LlamaCppEngine:
