@@ -232,3 +232,6 @@ class ModelDeployed(Contract):
     alias: Literal["production", "candidate"] = "production"
     previous_version: str | None = None
     cause: Literal["promoted", "operator", "rollback"] = "promoted"
+    ollama_model: str | None = Field(
+        default=None, description="the Ollama model the exporter pushed this version as (None: not pushed)"
+    )
