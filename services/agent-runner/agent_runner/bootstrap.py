@@ -12,6 +12,7 @@ from faststream.rabbit import RabbitBroker
 
 from modelkit.base_model import BUNDLED_MODEL_VERSION, bundled_gguf_path
 from servicekit.app import create_service_app
+from servicekit.artifacts import ArtifactStore
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
 from servicekit.outbox import Outbox
@@ -20,12 +21,14 @@ from servicekit.settings import BrokerSettings
 
 from . import SERVICE, handlers
 from .adapters import tables
+from .adapters.model_loaders import FixedEngine, GgufFiles, LlamaCppLoader, LlamaParams, OllamaLoader, bundled_model
 from .adapters.postgres_runs import PostgresRunStore
 from .adapters.rabbit_steps import reply_sinks
+from .adapters.registry_reader import RegistryProduction
 from .metrics import RunnerMetrics
 from .model_slot import ModelSlot
-from .ports import Engine, Tool
-from .service import AgentLoop, RecordDeployment, RunAgent
+from .ports import Engine, EngineLoader, Tool
+from .service import AgentLoop, RecordDeployment, ReloadModel, RunAgent
 from .settings import AgentRunnerSettings, EngineSettings, ToolSettings, split_csv
 from .tools import load_tools
 
@@ -78,42 +81,78 @@ def build_tools(tools: ToolSettings) -> dict[str, Tool]:
     return load_tools(enabled, options)
 
 
-def build_broker(settings: BrokerSettings) -> RabbitBroker:
+def build_loader(engine: EngineSettings, *, store: ArtifactStore, ollama_host: str) -> EngineLoader:
+    """How this runner serves a deployed model version (see adapters/model_loaders.py)."""
+    if engine.kind == "llamacpp":
+        cache = Path(engine.cache_dir) if engine.cache_dir else Path(
+            os.environ.get("AGENTLOOP_MODEL_CACHE", Path.home() / ".cache" / "agentloop")) / "models"
+        params = LlamaParams(n_ctx=engine.n_ctx, n_threads=engine.n_threads, use_extra_bufts=engine.use_extra_bufts,
+                             repeat_penalty=engine.repeat_penalty, seed=engine.seed)
+        return LlamaCppLoader(GgufFiles(store, cache), params)
+    if engine.kind == "ollama":
+        return OllamaLoader(ollama_host, keep_alive=engine.ollama_keep_alive, timeout_s=engine.request_timeout_s,
+                            seed=engine.seed)
+    return FixedEngine(engine.kind)
+
+
+def build_broker(settings: BrokerSettings, *, instance_id: str = "INSTANCE_ID") -> RabbitBroker:
     """Every subscriber declared, nothing connected (also feeds the AsyncAPI document)."""
     broker = make_broker(settings.url, prefetch=settings.prefetch, app_id=SERVICE)
-    handlers.register(broker, delivery_limit=settings.delivery_limit)
+    handlers.register(broker, delivery_limit=settings.delivery_limit, instance_id=instance_id)
     return broker
 
 
 def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) -> FastAPI:
     setup_logging(SERVICE, settings.log.level, settings.log.json_format)
-    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=artifact_store(settings.s3))
+    instance = settings.instance_id or f"{SERVICE}-{os.getpid()}"
+    artifacts = artifact_store(settings.s3)
+    rt = standard_runtime(SERVICE, settings, lambda b: build_broker(b, instance_id=instance), artifacts=artifacts)
+    # The per-instance deployments queue dead-letters into one shared, durable DLQ.
+    own_queue = handlers.deployments_queue(instance).name
+    rt.work_queues = [handlers.DEPLOYMENTS_DLQ_KEY if q == own_queue else q for q in rt.work_queues]
     metrics = RunnerMetrics(rt.registry)
     store = PostgresRunStore(settings.database.url, max_size=settings.database.pool_size)
     # Staging is in the store's record statement; the outbox publishes after commit, marks in
     # batches through the store's pool, and relays what a crash left behind.
     store.outbox = outbox = Outbox(tables.outbox, rt.engine, rt.broker, mark_published=store.mark_published)
 
-    engine = engine or build_engine(settings.engine, ollama_host=settings.ollama_host)
+    # llama.cpp without an explicit file serves the registry's production version (loaded at
+    # start-up, below); an explicit file or another engine kind is built here.
+    from_registry = engine is None and settings.engine.kind == "llamacpp" and not settings.engine.model_path
+    if not from_registry:
+        engine = engine or build_engine(settings.engine, ollama_host=settings.ollama_host)
+        metrics.serving(engine.model_version, engine.name)
     slot = ModelSlot(engine)
-    metrics.serving(engine.model_version, engine.name)
+    loader = build_loader(settings.engine, store=artifacts, ollama_host=settings.ollama_host)
+    reload_model = ReloadModel(slot, loader, metrics)
+    # Engines that cannot switch models only record the wanted version (and say so).
+    deployments = reload_model if loader.reloads else RecordDeployment(slot)
+    rt.broker.context.set_global(handlers.DEPLOYMENTS_KEY, deployments)
+    if loader.reloads:
+        rt.background.append(reload_model.run)
     tools = build_tools(settings.tools)
     loop = AgentLoop(server_tools=tools, metrics=metrics, token_flush_chars=settings.runner.token_flush_chars,
                      token_flush_ms=settings.runner.token_flush_ms)
     run_agent = RunAgent(loop=loop, slot=slot, store=store, sinks=reply_sinks(rt.broker),
                          metrics=metrics, max_attempts=settings.broker.delivery_limit)
     rt.broker.context.set_global(handlers.RUN_AGENT_KEY, run_agent)
-    rt.broker.context.set_global(handlers.RECORD_DEPLOYMENT_KEY, RecordDeployment(slot))
 
-    async def close_engine() -> None:
-        await slot.engine.close()
+    async def serve_production() -> None:
+        registry = RegistryProduction(settings.database.url)
+        await reload_model.serve_production(registry, bundled_model(BUNDLED_MODEL_VERSION))
 
-    instance = settings.instance_id or f"{SERVICE}-{os.getpid()}"
+    async def close_engines() -> None:
+        await reload_model.close()
+        if slot.loaded:
+            await slot.engine.close()
+
     rt.checks["engine"] = lambda: slot.engine.ping()
     rt.details = lambda: {**slot.describe(), "instance": instance, "server_tools": sorted(tools)}
     rt.background.append(outbox.run_relay)
     rt.on_startup.append(store.open)
-    rt.on_shutdown += [close_engine, store.close]
+    if from_registry:
+        rt.on_startup.append(serve_production)  # before the broker starts: no run without a model
+    rt.on_shutdown += [close_engines, store.close]
     app = create_service_app(rt)
     app.state.slot = slot
     return app

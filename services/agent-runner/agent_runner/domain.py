@@ -193,3 +193,11 @@ def _partial_suffix(text: str, tag: str) -> int:
 
 class EngineError(Exception):
     """The engine could not generate (server unreachable, crashed, refused). Worth a retry."""
+
+
+class ModelLoadError(Exception):
+    """A deployed model version could not be made ready to serve (download, checksum, load, warm-up)."""
+
+
+class RegistryUnavailableError(Exception):
+    """The model registry could not be read (database down, schema missing)."""

@@ -3,9 +3,10 @@ context, set by the composition root)."""
 
 from __future__ import annotations
 
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from contracts import (
+    DEAD_LETTER_EXCHANGE,
     REPLY_QUEUE_PREFIX,
     AgentRunCompleted,
     AgentRunFailed,
@@ -13,21 +14,39 @@ from contracts import (
     AgentRunStep,
     InteractionLogged,
     ModelDeployed,
+    queue_name,
 )
 from servicekit.messaging import EVENTS, work_queue
 
 from . import SERVICE
-from .service import RecordDeployment, RunAgent
+from .service import RunAgent
 
 # The composition root provides the use cases with `broker.context.set_global(KEY, ...)`. The
 # handlers read them (and the delivery) with `broker.context.get...` rather than through
 # `Context()` parameters: FastDepends resolves such parameters in a worker thread, a thread hop
 # (and a task group) per message on the hot path.
 RUN_AGENT_KEY = "agent_runner_run_agent"
-RECORD_DEPLOYMENT_KEY = "agent_runner_record_deployment"
+DEPLOYMENTS_KEY = "agent_runner_deployments"
+
+# Where a `model.deployed` that breaks the contract is dead-lettered: one durable DLQ for the
+# per-instance queues of every replica (they come and go with their process).
+DEPLOYMENTS_DLQ_KEY = queue_name(SERVICE, ModelDeployed)
 
 
-def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
+def deployments_queue(instance_id: str) -> RabbitQueue:
+    """This instance's own queue for `model.deployed` (decision 0011): every replica reloads.
+    Exclusive and auto-delete: it lives as long as the process's connection."""
+    return RabbitQueue(
+        f"{DEPLOYMENTS_DLQ_KEY}.{instance_id}",
+        durable=False,
+        exclusive=True,
+        auto_delete=True,
+        routing_key=ModelDeployed.routing_key,
+        arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE, "x-dead-letter-routing-key": DEPLOYMENTS_DLQ_KEY},
+    )
+
+
+def register(broker: RabbitBroker, *, delivery_limit: int, instance_id: str = "INSTANCE_ID") -> None:
     context = broker.context
 
     @broker.subscriber(work_queue(SERVICE, AgentRunRequested, delivery_limit=delivery_limit), EVENTS, no_reply=True)
@@ -36,11 +55,10 @@ def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
         run_agent: RunAgent = context.get(RUN_AGENT_KEY)
         await run_agent(request, attempt=delivery_attempt(context.get_local("message").headers))
 
-    @broker.subscriber(work_queue(SERVICE, ModelDeployed, delivery_limit=delivery_limit), EVENTS, no_reply=True)
+    @broker.subscriber(deployments_queue(instance_id), EVENTS, no_reply=True)
     async def on_model_deployed(event: ModelDeployed) -> None:
-        """Record the model version the registry wants this runner to serve."""
-        record_deployment: RecordDeployment = context.get(RECORD_DEPLOYMENT_KEY)
-        await record_deployment(event)
+        """Serve the deployed model version: load, warm and swap it in (in the background)."""
+        await context.get(DEPLOYMENTS_KEY)(event)
 
     # Declared for the AsyncAPI document only: the messages go out through the outbox (events)
     # and the reply sink (the requesting gateway's queue, named in each request's reply_to).

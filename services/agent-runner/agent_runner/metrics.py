@@ -42,6 +42,35 @@ class RunnerMetrics:
             ["model_version", "engine"], registry=registry,
         )
 
+        self.desired_model = Gauge(
+            "agent_runner_desired_model_info", "The model version this runner was last asked to serve",
+            ["model_version"], registry=registry,
+        )
+        self.reload_duration = Histogram(
+            "agent_runner_model_reload_seconds",
+            "Time to fetch, verify, load and warm a deployed model, by outcome (ok, failed, superseded)",
+            ["outcome"], buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900), registry=registry,
+        )
+        self.reload_failures = Counter(
+            "agent_runner_model_reload_failures_total", "Deployed models that failed to load (the old one kept serving)",
+            registry=registry,
+        )
+        self.last_reload = Gauge(
+            "agent_runner_model_last_reload_timestamp_seconds", "When the serving model was last swapped in",
+            registry=registry,
+        )
+
+    def wanted(self, model_version: str) -> None:
+        self.desired_model.clear()
+        self.desired_model.labels(model_version=model_version).set(1)
+
+    def reload_finished(self, outcome: str, seconds: float) -> None:
+        self.reload_duration.labels(outcome=outcome).observe(seconds)
+        if outcome == "failed":
+            self.reload_failures.inc()
+        elif outcome == "ok":
+            self.last_reload.set_to_current_time()
+
     def serving(self, model_version: str, engine: str) -> None:
         self.serving_model.clear()
         self.serving_model.labels(model_version=model_version, engine=engine).set(1)

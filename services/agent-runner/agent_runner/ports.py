@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from contracts import AgentRunStep, Contract, ToolSpec
+
+if TYPE_CHECKING:
+    from .model_slot import DesiredModel
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,25 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class EngineLoader(Protocol):
+    """Makes an engine for a model version (fetch and verify its GGUF, load it; or point a
+    server at it). `reloads` is False for engines that cannot switch models."""
+
+    reloads: bool
+
+    async def load(self, model: DesiredModel) -> Engine:
+        """A ready engine for `model`; raises ModelLoadError with the cause."""
+        ...
+
+
+class ProductionModel(Protocol):
+    """The registry's `production` version, read at start-up."""
+
+    async def production(self) -> DesiredModel | None:
+        """None when the registry has no production version; raises RegistryUnavailableError."""
+        ...
 
 
 class Tool(Protocol):

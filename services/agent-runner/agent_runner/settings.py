@@ -14,7 +14,12 @@ class EngineSettings(BaseModel):
     """`ENGINE__*`: which LLM engine serves runs and how it is loaded."""
 
     kind: Literal["llamacpp", "ollama", "openai", "scripted"] = "llamacpp"
-    model_path: str | None = Field(default=None, description="GGUF file; default: the bundled Gemma 3 270M")
+    model_path: str | None = Field(
+        default=None, description="GGUF file to serve at start-up; default: the registry's production version"
+    )
+    cache_dir: str | None = Field(
+        default=None, description="where deployed GGUFs are downloaded; default: $AGENTLOOP_MODEL_CACHE/models"
+    )
     model_version: str | None = Field(default=None, description="reported version; default: derived")
     n_ctx: int = Field(default=4096, ge=256)
     # One core is left to the event loop, broker client and the co-located stack: llama.cpp's

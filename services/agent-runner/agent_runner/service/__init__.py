@@ -1,12 +1,13 @@
 """Use cases of the agent-runner."""
 
 from .agent_loop import AgentLoop, RunResult, StepStream
-from .deployments import RecordDeployment
+from .deployments import RecordDeployment, ReloadModel
 from .run_agent import RunAgent, completed_id, failed_id, logged_id
 
 __all__ = [
     "AgentLoop",
     "RecordDeployment",
+    "ReloadModel",
     "RunAgent",
     "RunResult",
     "StepStream",

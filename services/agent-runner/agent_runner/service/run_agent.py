@@ -81,19 +81,21 @@ class RunAgent:
             logger.info("run already recorded; not running it again", extra=fields)
             await self._resend_final(request, sink)
             return
-        engine = self.slot.engine  # this run keeps this engine even if the slot is swapped meanwhile
         started_at = utcnow()
         t0 = time.perf_counter()
         error: tuple[str, str] | None = None
         result: RunResult | None = None
-        try:
-            result = await self.loop.run(request, engine, sink)
-        except (PromptTooLongError, InvalidToolSchemaError) as exc:
-            error = (_code(exc), str(exc))
-        except EngineError as exc:
-            if attempt < self.max_attempts:
-                raise  # transient: the message is redelivered and the run tried again
-            error = ("engine_unavailable", f"{exc} (gave up after {attempt} attempts)")
+        # The run keeps the engine it leased even if the slot is swapped meanwhile; the lease
+        # keeps a replaced engine open until this run is done with it.
+        with self.slot.lease() as engine:
+            try:
+                result = await self.loop.run(request, engine, sink)
+            except (PromptTooLongError, InvalidToolSchemaError) as exc:
+                error = (_code(exc), str(exc))
+            except EngineError as exc:
+                if attempt < self.max_attempts:
+                    raise  # transient: the message is redelivered and the run tried again
+                error = ("engine_unavailable", f"{exc} (gave up after {attempt} attempts)")
         seconds = time.perf_counter() - t0
         terminal, logged, row = self._outcome(request, engine, result, error, started_at, seconds, attempt)
         recorded = await self.store.record(RunRecord(message_id, request.envelope.message_type, row, (terminal, logged)))

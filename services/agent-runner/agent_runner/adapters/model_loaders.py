@@ -1,0 +1,107 @@
+"""EngineLoader adapters: how each engine kind serves a deployed model version.
+
+- llamacpp: the GGUF made local (the bundled base, or an S3 object downloaded into a cache
+  directory and checked against its sha256 by `modelregistry.local_gguf_path`), then loaded in
+  a worker thread so the event loop keeps serving runs on the current model meanwhile.
+- ollama: the exporter pushed the version to Ollama; serving it means using that model name.
+- openai, scripted: the server (or script) decides what answers; they cannot switch models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelregistry import BUNDLED_URI, ModelFile, ModelFileError, local_gguf_path
+from servicekit.artifacts import ArtifactStore
+
+from ..domain import ModelLoadError
+from ..model_slot import DesiredModel
+from ..ports import Engine
+
+
+@dataclass(frozen=True)
+class LlamaParams:
+    n_ctx: int
+    n_threads: int
+    use_extra_bufts: bool
+    repeat_penalty: float
+    seed: int
+
+
+class GgufFiles:
+    """A deployed GGUF as a local file: downloaded once per sha256 into `cache_dir`, verified."""
+
+    def __init__(self, store: ArtifactStore, cache_dir: Path) -> None:
+        self.store = store
+        self.cache_dir = cache_dir
+
+    async def local_path(self, model: DesiredModel) -> Path:
+        file = ModelFile(quantization=None, uri=model.gguf_uri, sha256=model.sha256, size_bytes=0, kind="gguf")
+        try:
+            return await asyncio.to_thread(local_gguf_path, file, self.cache_dir, self.store)
+        except ModelFileError as exc:
+            raise ModelLoadError(str(exc)) from exc
+
+
+class LlamaCppLoader:
+    reloads = True
+
+    def __init__(self, files: GgufFiles, params: LlamaParams) -> None:
+        self.files = files
+        self.params = params
+
+    async def load(self, model: DesiredModel) -> Engine:
+        from .llamacpp_engine import LlamaCppEngine
+
+        path = await self.files.local_path(model)
+        p = self.params
+        try:
+            return await asyncio.to_thread(
+                LlamaCppEngine.load, str(path), model_version=model.model_version, n_ctx=p.n_ctx,
+                n_threads=p.n_threads, use_extra_bufts=p.use_extra_bufts, repeat_penalty=p.repeat_penalty,
+                seed=p.seed,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:  # llama-cpp-python: ValueError on a bad file
+            raise ModelLoadError(f"{model.gguf_uri}: llama.cpp could not load {path.name}: {exc}") from exc
+
+
+class OllamaLoader:
+    reloads = True
+
+    def __init__(self, host: str, *, keep_alive: str, timeout_s: float, seed: int) -> None:
+        self.host = host
+        self.keep_alive = keep_alive
+        self.timeout_s = timeout_s
+        self.seed = seed
+
+    async def load(self, model: DesiredModel) -> Engine:
+        from .ollama_engine import OllamaEngine
+
+        if not model.ollama_model:
+            raise ModelLoadError(
+                f"model {model.model_version} has no Ollama model name: the exporter pushes to Ollama only "
+                "when OLLAMA_HOST is set"
+            )
+        return OllamaEngine(self.host, model.ollama_model, model_version=model.model_version,
+                            keep_alive=self.keep_alive, timeout_s=self.timeout_s, seed=self.seed)
+
+
+class FixedEngine:
+    """openai, scripted: the engine serves what it serves; a deployment is only recorded."""
+
+    reloads = False
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    async def load(self, model: DesiredModel) -> Engine:
+        raise ModelLoadError(f"the {self.kind} engine cannot switch to model {model.model_version}")
+
+
+def bundled_model(version: str) -> DesiredModel:
+    """The bundled base as a wanted model (the fallback when the registry names none)."""
+    from contracts import utcnow
+
+    return DesiredModel(version, BUNDLED_URI, "", "production", utcnow())

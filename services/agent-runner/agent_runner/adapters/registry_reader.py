@@ -1,0 +1,38 @@
+"""ProductionModel on the model registry's read model (schema `registry`, written by the exporter)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from contracts import utcnow
+from modelregistry import resolve
+from servicekit.db import asyncpg_dsn
+
+from ..domain import RegistryUnavailableError
+from ..model_slot import DesiredModel
+
+
+class RegistryProduction:
+    def __init__(self, database_url: str, *, timeout_s: float = 10.0) -> None:
+        self.dsn = asyncpg_dsn(database_url)
+        self.timeout_s = timeout_s
+
+    async def production(self) -> DesiredModel | None:
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=self.timeout_s)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise RegistryUnavailableError(f"cannot connect: {exc}") from exc
+        try:
+            version = await resolve(conn, "production")
+        except asyncpg.PostgresError as exc:  # e.g. the registry schema is not migrated
+            raise RegistryUnavailableError(str(exc)) from exc
+        finally:
+            await conn.close()
+        if version is None:
+            return None
+        gguf = version.gguf()
+        if gguf is None:
+            raise RegistryUnavailableError(
+                f"production version {version.version} has no GGUF for its quant {version.quantization!r}"
+            )
+        return DesiredModel(version.version, gguf.uri, gguf.sha256, "production", utcnow())
