@@ -20,10 +20,8 @@ norms equal the base ones.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import shutil
-import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -97,82 +95,7 @@ def _convert_gguf(gguf_file: Path, out_dir: Path) -> None:
 
 
 def gguf_tensors(path: str | os.PathLike[str], wanted: Callable[[str], bool]) -> dict[str, Any]:
-    """Dequantised numpy arrays of the GGUF tensors whose names pass `wanted`.
+    """Dequantised numpy arrays of the GGUF tensors whose names pass `wanted`."""
+    from .export.gguf_io import read_tensors
 
-    `gguf.GGUFReader` builds a numpy view per token of the 262k-entry vocabulary (~30 s here);
-    this walks the metadata with `struct` instead and only materialises the tensors asked for.
-    """
-    import numpy as np
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
-    from gguf.quants import dequantize
-
-    scalar = {
-        GGUFValueType.UINT8: "B",
-        GGUFValueType.INT8: "b",
-        GGUFValueType.UINT16: "H",
-        GGUFValueType.INT16: "h",
-        GGUFValueType.UINT32: "I",
-        GGUFValueType.INT32: "i",
-        GGUFValueType.FLOAT32: "f",
-        GGUFValueType.BOOL: "?",
-        GGUFValueType.UINT64: "Q",
-        GGUFValueType.INT64: "q",
-        GGUFValueType.FLOAT64: "d",
-    }
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-
-        def read(fmt: str, off: int) -> tuple[Any, int]:
-            return struct.unpack_from("<" + fmt, buf, off)[0], off + struct.calcsize(fmt)
-
-        def read_str(off: int) -> tuple[str, int]:
-            n, off = read("Q", off)
-            return bytes(buf[off : off + n]).decode("utf-8", "replace"), off + n
-
-        def skip_value(vtype: int, off: int) -> tuple[Any, int]:
-            if vtype == GGUFValueType.STRING:
-                return read_str(off)
-            if vtype == GGUFValueType.ARRAY:
-                itype, off = read("I", off)
-                count, off = read("Q", off)
-                if itype in scalar:
-                    return None, off + count * struct.calcsize(scalar[GGUFValueType(itype)])
-                for _ in range(count):
-                    _, off = skip_value(itype, off)
-                return None, off
-            return read(scalar[GGUFValueType(vtype)], off)
-
-        if bytes(buf[:4]) != b"GGUF":
-            raise ValueError(f"{path} is not a GGUF file")
-        off = 8
-        n_tensors, off = read("Q", off)
-        n_kv, off = read("Q", off)
-        alignment = 32
-        for _ in range(n_kv):
-            key, off = read_str(off)
-            vtype, off = read("I", off)
-            value, off = skip_value(vtype, off)
-            if key == "general.alignment":
-                alignment = value
-        infos = []
-        for _ in range(n_tensors):
-            name, off = read_str(off)
-            n_dims, off = read("I", off)
-            dims = struct.unpack_from(f"<{n_dims}Q", buf, off)
-            off += 8 * n_dims
-            qtype, off = read("I", off)
-            data_off, off = read("Q", off)
-            infos.append((name, dims, GGMLQuantizationType(qtype), data_off))
-        base = off + (-off % alignment)
-        out = {}
-        for name, dims, qtype, data_off in infos:
-            if not wanted(name):
-                continue
-            block, type_size = GGML_QUANT_SIZES[qtype]
-            n_elems = int(np.prod(dims))
-            start = base + data_off
-            raw = np.frombuffer(
-                buf[start : start + n_elems // block * type_size], dtype=np.uint8
-            )  # a copy
-            shape = tuple(reversed(dims))  # GGUF lists dims fastest-first
-            out[name] = dequantize(raw.reshape(*shape[:-1], -1), qtype).reshape(shape)
-        return out
+    return read_tensors(path, wanted)
