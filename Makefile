@@ -2,14 +2,16 @@
 PYTHON ?= python3
 VENV_BIN := .venv/bin
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: help setup infra up down restart status test test-fast asyncapi snapshots
+.PHONY: help setup infra up down restart status demo test test-fast asyncapi snapshots
 
 help:
 	@echo "make setup     venv + pip install -e .[test] + bubblewrap (idempotent)"
 	@echo "make up        RabbitMQ/Postgres/Redis, secrets in .run/, SeaweedFS, migrations, six services, API key"
 	@echo "make down      stop the services and SeaweedFS that make up started"
 	@echo "make status    processes and each service's health"
+	@echo "make demo      the stack with the demo settings, then the closed loop once (agentloop loop \$$DEMO_ARGS)"
 	@echo "make test      the whole test suite (PYTEST_ARGS=... to pass options)"
 	@echo "make test-fast everything except slow/e2e tests"
 	@echo "make asyncapi  regenerate docs/asyncapi/*.yaml"
@@ -31,6 +33,9 @@ restart: down up
 
 status:
 	@$(PYTHON) scripts/localstack.py status
+
+demo:
+	$(PYTHON) scripts/localstack.py demo $(DEMO_ARGS)
 
 test:
 	$(VENV_BIN)/pytest $(PYTEST_ARGS)

@@ -6,6 +6,7 @@
     python3 scripts/localstack.py up       # infra + .run/ secrets + S3 + migrations + services + API key
     python3 scripts/localstack.py down     # stop what `up` started (services, SeaweedFS)
     python3 scripts/localstack.py status   # our processes, then `agentloop status`
+    python3 scripts/localstack.py demo [LOOP ARGS]  # up with the demo settings, then `agentloop loop`
 
 Standard library only, so it runs before the virtualenv exists. Idempotent: what already
 runs is left alone. Everything it writes lives under `.run/` (git-ignored).
@@ -14,6 +15,7 @@ runs is left alone. Everything it writes lives under `.run/` (git-ignored).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -56,6 +58,16 @@ SERVICES = (
     Service("evaluator", "evaluator", 8104),
     Service("exporter", "exporter", 8105),
 )
+
+
+# What `demo` sets on top of `up` (unless the caller's environment sets the same variable): the
+# evaluator gates on the demo's held-out tasks with answers as short as the demo's runs, and the
+# log-miner's own retrain policy stays off so the demo's retrain is the only training run.
+DEMO_SUITES = ROOT / "libs" / "loopdemo" / "loopdemo" / "data" / "suites"
+DEMO_ENV: dict[str, dict[str, str]] = {
+    "evaluator": {"EVAL__SUITES": str(DEMO_SUITES), "EVAL__MAX_TOKENS": "64"},
+    "log-miner": {"POLICY__ENABLED": "false"},
+}
 
 
 class StackError(Exception):
@@ -227,6 +239,11 @@ def pid_file(name: str) -> Path:
     return PIDS / f"{name}.pid"
 
 
+def profile_file(name: str) -> Path:
+    """The settings a service was started with on top of the common ones (JSON), for `demo`."""
+    return PIDS / f"{name}.profile"
+
+
 def running_pid(name: str, marker: str) -> int | None:
     """The pid in .run/pids/<name>.pid if that process is alive and its command line has `marker`."""
     path = pid_file(name)
@@ -282,6 +299,7 @@ def stop(name: str, marker: str) -> None:
         say(f"{name} did not stop in 40s; killing it")
         os.killpg(pid, signal.SIGKILL)
     pid_file(name).unlink(missing_ok=True)
+    profile_file(name).unlink(missing_ok=True)
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -343,17 +361,26 @@ def migrate(env: dict[str, str]) -> None:
         raise StackError(f"alembic upgrade heads failed:\n{proc.stderr[-3000:]}")
 
 
-def start_services(env: dict[str, str]) -> None:
+def start_services(env: dict[str, str], profile: dict[str, dict[str, str]] | None = None) -> None:
+    """Start what is not running. With a `profile` (service name → extra settings), a running
+    service that was started with other extra settings is restarted with these."""
     for svc in SERVICES:
         marker = f"-m {svc.module}"
+        extra = {k: v for k, v in (profile or {}).get(svc.name, {}).items() if k not in os.environ}
+        wanted = json.dumps(extra, sort_keys=True)
         if (pid := running_pid(svc.name, marker)) is not None:
-            say(f"{svc.name} already running (pid {pid})")
-            continue
+            started_with = profile_file(svc.name).read_text() if profile_file(svc.name).exists() else "{}"
+            if profile is None or started_with == wanted:
+                say(f"{svc.name} already running (pid {pid})")
+                continue
+            say(f"restarting {svc.name} with {', '.join(f'{k}={v}' for k, v in extra.items()) or 'default settings'}")
+            stop(svc.name, marker)
         if port_open(svc.port):
             raise StackError(f"port {svc.port} for {svc.name} is taken by another process; free it or stop that")
-        child_env = {**env, "HTTP__HOST": "127.0.0.1", "HTTP__PORT": str(svc.port),
+        child_env = {**env, **extra, "HTTP__HOST": "127.0.0.1", "HTTP__PORT": str(svc.port),
                      "INSTANCE_ID": f"{svc.name}-local"}
         pid = spawn(svc.name, [str(BIN / "python"), "-m", svc.module], child_env)
+        profile_file(svc.name).write_text(wanted)
         say(f"started {svc.name} (pid {pid}, :{svc.port}, log .run/logs/{svc.name}.log)")
     for svc in SERVICES:
         wait_ready(svc)
@@ -394,7 +421,7 @@ def ensure_api_key(env: dict[str, str]) -> None:
     say("operator API key written to .run/api-key")
 
 
-def up() -> None:
+def up(profile: dict[str, dict[str, str]] | None = None) -> None:
     if not (BIN / "python").exists():
         raise StackError("no .venv: run `make setup` first")
     infra()
@@ -402,9 +429,16 @@ def up() -> None:
     ensure_s3(secrets_env)
     env = service_env(secrets_env)
     migrate(env)
-    start_services(env)
+    start_services(env, profile)
     ensure_api_key(env)
     say("stack is up: .venv/bin/agentloop status | .venv/bin/agentloop run \"What is 17*23?\"")
+
+
+def demo(loop_args: list[str]) -> int:
+    """The stack with the demo's settings, then the closed loop once (`agentloop loop`)."""
+    up(DEMO_ENV)
+    say("running the closed loop: .venv/bin/agentloop loop " + " ".join(loop_args))
+    return subprocess.run([str(BIN / "agentloop"), "loop", *loop_args], cwd=ROOT).returncode
 
 
 def down() -> None:
@@ -428,11 +462,16 @@ def status() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["setup", "infra", "up", "down", "status"])
+    parser.add_argument("command", choices=["setup", "infra", "up", "down", "status", "demo"])
+    parser.add_argument("loop_args", nargs=argparse.REMAINDER, help="demo: options for `agentloop loop`")
     args = parser.parse_args(argv)
+    if args.loop_args and args.command != "demo":
+        parser.error(f"{args.command} takes no further arguments")
     try:
         if args.command == "status":
             return status()
+        if args.command == "demo":
+            return demo(args.loop_args)
         {"setup": setup, "infra": infra, "up": up, "down": down}[args.command]()
     except StackError as exc:
         print(f"[localstack] error: {exc}", file=sys.stderr)

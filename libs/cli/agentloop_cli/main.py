@@ -8,6 +8,7 @@ from rich.console import Console
 
 from .client import GatewayError
 from .commands import auth, retrain, runs, status
+from .commands import loop as loop_command
 from .config import ConfigError
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.command("token")(auth.token)
 app.command("run")(runs.run)
 app.command("status")(status.status)
 app.command("retrain")(retrain.retrain)
+app.command("loop")(loop_command.loop)
 
 
 def main() -> None:

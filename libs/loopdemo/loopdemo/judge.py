@@ -1,0 +1,98 @@
+"""Judging a run against its task, and the feedback a user would give on it.
+
+What the model did is read from the run the gateway returns (`GET /v1/runs/{id}` shape): its
+`tool_call` steps hold every call the model wrote — the valid ones (client-side: they end the
+run), the ones the runner rejected but could decode (schema violation, unknown tool: judged
+like any other call) and the blocks it could not parse (malformed: no call). The calls are
+judged by evalkit's AST checker (the BFCL rules, the same checker the evaluator's gate uses).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalkit import ast_checker
+
+from .tasks import NO_TOOL_ANSWER, Task
+
+Calls = list[dict[str, Any]]  # [{"name", "arguments", "error"}]; error set for a malformed block
+
+
+@dataclass(frozen=True)
+class Response:
+    """What the model did on one run."""
+
+    calls: Calls = field(default_factory=list)  # every block written, in order
+    invalid: int = 0  # blocks the runner rejected: malformed JSON, unknown tool, schema violation
+    answer: str | None = None
+    outcome: str | None = None
+    status: str | None = None
+    model_version: str | None = None
+    error: str | None = None
+
+    @property
+    def valid_calls(self) -> bool | None:
+        """None when the model wrote no call; else whether every call parsed and fit its schema."""
+        return None if not self.calls else self.invalid == 0
+
+
+def response_of(run: Mapping[str, Any]) -> Response:
+    """Read a finished run (the gateway's RunView as JSON)."""
+    calls: Calls = []
+    invalid = 0
+    steps = run.get("steps") or []
+    for step in steps:
+        if step.get("kind") != "tool_call":
+            continue
+        call = step.get("tool_call")
+        if not step.get("valid", True):
+            invalid += 1
+        if isinstance(call, dict) and call.get("name") and isinstance(call.get("arguments"), dict):
+            calls.append({"name": call["name"], "arguments": call["arguments"], "error": None})
+        else:
+            calls.append({"name": None, "arguments": None, "error": step.get("error") or "malformed tool call"})
+    if not steps:  # a run index without steps: the client-side calls are all there is
+        for call in run.get("client_tool_calls") or []:
+            calls.append({"name": call.get("name"), "arguments": call.get("arguments") or {}, "error": None})
+    error = run.get("error") or None
+    return Response(
+        calls=calls, invalid=invalid, answer=run.get("answer"), outcome=run.get("outcome"),
+        status=run.get("status"), model_version=run.get("model_version"),
+        error=(error.get("reason") if isinstance(error, dict) else str(error)) if error else None,
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    correct: bool
+    reason: str = ""  # the checker's code when not correct (wrong_function, value_not_accepted, ...)
+    detail: str = ""
+
+
+Checker = Callable[[Task, Calls], Verdict]
+
+
+def check(task: Task, calls: Calls) -> Verdict:
+    verdict = ast_checker.check(task.line(), calls)
+    return Verdict(verdict.ok, "" if verdict.ok else verdict.code, verdict.detail)
+
+
+def feedback_for(task: Task, verdict: Verdict) -> dict[str, Any]:
+    """The body of POST /v1/runs/{id}/feedback a user would send: accept a correct run,
+    otherwise rate it down and give the right call (or, where no tool fits, a plain answer)."""
+    if verdict.correct:
+        return {"rating": 1}
+    if task.expect == "no_call":
+        return {"rating": -1, "corrected_answer": NO_TOOL_ANSWER, "comment": f"no tool fits ({verdict.reason})"}
+    calls = [{"name": c["name"], "arguments": c["arguments"]} for c in task.reference_calls()]
+    return {"rating": -1, "corrected_tool_calls": calls, "comment": f"wrong call ({verdict.reason})"}
+
+
+def describe(calls: Calls) -> str:
+    return "; ".join(
+        f"{c['name']}({json.dumps(c['arguments'], sort_keys=True)})" if c.get("error") is None else "(malformed)"
+        for c in calls
+    ) or "(no call)"
