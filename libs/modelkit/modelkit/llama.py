@@ -87,7 +87,9 @@ def load_llama(
             seed=seed,
             verbose=verbose,
         )
-    if bool(llm.model_params.use_extra_bufts) != use_extra_bufts:  # the field did not reach the load
+    if (
+        bool(llm.model_params.use_extra_bufts) != use_extra_bufts
+    ):  # the field did not reach the load
         llm.close()
         raise RuntimeError("use_extra_bufts did not reach llama.cpp's model params")
     return llm

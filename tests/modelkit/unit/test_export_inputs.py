@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from modelkit.export import QUANT_FTYPES, default_parity_prompts, export_adapter, file_stem
 from modelkit.export.quantize import check_quant_names
 
@@ -26,9 +25,13 @@ def test_unknown_or_repeated_quant_types_are_refused_by_name():
 def test_export_refuses_bad_arguments_before_touching_the_output(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="Q9"):
-        export_adapter(tmp_path, tmp_path, out, version="v", base_gguf=tmp_path / "x.gguf", quants=("Q9",))
+        export_adapter(
+            tmp_path, tmp_path, out, version="v", base_gguf=tmp_path / "x.gguf", quants=("Q9",)
+        )
     with pytest.raises(ValueError, match="parity_tokens"):
-        export_adapter(tmp_path, tmp_path, out, version="v", base_gguf=tmp_path / "x.gguf", parity_tokens=0)
+        export_adapter(
+            tmp_path, tmp_path, out, version="v", base_gguf=tmp_path / "x.gguf", parity_tokens=0
+        )
     assert not out.exists()
 
 
@@ -45,4 +48,7 @@ def test_there_are_at_least_ten_distinct_parity_prompts_in_the_chat_format():
     prompts = default_parity_prompts()
 
     assert len(set(prompts)) >= 10
-    assert all(p.startswith("<start_of_turn>user\n") and p.endswith("<start_of_turn>model\n") for p in prompts)
+    assert all(
+        p.startswith("<start_of_turn>user\n") and p.endswith("<start_of_turn>model\n")
+        for p in prompts
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from modelkit.chat_format import STOP_STRINGS, render_prompt
 from modelkit.export.modelfile import (
     TEMPLATE,
@@ -111,7 +110,9 @@ def test_the_comparison_can_fail_when_the_template_drifts():
     messages, tools = CONVERSATIONS["system, tools, tool call and result (OpenAI call shape)"]
     drifted = TEMPLATE.replace("<tool_result name=", "<tool_result tool=")
 
-    assert render_modelfile_template(messages, tools, template=drifted) != render_prompt(messages, tools)
+    assert render_modelfile_template(messages, tools, template=drifted) != render_prompt(
+        messages, tools
+    )
 
 
 def test_consecutive_user_messages_differ_as_documented():
@@ -151,11 +152,18 @@ def test_ollama_values_collate_system_messages_and_tool_names():
 
     assert values["System"] == "one\n\ntwo"
     assert [m["Role"] for m in values["Messages"]] == ["system", "user", "tool"]
-    assert values["Messages"][2] == {"Role": "tool", "Content": '{"x": 1}', "ToolName": "calc", "ToolCalls": []}
+    assert values["Messages"][2] == {
+        "Role": "tool",
+        "Content": '{"x": 1}',
+        "ToolName": "calc",
+        "ToolCalls": [],
+    }
 
 
 def test_go_template_ranges_maps_in_key_order_and_scopes_variables():
-    template = GoTemplate('{{ $n := 0 }}{{ range $k, $v := .M }}{{ $k }}={{ $v }};{{ $n = $k }}{{ end }}{{ $n }}')
+    template = GoTemplate(
+        "{{ $n := 0 }}{{ range $k, $v := .M }}{{ $k }}={{ $v }};{{ $n = $k }}{{ end }}{{ $n }}"
+    )
 
     assert template.execute({"M": {"b": 2, "a": 1}}) == "a=1;b=2;b"
 
@@ -172,7 +180,8 @@ def test_go_template_keeps_braces_inside_quoted_strings():
 
 
 @pytest.mark.parametrize(
-    "source", ["{{ with .A }}x{{ end }}", "{{- .A }}", "{{ .A | json }}", "{{ if .A }}x", "{{ upper .A }}"]
+    "source",
+    ["{{ with .A }}x{{ end }}", "{{- .A }}", "{{ .A | json }}", "{{ if .A }}x", "{{ upper .A }}"],
 )
 def test_go_template_rejects_what_it_does_not_implement(source):
     with pytest.raises(TemplateError):

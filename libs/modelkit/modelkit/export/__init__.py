@@ -6,7 +6,14 @@ The exporter service runs `export_adapter` in a subprocess; this package holds n
 from .gguf_io import GGUFConversionError
 from .modelfile import modelfile_text, render_modelfile_template
 from .parity import PARITY_CONVERSATIONS, ParityError, default_parity_prompts
-from .pipeline import DEFAULT_QUANTS, ExportResult, export_adapter, file_stem, merge_adapter, sha256_file
+from .pipeline import (
+    DEFAULT_QUANTS,
+    ExportResult,
+    export_adapter,
+    file_stem,
+    merge_adapter,
+    sha256_file,
+)
 from .quantize import QUANT_FTYPES, QuantizeError
 
 __all__ = [

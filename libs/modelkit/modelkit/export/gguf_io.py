@@ -60,7 +60,7 @@ class GGUFContents:
 
 def read_gguf(path: str | os.PathLike[str]) -> GGUFContents:
     """Metadata (every key with its type) and the tensor directory of a GGUF file."""
-    from gguf import GGUFValueType, GGMLQuantizationType
+    from gguf import GGMLQuantizationType, GGUFValueType
 
     scalar = _scalar_formats()
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
@@ -149,18 +149,19 @@ def read_tensors(path: str | os.PathLike[str], wanted: Callable[[str], bool]) ->
 
 
 def gguf_tensor_items(
-    state_dict: Mapping[str, Any], n_blocks: int, *, norm_shift: float = GGUF_NORM_SHIFT
+    state_dict: Mapping[str, Any], n_blocks: int, *, norm_shift: float | None = None
 ) -> Iterator[tuple[str, Any]]:
     """(GGUF name, numpy array) for every HF Gemma 3 weight, in GGUF conventions.
 
     The tied `lm_head.weight` is skipped (llama.cpp reuses `token_embd`); every `*norm.weight`
-    gets `norm_shift` added back (see `modelkit.hf_base`); 1-D tensors stay float32, the rest are
-    float16.
+    gets `norm_shift` (default `GGUF_NORM_SHIFT`, see `modelkit.hf_base`) added back; 1-D tensors
+    stay float32, the rest are float16.
     """
     import gguf
     import numpy as np
     import torch
 
+    shift = GGUF_NORM_SHIFT if norm_shift is None else norm_shift
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, n_blocks)
     embed = state_dict.get("model.embed_tokens.weight")
     for hf_name, tensor in state_dict.items():
@@ -176,7 +177,7 @@ def gguf_tensor_items(
             raise GGUFConversionError(f"no GGUF name for the HF tensor {hf_name}")
         data = tensor.detach().to(torch.float32)
         if name.endswith("norm.weight"):
-            data = data + norm_shift
+            data = data + shift
         array = data.numpy()
         if array.ndim > 1:
             array = array.astype(np.float16)
@@ -191,7 +192,7 @@ def write_f16_gguf(
     out_path: Path,
     *,
     name: str,
-    norm_shift: float = GGUF_NORM_SHIFT,
+    norm_shift: float | None = None,
 ) -> None:
     """Write the HF model's weights as an F16 GGUF with the base GGUF's metadata and tokenizer.
 

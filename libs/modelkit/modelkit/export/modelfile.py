@@ -19,6 +19,9 @@ Where real Ollama can differ from `render_prompt` (known, by construction of Oll
   escaping of non-ASCII text, `<>&` escaped); `render_prompt` keeps the model's key order and uses
   `json.dumps(..., separators=(", ", ": "))`. Flat ASCII arguments in sorted order render the same;
 - assistant content is rendered as given; `render_prompt` strips surrounding whitespace.
+The template assumes Ollama's message fields `ToolName` and `ToolCalls[].Function.{Name,Arguments}`
+with `Arguments` a map (older Ollama releases lack `ToolName`; a release whose arguments type cannot
+be ranged over would fail on past tool calls). None of this was checked against a running Ollama.
 The runner's own Ollama engine sends prompts rendered by `render_prompt` with `raw=True`, so none
 of this affects the agent loop; it matters to clients that use Ollama's chat API directly.
 """
@@ -63,7 +66,7 @@ TEMPLATE = (
     '{{ $first := true }}{{ $has := false }}{{ $pend := "" }}'
     "{{ range .Messages }}"
     '{{ if or (eq .Role "user") (eq .Role "tool") }}'
-    '{{ $part := .Content }}'
+    "{{ $part := .Content }}"
     '{{ if eq .Role "tool" }}'
     '{{ $part = printf "<tool_result name=\\"%s\\">%s</tool_result>" (or .ToolName "tool") .Content }}'
     "{{ end }}"
@@ -102,13 +105,19 @@ def modelfile_text(gguf_name: str, *, template: str = TEMPLATE) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ollama_values(messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+def ollama_values(
+    messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
     """The values Ollama's chat endpoint hands the template for these OpenAI-style messages."""
     system = [m.get("content") or "" for m in messages if m["role"] == "system"]
     collated: list[dict[str, Any]] = []
     for msg in messages:
         content = msg.get("content")
-        text = content if isinstance(content, str) else ("" if content is None else json.dumps(content))
+        text = (
+            content
+            if isinstance(content, str)
+            else ("" if content is None else json.dumps(content))
+        )
         if collated and collated[-1]["Role"] == msg["role"]:
             collated[-1]["Content"] += "\n\n" + text  # Ollama's collate() merges same-role runs
             continue
@@ -119,14 +128,17 @@ def ollama_values(messages: Sequence[Message], tools: Sequence[dict[str, Any]] =
                 "Content": text,
                 "ToolName": msg.get("name") or "",
                 "ToolCalls": [
-                    {"Function": {"Name": c["name"], "Arguments": c.get("arguments") or {}}} for c in calls
+                    {"Function": {"Name": c["name"], "Arguments": c.get("arguments") or {}}}
+                    for c in calls
                 ],
             }
         )
     return {
         "System": "\n\n".join(system),
         "Messages": collated,
-        "Tools": [{"Type": t.get("type", "function"), "Function": t.get("function", t)} for t in tools],
+        "Tools": [
+            {"Type": t.get("type", "function"), "Function": t.get("function", t)} for t in tools
+        ],
         "Response": "",
     }
 
@@ -222,7 +234,7 @@ class GoTemplate:
 
     def _range(self, items: list[tuple[str, str]], spec: str, i: int) -> tuple[Any, int]:
         names: list[str] = []
-        m = re.match(r"(\$\w+)\s*(?:,\s*(\$\w+)\s*)?:=\s*(.*)$", spec, re.S)
+        m = re.match(r"(\$\w+)\s*(?:,\s*(\$\w+)\s*)?:=\s*(.*)$", spec, re.DOTALL)
         if m:
             names = [n for n in (m.group(1), m.group(2)) if n]
             spec = m.group(3)
@@ -232,9 +244,13 @@ class GoTemplate:
         return ("range", names, self._pipeline(spec), body), stop[1]
 
     def _statement(self, text: str) -> Any:
-        m = re.match(r"(\$\w+)\s*(:=|=)\s*(.*)$", text, re.S)
+        m = re.match(r"(\$\w+)\s*(:=|=)\s*(.*)$", text, re.DOTALL)
         if m:
-            return ("declare" if m.group(2) == ":=" else "assign", m.group(1), self._pipeline(m.group(3)))
+            return (
+                "declare" if m.group(2) == ":=" else "assign",
+                m.group(1),
+                self._pipeline(m.group(3)),
+            )
         return ("print", self._pipeline(text))
 
     def _pipeline(self, text: str) -> Any:
@@ -306,7 +322,9 @@ class GoTemplate:
         self._run(self.tree, data, [{"$": data}], out)
         return "".join(out)
 
-    def _run(self, nodes: list[Any], dot: Any, scopes: list[dict[str, Any]], out: list[str]) -> None:
+    def _run(
+        self, nodes: list[Any], dot: Any, scopes: list[dict[str, Any]], out: list[str]
+    ) -> None:
         scopes.append({})
         try:
             for node in nodes:
@@ -477,8 +495,18 @@ def _printf(fmt: str, args: list[Any]) -> str:
     return re.sub(r"%([sdv%])", sub, fmt)
 
 
-_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_GO_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 
 
 def go_json(value: Any) -> str:
@@ -497,9 +525,14 @@ def go_json(value: Any) -> str:
             return str(int(value))
         return repr(value)
     if isinstance(value, str):
-        return '"' + "".join(
-            _GO_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 else ch) for ch in value
-        ) + '"'
+        return (
+            '"'
+            + "".join(
+                _GO_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 else ch)
+                for ch in value
+            )
+            + '"'
+        )
     if isinstance(value, dict):
         return "{" + ",".join(f"{go_json(str(k))}:{go_json(value[k])}" for k in sorted(value)) + "}"
     if isinstance(value, list | tuple):

@@ -89,7 +89,10 @@ PARITY_CONVERSATIONS: tuple[tuple[list[dict[str, Any]], list[dict[str, Any]]], .
         ],
         [],
     ),
-    ([{"role": "user", "content": "Summarise: the cat sat on the mat and then slept all day."}], []),
+    (
+        [{"role": "user", "content": "Summarise: the cat sat on the mat and then slept all day."}],
+        [],
+    ),
     ([{"role": "user", "content": "Écris une phrase sur la pluie. 🌧"}], []),
 )
 
@@ -107,7 +110,9 @@ class ParityError(Exception):
         self.details = details
 
 
-def hf_greedy_steps(model: Any, input_ids: list[int], max_tokens: int, stop_ids: set[int]) -> list[tuple[int, Any]]:
+def hf_greedy_steps(
+    model: Any, input_ids: list[int], max_tokens: int, stop_ids: set[int]
+) -> list[tuple[int, Any]]:
     """Greedy decoding with the HF model in fp32: (token, float32 numpy logits) per step."""
     import torch
 
@@ -121,7 +126,9 @@ def hf_greedy_steps(model: Any, input_ids: list[int], max_tokens: int, stop_ids:
             if token in stop_ids:
                 break
             out = model(
-                input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values, use_cache=True
+                input_ids=torch.tensor([[token]]),
+                past_key_values=out.past_key_values,
+                use_cache=True,
             )
     return steps
 
@@ -158,8 +165,13 @@ def check_f16_parity(
                 min(len(gguf_ids), len(hf_ids)),
             )
             report["tokenizer_mismatches"].append(
-                {"prompt_index": index, "position": first, "gguf": gguf_ids[first : first + 5],
-                 "hf": hf_ids[first : first + 5], "lengths": [len(gguf_ids), len(hf_ids)]}
+                {
+                    "prompt_index": index,
+                    "position": first,
+                    "gguf": gguf_ids[first : first + 5],
+                    "hf": hf_ids[first : first + 5],
+                    "lengths": [len(gguf_ids), len(hf_ids)],
+                }
             )
             continue  # different inputs: the token comparison would say nothing more
         hf_steps = hf_greedy_steps(model, hf_ids, n_tokens, stops)
@@ -192,14 +204,22 @@ def check_f16_parity(
         else:
             if len(hf_tokens) != len(gguf_tokens):  # one stopped, the other went on
                 report["mismatches"].append(
-                    {"prompt_index": index, "prompt_tail": prompt[-80:],
-                     "position": min(len(hf_tokens), len(gguf_tokens)),
-                     "hf_tokens": hf_tokens, "gguf_tokens": gguf_tokens}
+                    {
+                        "prompt_index": index,
+                        "prompt_tail": prompt[-80:],
+                        "position": min(len(hf_tokens), len(gguf_tokens)),
+                        "hf_tokens": hf_tokens,
+                        "gguf_tokens": gguf_tokens,
+                    }
                 )
         report["max_abs_logit_diff"] = max(report["max_abs_logit_diff"], prompt_diff)
         report["per_prompt"].append(
-            {"prompt_index": index, "prompt_tokens": len(hf_ids), "tokens": hf_tokens,
-             "max_abs_logit_diff": prompt_diff}
+            {
+                "prompt_index": index,
+                "prompt_tokens": len(hf_ids),
+                "tokens": hf_tokens,
+                "max_abs_logit_diff": prompt_diff,
+            }
         )
     if not report["tokenizer_identical"]:
         first = report["tokenizer_mismatches"][0]
@@ -233,7 +253,9 @@ def check_quant(
         nonempty = 0
         sample = ""
         for prompt, ref in zip(prompts, reference, strict=True):
-            tokens = [t for t, _ in greedy_steps(llm, tokenize_prompt(llm, prompt), n_tokens, stops)]
+            tokens = [
+                t for t, _ in greedy_steps(llm, tokenize_prompt(llm, prompt), n_tokens, stops)
+            ]
             identical += tokens == list(ref)
             text = llm.detokenize([t for t in tokens if t not in stops], special=True)
             text = text.decode("utf-8", errors="replace")

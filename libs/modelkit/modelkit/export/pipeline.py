@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ..llama import load_llama, usable_cores
 from . import gguf_io
@@ -30,8 +30,15 @@ DEFAULT_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0")
 MODELFILE_NAME = "Modelfile"
 
 # Rough share of the total time of each stage (measured on the 270M model), for progress reports.
-_STAGE_WEIGHTS = {"merge": 0.15, "gguf": 0.15, "parity": 0.25, "quantize": 0.3, "quant_check": 0.1,
-                  "modelfile": 0.01, "sha256": 0.04}
+_STAGE_WEIGHTS = {
+    "merge": 0.15,
+    "gguf": 0.15,
+    "parity": 0.25,
+    "quantize": 0.3,
+    "quant_check": 0.1,
+    "modelfile": 0.01,
+    "sha256": 0.04,
+}
 
 
 @dataclass
@@ -133,7 +140,9 @@ def export_adapter(
 
         with stage("parity"):
             max_prompt = max(len(tokenizer(p)["input_ids"]) for p in prompts)
-            llm = load_llama(f16, n_ctx=max(512, max_prompt + parity_tokens + 8), n_threads=usable_cores())
+            llm = load_llama(
+                f16, n_ctx=max(512, max_prompt + parity_tokens + 8), n_threads=usable_cores()
+            )
             try:
                 parity = check_f16_parity(model, tokenizer, llm, prompts, parity_tokens)
             finally:
@@ -148,7 +157,9 @@ def export_adapter(
                 quant_paths[quant] = staging / f"{stem}.{quant}.gguf"
                 quantize(f16, quant_paths[quant], quant)
                 seconds[f"quantize_{quant}"] = round(time.monotonic() - started, 3)
-                log.info("export %s: %s written in %.1f s", version, quant, seconds[f"quantize_{quant}"])
+                log.info(
+                    "export %s: %s written in %.1f s", version, quant, seconds[f"quantize_{quant}"]
+                )
 
         with stage("quant_check"):
             reference = [p["tokens"] for p in parity["per_prompt"]]
@@ -190,7 +201,7 @@ class _Stage:
     def __init__(self, name: str, seconds: dict[str, float], version: str) -> None:
         self.name, self.seconds, self.version = name, seconds, version
 
-    def __enter__(self) -> _Stage:
+    def __enter__(self) -> Self:
         self.started = time.monotonic()
         return self
 
