@@ -29,12 +29,14 @@ from .adapters import tables
 from .adapters.key_files import KeyDirectory
 from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore
 from .adapters.rate_limits import RedisRateLimiter
+from .adapters.registry import PostgresModelRegistry
 from .adapters.run_index import AsyncpgRunStore
 from .api import errors, routers
 from .api.middleware import BodySizeLimit, HttpMetrics
 from .container import Container
 from .service.access import AccessControl
 from .service.api_keys import ApiKeyService
+from .service.models import ModelService
 from .service.ops import OpsService
 from .service.replies import ReplyRouter
 from .service.runs import RunService
@@ -140,6 +142,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         max_wait_s=settings.runs.max_wait_s,
         wait_grace_s=settings.runs.wait_grace_s,
     )
+    ops_store = PostgresOpsStore(engine, outbox)
+    model_registry = PostgresModelRegistry(settings.database.url)
     container = Container(
         access=AccessControl(tokens, audit),
         tokens=tokens,
@@ -147,7 +151,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
             PostgresApiKeys(engine), tokens, limiter, audit, on_failure=count_auth_failure
         ),
         runs=runs,
-        ops=OpsService(PostgresOpsStore(engine, outbox), audit, outbox),
+        ops=OpsService(ops_store, audit, outbox),
+        models=ModelService(model_registry, ops_store, audit, outbox),
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
     )
@@ -168,8 +173,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         outbox.run_relay,
         lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
     ]
-    rt.on_startup.append(run_index.open)
-    rt.on_shutdown += [close_redis, run_index.close]
+    rt.on_startup += [run_index.open, model_registry.open]
+    rt.on_shutdown += [close_redis, run_index.close, model_registry.close]
     app = create_service_app(rt, routers(), version="1")
     app.state.container = container
     errors.install(app)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .metrics import Metrics
 from .service.access import AccessControl
 from .service.api_keys import ApiKeyService
+from .service.models import ModelService
 from .service.ops import OpsService
 from .service.runs import RunService
 from .service.tokens import TokenService
@@ -19,5 +20,6 @@ class Container:
     api_keys: ApiKeyService
     runs: RunService
     ops: OpsService
+    models: ModelService
     metrics: Metrics
     max_body_bytes: int

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from contracts import ChatMessage, DatasetOptions, LoraOptions, RunOptions, ToolSpec
+from modelregistry import BASE_VERSION, ModelVersion
 
 # --------------------------------------------------------------------------- identities
 
@@ -112,6 +113,16 @@ class InvalidRequestError(GatewayError):
         self.message = message
 
 
+class ModelNotFoundError(GatewayError):
+    def __init__(self, version: str) -> None:
+        super().__init__(f"model version {version} is not registered")
+        self.version = version
+
+
+class ModelCommandConflictError(GatewayError):
+    """A promotion or rollback the registry's current state rules out (nothing was sent)."""
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -173,6 +184,20 @@ class FeedbackSubmission(BaseModel):
     corrected_answer: str | None = Field(default=None, max_length=100_000)
     corrected_tool_calls: list[CorrectedToolCall] | None = Field(default=None, max_length=64)
     comment: str | None = Field(default=None, max_length=10_000)
+
+
+class PromoteSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
+    quantization: str | None = Field(default=None, min_length=1, max_length=32,
+                                     description="which exported GGUF to serve; default: the evaluated one")
+
+
+class RollbackSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
 
 
 class RetrainSubmission(BaseModel):
@@ -276,3 +301,41 @@ class ApiKeyRecord:
     role: Role
     name: str
     revoked: bool = False
+
+
+# --------------------------------------------------------------------------- model registry
+
+# Statuses of versions that have served as production: they count as evaluated. The same rules
+# as the registry's writer (the exporter), checked here so that a command it would refuse is
+# answered 409 at once instead of being accepted and then dropped.
+SERVED_STATUSES = ("production", "previous", "retired")
+
+
+def promotion_refusal(version: ModelVersion, quantization: str | None) -> str | None:
+    """Why `version` cannot become production (with the GGUF of `quantization`), or None."""
+    if version.status == "rejected":
+        return f"{version.version} was rejected by the gate and cannot be promoted"
+    evaluated = version.evaluation_id or version.status in SERVED_STATUSES or version.version == BASE_VERSION
+    if not evaluated:
+        return f"{version.version} was never evaluated: only an evaluated version can be promoted"
+    if version.gguf(quantization) is None:
+        have = sorted(f.quantization or "?" for f in version.files if f.kind == "gguf")
+        quant = quantization or version.quantization
+        return f"{version.version} has no exported GGUF for quantization {quant!r} (has: {', '.join(have) or 'none'})"
+    return None
+
+
+def primary_score(metrics: dict[str, Any]) -> float | None:
+    """The one number to show for a version: its gate score where the registry recorded one."""
+    for key in ("primary_score", "score", "accuracy"):
+        value = metrics.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    scores = metrics.get("scores")
+    if isinstance(scores, dict) and scores:
+        first = next(iter(scores.values()))
+        if isinstance(first, dict):
+            first = first.get("score")
+        if isinstance(first, int | float) and not isinstance(first, bool):
+            return float(first)
+    return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from contracts import Contract
+from modelregistry import ModelVersion
 
 from .domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, RunFinish, RunRecord
 
@@ -30,6 +31,18 @@ class RunStore(Protocol):
 class OpsStore(Protocol):
     async def request(self, entry: AuditEntry, message: Contract) -> None:
         """Audit a privileged command and stage its message, in one transaction."""
+
+
+class ModelRegistry(Protocol):
+    """The model registry's read model (the exporter writes it)."""
+
+    async def versions(self) -> list[ModelVersion]:
+        """Every registered version, newest first."""
+
+    async def version(self, version: str) -> ModelVersion | None: ...
+
+    async def aliases(self) -> dict[str, str]:
+        """alias → version, for the aliases that are set."""
 
 
 class AuditLog(Protocol):

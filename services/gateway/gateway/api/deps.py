@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 from ..container import Container
 from ..domain import Identity, Role
 from ..service.api_keys import ApiKeyService
+from ..service.models import ModelService
 from ..service.ops import OpsService
 from ..service.runs import RunService
 
@@ -32,6 +33,10 @@ async def _ops(conn: HTTPConnection) -> OpsService:
     return conn.app.state.container.ops
 
 
+async def _models(conn: HTTPConnection) -> ModelService:
+    return conn.app.state.container.models
+
+
 async def _api_keys(conn: HTTPConnection) -> ApiKeyService:
     return conn.app.state.container.api_keys
 
@@ -39,6 +44,7 @@ async def _api_keys(conn: HTTPConnection) -> ApiKeyService:
 RunsDep = Annotated[RunService, Depends(_runs)]
 OpsDep = Annotated[OpsService, Depends(_ops)]
 ApiKeysDep = Annotated[ApiKeyService, Depends(_api_keys)]
+ModelsDep = Annotated[ModelService, Depends(_models)]
 
 
 def peer_ip(conn: HTTPConnection) -> str | None:

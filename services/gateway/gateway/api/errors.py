@@ -8,6 +8,8 @@ from fastapi.responses import JSONResponse
 from ..domain import (
     AuthenticationError,
     InvalidRequestError,
+    ModelCommandConflictError,
+    ModelNotFoundError,
     PermissionDeniedError,
     RateLimitedError,
     RunNotFinishedError,
@@ -27,11 +29,11 @@ async def _forbidden(_: Request, exc: PermissionDeniedError) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "required_role": exc.required.label}, status_code=403)
 
 
-async def _not_found(_: Request, exc: RunNotFoundError) -> JSONResponse:
+async def _not_found(_: Request, exc: RunNotFoundError | ModelNotFoundError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
-async def _conflict(_: Request, exc: RunNotFinishedError) -> JSONResponse:
+async def _conflict(_: Request, exc: RunNotFinishedError | ModelCommandConflictError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=409)
 
 
@@ -57,5 +59,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PermissionDeniedError, _forbidden)
     app.add_exception_handler(RunNotFoundError, _not_found)
     app.add_exception_handler(RunNotFinishedError, _conflict)
+    app.add_exception_handler(ModelNotFoundError, _not_found)
+    app.add_exception_handler(ModelCommandConflictError, _conflict)
     app.add_exception_handler(RateLimitedError, _rate_limited)
     app.add_exception_handler(InvalidRequestError, _invalid)

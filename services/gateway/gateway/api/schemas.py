@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..domain import AuditEntry, RunRecord, RunStatus
+from modelregistry import ModelVersion
+
+from ..domain import AuditEntry, RunRecord, RunStatus, primary_score
 
 
 class RunError(BaseModel):
@@ -98,3 +100,54 @@ class AuditView(BaseModel):
     def of(cls, entry: AuditEntry) -> AuditView:
         return cls(at=entry.at, subject=entry.subject, role=entry.role, action=entry.action, target=entry.target,
                    outcome=entry.outcome, client_ip=entry.client_ip, details=entry.details)
+
+
+class ModelFileView(BaseModel):
+    kind: str
+    quantization: str | None
+    uri: str
+    sha256: str
+    size_bytes: int
+
+
+class ModelView(BaseModel):
+    version: str
+    status: str
+    aliases: list[str]
+    base_model: str
+    quantization: str | None
+    primary_score: float | None
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    job_id: str | None
+    dataset_id: str | None
+    adapter_uri: str | None
+    evaluation_id: str | None
+    files: list[ModelFileView]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: ModelVersion) -> ModelView:
+        return cls(
+            version=v.version, status=v.status, aliases=v.aliases, base_model=v.base_model,
+            quantization=v.quantization, primary_score=primary_score(v.metrics), metrics=v.metrics,
+            lineage=v.lineage, job_id=v.job_id, dataset_id=v.dataset_id, adapter_uri=v.adapter_uri,
+            evaluation_id=v.evaluation_id,
+            files=[ModelFileView(kind=f.kind, quantization=f.quantization, uri=f.uri, sha256=f.sha256,
+                                 size_bytes=f.size_bytes) for f in v.files],
+            created_at=v.created_at,
+        )
+
+
+class ModelList(BaseModel):
+    aliases: dict[str, str]
+    versions: list[ModelView]
+
+
+class ModelCommandAccepted(BaseModel):
+    request_id: str
+    action: str
+    model_version: str  # production once the command is carried out
+    status: str  # accepted (sent), done (waited: production moved), pending (waited: not yet)
+    production: str | None  # production now (as last read)
+    aliases: dict[str, str] | None = None

@@ -1,0 +1,132 @@
+"""Operator use cases on model versions: read the registry, ask the exporter (its only writer)
+to promote a version or roll production back. Every command, accepted or refused, is audited.
+
+The gateway validates what the read model can tell (the version exists, the registry's writer
+would accept it, there is a `previous` to roll back to) and publishes the command; the exporter
+moves the aliases and deploys. `wait_for_production` polls the read model until it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from contracts import Contract, ModelPromoteRequested, ModelRollbackRequested, deterministic_id, new_id
+from modelregistry import ModelVersion
+
+from ..domain import (
+    AuditEntry,
+    Identity,
+    ModelCommandConflictError,
+    ModelNotFoundError,
+    PromoteSubmission,
+    RollbackSubmission,
+    promotion_refusal,
+)
+from ..ports import AuditLog, ModelRegistry, OpsStore, Publisher
+
+
+@dataclass(frozen=True)
+class ModelCommand:
+    """An accepted promotion or rollback: `expected` becomes production once the exporter acts."""
+
+    request_id: str
+    action: str  # promote | rollback
+    expected: str
+    production: str | None  # when the command was sent
+
+
+class ModelService:
+    def __init__(self, registry: ModelRegistry, store: OpsStore, audit: AuditLog, publisher: Publisher, *,
+                 poll_interval_s: float = 0.25) -> None:
+        self.registry = registry
+        self.store = store
+        self.audit = audit
+        self.publisher = publisher
+        self.poll_interval_s = poll_interval_s
+
+    # ------------------------------------------------------------------ reads
+
+    async def versions(self, alias: str | None = None) -> tuple[dict[str, str], list[ModelVersion]]:
+        aliases = await self.registry.aliases()
+        versions = await self.registry.versions()
+        if alias is not None:
+            versions = [v for v in versions if v.version == aliases.get(alias)]
+        return aliases, versions
+
+    async def aliases(self) -> dict[str, str]:
+        return await self.registry.aliases()
+
+    async def version(self, version: str) -> ModelVersion:
+        found = await self.registry.version(version)
+        if found is None:
+            raise ModelNotFoundError(version)
+        return found
+
+    # ------------------------------------------------------------------ commands
+
+    async def promote(self, who: Identity, version: str, body: PromoteSubmission,
+                      client_ip: str | None) -> ModelCommand:
+        details = body.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+        found = await self.registry.version(version)
+        if found is None:
+            await self._refused(who, "models.promote", version, client_ip, details, f"{version} is not registered")
+            raise ModelNotFoundError(version)
+        if (reason := promotion_refusal(found, body.quantization)) is not None:
+            await self._refused(who, "models.promote", version, client_ip, details, reason)
+            raise ModelCommandConflictError(reason)
+        production = (await self.registry.aliases()).get("production")
+        request_id = new_id()
+        msg = ModelPromoteRequested.create(
+            correlation_id=request_id, message_id=deterministic_id("model-promote-requested", request_id),
+            request_id=request_id, model_version=version, requested_by=who.subject,
+            quantization=body.quantization, reason=body.reason,
+        )
+        await self._send(who, "models.promote", version, client_ip,
+                         {**details, "request_id": request_id, "production": production}, msg)
+        return ModelCommand(request_id, "promote", version, production)
+
+    async def rollback(self, who: Identity, body: RollbackSubmission, client_ip: str | None) -> ModelCommand:
+        details = body.model_dump(mode="json", exclude_defaults=True)
+        aliases = await self.registry.aliases()
+        production, previous = aliases.get("production"), aliases.get("previous")
+        if previous is None or previous == production:
+            reason = "nothing to roll back to: the registry has no previous production version"
+            await self._refused(who, "models.rollback", production, client_ip, details, reason)
+            raise ModelCommandConflictError(reason)
+        request_id = new_id()
+        msg = ModelRollbackRequested.create(
+            correlation_id=request_id, message_id=deterministic_id("model-rollback-requested", request_id),
+            request_id=request_id, requested_by=who.subject, reason=body.reason,
+        )
+        await self._send(who, "models.rollback", previous, client_ip,
+                         {**details, "request_id": request_id, "production": production}, msg)
+        return ModelCommand(request_id, "rollback", previous, production)
+
+    async def wait_for_production(self, expected: str, timeout_s: float) -> dict[str, str] | None:
+        """The aliases once `expected` is production; None if it is not within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            aliases = await self.registry.aliases()
+            if aliases.get("production") == expected:
+                return aliases
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
+
+    # ------------------------------------------------------------------ audit + publish
+
+    async def _send(self, who: Identity, action: str, target: str, client_ip: str | None, details: dict,
+                    msg: Contract) -> None:
+        entry = AuditEntry(subject=who.subject, role=who.role.label, action=action, outcome="ok", target=target,
+                           client_ip=client_ip, details=details)
+        await self.store.request(entry, msg)  # audit row + outbox row, one transaction
+        await self.publisher.publish_now(msg)
+
+    async def _refused(self, who: Identity, action: str, target: str | None, client_ip: str | None, details: dict,
+                       reason: str) -> None:
+        await self.audit.record(
+            AuditEntry(subject=who.subject, role=who.role.label, action=action, outcome="error", target=target,
+                       client_ip=client_ip, details={**details, "refused": reason})
+        )
