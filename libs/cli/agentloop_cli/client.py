@@ -51,6 +51,21 @@ class GatewayClient:
     def token_for(self, creds: Credentials) -> str:
         return creds.token or self.exchange(creds.api_key or "")
 
+    def call(self, token: str, method: str, path: str, *, expect: tuple[int, ...] = (200,),
+             timeout: float | None = None, **kwargs: Any) -> httpx.Response:
+        """An authenticated request; GatewayError (with the gateway's reason) unless the status is expected."""
+        try:
+            resp = httpx.request(method, f"{self.base_url}{path}", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=timeout or self.timeout, **kwargs)
+        except httpx.HTTPError as exc:
+            raise GatewayError(f"cannot reach the gateway at {self.base_url}: {exc}") from None
+        if resp.status_code not in expect:
+            detail = _detail(resp)
+            if resp.status_code == 403:
+                detail = f"{detail} (this needs an operator or admin key)"
+            raise GatewayError(f"{method} {path} refused ({resp.status_code}): {detail}")
+        return resp
+
     def stream_url(self, token: str) -> str:
         scheme, rest = self.base_url.split("://", 1)
         ws = {"http": "ws", "https": "wss"}.get(scheme, scheme)

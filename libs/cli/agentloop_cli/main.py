@@ -1,5 +1,4 @@
-"""Entry point of `agentloop`. Later command groups (retrain, models, promote, rollback, loop)
-mount here the same way: one module under `commands/` each."""
+"""Entry point of `agentloop`. Command groups mount here: one module under `commands/` each."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ import typer
 from rich.console import Console
 
 from .client import GatewayError
-from .commands import auth, retrain, runs, status
+from .commands import auth, models, retrain, runs, status
 from .commands import loop as loop_command
 from .config import ConfigError
 
@@ -23,6 +22,9 @@ app.command("token")(auth.token)
 app.command("run")(runs.run)
 app.command("status")(status.status)
 app.command("retrain")(retrain.retrain)
+app.command("models")(models.models)
+app.command("promote")(models.promote)
+app.command("rollback")(models.rollback)
 app.command("loop")(loop_command.loop)
 
 
