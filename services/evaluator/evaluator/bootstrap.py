@@ -1,23 +1,32 @@
-"""Composition root of the evaluator: settings -> broker, Postgres, S3 -> app.
+"""Composition root of the evaluator: settings → adapters → use cases → app.
 
 `build_broker` is the AsyncAPI convention: every subscriber declared, nothing connected.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+import os
+import uuid
+
 from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 
+from evalkit.suites import SuiteError, load_suites
 from servicekit.app import create_service_app
-from servicekit.db import Inbox, inbox_table
-from servicekit.intake import INTAKE_KEY, Intake
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
+from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
 
-from . import SCHEMA, SERVICE, handlers, metrics
+from . import SERVICE, handlers
+from .adapters import tables
+from .adapters.llama_scorer import LlamaScorer
+from .adapters.postgres_store import PostgresEvaluationStore
+from .adapters.registry_models import RegistryModelFiles
+from .adapters.s3_files import S3Datasets, S3Reports
+from .metrics import EvaluatorMetrics
+from .service import AcceptExport, EvalPolicy, EvaluationScheduler, RunEvaluation
 from .settings import EvaluatorSettings
 
 
@@ -29,8 +38,37 @@ def build_broker(settings: BrokerSettings) -> RabbitBroker:
 
 def build_app(settings: EvaluatorSettings) -> FastAPI:
     setup_logging(SERVICE, settings.log.level, settings.log.json_format)
-    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=artifact_store(settings.s3))
-    inbox = Inbox(inbox_table(sa.MetaData(schema=SCHEMA)))
-    intake = Intake(rt.engine, inbox, metrics.build(rt.registry).messages_received)
-    rt.broker.context.set_global(INTAKE_KEY, intake)
+    e = settings.eval
+    try:  # a suite that cannot be read stops start-up with the file and line at fault
+        suites = load_suites(e.suite_paths)
+    except SuiteError as exc:
+        raise SystemExit(f"EVAL__SUITES: {exc}") from None
+    store_s3 = artifact_store(settings.s3)
+    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=store_s3)
+    metrics = EvaluatorMetrics(rt.registry)
+    outbox = Outbox(tables.outbox, rt.engine, rt.broker)
+    store = PostgresEvaluationStore(rt.engine, outbox)
+    owner = f"{settings.instance_id or f'{SERVICE}-{os.getpid()}'}:{uuid.uuid4().hex[:8]}"
+    policy = EvalPolicy(
+        owner=owner, lease_ttl_s=e.lease_ttl_s, heartbeat_s=e.heartbeat_s, max_attempts=e.max_attempts,
+        retry_delay_s=e.retry_delay_s, max_items=e.max_items, max_tokens=e.max_tokens, n_ctx=e.n_ctx,
+        threshold=e.threshold, tolerance=e.tolerance, latency_tolerance=e.latency_tolerance,
+    )
+    run = RunEvaluation(
+        store, RegistryModelFiles(settings.database.url, store_s3, e.work_dir / "models"), S3Datasets(store_s3),
+        S3Reports(store_s3), LlamaScorer(n_ctx=e.n_ctx, n_threads=e.n_threads, max_tokens=e.max_tokens,
+                                         log_every=e.log_every),
+        metrics, suites, policy,
+    )
+    scheduler = EvaluationScheduler(store, run, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
+                                    poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
+    rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))
+    rt.background += [outbox.run_relay, scheduler.run, scheduler.run_gauges]
+    rt.details = lambda: {
+        "instance": owner,
+        "current_evaluation": run.describe(),
+        "suites": [{"name": s.name, "kind": s.kind, "items": len(s.items), "primary": s.primary} for s in suites],
+        "max_items": e.max_items,
+        "max_tokens": e.max_tokens,
+    }
     return create_service_app(rt)

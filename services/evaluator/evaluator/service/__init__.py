@@ -1,0 +1,7 @@
+"""Use cases of the evaluator: take an export in, schedule evaluations under a lease, run one."""
+
+from .accept import AcceptExport
+from .run_evaluation import EvalPolicy, RunEvaluation
+from .scheduler import EvaluationScheduler
+
+__all__ = ["AcceptExport", "EvalPolicy", "EvaluationScheduler", "RunEvaluation"]

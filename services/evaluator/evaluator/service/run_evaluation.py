@@ -1,0 +1,449 @@
+"""Run one leased evaluation: the candidate's quant ladder against production on the same suites.
+
+1. Suites: the configured ones; regression suites read their examples (the candidate's dataset
+   or a fixed val.jsonl); every suite capped at `max_items`.
+2. For each quant of the candidate, smallest first: download it (sha256 checked), score it,
+   and put it through the gate against production. Production is scored once, on first need,
+   and its scores are cached per (version, quant, suite key), so the next evaluation reuses them.
+   The first quant that passes wins; the larger ones are not evaluated.
+3. A JSON report (per-item verdicts included) goes to S3; evaluation.completed (always) and
+   model.promoted (when a quant passed) are staged in the outbox with the outcome, one transaction.
+
+The model work runs in a worker thread (`Scorer`), so the event loop keeps serving health,
+heartbeating the lease and the AMQP connection. What ends an attempt:
+- a verdict: completed (passed or not).
+- Postgres/S3/registry trouble or a crash: the lease is given back and the evaluation retried
+  after `retry_delay_s`, until `max_attempts`; then it fails with an evaluation.completed that
+  says why (passed=false).
+- the lease is lost: the work stops after the current item, nothing is written.
+- the service stops: the work stops after the current item, the lease is given back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from contracts import EvaluationCompleted, ExportedFile, ModelPromoted, SuiteScore, deterministic_id, utcnow
+from evalkit.gate import GateResult, decide, policy_for
+from evalkit.scoring import Evaluation, EvaluationCancelledError, ItemResult, Progress, SuiteResult
+from evalkit.suites import REGRESSION, Suite, regression_items
+from servicekit.logs import correlation_id, log_fields
+
+from ..domain import (
+    CandidateUnavailableError,
+    EvaluationJob,
+    ProductionModel,
+    quant_ladder,
+    quant_name,
+    suite_keys,
+)
+from ..metrics import EvaluatorMetrics
+from ..ports import CachedScore, Datasets, EvaluationStore, ModelFiles, Reports, Scorer
+
+logger = logging.getLogger("evaluator.evaluation")
+
+MAX_REASON_CHARS = 2000
+MAX_OUTPUT_CHARS = 2000  # of a model output kept in the report
+
+
+@dataclass(frozen=True)
+class EvalPolicy:
+    """Plain values from the settings."""
+
+    owner: str
+    lease_ttl_s: float = 60.0
+    heartbeat_s: float = 15.0
+    max_attempts: int = 3
+    retry_delay_s: float = 10.0
+    max_items: int | None = 50
+    max_tokens: int = 128
+    n_ctx: int = 4096
+    threshold: float | None = None
+    tolerance: float | None = None
+    latency_tolerance: float | None = None
+
+
+@dataclass
+class EvalState:
+    """The running evaluation as /health/detailed shows it."""
+
+    evaluation_id: str
+    candidate: str
+    attempt: int
+    phase: str = "preparing"  # preparing → production → candidate → reporting
+    model: str | None = None
+    done: int = 0
+    total: int = 0
+    since: datetime = field(default_factory=utcnow)
+    verdicts: dict[str, bool] = field(default_factory=dict)  # quant -> passed
+    lease_lost: bool = False
+    settled: bool = False
+
+    def on_progress(self, p: Progress) -> None:
+        self.done, self.total = p.done, p.total
+
+    def describe(self) -> dict[str, Any]:
+        return {"evaluation_id": self.evaluation_id, "candidate": self.candidate, "attempt": self.attempt,
+                "phase": self.phase, "model": self.model, "items_done": self.done, "items_total": self.total,
+                "since": self.since.isoformat(), "verdicts": dict(self.verdicts)}
+
+
+class LeaseLostError(Exception):
+    pass
+
+
+@dataclass
+class QuantOutcome:
+    file: ExportedFile
+    evaluation: Evaluation | None = None
+    gate: GateResult | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.gate is not None and self.gate.passed
+
+
+class RunEvaluation:
+    def __init__(self, store: EvaluationStore, models: ModelFiles, datasets: Datasets, reports: Reports,
+                 scorer: Scorer, metrics: EvaluatorMetrics, suites: Sequence[Suite], policy: EvalPolicy,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.models = models
+        self.datasets = datasets
+        self.reports = reports
+        self.scorer = scorer
+        self.metrics = metrics
+        self.suites = list(suites)
+        self.policy = policy
+        self.clock = clock
+        self.current: EvalState | None = None
+
+    def describe(self) -> dict[str, Any] | None:
+        return self.current.describe() if self.current else None
+
+    async def __call__(self, job: EvaluationJob) -> str:
+        """One attempt at a claimed evaluation; the outcome (completed, failed, error, lost_lease)."""
+        p = self.policy
+        token = correlation_id.set(job.export.envelope.correlation_id)
+        state = EvalState(job.evaluation_id, job.export.model_version, attempt=job.attempts)
+        self.current = state
+        stop = threading.Event()  # tells the scoring thread to stop after the current item
+        lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(job, state, lost), name=f"lease-{job.evaluation_id}")
+        lost_wait = asyncio.create_task(lost.wait())
+        attempt = asyncio.create_task(self._attempt(job, state, stop), name=f"eval-{job.evaluation_id}")
+        outcome = "error"
+        self.metrics.running.set(1)
+        try:
+            done, _ = await asyncio.wait({attempt, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if attempt in done or state.settled:
+                outcome = await attempt
+            else:
+                state.lease_lost = True
+                stop.set()
+                attempt.cancel()
+                await asyncio.gather(attempt, return_exceptions=True)
+                outcome = "lost_lease"
+        except asyncio.CancelledError:
+            outcome = "stopped"
+            stop.set()
+            attempt.cancel()
+            await asyncio.gather(attempt, return_exceptions=True)
+            raise
+        finally:
+            for task in (heartbeat, lost_wait):
+                task.cancel()
+            await asyncio.gather(heartbeat, lost_wait, return_exceptions=True)
+            self.current = None
+            self.metrics.running.set(0)
+            logger.info("evaluation %s attempt %d ended: %s", job.evaluation_id, state.attempt, outcome,
+                        extra=log_fields(evaluation_id=job.evaluation_id, outcome=outcome))
+            correlation_id.reset(token)
+        return outcome
+
+    async def _heartbeat(self, job: EvaluationJob, state: EvalState, lost: asyncio.Event) -> None:
+        p = self.policy
+        last_ok = self.clock()
+        while True:
+            await asyncio.sleep(p.heartbeat_s)
+            if state.settled:
+                return
+            try:
+                held = await self.store.heartbeat(job.evaluation_id, p.owner, p.lease_ttl_s, state.describe())
+            except Exception:  # a database hiccup: keep trying until the lease would have expired
+                logger.warning("heartbeat of evaluation %s failed", job.evaluation_id, exc_info=True)
+                if self.clock() - last_ok < p.lease_ttl_s:
+                    continue
+                held = False
+            if not held and state.settled:
+                return
+            if not held:
+                logger.warning("lease on evaluation %s lost", job.evaluation_id)
+                lost.set()
+                return
+            last_ok = self.clock()
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _attempt(self, job: EvaluationJob, state: EvalState, stop: threading.Event) -> str:
+        p = self.policy
+        started = self.clock()
+        try:
+            if job.attempts >= p.max_attempts:
+                return await self._give_up(job, state, f"gave up after {job.attempts} attempts; last error: "
+                                                       f"{job.last_error or 'the evaluator stopped'}")
+            attempt = await self.store.start_attempt(job.evaluation_id, p.owner)
+            if attempt is None:
+                raise LeaseLostError(job.evaluation_id)
+            state.attempt = attempt
+            outcome = await self._evaluate(job, state, stop)
+            self.metrics.duration.observe(self.clock() - started)
+            return outcome
+        except LeaseLostError:
+            state.lease_lost = True
+            return "lost_lease"
+        except (asyncio.CancelledError, EvaluationCancelledError):
+            stop.set()
+            if not state.lease_lost and not state.settled:
+                state.settled = True
+                await self.store.release(job.evaluation_id, p.owner, error=None, retry_after_s=0)
+            raise asyncio.CancelledError from None
+        except Exception as exc:  # Postgres, S3 or registry trouble (or a bug): retried after the delay
+            logger.exception("evaluation %s attempt failed; retrying in %.0fs", job.evaluation_id, p.retry_delay_s,
+                             extra=log_fields(evaluation_id=job.evaluation_id))
+            self.metrics.gate_outcomes.labels(outcome="error").inc()
+            if not state.settled:
+                state.settled = True
+                await self.store.release(job.evaluation_id, p.owner, error=_reason(exc), retry_after_s=p.retry_delay_s)
+            return "error"
+
+    async def _evaluate(self, job: EvaluationJob, state: EvalState, stop: threading.Event) -> str:
+        export = job.export
+        ladder = quant_ladder(export)
+        suites = await self._suites_for(job)
+        p = self.policy
+        keys = suite_keys(suites, max_tokens=p.max_tokens, n_ctx=p.n_ctx)
+        gate_policy = policy_for(suites, threshold=p.threshold, tolerance=p.tolerance,
+                                 latency_tolerance=p.latency_tolerance)
+        production = await self.models.production()
+        baseline: dict[str, CachedScore] | None = None
+        outcomes: list[QuantOutcome] = []
+        winner: QuantOutcome | None = None
+        for file in ladder:
+            quant = quant_name(file)
+            outcome = QuantOutcome(file)
+            outcomes.append(outcome)
+            try:
+                path = await self.models.local_candidate(file)
+            except CandidateUnavailableError as exc:
+                outcome.error = str(exc)
+                state.verdicts[quant] = False
+                logger.warning("candidate %s %s cannot be evaluated: %s", export.model_version, quant, exc)
+                continue
+            if baseline is None:  # only once a candidate file is at hand: a broken export costs no model time
+                baseline = await self._baseline(production, suites, keys, state, stop)
+            state.phase, state.model, state.done, state.total = "candidate", f"{export.model_version} {quant}", 0, 0
+            outcome.evaluation = await self.scorer.score(
+                path, suites, label=f"candidate {export.model_version} {quant}",
+                on_progress=self._progress(state, "candidate"), stop=stop,
+            )
+            self._record_scores(export.model_version, quant, outcome.evaluation.scores.values())
+            outcome.gate = decide(outcome.evaluation.scores, baseline, gate_policy)
+            state.verdicts[quant] = outcome.gate.passed
+            logger.info("candidate %s %s: %s", export.model_version, quant,
+                        "passed" if outcome.gate.passed else "failed", extra=log_fields(
+                            evaluation_id=job.evaluation_id, quantization=quant, reasons=outcome.gate.reasons))
+            if outcome.gate.passed:
+                winner = outcome
+                break
+        state.phase = "reporting"
+        report = self._report(job, production, suites, keys, gate_policy, baseline or {}, outcomes, winner)
+        report_uri = await self.reports.put(job.evaluation_id, report)
+        events = self._events(job, production, baseline or {}, outcomes, winner, report_uri)
+        reason_text = None if winner else "; ".join(events[0].reasons)[:MAX_REASON_CHARS]
+        state.settled = True
+        if not await self.store.finish(job.evaluation_id, p.owner, passed=winner is not None,
+                                       quantization=quant_name(winner.file) if winner else None,
+                                       report_uri=report_uri, error=reason_text, events=events):
+            raise LeaseLostError(job.evaluation_id)
+        self.metrics.gate_outcomes.labels(outcome="passed" if winner else "failed").inc()
+        await self.store.publish(*events)
+        logger.info("evaluation %s of %s: %s (report %s)", job.evaluation_id, export.model_version,
+                    f"passed with {quant_name(winner.file)}" if winner else "not passed", report_uri,
+                    extra=log_fields(evaluation_id=job.evaluation_id))
+        return "completed"
+
+    def _progress(self, state: EvalState, role: str) -> Callable[[Progress], None]:
+        def update(p: Progress) -> None:  # runs on the scoring thread
+            state.on_progress(p)
+            self.metrics.items_answered.labels(role=role).inc()
+
+        return update
+
+    def _record_scores(self, version: str, quant: str, scores: Any) -> None:
+        for s in scores:
+            self.metrics.suite_score.labels(model_version=version, quantization=quant, suite=s.suite).set(s.score)
+
+    async def _suites_for(self, job: EvaluationJob) -> list[Suite]:
+        out = []
+        for suite in self.suites:
+            if suite.kind == REGRESSION and suite.source and not suite.items:
+                lines = await self.datasets.regression_lines(suite.source, job.export.dataset_id)
+                suite = suite.with_items(regression_items(lines, prefix=suite.name))
+                logger.info("regression suite %s: %d items from %s", suite.name, len(suite.items), suite.source)
+            out.append(suite.limited(self.policy.max_items))
+        return out
+
+    async def _baseline(self, production: ProductionModel, suites: list[Suite], keys: dict[str, str],
+                        state: EvalState, stop: threading.Event) -> dict[str, CachedScore]:
+        """Production's scores: from the cache where it has them, the rest evaluated and cached."""
+        cached = await self.store.cached_scores(production.version, production.quantization, list(keys.values()))
+        have = {s.name: cached[keys[s.name]] for s in suites if keys[s.name] in cached}
+        answered = {s.name for s in suites if s.generative and s.items}
+        scoreable = [s for s in suites if s.name in answered
+                     or (not s.generative and set(s.of or answered) & answered)]
+        missing = [s for s in scoreable if s.name not in have]
+        self.metrics.baseline_cache.labels(result="hit").inc(len(have))
+        if not missing:
+            return have
+        self.metrics.baseline_cache.labels(result="miss").inc(len(missing))
+        needed = {s.name for s in missing}
+        item_suites = [s.name for s in suites if s.generative]
+        for s in missing:
+            if not s.generative:
+                needed |= set(s.of or item_suites)
+        run = [s for s in suites if s.name in needed]
+        path = await self.models.local_production(production)
+        state.phase, state.model, state.done, state.total = "production", production.version, 0, 0
+        evaluation = await self.scorer.score(path, run, label=f"production {production.version}",
+                                             on_progress=self._progress(state, "production"), stop=stop)
+        fresh = [
+            CachedScore(name, keys[name], r.kind, r.score, r.per_category, r.details,
+                        [_item_doc(i) for i in evaluation.items if i.suite == name])
+            for name, r in evaluation.scores.items() if name in {s.name for s in missing}
+        ]
+        await self.store.save_scores(production.version, production.quantization, fresh)
+        self._record_scores(production.version, production.quantization, fresh)
+        have.update({c.suite: c for c in fresh})
+        return have
+
+    async def _give_up(self, job: EvaluationJob, state: EvalState, reason: str) -> str:
+        export = job.export
+        event = EvaluationCompleted.create(
+            correlation_id=export.envelope.correlation_id, causation=export,
+            message_id=deterministic_id("evaluation-completed", job.evaluation_id),
+            evaluation_id=job.evaluation_id, job_id=job.job_id, candidate=export.model_version, passed=False,
+            reasons=[reason[:MAX_REASON_CHARS]],
+        )
+        state.settled = True
+        if not await self.store.finish(job.evaluation_id, self.policy.owner, passed=False, quantization=None,
+                                       report_uri=None, error=reason[:MAX_REASON_CHARS], events=[event]):
+            return "lost_lease"
+        self.metrics.gate_outcomes.labels(outcome="failed").inc()
+        await self.store.publish(event)
+        logger.error("evaluation %s failed: %s", job.evaluation_id, reason)
+        return "failed"
+
+    # ------------------------------------------------------------------ outputs
+
+    def _events(self, job: EvaluationJob, production: ProductionModel, baseline: dict[str, CachedScore],
+                outcomes: list[QuantOutcome], winner: QuantOutcome | None, report_uri: str) -> list[Any]:
+        export = job.export
+        shown = winner or next((o for o in reversed(outcomes) if o.evaluation is not None), None)
+        candidate_scores = []
+        if shown is not None and shown.evaluation is not None:
+            candidate_scores = [_suite_score(r, quant_name(shown.file)) for r in shown.evaluation.scores.values()]
+        baseline_scores = [
+            SuiteScore(suite=c.suite, score=c.score, per_category=c.per_category,
+                       details={**c.details, "kind": c.kind, "quantization": production.quantization})
+            for c in baseline.values()
+        ]
+        if winner is not None:
+            reasons = [f"{quant_name(winner.file)}: {r}" for r in winner.gate.reasons]  # type: ignore[union-attr]
+        else:
+            reasons = []
+            for o in outcomes:
+                quant = quant_name(o.file)
+                if o.error:
+                    reasons.append(f"{quant}: not evaluated: {o.error}")
+                elif o.gate is not None:
+                    reasons += [f"{quant}: {r}" for r in o.gate.reasons if r.startswith("FAIL")]
+        completed = EvaluationCompleted.create(
+            correlation_id=export.envelope.correlation_id, causation=export,
+            message_id=deterministic_id("evaluation-completed", job.evaluation_id),
+            evaluation_id=job.evaluation_id, job_id=job.job_id, candidate=export.model_version,
+            baseline=production.version, quantization=quant_name(winner.file) if winner else None,
+            candidate_scores=candidate_scores, baseline_scores=baseline_scores, passed=winner is not None,
+            reasons=reasons, report_uri=report_uri,
+        )
+        if winner is None:
+            return [completed]
+        promoted = ModelPromoted.create(
+            correlation_id=export.envelope.correlation_id, causation=completed,
+            message_id=deterministic_id("model-promoted", job.evaluation_id),
+            model_version=export.model_version, job_id=job.job_id, evaluation_id=job.evaluation_id,
+            adapter_uri=export.adapter_uri or "", base_model=export.base_model or "",
+            quantization=quant_name(winner.file), gguf_uri=winner.file.uri, sha256=winner.file.sha256,
+        )
+        return [completed, promoted]
+
+    def _report(self, job: EvaluationJob, production: ProductionModel, suites: list[Suite], keys: dict[str, str],
+                gate_policy: Any, baseline: dict[str, CachedScore], outcomes: list[QuantOutcome],
+                winner: QuantOutcome | None) -> dict[str, Any]:
+        export = job.export
+        p = self.policy
+        return {
+            "evaluation_id": job.evaluation_id,
+            "job_id": job.job_id,
+            "candidate": export.model_version,
+            "passed": winner is not None,
+            "quantization": quant_name(winner.file) if winner else None,
+            "created_at": utcnow().isoformat(),
+            "settings": {"max_items": p.max_items, "max_tokens": p.max_tokens, "n_ctx": p.n_ctx},
+            "gate": {"primary": gate_policy.primary, "threshold": gate_policy.threshold,
+                     "rules": {n: {"kind": r.kind, "tolerance": r.tolerance} for n, r in gate_policy.rules.items()}},
+            "suites": [{"name": s.name, "kind": s.kind, "items": len(s.items), "key": keys[s.name], "path": s.path,
+                        "source": s.source, "of": list(s.of)} for s in suites],
+            "baseline": {
+                "version": production.version, "quantization": production.quantization, "gguf_uri": production.gguf_uri,
+                "scores": {c.suite: {"kind": c.kind, "score": c.score, "per_category": c.per_category,
+                                     "details": c.details} for c in baseline.values()},
+                "items": [i for c in baseline.values() for i in c.items],
+            },
+            "candidates": [
+                {
+                    "quantization": quant_name(o.file), "gguf_uri": o.file.uri, "sha256": o.file.sha256,
+                    "size_bytes": o.file.size_bytes, "error": o.error,
+                    "passed": o.passed, "reasons": o.gate.reasons if o.gate else [],
+                    "seconds": o.evaluation.seconds if o.evaluation else None,
+                    "scores": {n: r.as_dict() for n, r in o.evaluation.scores.items()} if o.evaluation else {},
+                    "items": [_item_doc(i) for i in o.evaluation.items] if o.evaluation else [],
+                }
+                for o in outcomes
+            ],
+        }
+
+
+def _suite_score(result: SuiteResult, quant: str) -> SuiteScore:
+    return SuiteScore(suite=result.suite, score=result.score, per_category=result.per_category,
+                      details={**result.details, "kind": result.kind, "quantization": quant})
+
+
+def _item_doc(item: ItemResult) -> dict[str, Any]:
+    return {"suite": item.suite, "id": item.id, "category": item.category, "expect": item.expect, "ok": item.ok,
+            "code": item.code, "detail": item.detail, "output": item.output[:MAX_OUTPUT_CHARS],
+            "seconds": round(item.seconds, 4), "calls": item.calls, "json_valid": item.json_valid,
+            "json_problem": item.json_problem}
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+

@@ -1,0 +1,197 @@
+"""The evaluation use case with fakes of the evaluator's own ports: the quant ladder smallest
+first, the first passing quant wins, production scored once and cached, the events and report."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import EvaluationCompleted, ExportCompleted, ExportedFile, ModelPromoted
+from evalkit.suites import Suite
+from evaluator.domain import ProductionUnavailableError, evaluation_id_for, suite_keys
+from evaluator.metrics import EvaluatorMetrics
+from evaluator.service import AcceptExport, EvalPolicy, EvaluationScheduler, RunEvaluation
+from modelkit.chat_format import format_tool_calls
+from prometheus_client import CollectorRegistry
+from servicekit.messaging import PermanentError
+from tests.evaluator.unit.fakes import FakeDatasets, FakeModels, FakeReports, FakeScorer, FakeStore
+
+WEATHER = {"name": "weather", "description": "", "parameters": {"type": "dict", "properties": {
+    "city": {"type": "string"}}, "required": ["city"]}}
+CITIES = ("Paris", "Rome", "Oslo", "Lima")
+ITEMS = tuple({"id": f"w{n}", "category": "simple", "question": [[{"role": "user", "content": f"Weather in {c}?"}]],
+               "function": [WEATHER], "ground_truth": [{"weather": {"city": [c]}}], "expect": "ast_match"}
+              for n, c in enumerate(CITIES))
+SUITES = [Suite("tools", "ast", items=ITEMS, primary=True), Suite("json", "json_validity"),
+          Suite("replay", "regression", source="candidate_dataset")]
+
+
+def knows(*cities: str):
+    """A model that calls the tool right for these cities and answers in prose otherwise."""
+    def answer(prompt: str) -> str:
+        for c in cities:
+            if f"Weather in {c}?" in prompt:
+                return format_tool_calls([{"name": "weather", "arguments": {"city": c}}])
+        return "No idea."
+    return answer
+
+
+def quant(q: str, size: int) -> ExportedFile:
+    return ExportedFile(uri=f"s3://bucket/models/v1/{q}.gguf", sha256="a" * 64, size_bytes=size, kind="gguf",
+                        quantization=q)
+
+
+def export(files: list[ExportedFile], **extra) -> ExportCompleted:
+    return ExportCompleted.create(correlation_id="job-1", model_version="gemma-v1", files=files, job_id="job-1",
+                                  dataset_id="ds-1", base_model="base", adapter_uri="s3://bucket/adapters/job-1",
+                                  **extra)
+
+
+LADDER = [quant("Q8_0", 300), quant("Q4_K_M", 100), quant("Q5_K_M", 150)]
+
+
+class World:
+    def __init__(self, models: dict, *, threshold: float = 0.5, max_attempts: int = 3, missing=(),
+                 production_error=None) -> None:
+        self.store = FakeStore()
+        self.models = FakeModels(set(missing), production_error)
+        self.datasets = FakeDatasets()
+        self.reports = FakeReports()
+        self.scorer = FakeScorer(models)
+        self.metrics = EvaluatorMetrics(CollectorRegistry())
+        policy = EvalPolicy(owner="me", heartbeat_s=30, max_attempts=max_attempts, retry_delay_s=0, threshold=threshold,
+                            tolerance=0.0, latency_tolerance=1.0)
+        self.run = RunEvaluation(self.store, self.models, self.datasets, self.reports, self.scorer, self.metrics,
+                                 SUITES, policy)
+        self.scheduler = EvaluationScheduler(self.store, self.run, self.metrics, owner="me", lease_ttl_s=60,
+                                             poll_interval_s=1, retry_delay_s=0)
+        self.accept = AcceptExport(self.store, self.metrics, self.scheduler.poke)
+
+    async def evaluate(self, msg: ExportCompleted) -> str | None:
+        await self.accept(msg)
+        return await self.scheduler.run_once()
+
+    def events(self, kind):
+        return [e for e in self.store.published if isinstance(e, kind)]
+
+
+async def test_the_smallest_passing_quant_wins_and_larger_ones_are_not_evaluated():
+    w = World({"production.gguf": knows("Paris", "Rome"), "Q4_K_M.gguf": knows("Rome"),
+               "Q5_K_M.gguf": knows("Paris", "Rome", "Oslo"), "Q8_0.gguf": knows(*CITIES)})
+    msg = export(LADDER)
+    assert await w.evaluate(msg) == "completed"
+    assert [name for name, _ in w.scorer.calls] == ["production.gguf", "Q4_K_M.gguf", "Q5_K_M.gguf"]
+    (done,) = w.events(EvaluationCompleted)
+    (promoted,) = w.events(ModelPromoted)
+    assert done.passed and done.quantization == "Q5_K_M" and done.baseline == "base@1"
+    assert done.evaluation_id == evaluation_id_for(msg)
+    assert {s.suite: s.score for s in done.candidate_scores}["tools"] == 0.75
+    assert {s.suite: s.score for s in done.baseline_scores}["tools"] == 0.5
+    assert all(r.startswith("Q5_K_M: ok") for r in done.reasons)
+    assert (promoted.model_version, promoted.quantization, promoted.gguf_uri, promoted.sha256) == (
+        "gemma-v1", "Q5_K_M", LADDER[2].uri, "a" * 64)
+    assert (promoted.adapter_uri, promoted.job_id, promoted.evaluation_id) == ("s3://bucket/adapters/job-1", "job-1",
+                                                                              done.evaluation_id)
+    assert promoted.envelope.causation_id == done.envelope.message_id
+    assert w.store.outbox == w.store.published  # staged with the outcome, then published
+    report = w.reports.reports[done.evaluation_id]
+    assert [c["quantization"] for c in report["candidates"]] == ["Q4_K_M", "Q5_K_M"]
+    assert report["candidates"][0]["passed"] is False
+    assert {i["id"]: i["code"] for i in report["candidates"][0]["items"]}["w0"] == "no_call"
+    assert len(report["baseline"]["items"]) == 4
+    row = w.store.rows[done.evaluation_id]
+    assert (row.status, row.passed, row.quantization) == ("completed", True, "Q5_K_M")
+
+
+async def test_no_passing_quant_means_a_negative_verdict_and_no_promotion():
+    w = World({"production.gguf": knows(*CITIES), "Q4_K_M.gguf": knows("Rome"), "Q5_K_M.gguf": knows("Rome"),
+               "Q8_0.gguf": knows(*CITIES[:3])})
+    assert await w.evaluate(export(LADDER)) == "completed"
+    (done,) = w.events(EvaluationCompleted)
+    assert not done.passed and done.quantization is None and w.events(ModelPromoted) == []
+    assert any(r.startswith("Q8_0: FAIL tools") for r in done.reasons)
+    assert len(w.scorer.calls) == 4
+    assert w.store.rows[done.evaluation_id].status == "completed"
+
+
+async def test_the_absolute_threshold_holds_back_a_candidate_that_ties_production():
+    w = World({"production.gguf": knows("Paris"), "Q4_K_M.gguf": knows("Paris")}, threshold=0.5)
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    (done,) = w.events(EvaluationCompleted)
+    assert not done.passed and any("below the threshold" in r for r in done.reasons)
+
+
+async def test_production_is_scored_once_and_taken_from_the_cache_afterwards():
+    models = {"production.gguf": knows("Paris"), "Q4_K_M.gguf": knows("Paris", "Rome")}
+    w = World(models, threshold=0.0)
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    await w.evaluate(export([quant("Q4_K_M", 1)]))  # another export message: another evaluation
+    assert [name for name, _ in w.scorer.calls] == ["production.gguf", "Q4_K_M.gguf", "Q4_K_M.gguf"]
+    keys = suite_keys([s.limited(50) for s in SUITES], max_tokens=128, n_ctx=4096)
+    assert {k for (_, _, k) in w.store.scores} == {keys["tools"], keys["json"]}  # replay had no items
+    assert len(w.events(ModelPromoted)) == 2
+
+
+async def test_an_unavailable_quant_is_skipped_with_its_reason():
+    w = World({"production.gguf": knows("Paris"), "Q5_K_M.gguf": knows("Paris")}, threshold=0.0,
+              missing={LADDER[1].uri})
+    await w.evaluate(export(LADDER))
+    (done,) = w.events(EvaluationCompleted)
+    assert done.passed and done.quantization == "Q5_K_M"
+    report = w.reports.reports[done.evaluation_id]
+    assert "not found" in report["candidates"][0]["error"]
+
+
+async def test_an_export_whose_files_are_all_unavailable_costs_no_model_time():
+    w = World({}, missing={f.uri for f in LADDER})
+    await w.evaluate(export(LADDER))
+    (done,) = w.events(EvaluationCompleted)
+    assert not done.passed and w.scorer.calls == []
+    assert len([r for r in done.reasons if "not evaluated" in r]) == 3
+
+
+async def test_regression_suites_read_the_candidates_dataset():
+    w = World({"production.gguf": knows("Oslo"), "Q4_K_M.gguf": knows("Oslo")}, threshold=0.0)
+    w.datasets.lines = [{"messages": [{"role": "user", "content": "Weather in Oslo?"},
+                                      {"role": "assistant", "tool_calls": [{"id": "1", "name": "weather",
+                                                                            "arguments": {"city": "Oslo"}}]}],
+                         "tools": [{"type": "function", "function": WEATHER}]}]
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    assert w.datasets.asked == [("candidate_dataset", "ds-1")]
+    (done,) = w.events(EvaluationCompleted)
+    assert {s.suite: s.score for s in done.candidate_scores}["replay"] == 1.0
+
+
+async def test_a_transient_failure_is_retried_then_given_up_with_a_verdict():
+    w = World({}, max_attempts=2, production_error=RuntimeError("registry down"))
+    msg = export([quant("Q4_K_M", 1)])
+    assert await w.evaluate(msg) == "error"
+    assert await w.scheduler.run_once() == "error"
+    assert w.events(EvaluationCompleted) == []
+    assert await w.scheduler.run_once() == "failed"
+    (done,) = w.events(EvaluationCompleted)
+    assert not done.passed and "registry down" in done.reasons[0] and "gave up after 2 attempts" in done.reasons[0]
+    assert w.store.rows[done.evaluation_id].status == "failed"
+    assert await w.scheduler.run_once() is None
+
+
+async def test_production_unavailable_is_transient():
+    w = World({}, production_error=ProductionUnavailableError("no GGUF"))
+    assert await w.evaluate(export([quant("Q4_K_M", 1)])) == "error"
+    row = next(iter(w.store.rows.values()))
+    assert row.status == "running" and row.owner is None and "no GGUF" in row.last_error
+
+
+async def test_a_redelivered_export_is_taken_in_once():
+    w = World({})
+    msg = export([quant("Q4_K_M", 1)])
+    assert await w.accept(msg) is True
+    assert await w.accept(msg) is False
+    assert len(w.store.rows) == 1
+
+
+async def test_an_export_without_a_gguf_is_refused_for_good():
+    w = World({})
+    msg = export([ExportedFile(uri="s3://b/Modelfile", sha256="b" * 64, size_bytes=1, kind="modelfile")])
+    with pytest.raises(PermanentError, match="no GGUF"):
+        await w.accept(msg)
+    assert w.store.rows == {}
