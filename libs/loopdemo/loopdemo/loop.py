@@ -108,13 +108,42 @@ def dispatch_order(tasks: Sequence[Task]) -> list[Task]:
     return sorted(tasks, key=lambda t: json.dumps([f["name"] for f in t.function]))
 
 
+class HttpProbes:
+    """The local services' health and metrics the loop reads (the runner's served version, the
+    log-miner's intake counts)."""
+
+    def __init__(self, cfg: LoopConfig) -> None:
+        self.cfg = cfg
+
+    async def runner_details(self) -> dict[str, Any] | None:
+        return await runner_details(self.cfg.runner_url)
+
+    async def miner_intake(self) -> dict[str, int] | None:
+        return await miner_intake(self.cfg.miner_url)
+
+    async def gateway_ready(self) -> tuple[int, str]:
+        try:
+            async with httpx.AsyncClient(timeout=5) as http:
+                resp = await http.get(f"{self.cfg.gateway_url}/health/ready")
+        except httpx.HTTPError as exc:
+            raise LoopFailedError(f"the gateway at {self.cfg.gateway_url} is not reachable ({exc!r}); "
+                                  "start the stack first: make up") from None
+        return resp.status_code, resp.text[:300]
+
+
 class ClosedLoop:
-    def __init__(self, cfg: LoopConfig, console: Console, checker: Checker | None = None) -> None:
+    """The flow over three ports: the gateway (`DemoGateway`), the event feed (`EventFeed`) and
+    the probes (`HttpProbes`); tests hand in fakes of them."""
+
+    def __init__(self, cfg: LoopConfig, console: Console, *, checker: Checker | None = None,
+                 gateway: Any = None, feed: Any = None, probes: Any = None) -> None:
         self.cfg = cfg
         self.console = console
         self.checker = checker or check
         self.board = StageBoard(STAGES, console)
-        self.gateway = DemoGateway(cfg.gateway_url, api_key=cfg.api_key, token=cfg.token)
+        self.gateway = gateway or DemoGateway(cfg.gateway_url, api_key=cfg.api_key, token=cfg.token)
+        self.feed = feed or EventFeed(cfg.broker_url)
+        self.probes = probes or HttpProbes(cfg)
         self.result = LoopResult(ok=False, started_at=datetime.now(UTC).isoformat())
 
     # ------------------------------------------------------------------ stages
@@ -122,18 +151,16 @@ class ClosedLoop:
     async def check_stack(self) -> None:
         b = self.board
         b.start("stack", self.cfg.gateway_url)
+        code, text = await self.probes.gateway_ready()
+        if code != 200:
+            raise LoopFailedError(f"the gateway is not ready ({code}): {text}")
         try:
-            async with httpx.AsyncClient(timeout=5) as http:
-                ready = await http.get(f"{self.cfg.gateway_url}/health/ready")
-        except httpx.HTTPError as exc:
-            raise LoopFailedError(f"the gateway at {self.cfg.gateway_url} is not reachable ({exc!r}); "
-                                  "start the stack first: make up") from None
-        if ready.status_code != 200:
-            raise LoopFailedError(f"the gateway is not ready ({ready.status_code}): {ready.text[:300]}")
-        await self.gateway.token()
-        details = await runner_details(self.cfg.runner_url)
+            await self.gateway.token()
+            models = await self.gateway.models()
+        except GatewayCallError as exc:
+            raise LoopFailedError(str(exc)) from None
+        details = await self.probes.runner_details()
         serving = details.get("model_version") if details else None
-        models = await self.gateway.models()
         production = _production_of(models)
         b.done("stack", f"runner serves {serving or '?'}" + (f", production {production}" if production else ""))
 
@@ -172,7 +199,7 @@ class ClosedLoop:
         b = self.board
         rated = [o for o in outcomes if o.run_id and o.response.status == "completed"]
         b.start("feedback", f"{len(rated)} runs")
-        before = await miner_intake(self.cfg.miner_url)
+        before = await self.probes.miner_intake()
         sem = asyncio.Semaphore(max(4, self.cfg.concurrency))
         counts = {"accepted": 0, "corrected": 0}
 
@@ -200,7 +227,7 @@ class ClosedLoop:
         want = {"FeedbackSubmitted": before.get("FeedbackSubmitted", 0) + feedback}
         deadline = time.monotonic() + self.cfg.settle_timeout_s
         while time.monotonic() < deadline:
-            now = await miner_intake(self.cfg.miner_url) or {}
+            now = await self.probes.miner_intake() or {}
             if all(now.get(k, 0) >= v for k, v in want.items()):
                 return ""
             await asyncio.sleep(0.5)
@@ -258,7 +285,7 @@ class ClosedLoop:
         deadline = time.monotonic() + self.cfg.reload_timeout_s
         details: dict[str, Any] | None = None
         while time.monotonic() < deadline:
-            details = await runner_details(self.cfg.runner_url)
+            details = await self.probes.runner_details()
             if details is None:
                 b.skip("reload", "runner health not readable here; the after-replay checks the version")
                 return
@@ -278,7 +305,7 @@ class ClosedLoop:
     async def run(self, parts: Split) -> LoopResult:
         r = self.result
         try:
-            async with EventFeed(self.cfg.broker_url) as feed:
+            async with self.feed as feed:
                 await self.check_stack()
                 r.before = await self.replay("before", parts.heldout)
                 # Runs logged from here on are the traffic the dataset is mined from (the held-out
