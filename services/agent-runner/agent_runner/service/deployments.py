@@ -113,7 +113,11 @@ class ReloadModel:
             await self._wake.wait()
             self._wake.clear()
             while (target := self._next()) is not None:
-                await self._reload(target)
+                try:
+                    await self._reload(target)
+                except Exception:  # a bug here must not leave this runner deaf to later deployments
+                    logger.exception("reload worker failed on %s; waiting for the next deployment",
+                                     target.model_version)
 
     def _next(self) -> DesiredModel | None:
         desired = self.slot.desired
@@ -189,7 +193,11 @@ class ReloadModel:
         runs = self.slot.in_flight(engine)
         if runs:
             logger.info("model %s: waiting for %d in-flight runs before closing it", engine.model_version, runs)
-        await self.slot.retire(engine)
+        try:
+            await self.slot.retire(engine)
+        except Exception:  # the engine is out of service either way; say that its close failed
+            logger.exception("model %s: closing the replaced engine failed", engine.model_version)
+            return
         logger.info("model %s closed", engine.model_version)
 
     async def close(self) -> None:
