@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts import (
     EVENTS_EXCHANGE,
     Contract,
+    ExportCompleted,
     FeedbackSubmitted,
     InteractionLogged,
     ModelPromoted,
@@ -46,7 +47,7 @@ from tests.harness import (
 WORKERS: dict[str, tuple[str, str, tuple[type[Contract], ...]]] = {
     "log_miner": ("log-miner", "log_miner", (InteractionLogged, FeedbackSubmitted, RetrainRequested)),
     "trainer": ("trainer", "trainer", (TrainingRequested,)),
-    "evaluator": ("evaluator", "evaluator", (TrainingCompleted,)),
+    "evaluator": ("evaluator", "evaluator", (ExportCompleted,)),
     "exporter": ("exporter", "exporter", (ModelPromoted,)),
 }
 
@@ -71,6 +72,13 @@ def sample(contract: type[Contract], message_id: str) -> Contract:
         ),
         TrainingCompleted: dict(
             job_id=f"job-{key}", dataset_id=f"ds-{key}", base_model="base", adapter_uri="s3://b/adapter"
+        ),
+        # The GGUF is in no bucket: the evaluation ends with a negative verdict, no model time spent.
+        ExportCompleted: dict(
+            model_version=f"v-{key}",
+            files=[{"uri": f"s3://no-such-bucket-{key}/Q4_K_M.gguf", "sha256": "0" * 64, "size_bytes": 1,
+                    "kind": "gguf", "quantization": "Q4_K_M"}],
+            job_id=f"job-{key}",
         ),
         ModelPromoted: dict(
             model_version=f"v-{key}",
