@@ -1,24 +1,35 @@
-"""Composition root of the exporter: settings -> broker, Postgres, S3 -> app.
+"""Composition root of the exporter: settings → adapters → use cases → app.
 
 `build_broker` is the AsyncAPI convention: every subscriber declared, nothing connected.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+import logging
+import os
+import uuid
+
 from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 
 from servicekit.app import create_service_app
-from servicekit.db import Inbox, inbox_table
-from servicekit.intake import INTAKE_KEY, Intake
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
+from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
+from servicekit.worker_process import WorkerLauncher
 
-from . import SCHEMA, SERVICE, handlers, metrics
-from .settings import ExporterSettings
+from . import SERVICE, handlers
+from .adapters import tables
+from .adapters.postgres_store import PostgresExportStore
+from .adapters.s3_artifacts import S3Artifacts
+from .metrics import ExporterMetrics
+from .ports import ModelServer
+from .service import AcceptExport, DeployModels, ExportPolicy, ExportScheduler, LineageReader, RunExportJob
+from .settings import ExporterSettings, OllamaSettings, cache_root
+
+logger = logging.getLogger("exporter.bootstrap")
 
 
 def build_broker(settings: BrokerSettings) -> RabbitBroker:
@@ -27,10 +38,80 @@ def build_broker(settings: BrokerSettings) -> RabbitBroker:
     return broker
 
 
+def model_server(settings: OllamaSettings) -> ModelServer | None:
+    if not settings.host:
+        return None
+    import ollama
+
+    from .adapters.ollama_server import OllamaServer
+
+    return OllamaServer(ollama.AsyncClient(host=settings.host, timeout=settings.timeout_s),
+                        prefix=settings.model_prefix)
+
+
 def build_app(settings: ExporterSettings) -> FastAPI:
     setup_logging(SERVICE, settings.log.level, settings.log.json_format)
-    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=artifact_store(settings.s3))
-    inbox = Inbox(inbox_table(sa.MetaData(schema=SCHEMA)))
-    intake = Intake(rt.engine, inbox, metrics.build(rt.registry).messages_received)
-    rt.broker.context.set_global(INTAKE_KEY, intake)
+    s3 = artifact_store(settings.s3)
+    rt = standard_runtime(SERVICE, settings, build_broker, artifacts=s3)  # /health/ready checks S3 too
+    metrics = ExporterMetrics(rt.registry)
+    store = PostgresExportStore(settings.database.url)
+    outbox = Outbox(tables.outbox, rt.engine, rt.broker, mark_published=store.mark_published)
+    store.outbox = outbox
+    e = settings.export
+    cache = e.model_cache_dir or cache_root()
+    artifacts = S3Artifacts(s3, cache / "registry")
+    # The lease identity is per process: a restarted instance with the same INSTANCE_ID must not
+    # pass for the one that died holding the lease.
+    owner = f"{settings.instance_id or f'{SERVICE}-{os.getpid()}'}:{uuid.uuid4().hex[:8]}"
+    policy = ExportPolicy(
+        work_dir=e.work_dir, owner=owner, lease_ttl_s=e.lease_ttl_s, heartbeat_s=e.heartbeat_s,
+        max_attempts=e.max_attempts, retry_delay_s=e.retry_delay_s, quants=tuple(e.quants),
+        parity_tokens=e.parity_tokens, upload_f16=e.upload_f16, model_cache_dir=e.model_cache_dir,
+    )
+    run_job = RunExportJob(store, artifacts, WorkerLauncher("exporter.export.run", python=e.python, nice=e.nice),
+                           LineageReader(artifacts), metrics, policy)
+    scheduler = ExportScheduler(store, run_job, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
+                                poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
+    server = model_server(settings.ollama)
+    deploy = DeployModels(store, store, artifacts, metrics, server=server)
+    rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))
+    rt.broker.context.set_global(handlers.DEPLOY_KEY, deploy)
+
+    async def open_store() -> None:
+        await store.open()
+        production = (await store.aliases()).get("production")
+        if production:
+            metrics.production_changed(production, None)
+        logger.info("registry production version: %s", production)
+
+    rt.on_startup.insert(0, open_store)
+    rt.on_shutdown.append(store.close)
+    rt.background += [outbox.run_relay, scheduler.run, scheduler.run_gauges]
+    last: dict[str, object] = {}
+
+    async def refresh_last() -> None:
+        last.update(await store.last_finished() or {})
+
+    rt.details = lambda: {
+        "instance": owner,
+        "current_export": run_job.describe(),
+        "last_export": last or None,
+        "ollama": settings.ollama.host,
+        "quants": e.quants,
+    }
+    rt.background.append(lambda: _poll(refresh_last, e.poll_interval_s))
     return create_service_app(rt)
+
+
+async def _poll(fn, interval_s: float) -> None:  # noqa: ANN001 - an async callable
+    """Background task: refresh what /health/detailed shows (its `details` callable is synchronous)."""
+    import asyncio
+
+    while True:
+        try:
+            await fn()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # shown stale until Postgres answers again
+            logger.debug("health details not refreshed", exc_info=True)
+        await asyncio.sleep(max(interval_s, 1.0))

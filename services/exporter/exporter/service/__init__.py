@@ -1,0 +1,9 @@
+"""Use cases of the exporter: queue exports, run one under a lease, move aliases."""
+
+from .accept import AcceptExport
+from .deploy import DeployModels
+from .lineage import LineageReader
+from .run_export import ExportPolicy, RunExportJob
+from .scheduler import ExportScheduler
+
+__all__ = ["AcceptExport", "DeployModels", "ExportPolicy", "ExportScheduler", "LineageReader", "RunExportJob"]

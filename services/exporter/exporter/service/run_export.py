@@ -1,0 +1,371 @@
+"""Run one leased export job: adapter from S3 → `python -m exporter.export.run` in a subprocess
+(base resolution, merge, F16 GGUF, parity, quant ladder, Modelfile; its stage lines become logs,
+metrics and the job's progress) → every file to S3 under `models/<version>/` → one transaction:
+version registered as `candidate` with lineage + job completed + ExportCompleted in the outbox.
+
+What ends an attempt:
+- `completed` line: files uploaded, version registered, export.completed published.
+- `failed` line (parity mismatch, bad adapter), unknown base, missing adapter: the job fails with
+  export.failed and nothing is registered (retrying the same adapter cannot help).
+- the process ends without either line (killed, out of memory): the lease is given back and the
+  job retried after `retry_delay_s` until it was started `max_attempts` times; then it fails.
+- the lease is lost: the process is killed and the job left to its new owner.
+- the service stops: the process is killed, the lease given back at once, the attempt refunded.
+- S3/Postgres trouble around the process: the lease is given back, retried after the delay.
+A re-run writes the same version name and the same S3 keys, so a takeover is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from contracts import ExportCompleted, ExportedFile, ExportFailed, deterministic_id, utcnow
+from modelregistry import ModelFile, RegistryError
+from servicekit.lease import LeaseKeeper
+from servicekit.logs import correlation_id, log_fields
+
+from ..domain import (
+    ExportCrashedError,
+    ExportError,
+    ExportFailedError,
+    ExportJob,
+    ExportOutput,
+    Failed,
+    LeaseLostError,
+    PermanentExportError,
+    Stage,
+    model_prefix,
+    parse_event,
+)
+from ..export.job import ExportJobSpec
+from ..metrics import ExporterMetrics
+from ..ports import Artifacts, Candidate, ExportJobStore, ExportLauncher, ExportProcess
+from .lineage import LineageReader
+
+logger = logging.getLogger("exporter.job")
+
+MAX_REASON_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ExportPolicy:
+    """Plain values from the settings."""
+
+    work_dir: Path
+    owner: str
+    lease_ttl_s: float = 60.0
+    heartbeat_s: float = 15.0
+    max_attempts: int = 3
+    retry_delay_s: float = 10.0
+    quants: tuple[str, ...] = ("Q4_K_M", "Q5_K_M", "Q8_0")
+    parity_tokens: int = 16
+    parity_prompts: tuple[str, ...] | None = None
+    upload_f16: bool = True
+    model_cache_dir: Path | None = None
+
+
+@dataclass
+class ExportState:
+    """The running export as /health/detailed shows it (and heartbeats record in its row)."""
+
+    job_id: str
+    version: str
+    attempt: int
+    stage: str = "download"
+    since: datetime = field(default_factory=utcnow)
+    stage_since: float = field(default_factory=time.monotonic)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    lease_lost: bool = False
+    settled: bool = False
+
+    def enter(self, stage: str) -> None:
+        self.stage, self.stage_since = stage, time.monotonic()
+
+    def progress_doc(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "stage": self.stage, "stage_seconds": self.stage_seconds,
+                "at": utcnow().isoformat()}
+
+    def describe(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "version": self.version, "attempt": self.attempt, "stage": self.stage,
+                "since": self.since.isoformat(), "stage_running_s": round(time.monotonic() - self.stage_since, 1),
+                "stage_seconds": self.stage_seconds}
+
+
+class RunExportJob:
+    def __init__(self, store: ExportJobStore, artifacts: Artifacts, launcher: ExportLauncher,
+                 lineage: LineageReader, metrics: ExporterMetrics, policy: ExportPolicy,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self.launcher = launcher
+        self.lineage = lineage
+        self.metrics = metrics
+        self.policy = policy
+        self.clock = clock
+        self.current: ExportState | None = None
+
+    def describe(self) -> dict[str, Any] | None:
+        return self.current.describe() if self.current else None
+
+    async def __call__(self, job: ExportJob) -> str:
+        """Run one attempt of a just-claimed job; returns the outcome (completed, failed, crashed,
+        lost_lease, error; stopped is raised as CancelledError)."""
+        p = self.policy
+        token = correlation_id.set(job.request.envelope.correlation_id)
+        state = ExportState(job.job_id, job.version, attempt=job.attempts)
+        self.current = state
+        self.metrics.running.labels(job_id=job.job_id, version=job.version).set(1)
+        keeper = LeaseKeeper(
+            lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.stage, state.progress_doc()),
+            what=f"export job {job.job_id}", ttl_s=p.lease_ttl_s, interval_s=p.heartbeat_s,
+            active=lambda: not state.settled,
+        )
+        heartbeat = asyncio.create_task(keeper.run(), name=f"lease-{job.job_id}")
+        lost = asyncio.create_task(keeper.lost.wait())
+        attempt = asyncio.create_task(self._attempt(job, state), name=f"export-{job.job_id}")
+        outcome = "error"
+        try:
+            done, _ = await asyncio.wait({attempt, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if attempt in done or state.settled:
+                outcome = await attempt
+            else:
+                state.lease_lost = True
+                attempt.cancel()
+                await asyncio.gather(attempt, return_exceptions=True)
+                outcome = "lost_lease"
+        except asyncio.CancelledError:
+            outcome = "stopped"
+            attempt.cancel()
+            await asyncio.gather(attempt, return_exceptions=True)
+            raise
+        finally:
+            for task in (heartbeat, lost):
+                task.cancel()
+            await asyncio.gather(heartbeat, lost, return_exceptions=True)
+            self.current = None
+            self.metrics.job_stopped(job.job_id, job.version, outcome)
+            logger.info("export job %s (%s) attempt %d ended: %s", job.job_id, job.version, state.attempt, outcome,
+                        extra=log_fields(job_id=job.job_id, version=job.version, outcome=outcome))
+            correlation_id.reset(token)
+        return outcome
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _attempt(self, job: ExportJob, state: ExportState) -> str:
+        workdir = self.policy.work_dir / job.version
+        proc: ExportProcess | None = None
+        try:
+            if job.attempts >= self.policy.max_attempts:
+                raise PermanentExportError(
+                    f"gave up after {job.attempts} attempts; last error: {job.last_error or 'the exporter stopped'}"
+                )
+            config = await self._prepare(job, workdir, state)
+            attempt = await self.store.start_attempt(job.job_id, self.policy.owner)
+            if attempt is None:
+                raise LeaseLostError(job.job_id)
+            state.attempt = attempt
+            proc = await self.launcher.start(config, workdir / "export.log")
+            result = await self._follow(job, proc, state)
+            status = await proc.wait()
+            if isinstance(result, ExportOutput):
+                await self._complete(job, state, result)
+                return "completed"
+            if isinstance(result, Failed):
+                reason = result.describe()
+                raise ExportFailedError(reason) if result.permanent else ExportCrashedError(reason)
+            last = _last_line(proc.stderr_tail())
+            raise ExportCrashedError(
+                f"the export process exited with status {status} without a result" + (f": {last}" if last else "")
+            )
+        except LeaseLostError:
+            state.lease_lost = True
+            return "lost_lease"
+        except ExportError as exc:
+            if proc is not None:
+                _log_stderr(job, proc)
+            return await self._settle(job, state, exc)
+        except asyncio.CancelledError:
+            if proc is not None:
+                await proc.kill()  # before the lease goes back: nothing may write for this job any more
+            if not state.lease_lost:
+                state.settled = True
+                await self.store.release(job.job_id, self.policy.owner, error=None, retry_after_s=0,
+                                         refund_attempt=proc is not None)
+            raise
+        except Exception as exc:  # S3 or Postgres trouble (or a bug): the job goes back and is retried
+            logger.exception("export job %s attempt failed; retrying in %.0fs", job.job_id, self.policy.retry_delay_s,
+                             extra=log_fields(job_id=job.job_id))
+            if proc is not None:
+                await proc.kill()
+            state.settled = True
+            await self.store.release(job.job_id, self.policy.owner, error=_reason(exc),
+                                     retry_after_s=self.policy.retry_delay_s, refund_attempt=False)
+            return "error"
+        finally:
+            if proc is not None:
+                await proc.kill()
+            if not state.lease_lost:
+                await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+    def _stage_done(self, state: ExportState, name: str, seconds: float) -> None:
+        state.stage_seconds[name] = round(state.stage_seconds.get(name, 0.0) + seconds, 3)
+        self.metrics.stage_duration.labels(stage=name).observe(seconds)
+
+    async def _prepare(self, job: ExportJob, workdir: Path, state: ExportState) -> Path:
+        req = job.request
+        await asyncio.to_thread(shutil.rmtree, workdir, True)  # what a previous attempt left here is stale
+        workdir.mkdir(parents=True)
+        state.enter("download")
+        began = self.clock()
+        adapter = await self.artifacts.download_dir(req.adapter_uri, workdir / "adapter")
+        if not (adapter / "adapter_config.json").is_file():
+            raise ExportFailedError(f"{req.adapter_uri} holds no peft adapter (adapter_config.json missing)")
+        self._stage_done(state, "download", self.clock() - began)
+        logger.info("export job %s: adapter %s downloaded", job.job_id, req.adapter_uri,
+                    extra=log_fields(job_id=job.job_id, version=job.version))
+        p = self.policy
+        spec = ExportJobSpec(
+            adapter_dir=adapter, base_model=req.base_model, out_dir=workdir / "out", version=job.version,
+            quants=list(p.quants), parity_prompts=list(p.parity_prompts) if p.parity_prompts else None,
+            parity_tokens=p.parity_tokens, model_cache_dir=p.model_cache_dir,
+        )
+        config = workdir / "job.json"
+        config.write_text(spec.model_dump_json(indent=2))
+        state.enter("export")
+        return config
+
+    async def _follow(self, job: ExportJob, proc: ExportProcess, state: ExportState) -> ExportOutput | Failed | None:
+        result: ExportOutput | Failed | None = None
+        async for doc in proc.lines():
+            try:
+                event = parse_event(doc)
+            except (KeyError, TypeError, ValueError):
+                logger.warning("malformed event from the export process ignored: %.300s", doc,
+                               extra=log_fields(job_id=job.job_id))
+                continue
+            if isinstance(event, Stage):
+                if event.done and event.seconds is not None:
+                    self._stage_done(state, event.name, event.seconds)
+                else:
+                    state.enter(event.name)
+                logger.info("export job %s: %s %s", job.job_id, event.name,
+                            f"done in {event.seconds:.1f}s" if event.done and event.seconds is not None else "",
+                            extra=log_fields(job_id=job.job_id, version=job.version, stage=event.name, **event.info))
+            elif isinstance(event, ExportOutput | Failed):
+                result = event
+        return result
+
+    async def _upload(self, job: ExportJob, out: ExportOutput) -> list[ModelFile]:
+        """Every file of the export to `models/<version>/`, digests checked against the process's."""
+        prefix = model_prefix(job.version)
+        planned: list[tuple[Path, str | None, str]] = [(Path(path), q, "gguf") for q, path in out.quant_paths.items()]
+        if out.f16_path and self.policy.upload_f16:
+            planned.append((Path(out.f16_path), "F16", "gguf"))
+        if out.modelfile_path:
+            planned.append((Path(out.modelfile_path), None, "modelfile"))
+        files: list[ModelFile] = []
+        for path, quant, kind in planned:
+            uri, digest, size = await self.artifacts.upload_file(prefix + path.name, path)
+            expected = out.sha256.get(path.name) or out.sha256.get(str(path)) or (quant and out.sha256.get(quant))
+            if expected and expected != digest:
+                raise ExportCrashedError(f"{path.name}: sha256 {digest} differs from the export's {expected}")
+            files.append(ModelFile(quantization=quant, uri=uri, sha256=digest, size_bytes=size, kind=kind))
+            logger.info("export job %s: uploaded %s (%d bytes)", job.job_id, uri, size,
+                        extra=log_fields(job_id=job.job_id, version=job.version, sha256=digest))
+        return files
+
+    async def _complete(self, job: ExportJob, state: ExportState, out: ExportOutput) -> None:
+        req = job.request
+        if out.version != job.version:
+            raise ExportCrashedError(f"the export process built {out.version!r}, not {job.version!r}")
+        if not out.quant_paths:
+            raise ExportFailedError("the export produced no quantized GGUF")
+        for name, seconds in out.stage_seconds.items():
+            if name not in state.stage_seconds:
+                self._stage_done(state, name, seconds)
+        state.enter("upload")
+        began = self.clock()
+        files = await self._upload(job, out)
+        self._stage_done(state, "upload", self.clock() - began)
+        state.enter("register")
+        lineage = await self.lineage.lineage(req)
+        duration = (utcnow() - job.started_at).total_seconds() if job.started_at else sum(state.stage_seconds.values())
+        result = {"files": [f.to_doc() for f in files], "parity": out.parity, "stage_seconds": state.stage_seconds}
+        candidate = Candidate(
+            version=job.version, base_model=req.base_model, job_id=job.job_id, dataset_id=req.dataset_id,
+            adapter_uri=req.adapter_uri, files=files, lineage=lineage,
+            metrics={"training": req.metrics, "parity": out.parity, "stage_seconds": state.stage_seconds},
+        )
+        event = ExportCompleted.create(
+            correlation_id=req.envelope.correlation_id, causation=req,
+            message_id=deterministic_id("export-completed", job.job_id),
+            model_version=job.version,
+            files=[ExportedFile(uri=f.uri, sha256=f.sha256, size_bytes=f.size_bytes, kind=f.kind,
+                                quantization=f.quantization) for f in files],
+            duration_s=round(max(duration, 0.0), 3), job_id=job.job_id, dataset_id=req.dataset_id,
+            base_model=req.base_model, adapter_uri=req.adapter_uri, parity=out.parity,
+            stage_seconds=state.stage_seconds,
+        )
+        state.settled = True
+        try:
+            done = await self.store.complete(job.job_id, self.policy.owner, candidate=candidate, result=result,
+                                             event=event)
+        except RegistryError as exc:  # e.g. the version name is taken by another job: no retry helps
+            raise ExportFailedError(f"registering {job.version} was refused: {exc}") from exc
+        if not done:
+            raise LeaseLostError(job.job_id)
+        self.metrics.export_duration.observe(max(duration, 0.0))
+        await self.store.publish(event)
+        logger.info("export job %s completed: %s registered as candidate (%d files)", job.job_id, job.version,
+                    len(files), extra=log_fields(job_id=job.job_id, version=job.version,
+                                                 stage_seconds=state.stage_seconds))
+
+    async def _settle(self, job: ExportJob, state: ExportState, exc: ExportError) -> str:
+        """A failed attempt: fail the job for good (export.failed), or give it back for another attempt."""
+        attempts = max(state.attempt, job.attempts)
+        reason = exc.reason
+        if not exc.permanent:
+            if attempts < self.policy.max_attempts:
+                logger.warning("export job %s attempt %d crashed (%s); retrying in %.0fs", job.job_id, attempts,
+                               reason, self.policy.retry_delay_s, extra=log_fields(job_id=job.job_id))
+                state.settled = True
+                await self.store.release(job.job_id, self.policy.owner, error=reason,
+                                         retry_after_s=self.policy.retry_delay_s, refund_attempt=False)
+                return "crashed"
+            reason = f"{reason} (gave up after {attempts} attempts)"
+        req = job.request
+        reason = reason[:MAX_REASON_CHARS]
+        event = ExportFailed.create(
+            correlation_id=req.envelope.correlation_id, causation=req,
+            message_id=deterministic_id("export-failed", job.job_id), job_id=job.job_id, reason=reason,
+        )
+        state.settled = True
+        if not await self.store.fail(job.job_id, self.policy.owner, reason=reason, event=event):
+            return "lost_lease"
+        await self.store.publish(event)
+        logger.error("export job %s failed: %s", job.job_id, reason, extra=log_fields(job_id=job.job_id))
+        return "failed"
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else ""
+
+
+def _log_stderr(job: ExportJob, proc: ExportProcess) -> None:
+    tail = proc.stderr_tail()
+    if tail:
+        logger.warning("stderr of export job %s's process (tail):\n%s", job.job_id, tail,
+                       extra=log_fields(job_id=job.job_id))
