@@ -161,6 +161,17 @@ def _seconds(value: Any) -> float | None:
     return float(value)
 
 
+def json_safe(value: Any) -> Any:
+    """NaN/inf (Python's json writes and reads them; JSON and Postgres JSONB do not) become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def parse_event(doc: dict[str, Any]) -> ExportEvent | None:
     """One JSON line of `python -m exporter.export.run`; None for events this service ignores.
     Raises KeyError/TypeError/ValueError for a known event with missing or malformed fields."""
@@ -175,14 +186,14 @@ def parse_event(doc: dict[str, Any]) -> ExportEvent | None:
             quant_paths={str(k): str(v) for k, v in (r.get("quant_paths") or {}).items()},
             modelfile_path=r.get("modelfile_path"),
             sha256={str(k): str(v) for k, v in (r.get("sha256") or {}).items()},
-            parity=dict(r.get("parity") or {}),
+            parity=json_safe(dict(r.get("parity") or {})),
             stage_seconds={str(k): s for k, v in (r.get("stage_seconds") or {}).items()
                            if (s := _seconds(v)) is not None},
         )
     if kind == "failed":
         details = doc.get("details")
         return Failed(str(doc.get("reason") or "the export failed without a reason"), bool(doc.get("permanent", True)),
-                      details if isinstance(details, dict) else {})
+                      json_safe(details) if isinstance(details, dict) else {})
     return None
 
 

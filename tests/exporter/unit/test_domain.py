@@ -35,10 +35,12 @@ def test_parse_event_reads_stage_completed_and_failed_lines() -> None:
         "resolve_base", True, 2.0)
     out = parse_event({"event": "completed", "result": {
         "version": "v", "f16_path": "/o/v.F16.gguf", "quant_paths": {"Q4_K_M": "/o/v.Q4_K_M.gguf"},
-        "modelfile_path": "/o/Modelfile", "sha256": {"v.Q4_K_M.gguf": "ab"}, "parity": {"mismatches": 0},
+        "modelfile_path": "/o/Modelfile", "sha256": {"v.Q4_K_M.gguf": "ab"},
+        "parity": {"mismatches": 0, "max_logit_diff": float("inf")},
         "stage_seconds": {"merge": 1.5, "bad": float("nan")}}})
     assert isinstance(out, ExportOutput) and out.quant_paths == {"Q4_K_M": "/o/v.Q4_K_M.gguf"}
     assert out.stage_seconds == {"merge": 1.5}
+    assert out.parity == {"mismatches": 0, "max_logit_diff": None}  # JSONB takes no inf/NaN
     failed = parse_event({"event": "failed", "reason": "ParityError: diverged", "details": {"prompt": 2}})
     assert isinstance(failed, Failed) and failed.permanent
     assert failed.describe() == 'ParityError: diverged | details: {"prompt": 2}'
