@@ -46,8 +46,9 @@ class EvaluationStore(Protocol):
     async def start_attempt(self, evaluation_id: str, owner: str) -> int | None:
         ...
 
-    async def release(self, evaluation_id: str, owner: str, *, error: str | None, retry_after_s: float) -> bool:
-        """Give the lease back; claimable again after `retry_after_s`."""
+    async def release(self, evaluation_id: str, owner: str, *, error: str | None, retry_after_s: float,
+                      refund_attempt: bool) -> bool:
+        """Give the lease back; claimable again after `retry_after_s` (the attempt uncounted if refunded)."""
         ...
 
     async def finish(self, evaluation_id: str, owner: str, *, passed: bool, quantization: str | None,

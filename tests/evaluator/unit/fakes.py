@@ -63,10 +63,13 @@ class FakeStore:
         row.attempts += 1
         return row.attempts
 
-    async def release(self, eid: str, owner: str, *, error: str | None, retry_after_s: float) -> bool:
+    async def release(self, eid: str, owner: str, *, error: str | None, retry_after_s: float,
+                      refund_attempt: bool) -> bool:
         row = self._held(eid, owner)
         if row is None:
             return False
+        if refund_attempt:
+            row.attempts = max(0, row.attempts - 1)
         row.owner, row.last_error = None, error if error is not None else row.last_error
         return True
 

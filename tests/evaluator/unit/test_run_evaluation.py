@@ -195,3 +195,26 @@ async def test_an_export_without_a_gguf_is_refused_for_good():
     with pytest.raises(PermanentError, match="no GGUF"):
         await w.accept(msg)
     assert w.store.rows == {}
+
+
+async def test_a_stopping_service_gives_the_lease_back_and_the_attempt_is_not_counted():
+    import asyncio
+
+    w = World({})
+    started = asyncio.Event()
+
+    async def blocking_score(gguf, suites, *, label, on_progress, stop):
+        started.set()
+        await asyncio.Event().wait()  # scoring that outlives the service
+
+    w.scorer.score = blocking_score  # type: ignore[method-assign]
+    await w.accept(export([quant("Q4_K_M", 1)]))
+    task = asyncio.create_task(w.scheduler.run_once())
+    await asyncio.wait_for(started.wait(), 5)
+    assert w.run.describe()["phase"] == "production"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    row = next(iter(w.store.rows.values()))
+    assert (row.status, row.owner, row.attempts) == ("running", None, 0)
+    assert w.store.published == [] and w.run.describe() is None

@@ -96,12 +96,14 @@ class PostgresEvaluationStore:
     async def start_attempt(self, evaluation_id: str, owner: str) -> int | None:
         return await self._update(evaluation_id, owner, evaluations.c.attempts, attempts=evaluations.c.attempts + 1)
 
-    async def release(self, evaluation_id: str, owner: str, *, error: str | None, retry_after_s: float) -> bool:
+    async def release(self, evaluation_id: str, owner: str, *, error: str | None, retry_after_s: float,
+                      refund_attempt: bool) -> bool:
         c = evaluations.c
         return await self._update(
             evaluation_id, owner, c.evaluation_id, lease_owner=None,
             lease_expires_at=sa.func.now() + _interval(retry_after_s) if retry_after_s > 0 else None,
             last_error=error if error is not None else c.last_error,
+            attempts=sa.func.greatest(c.attempts - 1, 0) if refund_attempt else c.attempts,
         ) is not None
 
     async def finish(self, evaluation_id: str, owner: str, *, passed: bool, quantization: str | None,

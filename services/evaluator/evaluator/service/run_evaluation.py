@@ -213,8 +213,8 @@ class RunEvaluation:
         except (asyncio.CancelledError, EvaluationCancelledError):
             stop.set()
             if not state.lease_lost and not state.settled:
-                state.settled = True
-                await self.store.release(job.evaluation_id, p.owner, error=None, retry_after_s=0)
+                state.settled = True  # our own shutdown: the attempt does not count
+                await self.store.release(job.evaluation_id, p.owner, error=None, retry_after_s=0, refund_attempt=True)
             raise asyncio.CancelledError from None
         except Exception as exc:  # Postgres, S3 or registry trouble (or a bug): retried after the delay
             logger.exception("evaluation %s attempt failed; retrying in %.0fs", job.evaluation_id, p.retry_delay_s,
@@ -222,7 +222,8 @@ class RunEvaluation:
             self.metrics.gate_outcomes.labels(outcome="error").inc()
             if not state.settled:
                 state.settled = True
-                await self.store.release(job.evaluation_id, p.owner, error=_reason(exc), retry_after_s=p.retry_delay_s)
+                await self.store.release(job.evaluation_id, p.owner, error=_reason(exc), retry_after_s=p.retry_delay_s,
+                                         refund_attempt=False)
             return "error"
 
     async def _evaluate(self, job: EvaluationJob, state: EvalState, stop: threading.Event) -> str:
