@@ -219,7 +219,8 @@ def _header(doc: Any, where: str) -> dict[str, Any] | None:
     return None
 
 
-def _number(header: Mapping[str, Any], key: str, where: str, *, lo: float = 0.0, hi: float | None = None) -> float | None:
+def _number(header: Mapping[str, Any], key: str, where: str, *, lo: float = 0.0,
+            hi: float | None = None) -> float | None:
     value = header.get(key)
     if value is None:
         return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 
@@ -151,10 +150,10 @@ def test_lists_must_equal_an_acceptable_list_in_order():
 
 
 def test_string_list_elements_are_standardized():
-    fn = {**WEATHER, "parameters": {"type": "dict", "properties": {"cities": {"type": "array", "items": {"type": "string"}}},
-                                    "required": ["cities"]}}
-    item = {"id": "t", "category": "simple", "function": [fn], "ground_truth": [{"weather": {"cities": [["New York", "Paris"]]}}],
-            "expect": "ast_match"}
+    cities = {"type": "array", "items": {"type": "string"}}
+    fn = {**WEATHER, "parameters": {"type": "dict", "properties": {"cities": cities}, "required": ["cities"]}}
+    truth = [{"weather": {"cities": [["New York", "Paris"]]}}]
+    item = {"id": "t", "category": "simple", "function": [fn], "ground_truth": truth, "expect": "ast_match"}
     assert check(item, [call("weather", cities=["new york", "PARIS"])]).code == ac.OK
 
 
