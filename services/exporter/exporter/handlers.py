@@ -9,6 +9,7 @@ from faststream import Context
 from faststream.rabbit import RabbitBroker
 
 from contracts import (
+    EvaluationCompleted,
     ExportCompleted,
     ExportFailed,
     ModelDeployed,
@@ -39,6 +40,12 @@ def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
     async def on_model_promoted(msg: ModelPromoted, deploy: DeployDep) -> None:
         """The gate passed: make the version production (previous ← production) and announce it."""
         await deploy.promoted(msg)
+
+    @broker.subscriber(work_queue(SERVICE, EvaluationCompleted, delivery_limit=delivery_limit), EVENTS,
+                       no_reply=True)
+    async def on_evaluation_completed(msg: EvaluationCompleted, deploy: DeployDep) -> None:
+        """The gate's verdict: a candidate that failed it is marked rejected."""
+        await deploy.evaluated(msg)
 
     @broker.subscriber(work_queue(SERVICE, ModelPromoteRequested, delivery_limit=delivery_limit), EVENTS,
                        no_reply=True)

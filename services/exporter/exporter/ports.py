@@ -94,6 +94,11 @@ class Deployments(Protocol):
                        deployed: DeployedFactory) -> AliasMove | None:
         ...
 
+    async def reject(self, message_id: str, message_type: str, version: str, *, evaluation_id: str,
+                     reason: str) -> ModelVersion | None:
+        """Inbox claim + the candidate marked rejected; None for a duplicate delivery."""
+        ...
+
 
 class DeployedFactory(Protocol):
     def __call__(self, move: AliasMove) -> ModelDeployed | None: ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 
 import modelregistry as reg
-from contracts import ModelPromoted, ModelPromoteRequested, ModelRollbackRequested, new_id
+from contracts import EvaluationCompleted, ModelPromoted, ModelPromoteRequested, ModelRollbackRequested, new_id
 from modelregistry import write
 from tests.exporter.integration.conftest import Bus, eventually
 from tests.harness import ServiceProcess
@@ -103,3 +103,19 @@ async def test_an_operator_cannot_promote_a_candidate_the_gate_never_evaluated(
                             "the promotion in the DLQ")
     assert [d["model_version"] for d in dead] == [name]
     assert await reg.get_aliases(registry_conn) == {"production": reg.BASE_VERSION}
+
+
+async def test_a_candidate_that_failed_the_gate_is_rejected(bus: Bus, registry_conn: asyncpg.Connection) -> None:
+    await reset_registry(registry_conn)
+    name = f"gemma3-270m-{new_id()[:8]}"
+    await insert_version(registry_conn, name)
+    await bus.publish(EvaluationCompleted.create(correlation_id=new_id(), evaluation_id="eval-x", job_id="j",
+                                                 candidate=name, passed=False, reasons=["regressed on bfcl"]))
+
+    async def rejected() -> bool:
+        v = await reg.get_version(registry_conn, name)
+        return v is not None and v.status == "rejected"
+
+    await eventually(rejected, 30, "the candidate to be rejected")
+    v = await reg.get_version(registry_conn, name)
+    assert v.evaluation_id == "eval-x"

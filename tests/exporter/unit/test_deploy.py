@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from contracts import ModelDeployed, ModelPromoted, ModelPromoteRequested, ModelRollbackRequested
+from contracts import EvaluationCompleted, ModelDeployed, ModelPromoted, ModelPromoteRequested, ModelRollbackRequested
 from exporter.metrics import ExporterMetrics
 from exporter.service import DeployModels
 from modelregistry import BASE_VERSION, ModelVersion, NoPreviousVersionError, UnknownVersionError
@@ -59,6 +59,16 @@ class FakeDeployments:
             raise NoPreviousVersionError()
         return await self._apply(message_id, previous, {"production": previous,
                                                         "previous": self.aliases_["production"]}, deployed)
+
+
+    async def reject(self, message_id, message_type, version, *, evaluation_id, reason):  # noqa: ANN001, ANN201
+        if message_id in self.inbox:
+            return None
+        if version not in self.versions:
+            raise UnknownVersionError(version)
+        self.inbox.add(message_id)
+        self.rejected = (version, evaluation_id, reason)
+        return self.versions[version]
 
 
 class FakeServer:
@@ -153,3 +163,17 @@ async def test_a_model_server_failure_moves_nothing_and_is_retried() -> None:
     assert deployments.aliases_ == {"production": BASE_VERSION} and deployments.inbox == set()
     assert store.published == []
     assert registry.get_sample_value("exporter_model_server_pushes_total", {"outcome": "failed"}) == 1
+
+
+async def test_a_failed_gate_rejects_the_candidate_and_a_passed_one_waits_for_its_promotion() -> None:
+    use_case, deployments, store, _ = _setup()
+    verdict = {"evaluation_id": "e1", "job_id": "j", "candidate": "v1", "baseline": BASE_VERSION}
+    assert not await use_case.evaluated(EvaluationCompleted.create(correlation_id="c", passed=True, **verdict))
+    failed = EvaluationCompleted.create(correlation_id="c", passed=False, reasons=["bfcl 0.41 < 0.6"], **verdict)
+    assert await use_case.evaluated(failed)
+    assert deployments.rejected == ("v1", "e1", "bfcl 0.41 < 0.6")
+    assert not await use_case.evaluated(failed)  # redelivered
+    with pytest.raises(PermanentError, match="not registered"):
+        await use_case.evaluated(EvaluationCompleted.create(correlation_id="c", passed=False,
+                                                            **(verdict | {"candidate": "ghost"})))
+    assert store.published == []

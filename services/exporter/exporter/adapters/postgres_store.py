@@ -227,3 +227,11 @@ class PostgresExportStore:
             if (event := deployed(move)) is not None:
                 await stage(conn, event)
             return move
+
+    async def reject(self, message_id: str, message_type: str, version: str, *, evaluation_id: str,
+                     reason: str) -> ModelVersion | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(CLAIM_INBOX, message_id, message_type) is None:
+                return None
+            return await registry.reject(conn, version, actor="evaluator", cause="gate", evaluation_id=evaluation_id,
+                                         reason=reason)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from contracts import (
     Contract,
+    EvaluationCompleted,
     ModelDeployed,
     ModelPromoted,
     ModelPromoteRequested,
@@ -87,6 +88,27 @@ class DeployModels:
         return await self._move(cmd, ollama, None, lambda deployed: self.deployments.rollback(
             msg.envelope.message_id, msg.envelope.message_type, actor=cmd.actor, reason=cmd.reason, deployed=deployed,
         ))
+
+    async def evaluated(self, msg: EvaluationCompleted) -> bool:
+        """The gate's verdict: a failed candidate is marked `rejected` (it can never be promoted);
+        a passed one waits for its model.promoted. True when a candidate was rejected."""
+        if msg.passed:
+            return False
+        env = msg.envelope
+        fields = log_fields(message_id=env.message_id, message_type=env.message_type, version=msg.candidate)
+        reason = "; ".join(msg.reasons)[:1000] or "failed the gate"
+        try:
+            rejected = await self.deployments.reject(env.message_id, env.message_type, msg.candidate,
+                                                     evaluation_id=msg.evaluation_id, reason=reason)
+        except RegistryError as exc:
+            raise PermanentError(f"{env.message_type} refused, nothing changed: {exc}") from exc
+        if rejected is None:
+            logger.info("duplicate delivery ignored", extra=fields)
+            return False
+        self.metrics.messages_received.labels(type=env.message_type).inc()
+        logger.info("candidate %s rejected by evaluation %s: %s", msg.candidate, msg.evaluation_id, reason,
+                    extra=fields)
+        return True
 
     # ------------------------------------------------------------------ steps
 
