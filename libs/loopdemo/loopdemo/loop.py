@@ -164,11 +164,12 @@ class ClosedLoop:
         production = _production_of(models)
         b.done("stack", f"runner serves {serving or '?'}" + (f", production {production}" if production else ""))
 
-    async def replay(self, key: str, tasks: Sequence[Task]) -> list[Outcome]:
-        """Every task through the gateway (bounded concurrency), each run judged."""
+    async def replay(self, key: str, tasks: Sequence[Task], concurrency: int = 1) -> list[Outcome]:
+        """Every task through the gateway, each run judged. The held-out replays go one at a time,
+        so their latencies are the model's and not time spent queueing behind each other."""
         b = self.board
-        b.start(key, f"{len(tasks)} tasks, {self.cfg.concurrency} at a time")
-        sem = asyncio.Semaphore(self.cfg.concurrency)
+        b.start(key, f"{len(tasks)} tasks, {concurrency} at a time")
+        sem = asyncio.Semaphore(concurrency)
         results: dict[str, Outcome] = {}
         correct = 0
 
@@ -312,7 +313,7 @@ class ClosedLoop:
                 # replay above is logged before this instant: the runner stamps a run's log entry
                 # before it replies).
                 since = datetime.now(UTC).isoformat()
-                r.traffic = await self.replay("traffic", parts.traffic)
+                r.traffic = await self.replay("traffic", parts.traffic, self.cfg.concurrency)
                 await self.give_feedback(r.traffic)
                 r.request_id = await self.retrain(since)
                 r.tracker = LoopTracker(r.request_id)
