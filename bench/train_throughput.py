@@ -13,10 +13,13 @@ optimizer steps. Each variant runs in its own subprocess (clean peak-memory numb
 - losses: mean of the last 4 step losses, and the eval loss on held-out conversations computed by
   the same function for every variant.
 
-Batches. The baseline takes `--batch` examples per step, padded to the longest. Ours packs
-examples into one row of `--row-tokens` per step (default: the length whose first-fit rows hold,
-on average, as many real tokens as `--batch` examples), so both train on about the same number
-of real tokens per step.
+Batches. By default (`--same-batches`) both sides train on exactly the same examples per step, in
+the same order: the baseline takes `--batch` examples per step from one pre-shuffled list, padded to
+the longest; ours packs the same `--batch` examples into one row (positions reset per example). Loss
+differences then come from the numerics alone, not from which examples each side happened to draw.
+With `--no-same-batches` each side draws its own way: the baseline through `Trainer`'s random sampler,
+ours packing the whole set first-fit into rows of `--row-tokens` (default: the length whose rows
+hold, on average, as many real tokens as `--batch` examples).
 
 Variants: baseline (Trainer, fp32, the CPU default), baseline-bf16 (Trainer with bf16=True, i.e.
 autocast over fp32 weights), ours (recipe defaults: bf16 where the CPU has it), ours-fp32.
@@ -126,6 +129,8 @@ def run_ours(cfg: dict, precision: str) -> dict:
     )
     recipe = LoraRecipe(job, Sink())
     recipe.setup()
+    if cfg.get("same_batches"):
+        _use_baseline_batches(recipe, cfg)
     val = _val_examples(cfg, recipe.tokenizer)
     before = _eval_loss(recipe.causal_lm, val, recipe._autocast)
     recipe.train()
@@ -136,6 +141,32 @@ def run_ours(cfg: dict, precision: str) -> dict:
     return {**clock.summary(step_tokens), "losses": losses, "eval_before": before,
             "eval_after": after, "train_peak_rss_mib": train_peak, "dtype": str(recipe.dtype),
             "examples_per_step": recipe.stats.examples / recipe.stats.rows, "threads": torch.get_num_threads()}
+
+
+def _baseline_order(cfg: dict, tokenizer):
+    """The tokenised training examples in the order the baseline's sequential sampler takes them."""
+    from trainer.training.data import read_jsonl, shuffled, tokenize_records
+
+    records = shuffled(read_jsonl(cfg["train"]), LORA["seed"])
+    examples, _, _ = tokenize_records(records, tokenizer, max_seq_len=4096)
+    return examples
+
+
+def _use_baseline_batches(recipe, cfg: dict) -> None:
+    """--same-batches: step s of ours trains on one packed row holding exactly the `batch` examples
+    of the baseline's step s (positions reset per example), so both see the same data in the same
+    order and any loss difference comes from the numerics, not from which examples were drawn."""
+    from trainer.training.data import Schedule, pack
+
+    class InOrder(Schedule):
+        def epoch_order(self, epoch: int) -> list[int]:
+            return list(range(self.n_rows))
+
+    examples = _baseline_order(cfg, recipe.tokenizer)
+    b = cfg["batch"]
+    groups = [examples[i : i + b] for i in range(0, len(examples), b)]
+    recipe.rows = [pack(g, sum(len(e.input_ids) for e in g))[0] for g in groups]
+    recipe.schedule = InOrder(len(recipe.rows), 1, 1, LORA["seed"])
 
 
 def run_baseline(cfg: dict, bf16: bool) -> dict:
@@ -197,7 +228,16 @@ def run_baseline(cfg: dict, bf16: bool) -> dict:
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
     before = _eval_loss(model.get_base_model(), val, autocast)
     model.train()
-    Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[Clock()]).train()
+    trainer_cls = Trainer
+    if cfg.get("same_batches"):  # the examples are already shuffled; take them in that order
+        from torch.utils.data import SequentialSampler
+
+        class InOrderTrainer(Trainer):
+            def _get_train_sampler(self, train_dataset=None):
+                return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+        trainer_cls = InOrderTrainer
+    trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[Clock()]).train()
     train_peak = _peak_rss_mib()
     after = _eval_loss(model.get_base_model(), val, autocast)
     # batches come in step order (the loader may fetch one ahead: the extra one is cut off)
@@ -302,6 +342,9 @@ def main() -> int:
     parser.add_argument("--val", type=int, default=24, help="held-out conversations for the eval loss")
     parser.add_argument("--bfcl", type=Path, default=DEFAULT_BFCL)
     parser.add_argument("--base", default=None, help="HF checkpoint dir (default: the bundled GGUF, converted)")
+    parser.add_argument("--same-batches", action=argparse.BooleanOptionalAction, default=True,
+                        help="ours trains on exactly the baseline's examples per step, in the same order "
+                             "(default); --no-same-batches: each side draws and packs its own way")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -311,6 +354,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp_dir:
         cfg = prepare(args, Path(tmp_dir))
+        cfg["same_batches"] = args.same_batches
         print(f"config: {json.dumps(cfg)}", flush=True)
         variants = args.variants.split(",")
         runs: dict[str, list[dict]] = {v: [] for v in variants}
