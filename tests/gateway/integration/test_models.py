@@ -98,11 +98,12 @@ async def candidate(conn: asyncpg.Connection, version: str, **metrics: float) ->
 
 
 async def audit_rows(db: AsyncEngine, subject: str) -> list[dict]:
+    """The caller's audit entries of the model routes, oldest first."""
     import sqlalchemy as sa
 
     async with db.connect() as conn:
         rows = await conn.execute(sa.text("SELECT action, outcome, target, details FROM gateway.audit_log "
-                                          "WHERE subject = :s ORDER BY id"), {"s": subject})
+                                          "WHERE subject = :s AND action LIKE 'models.%' ORDER BY id"), {"s": subject})
         return [dict(r._mapping) for r in rows]
 
 
