@@ -74,3 +74,16 @@ def load_suite_item(raw: dict) -> dict:
     from evalkit.suites import normalize_item
 
     return normalize_item(raw, "test")
+
+
+def test_the_command_line_scores_the_bundled_model_and_writes_a_report(tmp_path, capsys):
+    from evalkit.cli import main
+
+    report = tmp_path / "report.json"
+    code = main(["score", "bundled", str(BFCL_DIR / "simple.jsonl"), "--max-items", "1", "--max-tokens", "16",
+                 "--n-ctx", "2048", "--report", str(report)])
+    assert code == 0
+    assert "simple" in capsys.readouterr().out
+    doc = json.loads(report.read_text())
+    assert list(doc["scores"]) == ["simple"] and len(doc["items"]) == 1
+    assert doc["items"][0]["code"] in ast_checker.REASON_CODES
