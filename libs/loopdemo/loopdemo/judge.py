@@ -80,15 +80,20 @@ def check(task: Task, calls: Calls) -> Verdict:
     return Verdict(verdict.ok, "" if verdict.ok else verdict.code, verdict.detail)
 
 
-def feedback_for(task: Task, verdict: Verdict) -> dict[str, Any]:
+def feedback_for(task: Task, verdict: Verdict, response: Response | None = None) -> dict[str, Any]:
     """The body of POST /v1/runs/{id}/feedback a user would send: accept a correct run,
-    otherwise rate it down and give the right call (or, where no tool fits, a plain answer)."""
-    if verdict.correct:
+    otherwise rate it down and give the right call (or, where no tool fits, a plain answer).
+
+    A run the checker passes is still corrected when the model wrote a call the runner
+    rejected: BFCL counts a malformed block on an irrelevance task as "no call", but a user saw
+    a broken tool call (and the log-miner files the run as a failure, teaching nothing)."""
+    if verdict.correct and (response is None or response.invalid == 0):
         return {"rating": 1}
+    reason = verdict.reason or "invalid tool call"
     if task.expect == "no_call":
-        return {"rating": -1, "corrected_answer": NO_TOOL_ANSWER, "comment": f"no tool fits ({verdict.reason})"}
+        return {"rating": -1, "corrected_answer": NO_TOOL_ANSWER, "comment": f"no tool fits ({reason})"}
     calls = [{"name": c["name"], "arguments": c["arguments"]} for c in task.reference_calls()]
-    return {"rating": -1, "corrected_tool_calls": calls, "comment": f"wrong call ({verdict.reason})"}
+    return {"rating": -1, "corrected_tool_calls": calls, "comment": f"wrong call ({reason})"}
 
 
 def describe(calls: Calls) -> str:

@@ -205,7 +205,7 @@ class ClosedLoop:
         counts = {"accepted": 0, "corrected": 0}
 
         async def one(o: Outcome) -> None:
-            body = feedback_for(o.task, o.verdict)
+            body = feedback_for(o.task, o.verdict, o.response)
             async with sem:
                 try:
                     await self.gateway.feedback(o.run_id or "", body)

@@ -90,3 +90,14 @@ def test_a_failed_run_carries_its_reason():
     run = {"status": "failed", "error": {"code": "engine", "reason": "model not loaded"}, "steps": []}
     response = response_of(run)
     assert response.error == "model not loaded" and response.calls == []
+
+
+def test_a_malformed_call_on_an_irrelevance_task_passes_bfcl_but_is_corrected_in_feedback():
+    task = _task("irrelevance")
+    step = {"kind": "tool_call", "tool_call": None, "text": "<tool_call>{oops", "valid": False,
+            "error": "invalid_json: Expecting value"}
+    response = response_of(_run(step, outcome="max_steps"))
+    verdict = check(task, response.calls)
+    assert verdict.correct, "BFCL: a block that does not decode is no call"
+    body = feedback_for(task, verdict, response)
+    assert body["rating"] == -1 and body["corrected_answer"] == NO_TOOL_ANSWER

@@ -78,6 +78,8 @@ def loop(
         training=training_options(max_steps, learning_rate, training), follow_timeout_s=timeout, report_path=report,
     )
     console = Console()
+    if not console.is_terminal:  # piped (make demo | tee, CI): wide lines instead of rich's 80 columns
+        console = Console(width=int(os.environ.get("COLUMNS", "140")))
     try:
         result = run_loop(cfg, console)
     except (TaskFileError, LoopFailedError) as exc:
