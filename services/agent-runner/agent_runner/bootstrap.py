@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 
+from contracts import new_id
 from modelkit.base_model import BUNDLED_MODEL_VERSION, bundled_gguf_path
 from servicekit.app import create_service_app
 from servicekit.artifacts import ArtifactStore
@@ -104,7 +105,9 @@ def build_broker(settings: BrokerSettings, *, instance_id: str = "INSTANCE_ID") 
 
 def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) -> FastAPI:
     setup_logging(SERVICE, settings.log.level, settings.log.json_format)
-    instance = settings.instance_id or f"{SERVICE}-{os.getpid()}"
+    # Unique per process: it names this instance's exclusive deployments queue (a pid alone
+    # repeats across containers).
+    instance = settings.instance_id or f"{SERVICE}-{new_id()[:12]}"
     artifacts = artifact_store(settings.s3)
     rt = standard_runtime(SERVICE, settings, lambda b: build_broker(b, instance_id=instance), artifacts=artifacts)
     # The per-instance deployments queue dead-letters into one shared, durable DLQ.
