@@ -311,6 +311,30 @@ async def test_a_reachable_threshold_promotes_the_smallest_quant_with_production
     assert len(rows(db, "SELECT 1 FROM evaluator.evaluations WHERE message_id = %s", msg.envelope.message_id)) == 1
 
 
+async def test_an_evaluator_killed_mid_evaluation_is_replaced_and_the_verdict_published_once(
+    evaluator: ServiceProcess, events: Events, db: psycopg.Connection, candidate: Candidate,
+) -> None:
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    msg = export_message(candidate, job_id, "Q4_K_M")
+    await events.publish(msg)
+
+    def scoring() -> bool:
+        current = httpx.get(evaluator.url + "/health/detailed", timeout=5).json().get("current_evaluation")
+        return bool(current and current["phase"] == "candidate" and current["items_done"] >= 1)
+
+    await eventually(scoring, 300, "the candidate being scored")
+    evaluator.kill()  # SIGKILL: no goodbye, the lease stays until it expires
+    evaluator.start()  # a new process, a new lease identity: it takes over once the lease expires
+    (verdict,) = await eventually(lambda: events.of("evaluation.completed.v1", job_id), 600, "evaluation.completed")
+    assert verdict["passed"] is True
+    (row,) = rows(db, "SELECT attempts, status FROM evaluator.evaluations WHERE message_id = %s",
+                  msg.envelope.message_id)
+    assert row == {"attempts": 2, "status": "completed"}
+    await eventually(lambda: events.of("model.promoted.v1", job_id), 30, "model.promoted")
+    assert len(events.of("evaluation.completed.v1", job_id)) == 1
+    assert len(events.of("model.promoted.v1", job_id)) == 1
+
+
 async def test_a_candidate_file_with_another_checksum_is_not_evaluated(
     evaluator: ServiceProcess, events: Events, candidate: Candidate,
 ) -> None:
