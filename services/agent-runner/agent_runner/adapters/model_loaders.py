@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,12 @@ class LlamaParams:
 
 
 class GgufFiles:
-    """A deployed GGUF as a local file: downloaded once per sha256 into `cache_dir`, verified."""
+    """A deployed GGUF as a local file: downloaded once per sha256 into `cache_dir`, verified.
+
+    Replicas on one host may share the cache (a volume): an exclusive file lock per sha256
+    makes the second wait for the first's download and then use it, instead of both writing
+    the same temporary file.
+    """
 
     def __init__(self, store: ArtifactStore, cache_dir: Path) -> None:
         self.store = store
@@ -40,9 +46,17 @@ class GgufFiles:
     async def local_path(self, model: DesiredModel) -> Path:
         file = ModelFile(quantization=None, uri=model.gguf_uri, sha256=model.sha256, size_bytes=0, kind="gguf")
         try:
-            return await asyncio.to_thread(local_gguf_path, file, self.cache_dir, self.store)
-        except ModelFileError as exc:
-            raise ModelLoadError(str(exc)) from exc
+            return await asyncio.to_thread(self._locked, file)
+        except (ModelFileError, OSError) as exc:
+            raise ModelLoadError(f"{model.gguf_uri}: {exc}" if model.gguf_uri not in str(exc) else str(exc)) from exc
+
+    def _locked(self, file: ModelFile) -> Path:
+        if file.uri == BUNDLED_URI:
+            return local_gguf_path(file, self.cache_dir, self.store)  # the package verifies it
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.cache_dir / f".{file.sha256 or 'unchecked'}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            return local_gguf_path(file, self.cache_dir, self.store)
 
 
 class LlamaCppLoader:
