@@ -257,7 +257,7 @@ class RunExportJob:
                 else:
                     state.enter(event.name)
                 logger.info("export job %s: %s %s", job.job_id, event.name,
-                            f"done in {event.seconds:.1f}s" if event.done and event.seconds is not None else "",
+                            f"done in {event.seconds:.1f}s" if event.done and event.seconds is not None else "started",
                             extra=log_fields(job_id=job.job_id, version=job.version, stage=event.name, **event.info))
             elif isinstance(event, ExportOutput | Failed):
                 result = event
