@@ -150,3 +150,18 @@ async def test_a_training_job_whose_adapter_is_gone_fails_with_export_failed(
     (failed,) = await eventually(lambda: bus.of("export.failed.v1", job_id=job_id), 60, "export.failed")
     assert "nothing stored under" in failed["reason"]
     assert await reg.get_version(registry_conn, f"gemma3-270m-{job_id[:8]}") is None
+
+
+async def test_a_training_completed_without_an_s3_adapter_is_dead_lettered(
+    bus: Bus, exporter: ServiceProcess, registry_conn: asyncpg.Connection
+) -> None:
+    msg = TrainingCompleted.create(correlation_id=new_id(), job_id=new_id(), dataset_id="ds", base_model="bundled",
+                                   adapter_uri="/home/someone/adapter")
+    await bus.publish(msg)
+    dead = await eventually(lambda: bus.dead_letters("exporter.training.completed.v1"), 30, "the message in the DLQ")
+    assert [d["job_id"] for d in dead] == [msg.job_id]
+    await eventually(lambda: msg.envelope.message_id in exporter.log_text(), 10, "the dead-letter log line")
+    line = next(x for x in exporter.log_text().splitlines() if msg.envelope.message_id in x and "dead-letter" in x)
+    assert "is not an s3:// URI" in line
+    count = await registry_conn.fetchval("SELECT count(*) FROM exporter.export_jobs WHERE job_id = $1", msg.job_id)
+    assert count == 0
