@@ -165,3 +165,25 @@ async def test_a_training_completed_without_an_s3_adapter_is_dead_lettered(
     assert "is not an s3:// URI" in line
     count = await registry_conn.fetchval("SELECT count(*) FROM exporter.export_jobs WHERE job_id = $1", msg.job_id)
     assert count == 0
+
+
+async def test_a_job_whose_owner_died_is_taken_over_when_its_lease_expires(
+    bus: Bus, registry_conn: asyncpg.Connection, exporter_env: ExporterEnv
+) -> None:
+    """A row as a crashed instance leaves it: running, leased to a dead owner, lease expired. The
+    running service claims it and carries it to an outcome (here: the adapter is gone → failed)."""
+    job_id = new_id()
+    msg = TrainingCompleted.create(correlation_id=new_id(), job_id=job_id, dataset_id="ds", base_model="bundled",
+                                   adapter_uri=f"s3://{exporter_env.bucket}/training/{job_id}/adapter/")
+    await registry_conn.execute(
+        """INSERT INTO exporter.export_jobs (job_id, version, message_id, correlation_id, status, request, attempts,
+                                             lease_owner, lease_expires_at, started_at)
+           VALUES ($1, $2, $3, $4, 'running', $5::jsonb, 1, 'exporter-dead:0000', now() - interval '1 second',
+                   now() - interval '1 minute')""",
+        job_id, f"gemma3-270m-{job_id[:8]}", msg.envelope.message_id, msg.envelope.correlation_id,
+        msg.model_dump_json(),
+    )
+    (failed,) = await eventually(lambda: bus.of("export.failed.v1", job_id=job_id), 60, "the taken-over job's outcome")
+    assert "nothing stored under" in failed["reason"]
+    row = await registry_conn.fetchrow("SELECT status, lease_owner FROM exporter.export_jobs WHERE job_id = $1", job_id)
+    assert row["status"] == "failed" and row["lease_owner"] is None

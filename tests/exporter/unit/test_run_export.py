@@ -157,3 +157,13 @@ async def test_a_re_run_after_a_takeover_exports_to_the_same_version(tmp_path: P
         keys.append(sorted(f.uri for c in store.registered.values() for f in c.files))
         assert json.loads(store.published[0].model_dump_json())["model_version"] == version_name("bundled", JOB)
     assert keys[0] == keys[1]
+
+
+async def test_a_missing_or_malformed_dataset_is_noted_in_the_lineage_not_fatal() -> None:
+    artifacts = FakeArtifacts()
+    lineage = await LineageReader(artifacts).lineage(_request())
+    assert lineage["source_run_ids"] == [] and "no dataset manifest" in lineage["note"]
+    artifacts.put_json("datasets/ds-1/v1/manifest.json", {"version": 1, "files": "not a dict"})
+    lineage = await LineageReader(artifacts).lineage(_request())
+    assert lineage["source_run_ids"] == [] and "malformed" in lineage["note"]
+    assert lineage["dataset_manifest_uri"] == "s3://bucket/datasets/ds-1/v1/manifest.json"
