@@ -9,11 +9,13 @@ moves the aliases and deploys. `wait_for_production` polls the read model until 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
 from contracts import Contract, ModelPromoteRequested, ModelRollbackRequested, deterministic_id, new_id
 from modelregistry import ModelVersion
+from servicekit.logs import log_fields
 
 from ..domain import (
     AuditEntry,
@@ -25,6 +27,8 @@ from ..domain import (
     promotion_refusal,
 )
 from ..ports import AuditLog, ModelRegistry, OpsStore, Publisher
+
+logger = logging.getLogger("gateway.models")
 
 
 @dataclass(frozen=True)
@@ -123,9 +127,12 @@ class ModelService:
                            client_ip=client_ip, details=details)
         await self.store.request(entry, msg)  # audit row + outbox row, one transaction
         await self.publisher.publish_now(msg)
+        logger.info("%s of %s requested by %s (request %s)", action, target, who.subject, details["request_id"],
+                    extra=log_fields(request_id=details["request_id"], model_version=target))
 
     async def _refused(self, who: Identity, action: str, target: str | None, client_ip: str | None, details: dict,
                        reason: str) -> None:
+        logger.info("%s by %s refused: %s", action, who.subject, reason)
         await self.audit.record(
             AuditEntry(subject=who.subject, role=who.role.label, action=action, outcome="error", target=target,
                        client_ip=client_ip, details={**details, "refused": reason})
