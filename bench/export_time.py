@@ -23,7 +23,7 @@ from pathlib import Path
 TARGET_SECONDS = 30.0
 
 
-def build_adapter(hf_dir: Path, out: Path, *, std: float = 0.05, seed: int = 1234) -> Path:
+def build_adapter(hf_dir: Path, out: Path, *, std: float = 0.02, seed: int = 1234) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
