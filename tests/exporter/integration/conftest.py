@@ -57,7 +57,9 @@ def exporter_env(infra: IsolatedEnv, session_tmp: Path) -> Iterator[ExporterEnv]
         env = {**infra.env, "BROKER__URL": broker_url, "DATABASE__URL": database_url, "S3__BUCKET": bucket,
                "EXPORT__WORK_DIR": str(session_tmp / f"exporter-work-{suffix}"),
                "EXPORT__POLL_INTERVAL_S": "1", "EXPORT__LEASE_TTL_S": "20", "EXPORT__HEARTBEAT_S": "2",
-               "EXPORT__RETRY_DELAY_S": "1", "BROKER__DELIVERY_LIMIT": "3"}
+               "EXPORT__RETRY_DELAY_S": "1", "BROKER__DELIVERY_LIMIT": "3",
+               # A shorter ladder and parity run keep the slow test's CPU down (the defaults are 3 quants, 16 tokens).
+               "EXPORT__QUANTS": '["Q4_K_M", "Q8_0"]', "EXPORT__PARITY_TOKENS": "8"}
         yield ExporterEnv(env, broker_url, asyncpg_dsn(database_url), bucket)
     finally:
         delete_vhost(vhost)
