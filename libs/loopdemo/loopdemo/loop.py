@@ -275,6 +275,9 @@ class ClosedLoop:
                 b.fail(step.stage, step.text)
             elif step.done:
                 b.done(step.stage, step.text)
+                following = FOLLOW_STAGES.index(step.stage) + 1
+                if following < len(FOLLOW_STAGES):  # the next stage's clock starts now
+                    b.start(FOLLOW_STAGES[following], "waiting for " + _waiting_for(tracker))
             else:
                 b.update(step.stage, step.text, log=step.stage != "training" or _milestone(tracker))
         if tracker.failure:

@@ -189,3 +189,32 @@ def test_a_gateway_that_is_not_ready_stops_the_loop_before_any_run():
     result = asyncio.run(_loop(world, FakeProbes(world, ready=503)).run(PARTS))
     assert not result.ok and "not ready (503)" in result.reason
     assert world.runs == []
+
+
+class SteppingClock:
+    """A clock that moves one tick per reading and ten per event delivered (work takes time)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+def test_each_followed_stage_is_timed_from_the_end_of_the_one_before():
+    world = FakeWorld()
+    loop = _loop(world)
+    clock = SteppingClock()
+    loop.board.clock = clock
+    deliver = loop.feed.next
+
+    async def slow_next(timeout: float) -> Any:
+        clock.now += 10
+        return await deliver(timeout)
+
+    loop.feed.next = slow_next
+    asyncio.run(loop.run(PARTS))
+    for earlier, later in (("training", "export"), ("export", "evaluation"), ("evaluation", "promotion")):
+        gap = loop.board[later].started - loop.board[earlier].ended
+        assert 0 < gap < 10, f"{later} must start when {earlier} ends, not when its own first event comes"
