@@ -35,7 +35,7 @@ from .tasks import Split, Task, load_tasks, split
 # Training suited to a short CPU run: a high learning rate teaches the call format in a few
 # dozen steps; one packed row per step keeps a step to seconds on 2 cores.
 DEMO_TRAINING: dict[str, Any] = {
-    "max_steps": 24, "learning_rate": 1e-3, "lr_schedule": "constant", "warmup_steps": 2, "batch_size": 1,
+    "max_steps": 28, "learning_rate": 1e-3, "lr_schedule": "constant", "warmup_steps": 2, "batch_size": 1,
     "max_seq_len": 1024, "rank": 16, "alpha": 32, "checkpoint_every": 1000,
 }
 

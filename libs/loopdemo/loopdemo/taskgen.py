@@ -22,8 +22,8 @@ from .tasks import DEMO_TASKS, HELDOUT_TASKS, Task, data_path, split
 from .tools import FUNCTIONS, TOOL_NAMES
 
 SEED = 20261124
-PER_TOOL = {"simple": 8, "multiple": 8}
-IRRELEVANT = 16
+PER_TOOL = {"simple": 6, "multiple": 6}
+IRRELEVANT = 12
 
 UNIT_NAMES = {
     "km": "kilometers", "mi": "miles", "m": "meters", "ft": "feet", "kg": "kilograms", "lb": "pounds",

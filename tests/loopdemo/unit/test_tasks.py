@@ -33,7 +33,7 @@ def test_shipped_files_are_what_the_generator_writes(tmp_path):
 
 def test_demo_set_has_each_category_and_every_tool():
     tasks = load_tasks()
-    assert Counter(t.category for t in tasks) == {"simple": 32, "multiple": 32, "irrelevance": 16}
+    assert Counter(t.category for t in tasks) == {"simple": 24, "multiple": 24, "irrelevance": 12}
     called = Counter(next(iter(t.ground_truth[0])) for t in tasks if t.ground_truth)
     assert set(called) == set(TOOL_NAMES)
     assert len({t.messages()[0]["content"] for t in tasks}) == len(tasks), "no question twice"
@@ -55,7 +55,7 @@ def test_split_is_deterministic_disjoint_and_stratified():
     assert not {t.id for t in first.traffic} & {t.id for t in first.heldout}
     assert len(first.traffic) + len(first.heldout) == len(tasks)
     share = Counter(t.category for t in first.heldout)
-    assert share == {"simple": 11, "multiple": 11, "irrelevance": 5}
+    assert share == {"simple": 8, "multiple": 8, "irrelevance": 4}
 
 
 def test_a_limited_split_keeps_categories_in_proportion():

@@ -58,7 +58,7 @@ def loop(
     heldout: Annotated[int | None, typer.Option(min=1, help="held-out tasks at most (default: all)")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="runs in flight at once")] = 2,
     max_tokens: Annotated[int, typer.Option(min=8, max=1024, help="tokens per model turn")] = 64,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="training steps (default 24)")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="training steps (default 28)")] = None,
     learning_rate: Annotated[float | None, typer.Option(min=0.0, help="LoRA learning rate (default 1e-3)")] = None,
     training: Annotated[str | None, typer.Option(help='more LoRA options as JSON, e.g. \'{"rank": 8}\'')] = None,
     timeout: Annotated[float, typer.Option(min=60, help="seconds the loop may take after the retrain")] = 2700,
