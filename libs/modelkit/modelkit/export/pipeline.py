@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from ..llama import load_llama, usable_cores
+from ..llama import load_llama
 from . import gguf_io
 from .modelfile import modelfile_text
 from .parity import ParityError, check_f16_parity, check_quant, default_parity_prompts
@@ -141,9 +141,10 @@ def export_adapter(
 
         with stage("parity"):
             max_prompt = max(len(tokenizer(p)["input_ids"]) for p in prompts)
-            llm = load_llama(
-                f16, n_ctx=max(512, max_prompt + parity_tokens + 8), n_threads=usable_cores()
-            )
+            n_ctx = max(512, max_prompt + parity_tokens + 8)
+            # Default threads (cores - 1): with every core, ggml's barrier spin-waits make decoding
+            # crawl as soon as another process wants a core (the machines are shared).
+            llm = load_llama(f16, n_ctx=n_ctx)
             try:
                 parity = check_f16_parity(model, tokenizer, llm, prompts, parity_tokens)
             finally:
@@ -166,7 +167,9 @@ def export_adapter(
             picks = list(range(0, len(prompts), max(1, len(prompts) // QUANT_CHECK_PROMPTS)))
             reference = [parity["per_prompt"][i]["tokens"] for i in picks]
             parity["quant_loads"] = {
-                quant: check_quant(path, [prompts[i] for i in picks], parity_tokens, reference)
+                quant: check_quant(
+                    path, [prompts[i] for i in picks], parity_tokens, reference, n_ctx=n_ctx
+                )
                 for quant, path in quant_paths.items()
             }
 
