@@ -180,7 +180,8 @@ def gguf_tensor_items(
             data = data + shift
         array = data.numpy()
         if array.ndim > 1:
-            array = array.astype(np.float16)
+            with np.errstate(over="ignore"):  # checked right below, with the tensor's name
+                array = array.astype(np.float16)
             if not np.isfinite(array).all():
                 raise GGUFConversionError(f"{hf_name} overflows float16")
         yield name, np.ascontiguousarray(array)
