@@ -64,7 +64,15 @@ def run_once(hf_dir: Path, adapter: Path, base_gguf: Path, quants: tuple[str, ..
         "sizes_mib": {k: round(v / 2**20, 1) for k, v in sizes.items()},
         "parity": {
             k: result.parity[k]
-            for k in ("prompts", "tokens_compared", "max_abs_logit_diff", "min_top2_margin")
+            for k in (
+                "prompts",
+                "tokens_compared",
+                "max_abs_logit_diff",
+                "min_top2_margin",
+                "closest_call",
+                "llama_seconds",
+                "hf_seconds",
+            )
         },
     }
 
