@@ -122,18 +122,18 @@ def greedy_steps(
 ) -> Iterator[tuple[int, Any]]:
     """Greedy decoding (argmax, first index on exact ties) yielding (token, logits it came from).
 
-    Stops after `max_tokens` tokens or after yielding a stop token (included). The context is
-    reset first, so calls are independent of each other.
+    Stops after `max_tokens` tokens (fewer if the context fills up) or after yielding a stop token
+    (included). ValueError when the prompt alone fills the context. The context is reset first, so
+    calls are independent of each other.
     """
     import numpy as np
 
     if not prompt_tokens:
         raise ValueError("greedy decoding needs at least one prompt token")
-    if len(prompt_tokens) + max_tokens > llm.n_ctx():
-        raise ValueError(
-            f"prompt ({len(prompt_tokens)} tokens) + {max_tokens} new tokens exceed the context "
-            f"of {llm.n_ctx()}"
-        )
+    room = llm.n_ctx() - len(prompt_tokens)
+    if room <= 0:
+        raise ValueError(f"prompt is {len(prompt_tokens)} tokens; the context holds {llm.n_ctx()}")
+    max_tokens = min(max_tokens, room)
     stops = stop_token_ids(llm) if stop_ids is None else frozenset(stop_ids)
     llm.reset()
     llm.eval(list(prompt_tokens))
