@@ -177,7 +177,9 @@ class LoopTracker:
 
 def _evaluation_text(msg: EvaluationCompleted) -> str:
     def scores(items: list[Any]) -> str:
-        return ", ".join(f"{s.suite} {s.score * 100:.0f}%" for s in items) or "–"
+        # latency suites score seconds (p95), the others a share
+        return ", ".join(f"{s.suite} {s.score:.2f} s" if "latency" in s.suite else f"{s.suite} {s.score * 100:.0f}%"
+                         for s in items) or "–"
 
     verdict = "passed" if msg.passed else "failed"
     quant = f" on {msg.quantization}" if msg.quantization else ""
