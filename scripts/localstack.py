@@ -15,6 +15,7 @@ runs is left alone. Everything it writes lives under `.run/` (git-ignored).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -64,10 +65,19 @@ SERVICES = (
 # evaluator gates on the demo's held-out tasks with answers as short as the demo's runs, and the
 # log-miner's own retrain policy stays off so the demo's retrain is the only training run.
 DEMO_SUITES = ROOT / "libs" / "loopdemo" / "loopdemo" / "data" / "suites"
-DEMO_ENV: dict[str, dict[str, str]] = {
-    "evaluator": {"EVAL__SUITES": str(DEMO_SUITES), "EVAL__MAX_TOKENS": "64"},
-    "log-miner": {"POLICY__ENABLED": "false"},
-}
+
+
+def demo_env() -> dict[str, dict[str, str]]:
+    # The evaluator reads its suites at start-up: the digest of the demo's data (unused by the
+    # service) makes a changed task set count as other settings, so `demo` restarts it.
+    digest = hashlib.sha256()
+    for path in sorted(DEMO_SUITES.parent.rglob("*.jsonl")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return {
+        "evaluator": {"EVAL__SUITES": str(DEMO_SUITES), "EVAL__MAX_TOKENS": "64",
+                      "AGENTLOOP_DEMO_DATA_SHA256": digest.hexdigest()[:16]},
+        "log-miner": {"POLICY__ENABLED": "false"},
+    }
 
 
 class StackError(Exception):
@@ -436,7 +446,7 @@ def up(profile: dict[str, dict[str, str]] | None = None) -> None:
 
 def demo(loop_args: list[str]) -> int:
     """The stack with the demo's settings, then the closed loop once (`agentloop loop`)."""
-    up(DEMO_ENV)
+    up(demo_env())
     say("running the closed loop: .venv/bin/agentloop loop " + " ".join(loop_args))
     return subprocess.run([str(BIN / "agentloop"), "loop", *loop_args], cwd=ROOT).returncode
 
