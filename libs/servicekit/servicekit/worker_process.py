@@ -3,8 +3,9 @@
 `python -m <module> --config job.json`, optionally under `nice`. Its stdout is read
 asynchronously, so the event loop keeps serving HTTP, heartbeating leases and the AMQP
 connection; its stderr (library logs, tracebacks) goes to a file. The child stays in the
-service's process group: stopping the group stops the work with it. (The trainer's recipe
-process follows the same protocol with its own copy of this code.)
+service's process group: stopping the group stops the work with it; if only the service dies,
+the child's next event write fails (EPIPE) and ends it. The trainer's recipe and the exporter's
+export run this way.
 """
 
 from __future__ import annotations

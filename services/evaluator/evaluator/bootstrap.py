@@ -26,7 +26,7 @@ from .adapters.postgres_store import PostgresEvaluationStore
 from .adapters.registry_models import RegistryModelFiles
 from .adapters.s3_files import S3Datasets, S3Reports
 from .metrics import EvaluatorMetrics
-from .service import AcceptExport, EvalPolicy, EvaluationScheduler, RunEvaluation
+from .service import AcceptExport, EvalPolicy, RunEvaluation, evaluation_scheduler
 from .settings import EvaluatorSettings
 
 
@@ -60,8 +60,8 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
                                          log_every=e.log_every),
         metrics, suites, policy,
     )
-    scheduler = EvaluationScheduler(store, run, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
-                                    poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
+    scheduler = evaluation_scheduler(store, run, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
+                                      poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
     rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))
     rt.background += [outbox.run_relay, scheduler.run, scheduler.run_gauges]
     rt.details = lambda: {

@@ -26,7 +26,7 @@ from .adapters.postgres_store import PostgresExportStore
 from .adapters.s3_artifacts import S3Artifacts
 from .metrics import ExporterMetrics
 from .ports import ModelServer
-from .service import AcceptExport, DeployModels, ExportPolicy, ExportScheduler, LineageReader, RunExportJob
+from .service import AcceptExport, DeployModels, ExportPolicy, LineageReader, RunExportJob, export_scheduler
 from .settings import ExporterSettings, OllamaSettings, cache_root
 
 logger = logging.getLogger("exporter.bootstrap")
@@ -70,8 +70,8 @@ def build_app(settings: ExporterSettings) -> FastAPI:
     )
     run_job = RunExportJob(store, artifacts, WorkerLauncher("exporter.export.run", python=e.python, nice=e.nice),
                            LineageReader(artifacts), metrics, policy)
-    scheduler = ExportScheduler(store, run_job, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
-                                poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
+    scheduler = export_scheduler(store, run_job, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
+                                  poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
     server = model_server(settings.ollama)
     deploy = DeployModels(store, store, artifacts, metrics, server=server)
     rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))

@@ -18,6 +18,7 @@ from servicekit.messaging import make_broker
 from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
+from servicekit.worker_process import WorkerLauncher
 
 from . import SERVICE, handlers
 from .adapters import tables
@@ -25,9 +26,8 @@ from .adapters.base_models import BundledModel, ChainResolver, LocalPath
 from .adapters.postgres_jobs import PostgresJobStore
 from .adapters.rabbit_progress import RabbitProgressPublisher
 from .adapters.s3_artifacts import S3Artifacts
-from .adapters.subprocess_launcher import SubprocessLauncher
 from .metrics import TrainerMetrics
-from .service import AcceptTraining, JobPolicy, RunTrainingJob, TrainingScheduler
+from .service import AcceptTraining, JobPolicy, RunTrainingJob, training_scheduler
 from .settings import TrainerSettings
 
 
@@ -54,12 +54,12 @@ def build_app(settings: TrainerSettings) -> FastAPI:
         keep_checkpoints=t.keep_checkpoints, num_threads=t.num_threads, model_cache_dir=t.model_cache_dir,
     )
     run_job = RunTrainingJob(
-        store, S3Artifacts(store_s3), SubprocessLauncher(python=t.python, nice=t.nice),
+        store, S3Artifacts(store_s3), WorkerLauncher("trainer.training.run", python=t.python, nice=t.nice),
         ChainResolver([BundledModel(bundled_gguf_path), LocalPath()]), RabbitProgressPublisher(rt.broker),
         metrics, policy,
     )
-    scheduler = TrainingScheduler(store, run_job, metrics, owner=owner, lease_ttl_s=t.lease_ttl_s,
-                                  poll_interval_s=t.poll_interval_s, retry_delay_s=t.retry_delay_s)
+    scheduler = training_scheduler(store, run_job, metrics, owner=owner, lease_ttl_s=t.lease_ttl_s,
+                                   poll_interval_s=t.poll_interval_s, retry_delay_s=t.retry_delay_s)
     rt.broker.context.set_global(handlers.ACCEPT_TRAINING_KEY, AcceptTraining(store, metrics, scheduler.poke))
     rt.background += [outbox.run_relay, scheduler.run, scheduler.run_gauges]
     rt.details = lambda: {

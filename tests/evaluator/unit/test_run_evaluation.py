@@ -9,7 +9,7 @@ from contracts import EvaluationCompleted, ExportCompleted, ExportedFile, ModelP
 from evalkit.suites import Suite
 from evaluator.domain import ProductionUnavailableError, evaluation_id_for, suite_keys
 from evaluator.metrics import EvaluatorMetrics
-from evaluator.service import AcceptExport, EvalPolicy, EvaluationScheduler, RunEvaluation
+from evaluator.service import AcceptExport, EvalPolicy, RunEvaluation, evaluation_scheduler
 from modelkit.chat_format import format_tool_calls
 from prometheus_client import CollectorRegistry
 from servicekit.messaging import PermanentError
@@ -62,8 +62,8 @@ class World:
                             tolerance=0.0, latency_tolerance=1.0)
         self.run = RunEvaluation(self.store, self.models, self.datasets, self.reports, self.scorer, self.metrics,
                                  SUITES, policy)
-        self.scheduler = EvaluationScheduler(self.store, self.run, self.metrics, owner="me", lease_ttl_s=60,
-                                             poll_interval_s=1, retry_delay_s=0)
+        self.scheduler = evaluation_scheduler(self.store, self.run, self.metrics, owner="me", lease_ttl_s=60,
+                                              poll_interval_s=1, retry_delay_s=0)
         self.accept = AcceptExport(self.store, self.metrics, self.scheduler.poke)
 
     async def evaluate(self, msg: ExportCompleted) -> str | None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from modelkit.base_model import BUNDLED_MODEL_VERSION
+from servicekit.worker_process import WorkerLauncher
 from trainer.adapters.base_models import BundledModel, ChainResolver, LocalPath
-from trainer.adapters.subprocess_launcher import SubprocessLauncher
 from trainer.domain import UnknownBaseModelError
 
 
@@ -46,7 +46,7 @@ async def test_anything_else_is_an_unknown_base_model(resolver: ChainResolver, n
 async def test_the_recipe_process_reports_a_bad_job_file_as_a_failed_line_and_exit_1(tmp_path: Path) -> None:
     config = tmp_path / "job.json"
     config.write_text(json.dumps({"unexpected": True}))
-    launcher = SubprocessLauncher(python=sys.executable, nice=5)
+    launcher = WorkerLauncher("trainer.training.run", python=sys.executable, nice=5)
     assert launcher.command(config)[:3][1:] == ["-n", "5"]
 
     proc = await launcher.start(config, tmp_path / "train.log")

@@ -10,8 +10,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from contracts import TrainingRequested
+from servicekit.jobs import JobScheduler
+from trainer.domain import Job
 from trainer.metrics import TrainerMetrics
-from trainer.service import AcceptTraining, JobPolicy, RunTrainingJob, TrainingScheduler
+from trainer.service import AcceptTraining, JobPolicy, RunTrainingJob, training_scheduler
 from tests.trainer.service.fakes import (
     Clock,
     FakeArtifacts,
@@ -33,7 +35,7 @@ class Instance:
     registry: CollectorRegistry
     metrics: TrainerMetrics
     run_job: RunTrainingJob
-    scheduler: TrainingScheduler
+    scheduler: JobScheduler[Job]
     work_dir: Path
 
     def metric(self, name: str, **labels: str) -> float | None:
@@ -58,8 +60,8 @@ class World:
                            progress_interval_s=progress_interval_s)
         run_job = RunTrainingJob(self.store, self.artifacts, launcher, resolver or FakeResolver(), progress, metrics,
                                  policy, clock=lambda: self.clock.now)
-        scheduler = TrainingScheduler(self.store, run_job, metrics, owner=owner, lease_ttl_s=lease_ttl_s,
-                                      poll_interval_s=0.01, retry_delay_s=retry_delay_s)
+        scheduler = training_scheduler(self.store, run_job, metrics, owner=owner, lease_ttl_s=lease_ttl_s,
+                                       poll_interval_s=0.01, retry_delay_s=retry_delay_s)
         return Instance(owner, launcher, progress, registry, metrics, run_job, scheduler, work_dir)
 
     def request(self, *, job_id: str | None = None, base_model: str = "bundled", with_data: bool = True,

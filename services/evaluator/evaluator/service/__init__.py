@@ -2,6 +2,6 @@
 
 from .accept import AcceptExport
 from .run_evaluation import EvalPolicy, RunEvaluation
-from .scheduler import EvaluationScheduler
+from .scheduler import evaluation_scheduler
 
-__all__ = ["AcceptExport", "EvalPolicy", "EvaluationScheduler", "RunEvaluation"]
+__all__ = ["AcceptExport", "EvalPolicy", "evaluation_scheduler", "RunEvaluation"]

@@ -34,6 +34,7 @@ from contracts import EvaluationCompleted, ExportedFile, ModelPromoted, SuiteSco
 from evalkit.gate import GateResult, decide, policy_for
 from evalkit.scoring import Evaluation, EvaluationCancelledError, ItemResult, Progress, SuiteResult
 from evalkit.suites import REGRESSION, Suite, regression_items
+from servicekit.lease import LeaseKeeper, run_under_lease
 from servicekit.logs import correlation_id, log_fields
 
 from ..domain import (
@@ -136,60 +137,26 @@ class RunEvaluation:
         state = EvalState(job.evaluation_id, job.export.model_version, attempt=job.attempts)
         self.current = state
         stop = threading.Event()  # tells the scoring thread to stop after the current item
-        lost = asyncio.Event()
-        heartbeat = asyncio.create_task(self._heartbeat(job, state, lost), name=f"lease-{job.evaluation_id}")
-        lost_wait = asyncio.create_task(lost.wait())
-        attempt = asyncio.create_task(self._attempt(job, state, stop), name=f"eval-{job.evaluation_id}")
+        keeper = LeaseKeeper(
+            lambda: self.store.heartbeat(job.evaluation_id, p.owner, p.lease_ttl_s, state.describe()),
+            what=f"evaluation {job.evaluation_id}", ttl_s=p.lease_ttl_s, interval_s=p.heartbeat_s,
+            active=lambda: not state.settled, clock=self.clock,
+        )
         outcome = "error"
         self.metrics.running.set(1)
         try:
-            done, _ = await asyncio.wait({attempt, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if attempt in done or state.settled:
-                outcome = await attempt
-            else:
-                state.lease_lost = True
-                stop.set()
-                attempt.cancel()
-                await asyncio.gather(attempt, return_exceptions=True)
-                outcome = "lost_lease"
+            outcome = await run_under_lease(self._attempt(job, state, stop), keeper, state, job_id=job.evaluation_id,
+                                            kind="eval", stop=stop.set)
         except asyncio.CancelledError:
             outcome = "stopped"
-            stop.set()
-            attempt.cancel()
-            await asyncio.gather(attempt, return_exceptions=True)
             raise
         finally:
-            for task in (heartbeat, lost_wait):
-                task.cancel()
-            await asyncio.gather(heartbeat, lost_wait, return_exceptions=True)
             self.current = None
             self.metrics.running.set(0)
             logger.info("evaluation %s attempt %d ended: %s", job.evaluation_id, state.attempt, outcome,
                         extra=log_fields(evaluation_id=job.evaluation_id, outcome=outcome))
             correlation_id.reset(token)
         return outcome
-
-    async def _heartbeat(self, job: EvaluationJob, state: EvalState, lost: asyncio.Event) -> None:
-        p = self.policy
-        last_ok = self.clock()
-        while True:
-            await asyncio.sleep(p.heartbeat_s)
-            if state.settled:
-                return
-            try:
-                held = await self.store.heartbeat(job.evaluation_id, p.owner, p.lease_ttl_s, state.describe())
-            except Exception:  # a database hiccup: keep trying until the lease would have expired
-                logger.warning("heartbeat of evaluation %s failed", job.evaluation_id, exc_info=True)
-                if self.clock() - last_ok < p.lease_ttl_s:
-                    continue
-                held = False
-            if not held and state.settled:
-                return
-            if not held:
-                logger.warning("lease on evaluation %s lost", job.evaluation_id)
-                lost.set()
-                return
-            last_ok = self.clock()
 
     # ------------------------------------------------------------------ one attempt
 

@@ -4,6 +4,6 @@ from .accept import AcceptExport
 from .deploy import DeployModels
 from .lineage import LineageReader
 from .run_export import ExportPolicy, RunExportJob
-from .scheduler import ExportScheduler
+from .scheduler import export_scheduler
 
-__all__ = ["AcceptExport", "DeployModels", "ExportPolicy", "ExportScheduler", "LineageReader", "RunExportJob"]
+__all__ = ["AcceptExport", "DeployModels", "ExportPolicy", "export_scheduler", "LineageReader", "RunExportJob"]

@@ -29,7 +29,7 @@ from typing import Any
 
 from contracts import ExportCompleted, ExportedFile, ExportFailed, deterministic_id, utcnow
 from modelregistry import ModelFile, RegistryError
-from servicekit.lease import LeaseKeeper
+from servicekit.lease import LeaseKeeper, run_under_lease
 from servicekit.logs import correlation_id, log_fields
 
 from ..domain import (
@@ -128,28 +128,13 @@ class RunExportJob:
             what=f"export job {job.job_id}", ttl_s=p.lease_ttl_s, interval_s=p.heartbeat_s,
             active=lambda: not state.settled,
         )
-        heartbeat = asyncio.create_task(keeper.run(), name=f"lease-{job.job_id}")
-        lost = asyncio.create_task(keeper.lost.wait())
-        attempt = asyncio.create_task(self._attempt(job, state), name=f"export-{job.job_id}")
         outcome = "error"
         try:
-            done, _ = await asyncio.wait({attempt, lost}, return_when=asyncio.FIRST_COMPLETED)
-            if attempt in done or state.settled:
-                outcome = await attempt
-            else:
-                state.lease_lost = True
-                attempt.cancel()
-                await asyncio.gather(attempt, return_exceptions=True)
-                outcome = "lost_lease"
+            outcome = await run_under_lease(self._attempt(job, state), keeper, state, job_id=job.job_id, kind="export")
         except asyncio.CancelledError:
             outcome = "stopped"
-            attempt.cancel()
-            await asyncio.gather(attempt, return_exceptions=True)
             raise
         finally:
-            for task in (heartbeat, lost):
-                task.cancel()
-            await asyncio.gather(heartbeat, lost, return_exceptions=True)
             self.current = None
             self.metrics.job_stopped(job.job_id, job.version, outcome)
             logger.info("export job %s (%s) attempt %d ended: %s", job.job_id, job.version, state.attempt, outcome,

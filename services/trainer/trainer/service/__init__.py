@@ -2,6 +2,6 @@
 
 from .accept import AcceptTraining
 from .run_job import JobPolicy, RunTrainingJob
-from .scheduler import TrainingScheduler
+from .scheduler import training_scheduler
 
-__all__ = ["AcceptTraining", "JobPolicy", "RunTrainingJob", "TrainingScheduler"]
+__all__ = ["AcceptTraining", "JobPolicy", "RunTrainingJob", "training_scheduler"]

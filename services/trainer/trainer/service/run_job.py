@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import TrainingCompleted, TrainingFailed, TrainingProgress, deterministic_id, utcnow
+from servicekit.lease import LeaseKeeper, run_under_lease
 from servicekit.logs import correlation_id, log_fields
 
 from ..domain import (
@@ -53,7 +54,6 @@ from ..domain import (
 from ..metrics import TrainerMetrics
 from ..ports import Artifacts, BaseModelResolver, JobStore, ProgressPublisher, TrainingLauncher, TrainingProcess
 from ..training.job import TrainingJobSpec
-from .lease import LeaseKeeper
 
 logger = logging.getLogger("trainer.job")
 
@@ -143,30 +143,17 @@ class RunTrainingJob:
                          checkpoint_uri=job.last_checkpoint_uri, checkpoint_step=job.last_checkpoint_step)
         self.current = state
         self.metrics.job_started(job.job_id, job.dataset_id, job.base_model)
-        keeper = LeaseKeeper(self.store, job.job_id, p.owner, ttl_s=p.lease_ttl_s, interval_s=p.heartbeat_s,
-                             snapshot=state.progress_doc, active=lambda: not state.settled)
-        heartbeat = asyncio.create_task(keeper.run(), name=f"lease-{job.job_id}")
-        lost = asyncio.create_task(keeper.lost.wait())
-        attempt = asyncio.create_task(self._attempt(job, state), name=f"train-{job.job_id}")
+        keeper = LeaseKeeper(
+            lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.progress_doc()),
+            what=f"job {job.job_id}", ttl_s=p.lease_ttl_s, interval_s=p.heartbeat_s, active=lambda: not state.settled,
+        )
         outcome = "error"
         try:
-            done, _ = await asyncio.wait({attempt, lost}, return_when=asyncio.FIRST_COMPLETED)
-            if attempt in done or state.settled:
-                outcome = await attempt
-            else:
-                state.lease_lost = True  # the attempt must not touch the job any more
-                attempt.cancel()
-                await asyncio.gather(attempt, return_exceptions=True)
-                outcome = "lost_lease"
+            outcome = await run_under_lease(self._attempt(job, state), keeper, state, job_id=job.job_id, kind="train")
         except asyncio.CancelledError:
             outcome = "stopped"
-            attempt.cancel()
-            await asyncio.gather(attempt, return_exceptions=True)
             raise
         finally:
-            for task in (heartbeat, lost):
-                task.cancel()
-            await asyncio.gather(heartbeat, lost, return_exceptions=True)
             self.current = None
             self.metrics.job_stopped(job.job_id, job.dataset_id, job.base_model, outcome)
             logger.info("job %s attempt %d ended: %s", job.job_id, state.attempt, outcome,

@@ -32,17 +32,10 @@ import sys
 import traceback
 from pathlib import Path
 
+from servicekit.worker_process import event_stream
+
 from .job import TrainingJobSpec
 from .progress import FanOut, JsonLinesSink, LogSink
-
-
-def _event_stream() -> object:
-    """A private handle on the real stdout; fd 1 (and sys.stdout) then go to stderr."""
-    sys.stdout.flush()
-    events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return events
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    sink = JsonLinesSink(_event_stream())  # type: ignore[arg-type]
+    sink = JsonLinesSink(event_stream())
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
