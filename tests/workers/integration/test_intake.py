@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
+import asyncpg
 import httpx
 import psycopg
 import pytest
@@ -30,6 +31,8 @@ from contracts import (
     dead_letter_queue_name,
     queue_name,
 )
+from modelregistry.model import ModelFile
+from modelregistry.write import register_candidate
 from servicekit.messaging import make_broker, publish_event
 from tests.harness import (
     RABBIT_HOST,
@@ -180,11 +183,13 @@ def logged(proc: ServiceProcess, text: str, message_id: str) -> Callable[[], boo
 
 
 @pytest.mark.parametrize(("module", "contract"), CASES, ids=[f"{m}-{c.__name__}" for m, c in CASES])
-async def test_worker_takes_in_a_message_published_twice_exactly_once(workers, broker, db, module, contract):
+async def test_worker_takes_in_a_message_published_twice_exactly_once(workers, worker_env, broker, db, module, contract):
     _, schema, _ = WORKERS[module]
     proc = workers[module]
     message_id = str(uuid.uuid4())
     msg = sample(contract, message_id)
+    if isinstance(msg, ModelPromoted):  # only an exported (registered) version can be promoted
+        await _register_candidate(worker_env, msg)
 
     await publish_event(broker, msg)
     await publish_event(broker, msg)
@@ -200,6 +205,19 @@ async def test_worker_takes_in_a_message_published_twice_exactly_once(workers, b
         return received_total(proc, module, contract.__name__) == float(claimed.fetchone()[0])
 
     wait_until(counter_matches_inbox, 10, what=f"{module}'s received counter to equal its inbox rows")
+
+
+async def _register_candidate(worker_env: WorkerEnv, msg: ModelPromoted) -> None:
+    conn = await asyncpg.connect(worker_env.database_url.replace("+asyncpg", ""))
+    try:
+        await register_candidate(
+            conn, version=msg.model_version, base_model=msg.base_model, job_id=msg.job_id, dataset_id=None,
+            adapter_uri=msg.adapter_uri, lineage={},
+            files=[ModelFile(quantization="Q4_K_M", uri=f"s3://b/{msg.model_version}/Q4_K_M.gguf",
+                             sha256="0" * 64, size_bytes=1, kind="gguf")],
+        )
+    finally:
+        await conn.close()
 
 
 @pytest.mark.parametrize("module", list(WORKERS))
