@@ -10,6 +10,10 @@ import pytest
 from tests.harness import IsolatedEnv, ServiceProcess, isolated_env
 
 SERVICE_MODULES = ("gateway", "agent_runner", "log_miner", "trainer", "evaluator", "exporter")
+# The session's gateway serves every e2e and CLI test: their token exchanges and runs together exceed
+# the production defaults (20 exchanges/minute per IP). The limits themselves are tested against a
+# gateway of their own (tests/gateway/integration).
+GENEROUS_LIMITS = {"LIMITS__TOKEN": "10000/minute", "LIMITS__RUNS": "10000/minute"}
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +38,8 @@ class Stack:
 
     def service(self, module: str, **extra_env: str) -> ServiceProcess:
         if module not in self.services:
-            env = {**self.infra.env, "INSTANCE_ID": f"{module}-{self.infra.suffix}", **extra_env}
+            env = {**self.infra.env, "INSTANCE_ID": f"{module}-{self.infra.suffix}",
+                   **(GENEROUS_LIMITS if module == "gateway" else {}), **extra_env}
             self.services[module] = ServiceProcess(module, env, self.log_dir)
         return self.services[module]
 
