@@ -138,6 +138,8 @@ async def promote(
         await conn.execute(
             """UPDATE registry.model_versions
                SET quantization = $2, evaluation_id = COALESCE($3, evaluation_id), status = 'production',
+                   lineage = CASE WHEN $3::text IS NULL THEN lineage
+                                  ELSE jsonb_set(lineage, '{evaluation_id}', to_jsonb($3::text)) END,
                    updated_at = now()
                WHERE version = $1""",
             version, gguf.quantization, evaluation_id,

@@ -61,6 +61,7 @@ async def test_promote_moves_production_to_previous_and_records_who_and_why(conn
     assert move.changed and move.previous_version == reg.BASE_VERSION
     assert move.gguf.quantization == "Q8_0" and move.version.quantization == "Q8_0"
     assert move.version.evaluation_id == "eval-1" and move.version.status == "production"
+    assert move.version.lineage["evaluation_id"] == "eval-1"  # the lineage chain starts at the verdict
     assert await reg.get_aliases(conn) == {"production": "v1", "previous": reg.BASE_VERSION}
     base = await reg.get_version(conn, reg.BASE_VERSION)
     assert base is not None and base.status == "previous"
