@@ -116,7 +116,8 @@ def test_the_new_version_is_production_with_its_whole_lineage(loop_run, db):
     assert adapter_uri.startswith("s3://") and job_id in adapter_uri
     assert evaluation_id == loop["evaluation"]["evaluation_id"] and loop["evaluation"]["passed"] is True
     assert quantization == loop["evaluation"]["quantization"]
-    # the evaluation is recorded on the version (column); the lineage document carries the rest
+    # the whole chain in the lineage document: evaluation → adapter → job → dataset → source runs
+    assert lineage["evaluation_id"] == evaluation_id
     assert lineage["adapter_uri"] == adapter_uri and lineage["training_job_id"] == job_id
     assert lineage["dataset_id"] == dataset_id
     traffic_runs = {r["run_id"] for r in loop_run.report["traffic"]["runs"]}
