@@ -121,11 +121,24 @@ def audit(database_url: str, run_ids: list[str], timeout: float = 120) -> dict:
             "lost": n - min(completed, trajectories, mined)}
 
 
+def profile(services: list[ServiceProcess], out: Path, level: int, seconds: float) -> list[subprocess.Popen]:
+    """py-spy (`pip install py-spy`) sampling each service for the level, as collapsed stacks."""
+    out.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).parent / "py-spy"
+    return [subprocess.Popen([str(exe), "record", "--pid", str(svc.process.pid), "--duration", str(int(seconds)),
+                              "--rate", "250", "--format", "raw", "--nonblocking",
+                              "--output", str(out / f"{svc.module}-{level}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for svc in services]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,16,64")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path, help="also write results here")
+    parser.add_argument("--py-spy", type=Path, metavar="DIR",
+                        help="profile each service with py-spy during every level (collapsed stacks under DIR)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -152,7 +165,10 @@ def main() -> int:
             results = []
             for level in levels:
                 before = {svc.module: cpu_seconds(svc.process.pid) for svc in services}
+                spies = profile(services, args.py_spy, level, args.seconds + 2) if args.py_spy else []
                 result = asyncio.run(drive(gateway.url, token, level, args.seconds))
+                for spy in spies:
+                    spy.wait(60)
                 runs = max(len(result["run_ids"]), 1)
                 result["cpu_ms_per_run"] = {svc.module: round((cpu_seconds(svc.process.pid) - before[svc.module])
                                                               * 1000 / runs, 2) for svc in services}
