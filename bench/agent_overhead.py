@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from bench.http_load import HttpConnection
 from tests.harness import ServiceProcess, isolated_env, wait_until
 
 
@@ -45,47 +46,86 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def drive(url: str, token: str, concurrency: int, seconds: float, warmup: float = 2.0) -> dict:
+async def drive(url: str, token: str, concurrency: int, seconds: float, warmup: float = 2.0,
+                client: str = "raw") -> dict:
+    """N clients, each on its own keep-alive connection, posting runs back to back.
+
+    `overhead` is the client-observed latency minus the engine time the runner reports;
+    `gateway overhead` is the gateway's own time to the answer (its Server-Timing header)
+    minus the same engine time, i.e. without the client and the loopback hop."""
     latencies: list[float] = []
     overheads: list[float] = []
+    gateway_overheads: list[float] = []
     run_ids: list[str] = []
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Authorization": f"Bearer {token}"}
-    body = {"instruction": "ping", "options": {"max_steps": 1, "max_tokens": 8}}
-    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers, timeout=30) as client:
-        start = time.perf_counter()
-        measure_from = start + warmup
-        stop_at = measure_from + seconds
+    body = json.dumps({"instruction": "ping", "options": {"max_steps": 1, "max_tokens": 8}}).encode()
+    path = "/v1/runs?wait=true&timeout=20"
+    host, port = url.removeprefix("http://").split(":")
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + seconds
 
-        async def worker() -> None:
+    async def post_raw():
+        conn = HttpConnection(host, int(port))
+        request = conn.encode("POST", path, body, {"authorization": f"Bearer {token}"})
+
+        async def post() -> tuple[int, dict[str, str], bytes]:
+            resp = await conn.send(request)
+            return resp.status, {k.decode(): v.decode() for k, v in resp.headers.items()}, resp.body
+
+        return post, conn.close
+
+    async def post_httpx():
+        http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+        async def post() -> tuple[int, dict[str, str], bytes]:
+            resp = await http.post(path, content=body, headers={"content-type": "application/json"})
+            return resp.status_code, dict(resp.headers), resp.content
+
+        return post, http.aclose
+
+    async def worker() -> None:
+        post, close = await (post_raw() if client == "raw" else post_httpx())
+        try:
             while (now := time.perf_counter()) < stop_at:
                 t0 = time.perf_counter()
                 try:
-                    resp = await client.post("/v1/runs?wait=true&timeout=20", json=body)
-                except httpx.HTTPError as exc:
+                    status, headers, content = await post()
+                except (OSError, ValueError, asyncio.IncompleteReadError, httpx.HTTPError) as exc:
                     errors.append(repr(exc))
                     continue
                 elapsed_ms = (time.perf_counter() - t0) * 1000
-                if resp.status_code != 200:
-                    errors.append(f"{resp.status_code} {resp.text[:200]}")
+                if status != 200:
+                    errors.append(f"{status} {content[:200]!r}")
                     continue
-                doc = resp.json()
+                doc = json.loads(content)
                 run_ids.append(doc["run_id"])
                 if now >= measure_from:
                     engine_ms = (doc.get("usage") or {}).get("engine_ms", 0.0)
                     latencies.append(elapsed_ms)
                     overheads.append(elapsed_ms - engine_ms)
+                    timing = headers.get("server-timing", "")
+                    if timing.startswith("app;dur="):
+                        gateway_overheads.append(float(timing.removeprefix("app;dur=")) - engine_ms)
+        finally:
+            await close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    total_runs = max(len(run_ids), 1)
     return {
         "concurrency": concurrency,
+        "client": client,
         "measured_runs": len(latencies),
         "runs_per_s": len(latencies) / seconds,
         "latency_p50_ms": percentile(latencies, 0.5),
         "overhead_p50_ms": percentile(overheads, 0.5),
         "overhead_p95_ms": percentile(overheads, 0.95),
         "overhead_p99_ms": percentile(overheads, 0.99),
+        "gateway_overhead_p50_ms": percentile(gateway_overheads, 0.5),
+        "gateway_overhead_p95_ms": percentile(gateway_overheads, 0.95),
+        "gateway_overhead_p99_ms": percentile(gateway_overheads, 0.99),
+        "client_cpu_ms_per_run": round((time.process_time() - cpu0) * 1000 / total_runs, 2),
         "errors": len(errors),
         "first_errors": errors[:3],
         "run_ids": run_ids,
@@ -137,11 +177,14 @@ def main() -> int:
     parser.add_argument("--levels", default="1,16,64")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path, help="also write results here")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="load generator: the lean keep-alive client (default) or httpx")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="profile each service with py-spy during every level (collapsed stacks under DIR)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
+    print(f"load average at start: {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="agentloop-bench-") as tmp, isolated_env(Path(tmp)) as env:
         common = {**env.env, "LOG__LEVEL": "WARNING", "LIMITS__RUNS": "1000000/second"}
         runner_env = {**common, "ENGINE__KIND": "scripted", "ENGINE__SCRIPT": "pong", "BROKER__PREFETCH": "64"}
@@ -166,7 +209,7 @@ def main() -> int:
             for level in levels:
                 before = {svc.module: cpu_seconds(svc.process.pid) for svc in services}
                 spies = profile(services, args.py_spy, level, args.seconds + 2) if args.py_spy else []
-                result = asyncio.run(drive(gateway.url, token, level, args.seconds))
+                result = asyncio.run(drive(gateway.url, token, level, args.seconds, client=args.client))
                 for spy in spies:
                     spy.wait(60)
                 runs = max(len(result["run_ids"]), 1)
@@ -180,14 +223,16 @@ def main() -> int:
                 svc.stop()
 
     print()
-    print("| clients | runs/s | latency p50 ms | overhead p50 ms | p95 ms | p99 ms | errors | lost "
-          "| CPU ms/run gateway / runner / miner |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"load average at end: {os.getloadavg()}")
+    print("| clients | runs/s | overhead p50 / p95 / p99 ms (client) | overhead p50 / p95 / p99 ms (gateway) "
+          "| errors | lost | CPU ms/run gateway / runner / miner / client |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        cpu = " / ".join(f"{v:.1f}" for v in r["cpu_ms_per_run"].values())
-        print(f"| {r['concurrency']} | {r['runs_per_s']:.0f} | {r['latency_p50_ms']:.2f} | {r['overhead_p50_ms']:.2f} "
-              f"| {r['overhead_p95_ms']:.2f} | {r['overhead_p99_ms']:.2f} | {r['errors']} | {r['audit']['lost']} "
-              f"| {cpu} |")
+        cpu = " / ".join(f"{v:.1f}" for v in [*r["cpu_ms_per_run"].values(), r["client_cpu_ms_per_run"]])
+        print(f"| {r['concurrency']} | {r['runs_per_s']:.0f} "
+              f"| {r['overhead_p50_ms']:.2f} / {r['overhead_p95_ms']:.2f} / {r['overhead_p99_ms']:.2f} "
+              f"| {r['gateway_overhead_p50_ms']:.2f} / {r['gateway_overhead_p95_ms']:.2f} / "
+              f"{r['gateway_overhead_p99_ms']:.2f} | {r['errors']} | {r['audit']['lost']} | {cpu} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

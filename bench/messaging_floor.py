@@ -7,7 +7,7 @@ gateway. This benchmark builds exactly that skeleton and nothing else — no aut
 JSON schemas, no inbox or outbox, no trajectory, no log-miner — to measure what the hardware and
 the three servers cost before any of Agent Loop's own code runs:
 
-    client (httpx, this process) ──HTTP──▶ skeleton gateway (raw ASGI on uvicorn, process 2)
+    client (bench.http_load, this process) ──HTTP──▶ skeleton gateway (raw ASGI on uvicorn, process 2)
         ──persistent + confirmed publish──▶ quorum queue ──▶ skeleton worker (process 3)
         ──INSERT + COMMIT (asyncpg)──▶ Postgres;  worker ──reply (transient)──▶ gateway's own queue
 
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import aio_pika
 
+from bench.http_load import HttpConnection
 from tests.harness import (
     create_database,
     create_vhost,
@@ -148,7 +149,8 @@ def gateway_app(amqp_url: str):
                 break
         reply = await requester.call(body)
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(reply)).encode())]})
         await send({"type": "http.response.body", "body": reply})
 
     return app
@@ -192,20 +194,23 @@ async def measure(mode: str, amqp_url: str, dsn: str, levels: list[int], seconds
     try:
         assert worker.stdout is not None and worker.stdout.readline().strip() == "READY", "worker did not start"
         if mode.startswith("http"):
-            import httpx
-
             port = free_port()
             gateway = spawn("--gateway", amqp_url, "--port", str(port))
             wait_until(lambda: port_open(port), timeout=30, what="skeleton gateway")
-            limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as http:
-                async def call(body: bytes) -> bytes:
-                    response = await http.post("/v1/runs", content=body)
-                    response.raise_for_status()
-                    return response.content
+            connections: dict[asyncio.Task, HttpConnection] = {}  # one keep-alive connection per client
 
-                await drive(call, 4, 1.0)  # warm-up
-                return [await drive(call, n, seconds) for n in levels]
+            async def call(body: bytes) -> bytes:
+                conn = connections.setdefault(asyncio.current_task(), HttpConnection("127.0.0.1", port))
+                response = await conn.send(conn.encode("POST", "/v1/runs", body))
+                if response.status != 200:
+                    raise RuntimeError(f"skeleton gateway answered {response.status}")
+                return response.body
+
+            await drive(call, 4, 1.0)  # warm-up
+            results = [await drive(call, n, seconds) for n in levels]
+            for conn in connections.values():
+                await conn.close()
+            return results
         requester = Requester(amqp_url)
         await requester.start()
         try:

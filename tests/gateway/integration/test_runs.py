@@ -42,6 +42,8 @@ async def test_a_run_with_wait_returns_the_runners_answer(gateway, new_token, ru
     assert request.principal.subject == subject and request.reply_to.startswith("gateway.replies.gw-a-")
     assert request.envelope.message_id == deterministic_id("run-requested", run["run_id"])
     assert request.options.stream is False
+    timing = resp.headers["server-timing"]  # the gateway's own time, for clients and benchmarks
+    assert timing.startswith("app;dur=") and 0 < float(timing.removeprefix("app;dur=")) < resp.elapsed.total_seconds() * 1000
 
 
 async def test_the_waited_result_is_already_in_the_run_index(gateway, new_token, runner):

@@ -82,7 +82,8 @@ class BodySizeLimit:
 
 
 class HttpMetrics:
-    """Requests by route template (never the raw path: ids would explode the label set)."""
+    """Requests by route template (never the raw path: ids would explode the label set), and a
+    `Server-Timing: app;dur=<ms>` header on every answer."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -99,6 +100,10 @@ class HttpMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # The gateway's own time to the answer (W3C Server-Timing), so a client can tell
+                # its own and the network's share of the latency from the platform's.
+                took_ms = (time.perf_counter() - start) * 1000
+                message["headers"] = [*message.get("headers", ()), (b"server-timing", b"app;dur=%.3f" % took_ms)]
             await send(message)
 
         try:
