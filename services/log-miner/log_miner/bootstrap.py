@@ -17,6 +17,7 @@ from servicekit.settings import BrokerSettings
 
 from . import SERVICE, handlers
 from .adapters import tables
+from .adapters.asyncpg_interactions import AsyncpgInteractionLog
 from .adapters.postgres_store import PostgresMinerStore
 from .adapters.s3_files import CorpusFiles, S3DatasetFiles
 from .domain.policy import PolicyRules
@@ -56,9 +57,14 @@ def build_app(settings: LogMinerSettings) -> FastAPI:
         cooldown_s=policy.cooldown_s,
     )
     retrain_policy = RetrainPolicy(store, build, metrics, rules, debounce_s=policy.debounce_s)
-    record = RecordRuns(store, metrics, include_unrated=mining.include_unrated, on_recorded=retrain_policy.poke)
+    # Logged runs (one per agent run) take the hot path: batched, on a plain asyncpg pool.
+    interaction_log = AsyncpgInteractionLog(settings.database.url)
+    record = RecordRuns(store, interaction_log, metrics, include_unrated=mining.include_unrated,
+                        on_recorded=retrain_policy.poke)
     rt.broker.context.set_global(handlers.RECORD_RUNS_KEY, record)
     rt.broker.context.set_global(handlers.BUILD_DATASET_KEY, build)
     rt.background += [outbox.run_relay, retrain_policy.run]
+    rt.on_startup.append(interaction_log.open)
+    rt.on_shutdown += [interaction_log.close, record.close]  # run in reverse: the last batch, then the pool
     rt.details = lambda: {"policy": "on" if policy.enabled else "off", "include_unrated": mining.include_unrated}
     return create_service_app(rt)

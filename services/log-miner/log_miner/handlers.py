@@ -3,9 +3,6 @@ broker's context, set by the composition root)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from faststream import Context
 from faststream.rabbit import RabbitBroker
 
 from contracts import DatasetBuilt, FeedbackSubmitted, InteractionLogged, RetrainRequested, TrainingRequested
@@ -14,27 +11,32 @@ from servicekit.messaging import EVENTS, work_queue
 from . import SERVICE
 from .service import BuildDataset, RecordRuns
 
-RECORD_RUNS_KEY = "log_miner_record_runs"  # no dots: Context() reads them as attribute access
+# The composition root provides the use cases with `broker.context.set_global(KEY, ...)`. The
+# handlers read them with `broker.context.get` rather than through `Context()` parameters:
+# FastDepends resolves such parameters in a worker thread, a thread hop per message.
+RECORD_RUNS_KEY = "log_miner_record_runs"
 BUILD_DATASET_KEY = "log_miner_build_dataset"
-
-RecordRunsDep = Annotated[RecordRuns, Context(RECORD_RUNS_KEY)]
-BuildDatasetDep = Annotated[BuildDataset, Context(BUILD_DATASET_KEY)]
 
 
 def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
+    context = broker.context
+
     @broker.subscriber(work_queue(SERVICE, InteractionLogged, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_interaction_logged(msg: InteractionLogged, record: RecordRunsDep) -> None:
+    async def on_interaction_logged(msg: InteractionLogged) -> None:
         """A finished run's whole trajectory: stored and classified into the failure taxonomy."""
+        record: RecordRuns = context.get(RECORD_RUNS_KEY)
         await record.interaction(msg)
 
     @broker.subscriber(work_queue(SERVICE, FeedbackSubmitted, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_feedback_submitted(msg: FeedbackSubmitted, record: RecordRunsDep) -> None:
+    async def on_feedback_submitted(msg: FeedbackSubmitted) -> None:
         """A user's rating or correction of a run: stored; the run is classified again."""
+        record: RecordRuns = context.get(RECORD_RUNS_KEY)
         await record.feedback(msg)
 
     @broker.subscriber(work_queue(SERVICE, RetrainRequested, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_retrain_requested(msg: RetrainRequested, build: BuildDatasetDep) -> None:
+    async def on_retrain_requested(msg: RetrainRequested) -> None:
         """An operator asks for a new dataset and a training run."""
+        build: BuildDataset = context.get(BUILD_DATASET_KEY)
         await build.retrain(msg)
 
     # Declared for the AsyncAPI document only: the messages go out through the outbox.

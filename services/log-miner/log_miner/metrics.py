@@ -19,6 +19,12 @@ class MinerMetrics:
             ["model_version", "label"],
             registry=registry,
         )
+        self.interaction_batch_size = Histogram(
+            "log_miner_interaction_batch_size",
+            "Logged runs written per transaction (concurrent deliveries share one)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=registry,
+        )
         self.examples_built = Counter(
             "log_miner_examples_built",
             "Examples written into datasets (weighted copies included), by kind",

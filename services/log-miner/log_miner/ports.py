@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,11 +59,6 @@ class MinerTx(Protocol):
 
     async def stored_run(self, run_id: str) -> StoredRun | None: ...
 
-    async def insert_interaction(self, message_id: str, run: Run, classification: Classification,
-                                 example_kind: str | None) -> bool:
-        """False when the run id is on record already (a re-sent run under another message id)."""
-        ...
-
     async def update_classification(self, run_id: str, classification: Classification,
                                     example_kind: str | None) -> None: ...
 
@@ -78,6 +73,44 @@ class MinerTx(Protocol):
     async def stage(self, *messages: Contract) -> None:
         """Outbox rows, published after commit."""
         ...
+
+
+@dataclass(frozen=True)
+class NewInteraction:
+    """A classified run as the InteractionLogged hot path writes it."""
+
+    message_id: str
+    run: Run
+    label: str
+    labels: tuple[str, ...]
+    example_kind: str | None
+    feedback: int  # how many feedback rows on the run the classification took into account
+
+
+class InteractionBatch(Protocol):
+    """One Postgres transaction over a batch of InteractionLogged messages, with set-based
+    statements (the hot path; `MinerTx` keeps the one-message-at-a-time paths)."""
+
+    async def claim(self, messages: Sequence[tuple[str, str, str]]) -> set[str]:
+        """Inbox: of the (message id, message type, run id) triples, the ids seen for the first
+        time. From here on the transaction holds the locks of `MinerTx.lock_run` on those runs
+        (taken in one order every batch shares)."""
+        ...
+
+    async def feedback_for(self, run_ids: Sequence[str]) -> dict[str, list[Feedback]]:
+        """Feedback on record per run id, oldest first (runs without feedback are left out)."""
+        ...
+
+    async def insert_interactions(self, rows: Sequence[NewInteraction]) -> tuple[set[str], set[str]]:
+        """(inserted, stale) message ids. A row is written only when its run has exactly
+        `row.feedback` feedback rows on record, else its id is stale and nothing is written for
+        it; a run on record already is skipped (in neither set). Each inserted run counts once
+        in taxonomy_counts under (model_version, label)."""
+        ...
+
+
+class InteractionLog(Protocol):
+    def batch(self) -> AbstractAsyncContextManager[InteractionBatch]: ...
 
 
 class MinerStore(Protocol):

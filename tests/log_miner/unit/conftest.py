@@ -34,7 +34,7 @@ def reader() -> FakeReader:
 
 @pytest.fixture
 def record(store, metrics) -> RecordRuns:
-    return RecordRuns(store, metrics, include_unrated=True)
+    return RecordRuns(store, store, metrics, include_unrated=True)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,9 +12,9 @@ from typing import Any
 from contracts import Contract, utcnow
 from log_miner.domain.corpus import CorpusUnavailableError
 from log_miner.domain.policy import PolicyStats
-from log_miner.domain.records import Feedback, Run, RunWithFeedback
+from log_miner.domain.records import Feedback, RunWithFeedback
 from log_miner.domain.taxonomy import SUCCESS, Classification
-from log_miner.ports import DatasetRow, StoredRun
+from log_miner.ports import DatasetRow, NewInteraction, StoredRun
 
 
 @dataclass
@@ -49,15 +49,6 @@ class FakeTx:
     async def stored_run(self, run_id: str) -> StoredRun | None:
         return self.s.runs.get(run_id)
 
-    async def insert_interaction(self, message_id: str, run: Run, classification: Classification,
-                                 example_kind: str | None) -> bool:
-        if run.run_id in self.s.runs:
-            return False
-        self.s.runs[run.run_id] = StoredRun(run, classification.label.value,
-                                            tuple(x.value for x in classification.labels), example_kind)
-        self.s.received[run.run_id] = self.s.classified[run.run_id] = self.clock()
-        return True
-
     async def update_classification(self, run_id: str, classification: Classification,
                                     example_kind: str | None) -> None:
         run = self.s.runs[run_id].run
@@ -84,8 +75,52 @@ class FakeTx:
         self.s.outbox.extend(messages)
 
 
+class FakeBatch:
+    """`InteractionBatch` over the same state as FakeTx. A run id in `poison` makes the insert
+    fail, as Postgres fails a statement on a value it rejects."""
+
+    def __init__(self, state: State, clock, poison: set[str], calls: list[str]) -> None:
+        self.s = state
+        self.clock = clock
+        self.poison = poison
+        self.calls = calls
+
+    async def claim(self, messages: Sequence[tuple[str, str, str]]) -> set[str]:
+        self.calls.append("claim")
+        fresh = {m for m, _, _ in messages} - self.s.inbox
+        self.s.inbox |= fresh
+        return fresh
+
+    async def feedback_for(self, run_ids: Sequence[str]) -> dict[str, list[Feedback]]:
+        self.calls.append("feedback_for")
+        found: dict[str, list[Feedback]] = {}
+        for f in self.s.feedback.values():
+            if f.run_id in run_ids:
+                found.setdefault(f.run_id, []).append(f)
+        return found
+
+    async def insert_interactions(self, rows: Sequence[NewInteraction]) -> tuple[set[str], set[str]]:
+        self.calls.append("insert_interactions")
+        inserted, stale = set(), set()
+        for row in rows:
+            if row.run.run_id in self.poison:
+                raise ValueError(f"unsupported value in run {row.run.run_id}")
+            if len([f for f in self.s.feedback.values() if f.run_id == row.run.run_id]) != row.feedback:
+                stale.add(row.message_id)
+                continue
+            if row.run.run_id in self.s.runs:
+                continue
+            self.s.runs[row.run.run_id] = StoredRun(row.run, row.label, row.labels, row.example_kind)
+            self.s.received[row.run.run_id] = self.s.classified[row.run.run_id] = self.clock()
+            key = (row.run.model_version, row.label)
+            self.s.counts[key] = self.s.counts.get(key, 0) + 1
+            inserted.add(row.message_id)
+        return inserted, stale
+
+
 class FakeStore:
-    """Transactions apply on success and roll back on an exception, like Postgres."""
+    """Transactions apply on success and roll back on an exception, like Postgres. Implements
+    `MinerStore` and `InteractionLog` over one state."""
 
     def __init__(self, clock=utcnow) -> None:
         self.state = State()
@@ -93,11 +128,21 @@ class FakeStore:
         self.published: list[Contract] = []
         self.version = 0
         self.locked = False
+        self.poison: set[str] = set()
+        self.batch_calls: list[list[str]] = []  # statements of each batch transaction, committed or not
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTx]:
         work = copy.deepcopy(self.state)
         yield FakeTx(work, self.clock)
+        self.state = work
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[FakeBatch]:
+        work = copy.deepcopy(self.state)
+        calls: list[str] = []
+        self.batch_calls.append(calls)
+        yield FakeBatch(work, self.clock, self.poison, calls)
         self.state = work
 
     async def seen(self, message_id: str) -> bool:

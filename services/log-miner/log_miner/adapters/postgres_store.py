@@ -75,24 +75,6 @@ class PostgresTx:
             return None
         return StoredRun(_run(row), row.label, tuple(row.labels), row.example_kind)
 
-    async def insert_interaction(self, message_id: str, run: Run, classification: Classification,
-                                 example_kind: str | None) -> bool:
-        stmt = (
-            insert(t.interactions)
-            .values(
-                run_id=run.run_id, message_id=message_id, outcome=run.outcome, model_version=run.model_version,
-                engine=run.engine, subject=run.subject,
-                messages=[m.model_dump(mode="json", exclude_none=True) for m in run.messages],
-                tools=[x.model_dump(mode="json") for x in run.tools],
-                steps=[s.model_dump(mode="json") for s in run.steps],
-                usage=run.usage, label=classification.label.value, labels=[lb.value for lb in classification.labels],
-                example_kind=example_kind, logged_at=run.logged_at or sa.func.now(),
-            )
-            .on_conflict_do_nothing(index_elements=["run_id"])
-            .returning(t.interactions.c.run_id)
-        )
-        return (await self.conn.execute(stmt)).first() is not None
-
     async def update_classification(self, run_id: str, classification: Classification,
                                     example_kind: str | None) -> None:
         await self.conn.execute(
@@ -119,17 +101,29 @@ class PostgresTx:
         return (await self.conn.execute(stmt)).first() is not None
 
     async def move_count(self, model_version: str, old: str | None, new: str) -> None:
-        c = t.taxonomy_counts.c
+        # The two rows in label order, as the batched interaction path writes its count rows:
+        # no transaction waits for a row while holding one the other waits for.
+        if old is not None and old < new:
+            await self._count(model_version, old, -1)
+            await self._count(model_version, new, +1)
+            return
+        await self._count(model_version, new, +1)
         if old is not None:
+            await self._count(model_version, old, -1)
+
+    async def _count(self, model_version: str, label: str, delta: int) -> None:
+        c = t.taxonomy_counts.c
+        if delta < 0:
             await self.conn.execute(
                 sa.update(t.taxonomy_counts)
-                .where(c.model_version == model_version, c.label == old)
-                .values(runs=c.runs - 1, updated_at=sa.func.now())
+                .where(c.model_version == model_version, c.label == label)
+                .values(runs=c.runs + delta, updated_at=sa.func.now())
             )
-        stmt = insert(t.taxonomy_counts).values(model_version=model_version, label=new, runs=1)
+            return
+        stmt = insert(t.taxonomy_counts).values(model_version=model_version, label=label, runs=delta)
         await self.conn.execute(stmt.on_conflict_do_update(
             index_elements=["model_version", "label"],
-            set_={"runs": t.taxonomy_counts.c.runs + 1, "updated_at": sa.func.now()},
+            set_={"runs": c.runs + delta, "updated_at": sa.func.now()},
         ))
 
     async def insert_dataset(self, row: DatasetRow) -> None:

@@ -1,0 +1,184 @@
+"""The batched InteractionLogged path (asyncpg) against a migrated database of its own, next to
+the SQLAlchemy store of the feedback path: concurrent deliveries share one transaction, each
+message is taken in once, feedback and runs meet in either order, a bad run fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from faststream.rabbit import RabbitBroker
+from prometheus_client import CollectorRegistry
+
+from contracts import InteractionLogged
+from log_miner.adapters import tables
+from log_miner.adapters.asyncpg_interactions import AsyncpgInteractionLog
+from log_miner.adapters.postgres_store import PostgresMinerStore
+from log_miner.metrics import MinerMetrics
+from log_miner.domain.taxonomy import classify
+from log_miner.service import RecordRuns
+from log_miner.service.record import feedback_of, run_of
+from servicekit.db import make_engine
+from servicekit.outbox import Outbox
+from tests.harness import create_database, drop_database, migrate
+from tests.log_miner.runs import WEATHER, Trajectory, feedback
+from tests.log_miner.unit.test_record_runs import batch_sizes
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    name = f"agentloop_test_batch_{uuid.uuid4().hex[:10]}"
+    create_database(name)
+    try:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        migrate(url)
+        yield url
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url.replace("+asyncpg", ""), autocommit=True) as conn:
+        yield conn
+
+
+@dataclass
+class Miner:
+    record: RecordRuns
+    store: PostgresMinerStore
+    metrics: MinerMetrics
+
+
+@pytest.fixture
+async def miner(database_url: str) -> AsyncIterator[Miner]:
+    engine = make_engine(database_url, pool_size=2)
+    log = AsyncpgInteractionLog(database_url)
+    await log.open()
+    store = PostgresMinerStore(engine, Outbox(tables.outbox, engine, RabbitBroker()))  # the broker stays unused
+    metrics = MinerMetrics(CollectorRegistry())
+    record = RecordRuns(store, log, metrics, include_unrated=True)
+    try:
+        yield Miner(record, store, metrics)
+    finally:
+        await record.close()
+        await log.close()
+        await engine.dispose()
+
+
+def model() -> str:
+    """A model version of the test's own: the counts of one test are not another's."""
+    return f"batch-test-{uuid.uuid4().hex[:8]}@v1"
+
+
+def counts(db, model_version: str) -> dict[str, int]:
+    return dict(db.execute("SELECT label, runs FROM log_miner.taxonomy_counts WHERE model_version = %s",
+                           (model_version,)).fetchall())
+
+
+def labels(db, *runs: InteractionLogged) -> dict[str, tuple[str, str | None]]:
+    rows = db.execute("SELECT run_id, label, example_kind FROM log_miner.interactions WHERE run_id = ANY(%s)",
+                      ([r.run_id for r in runs],)).fetchall()
+    return {run_id: (label, kind) for run_id, label, kind in rows}
+
+
+def claimed(db, *runs: InteractionLogged) -> int:
+    return db.execute("SELECT count(*) FROM log_miner.inbox WHERE message_id = ANY(%s)",
+                      ([r.envelope.message_id for r in runs],)).fetchone()[0]
+
+
+async def test_concurrent_runs_are_written_in_one_transaction_as_the_store_reads_them(miner, db):
+    mv = model()
+    ok = [Trajectory("What is 17*23?", model_version=mv).call("calculator", {"expression": "17*23"}, 391)
+          .answer("17*23 is 391.") for _ in range(4)]
+    failing = (Trajectory("1/0?", model_version=mv).call("calculator", {"expression": "1/0"},
+                                                         tool_error="division by zero").answer("?"))
+    wrong = (Trajectory("What is 6*7?", model_version=mv).malformed()
+             .call("calculator", {"expr": "6*7"}, invalid="schema_violation").end("max_steps"))
+    runs = [*ok, failing, wrong]
+    assert await asyncio.gather(*(miner.record.interaction(r) for r in runs)) == [True] * len(runs)
+    assert batch_sizes(miner.metrics) == (1, len(runs))
+    assert labels(db, *runs) == {**{r.run_id: ("valid_call", "success") for r in ok},
+                                 failing.run_id: ("tool_error", None), wrong.run_id: ("invalid_json", None)}
+    assert counts(db, mv) == {"valid_call": 4, "tool_error": 1, "invalid_json": 1}
+    assert claimed(db, *runs) == len(runs)
+    async with miner.store.transaction() as tx:
+        stored = await tx.stored_run(failing.run_id)
+    assert stored is not None
+    assert (stored.run.messages, stored.run.tools, stored.run.steps) == (failing.messages, failing.tools, failing.steps)
+    assert (stored.run.subject, stored.run.engine, stored.run.logged_at) == ("tester", "scripted",
+                                                                             failing.envelope.occurred_at)
+    assert stored.run.usage == failing.usage.model_dump(mode="json")
+    assert stored.labels == tuple(label.value for label in classify(run_of(failing), []).labels)
+
+
+async def test_a_message_delivered_twice_in_a_batch_and_once_more_later_is_taken_in_once(miner, db):
+    mv = model()
+    first, second = (Trajectory("Hi", model_version=mv).answer("Hello") for _ in range(2))
+    assert await asyncio.gather(miner.record.interaction(first), miner.record.interaction(first),
+                                miner.record.interaction(second)) == [True, False, True]
+    assert await asyncio.gather(miner.record.interaction(second), miner.record.interaction(first)) == [False, False]
+    assert counts(db, mv) == {"direct_answer": 2}
+    assert claimed(db, first, second) == 2
+
+
+async def test_a_run_resent_under_another_message_id_is_stored_and_counted_once(miner, db):
+    mv = model()
+    logged = Trajectory("Hi", model_version=mv).answer("Hello")
+    again = logged.model_copy(update={"envelope": logged.envelope.model_copy(update={"message_id": uuid.uuid4().hex})})
+    later = logged.model_copy(update={"envelope": logged.envelope.model_copy(update={"message_id": uuid.uuid4().hex})})
+    assert await asyncio.gather(miner.record.interaction(logged), miner.record.interaction(again)) == [True, True]
+    assert await miner.record.interaction(later) is True
+    assert counts(db, mv) == {"direct_answer": 1}
+    assert claimed(db, logged, again, later) == 3
+
+
+async def test_feedback_before_or_after_its_run_classifies_it(miner, db):
+    mv = model()
+    rejected = Trajectory("Capital of France?", model_version=mv).answer("Lyon")
+    missed = Trajectory("Weather in Oslo?", tools=[WEATHER], model_version=mv).answer("It is probably sunny.")
+    corrected_later = Trajectory("What is 6*7?", model_version=mv).answer("About 40.")
+    await miner.record.feedback(feedback(rejected.run_id, -1))
+    await miner.record.feedback(feedback(missed.run_id, -1, calls=[("get_weather", {"city": "Oslo"})]))
+    await asyncio.gather(*(miner.record.interaction(r) for r in (rejected, missed, corrected_later)))
+    await miner.record.feedback(feedback(corrected_later.run_id, -1, calls=[("calculator", {"expression": "6*7"})]))
+    assert labels(db, rejected, missed, corrected_later) == {
+        rejected.run_id: ("negative_feedback", None), missed.run_id: ("missed_call", "corrected"),
+        corrected_later.run_id: ("missed_call", "corrected"),
+    }
+    assert counts(db, mv) == {"negative_feedback": 1, "missed_call": 2, "direct_answer": 0}
+
+
+async def test_a_batch_waits_for_feedback_in_flight_on_its_run_and_sees_it(miner, db):
+    logged = Trajectory("Capital of France?", model_version=model()).answer("Lyon")
+    fb = feedback(logged.run_id, -1)
+    async with miner.store.transaction() as tx:  # the feedback path, holding the run's lock
+        await tx.claim(fb.envelope.message_id, fb.envelope.message_type)
+        await tx.lock_run(logged.run_id)
+        taking = asyncio.create_task(miner.record.interaction(logged))
+        deadline = time.monotonic() + 10
+        while not db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0]:
+            assert time.monotonic() < deadline, "the batch never waited for the run's lock"
+            assert not taking.done(), "the batch did not wait for the run's lock"
+            await asyncio.sleep(0.02)
+        await tx.insert_feedback(fb.envelope.message_id, feedback_of(fb))
+    assert await taking is True
+    assert labels(db, logged) == {logged.run_id: ("negative_feedback", None)}
+
+
+async def test_a_run_postgres_rejects_fails_only_its_own_delivery(miner, db):
+    mv = model()
+    good = [Trajectory("Hi", model_version=mv).answer("Hello") for _ in range(3)]
+    bad = Trajectory("Hi", model_version=mv).answer("nul \x00 byte")  # jsonb takes no \u0000
+    results = await asyncio.gather(*(miner.record.interaction(r) for r in (good[0], bad, *good[1:])),
+                                   return_exceptions=True)
+    assert results[0] is True and results[2:] == [True, True]
+    assert isinstance(results[1], Exception)
+    assert labels(db, *good, bad) == {r.run_id: ("direct_answer", "success") for r in good}
+    assert counts(db, mv) == {"direct_answer": 3}
+    assert claimed(db, bad) == 0  # not claimed: its redelivery is a first delivery
