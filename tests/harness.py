@@ -28,6 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 RABBIT_HOST = os.environ.get("TEST_RABBIT_HOST", "127.0.0.1")
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The team's BFCL dev files (../shared/eval/bfcl-dev beside the checkout, or AGENTLOOP_BFCL_DIR).
+BFCL_DIR = Path(os.environ.get("AGENTLOOP_BFCL_DIR", ROOT.parent / "shared" / "eval" / "bfcl-dev"))
+
+
+def bfcl_file(name: str) -> Path:
+    """A BFCL dev file; a test that needs one fails (never skips) when it is not there."""
+    path = BFCL_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"BFCL dev data not found at {path}: put ../shared/eval beside the checkout "
+                                "or set AGENTLOOP_BFCL_DIR")
+    return path
 
 
 def free_port() -> int:

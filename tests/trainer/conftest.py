@@ -3,14 +3,11 @@ real base model converted once per cache."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT
-
-BFCL_DIR = Path(os.environ.get("AGENTLOOP_BFCL_DIR", ROOT.parent / "shared" / "eval" / "bfcl-dev"))
+from tests.harness import bfcl_file
 
 
 @pytest.fixture(scope="session")
@@ -24,10 +21,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def bfcl_records() -> list[dict]:
     from trainer.training.bfcl_examples import examples_from_file
 
-    path = BFCL_DIR / "simple.jsonl"
-    if not path.exists():
-        pytest.skip(f"BFCL dev data not found at {path} (set AGENTLOOP_BFCL_DIR)")
-    return list(examples_from_file(path))
+    return list(examples_from_file(bfcl_file("simple.jsonl")))
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,10 @@ from evalkit import ast_checker
 from evalkit.scoring import GENERATION_ERROR, GgufModel, answer_item, evaluate
 from evalkit.suites import Suite, load_suite
 from modelkit.base_model import bundled_gguf_path
-from tests.harness import ROOT
+from tests.harness import BFCL_DIR
 
 pytestmark = pytest.mark.slow
 
-BFCL_DIR = ROOT.parent / "shared" / "eval" / "bfcl-dev"
 MAX_TOKENS = 48
 
 

@@ -11,9 +11,8 @@ import pytest
 from evalkit import ast_checker as ac
 from evalkit.ast_checker import Call, check, reference_calls
 from modelkit.chat_format import format_tool_calls, parse_output
-from tests.harness import ROOT
+from tests.harness import BFCL_DIR
 
-BFCL_DIR = ROOT.parent / "shared" / "eval" / "bfcl-dev"
 BFCL_FILES = ("simple.jsonl", "multiple.jsonl", "parallel.jsonl", "parallel_multiple.jsonl", "irrelevance.jsonl")
 
 AREA = {

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 from evalkit.cli import main
-from tests.harness import ROOT
+from tests.harness import BFCL_DIR, ROOT
 
-BFCL_DIR = ROOT.parent / "shared" / "eval" / "bfcl-dev"
 SHIPPED = ROOT / "services" / "evaluator" / "evaluator" / "suites"
 
 

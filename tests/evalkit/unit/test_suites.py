@@ -9,9 +9,8 @@ import pytest
 
 from evalkit import ast_checker
 from evalkit.suites import SuiteError, load_suite, load_suites, primary_suite, regression_items, sample
-from tests.harness import ROOT
+from tests.harness import BFCL_DIR
 
-BFCL_DIR = ROOT.parent / "shared" / "eval" / "bfcl-dev"
 
 ITEM = {"id": "w1", "question": [[{"role": "user", "content": "Weather in Paris?"}]],
         "function": [{"name": "weather", "description": "", "parameters": {"type": "dict", "properties": {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,8 @@ from loopdemo.tasks import (
     split,
 )
 from loopdemo.tools import TOOL_NAMES, execute
+from tests.harness import bfcl_file
 
-SHARED_SIMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "eval" / "bfcl-dev" / "simple.jsonl"
 
 
 def test_shipped_files_are_what_the_generator_writes(tmp_path):
@@ -101,9 +100,8 @@ def test_a_missing_task_file_is_a_clear_error(tmp_path):
         load_tasks(tmp_path / "nope.jsonl")
 
 
-@pytest.mark.skipif(not SHARED_SIMPLE.exists(), reason="../shared/eval is not beside this checkout")
 def test_bfcl_files_load_and_split():
-    tasks = load_tasks(SHARED_SIMPLE)
+    tasks = load_tasks(bfcl_file("simple.jsonl"))
     parts = split(tasks)
     assert len(tasks) == 200 and len(parts.heldout) == 67
     assert all(t.reference_calls() for t in tasks)

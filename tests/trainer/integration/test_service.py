@@ -30,9 +30,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts import EVENTS_EXCHANGE, Contract, TrainingRequested
 from tests.harness import (
     RABBIT_HOST,
-    ROOT,
     IsolatedEnv,
     ServiceProcess,
+    bfcl_file,
     create_database,
     create_vhost,
     delete_vhost,
@@ -42,7 +42,6 @@ from tests.harness import (
 
 pytestmark = pytest.mark.slow
 
-BFCL_SIMPLE = ROOT.parent / "shared" / "eval" / "bfcl-dev" / "simple.jsonl"
 LEASE_TTL_S = 6.0
 # Small enough to train in a few steps on a shared CPU: rank 4, one ~200-token example per step.
 OPTIONS = {"rank": 4, "alpha": 8, "max_seq_len": 256, "batch_size": 1, "warmup_steps": 0, "learning_rate": 1e-3}
@@ -151,9 +150,7 @@ def dataset(trainer_env: TrainerEnv, s3: Minio) -> dict[str, str]:
     """The shortest BFCL `simple` conversations (one fits a 256-token row whole) as train/val JSONL."""
     from trainer.training.bfcl_examples import examples_from_file
 
-    if not BFCL_SIMPLE.exists():
-        pytest.skip(f"BFCL dev data not found at {BFCL_SIMPLE}")
-    records = sorted(examples_from_file(BFCL_SIMPLE), key=lambda r: len(json.dumps(r)))
+    records = sorted(examples_from_file(bfcl_file("simple.jsonl")), key=lambda r: len(json.dumps(r)))
     uris = {}
     for name, part in (("train", records[:8]), ("val", records[8:9])):
         data = "".join(json.dumps(r) + "\n" for r in part).encode()
