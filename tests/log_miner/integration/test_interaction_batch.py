@@ -27,7 +27,6 @@ from servicekit.db import make_engine
 from servicekit.outbox import Outbox
 from tests.harness import create_database, drop_database, migrate
 from tests.log_miner.runs import WEATHER, Trajectory, feedback
-from tests.log_miner.unit.test_record_runs import batch_sizes
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +68,12 @@ async def miner(database_url: str) -> AsyncIterator[Miner]:
         await record.close()
         await log.close()
         await engine.dispose()
+
+
+def batch_sizes(metrics: MinerMetrics) -> tuple[float, float]:
+    """(transactions, logged runs written) from the batch-size histogram."""
+    samples = {s.name: s.value for s in metrics.interaction_batch_size.collect()[0].samples}
+    return samples["log_miner_interaction_batch_size_count"], samples["log_miner_interaction_batch_size_sum"]
 
 
 def model() -> str:
