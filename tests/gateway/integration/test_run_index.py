@@ -1,0 +1,262 @@
+"""The run index's batched statements against the migrated schema (the session's database),
+driven through `AsyncpgRunStore` as the use cases drive it: concurrent callers share a flush."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from contracts import AgentRunRequested, ChatMessage, Principal, RunOptions, deterministic_id
+from gateway.adapters.run_index import AsyncpgRunStore
+from gateway.domain import NewRun, RunFinish
+from servicekit.db import asyncpg_dsn
+from tests.harness import IsolatedEnv
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+class Flushes:
+    def __init__(self) -> None:
+        self.sizes: dict[str, list[int]] = {}
+
+    def __call__(self, name: str, size: int) -> None:
+        self.sizes.setdefault(name, []).append(size)
+
+
+@pytest.fixture
+async def flushes() -> Flushes:
+    return Flushes()
+
+
+@pytest.fixture
+async def store(infra: IsolatedEnv, flushes: Flushes) -> AsyncIterator[AsyncpgRunStore]:
+    s = AsyncpgRunStore(infra.database_url, max_size=4, on_flush=flushes)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def new_run(subject: str = "index-test", run_id: str | None = None) -> tuple[NewRun, AgentRunRequested]:
+    run_id = run_id or f"run-{uuid.uuid4().hex}"
+    msg = AgentRunRequested.create(
+        correlation_id=run_id, message_id=deterministic_id("run-requested", run_id), run_id=run_id,
+        messages=[ChatMessage(role="user", content="hi")], tools=[], options=RunOptions(),
+        principal=Principal(subject=subject, role="user"), reply_to="gateway.replies.test",
+    )
+    return NewRun(run_id=run_id, subject=subject, created_at=T0, request={"messages": [{"content": "hi"}]}), msg
+
+
+async def created(store: AsyncpgRunStore, n: int) -> list[str]:
+    runs = [new_run() for _ in range(n)]
+    await asyncio.gather(*(store.create(run, msg) for run, msg in runs))
+    return [run.run_id for run, _ in runs]
+
+
+def done(run_id: str, answer: str = "42", *, status: str = "completed", minutes: int = 1) -> RunFinish:
+    return RunFinish(run_id=run_id, status=status, completed_at=T0 + timedelta(minutes=minutes), outcome="answered",
+                     answer=answer, steps=[{"index": 0, "kind": "final", "text": answer}],
+                     usage={"prompt_tokens": 3}, model_version="m-test", engine="scripted")
+
+
+async def row(store: AsyncpgRunStore, run_id: str) -> asyncpg.Record:
+    return await store.pool.fetchrow("SELECT * FROM gateway.runs WHERE run_id = $1", run_id)
+
+
+async def claimed(store: AsyncpgRunStore, *message_ids: str) -> int:
+    return await store.pool.fetchval("SELECT count(*) FROM gateway.inbox WHERE message_id = ANY($1::text[])",
+                                     list(message_ids))
+
+
+async def test_concurrent_creations_share_a_statement_and_stage_their_messages(store, flushes):
+    runs = [new_run() for _ in range(20)]
+    await asyncio.gather(*(store.create(run, msg) for run, msg in runs))
+    assert max(flushes.sizes["create"]) > 1
+    for run, msg in runs:
+        stored = await store.get(run.run_id)
+        assert (stored.status, stored.subject, stored.created_at) == ("queued", "index-test", T0)
+        body = await store.pool.fetchval("SELECT body FROM gateway.outbox WHERE message_id = $1",
+                                         msg.envelope.message_id)
+        assert body["run_id"] == run.run_id
+
+
+async def test_a_duplicate_creation_fails_only_itself(store):
+    (taken,) = await created(store, 1)
+    (run, msg), (other, other_msg) = new_run(), new_run()
+    clash = NewRun(run_id=taken, subject="someone-else", created_at=T0, request={})
+    results = await asyncio.gather(store.create(run, msg), store.create(clash, other_msg),
+                                   store.create(other, other_msg), return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], asyncpg.UniqueViolationError)
+    assert (await store.get(taken)).subject == "index-test"
+    assert (await store.get(run.run_id)) is not None and (await store.get(other.run_id)) is not None
+
+
+async def test_concurrent_outcomes_each_return_their_own_record(store, flushes):
+    run_ids = await created(store, 30)
+    relaxed = asyncio.gather(*(store.finish(done(r, f"relaxed {r}"), durable=False) for r in run_ids[:15]))
+    once = asyncio.gather(*(store.finish(done(r, f"once {r}"), message_id=f"m-{r}", message_type="AgentRunCompleted")
+                            for r in run_ids[15:]))
+    records = [*await relaxed, *await once]
+    assert max(flushes.sizes["finish-relaxed"]) > 1 and max(flushes.sizes["finish-once"]) > 1
+    for i, (run_id, record) in enumerate(zip(run_ids, records, strict=True)):
+        answer = f"{'relaxed' if i < 15 else 'once'} {run_id}"
+        assert (record.run_id, record.answer, record.status) == (run_id, answer, "completed")
+        assert record.subject == "index-test" and record.created_at == T0
+        assert record.steps == [{"index": 0, "kind": "final", "text": answer}] and record.usage == {"prompt_tokens": 3}
+        assert record.completed_at == T0 + timedelta(minutes=1) and record.client_tool_calls == []
+        assert (await row(store, run_id))["answer"] == answer
+    assert await claimed(store, *(f"m-{r}" for r in run_ids[15:])) == 15
+
+
+async def test_a_second_outcome_of_a_run_changes_nothing(store):
+    a, b = await created(store, 2)
+    first, again = await asyncio.gather(store.finish(done(a, "first"), durable=False),
+                                        store.finish(done(a, "second"), durable=False))
+    assert first.answer == "first" and again is None
+    assert await store.finish(done(b, "first"), durable=False) is not None
+    assert await store.finish(done(b, "later", status="failed"), durable=False) is None
+    assert ((await row(store, a))["answer"], (await row(store, b))["status"]) == ("first", "completed")
+
+
+async def test_a_duplicate_message_id_updates_once_within_and_across_batches(store, flushes):
+    a, b, c = await created(store, 3)
+    results = await asyncio.gather(
+        store.finish(done(a, "one"), message_id=f"dup-{a}", message_type="AgentRunCompleted"),
+        store.finish(done(b, "b"), message_id=f"m-{b}", message_type="AgentRunCompleted"),
+        store.finish(done(a, "two"), message_id=f"dup-{a}", message_type="AgentRunCompleted"),
+    )
+    assert results[0].answer == "one" and results[1].answer == "b" and results[2] is None
+    assert await claimed(store, f"dup-{a}") == 1
+    # redelivered later, even with other content and to a queued run, it claims and writes nothing
+    await store.pool.execute("UPDATE gateway.runs SET status = 'queued' WHERE run_id = $1", a)
+    again, other = await asyncio.gather(
+        store.finish(done(a, "three"), message_id=f"dup-{a}", message_type="AgentRunCompleted"),
+        store.finish(done(c, "c"), message_id=f"m-{c}", message_type="AgentRunCompleted"),
+    )
+    assert again is None and other.answer == "c"
+    assert flushes.sizes["finish-once"] == [3, 2]  # the set-based statement, both times
+    assert (await row(store, a))["answer"] == "one"
+    assert await store.finish(done(a, "four"), message_id=f"dup-{a}", message_type="AgentRunCompleted") is None
+
+
+async def test_of_two_first_deliveries_for_one_run_both_are_claimed_and_the_first_is_written(store):
+    (a,) = await created(store, 1)
+    ok, failed = await asyncio.gather(
+        store.finish(done(a, "ok"), message_id=f"ok-{a}", message_type="AgentRunCompleted"),
+        store.finish(done(a, None, status="failed"), message_id=f"failed-{a}", message_type="AgentRunFailed"),
+    )
+    assert ok.answer == "ok" and failed is None
+    assert await claimed(store, f"ok-{a}", f"failed-{a}") == 2
+    assert (await row(store, a))["status"] == "completed"
+
+
+async def test_a_first_delivery_is_claimed_even_when_the_run_had_finished(store, flushes):
+    a, b = await created(store, 2)
+    assert await store.finish(done(a), durable=False) is not None
+    late, other = await asyncio.gather(
+        store.finish(done(a), message_id=f"late-{a}", message_type="AgentRunCompleted"),
+        store.finish(done(b), message_id=f"m-{b}", message_type="AgentRunCompleted"),
+    )
+    assert late is None and other.run_id == b and flushes.sizes["finish-once"] == [2]
+    assert await claimed(store, f"late-{a}", f"m-{b}") == 2
+    (c,) = await created(store, 1)
+    assert await store.finish(done(c), durable=False) is not None
+    assert await store.finish(done(c), message_id=f"late-{c}", message_type="AgentRunCompleted") is None
+    assert await claimed(store, f"late-{c}") == 1
+
+
+async def test_an_unknown_run_gets_no_record(store):
+    (known,) = await created(store, 1)
+    unknown = f"run-{uuid.uuid4().hex}"
+    for batch in ([unknown], [unknown, known]):  # the single-row and the set-based statement
+        records = await asyncio.gather(*(store.finish(done(r), durable=False) for r in batch))
+        assert records[0] is None
+    assert records[1].run_id == known
+
+
+async def test_a_bad_outcome_in_a_batch_fails_only_itself(store, flushes, caplog):
+    a, bad, b = await created(store, 3)
+    results = await asyncio.gather(
+        store.finish(done(a), message_id=f"m-{a}", message_type="AgentRunCompleted"),
+        store.finish(done(bad, status="bogus"), message_id=f"m-{bad}", message_type="AgentRunCompleted"),
+        store.finish(done(b), message_id=f"m-{b}", message_type="AgentRunCompleted"),
+        return_exceptions=True,
+    )
+    assert results[0].run_id == a and results[2].run_id == b
+    assert isinstance(results[1], asyncpg.CheckViolationError)
+    # the batch of three failed and was retried one by one: two flushes went through
+    assert "a batch of 3 failed" in caplog.text and flushes.sizes["finish-once"] == [1, 1]
+    # the failed item's claim was rolled back with it: its redelivery is a first delivery
+    assert await claimed(store, f"m-{bad}") == 0
+    assert (await row(store, bad))["status"] == "queued"
+    record = await store.finish(done(bad), message_id=f"m-{bad}", message_type="AgentRunCompleted")
+    assert record.status == "completed"
+
+    c, worse = await created(store, 2)
+    results = await asyncio.gather(store.finish(done(worse, status="bogus"), durable=False),
+                                   store.finish(done(c), durable=False), return_exceptions=True)
+    assert isinstance(results[0], asyncpg.CheckViolationError) and results[1].run_id == c
+
+
+async def test_both_paths_writing_the_same_runs_at_once_record_each_run_once(store, caplog):
+    """The reply and the events path see every outcome; their batches share runs in any order."""
+    run_ids = await created(store, 40)
+    caplog.set_level(logging.WARNING, logger="servicekit.batching")
+    for _ in range(3):
+        relaxed = asyncio.gather(*(store.finish(done(r, "reply"), durable=False) for r in run_ids))
+        events = asyncio.gather(*(store.finish(done(r, "events"), message_id=f"e-{r}", message_type="X")
+                                  for r in reversed(run_ids)))
+        by_reply, by_events = await relaxed, await events
+        for run_id, mine, theirs in zip(run_ids, by_reply, reversed(by_events), strict=True):
+            assert (mine is None) != (theirs is None), run_id
+            assert (await row(store, run_id))["answer"] == (mine or theirs).answer
+        await store.pool.execute("UPDATE gateway.runs SET status = 'queued' WHERE run_id = ANY($1::text[])", run_ids)
+        await store.pool.execute("DELETE FROM gateway.inbox WHERE message_id LIKE 'e-%'")
+    assert not [r for r in caplog.records if "failed" in r.getMessage()], "a batch failed (a deadlock?)"
+
+
+async def waiting_on_locks(store: AsyncpgRunStore, n: int) -> None:
+    async with asyncio.timeout(10):
+        while await store.pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ) < n:
+            await asyncio.sleep(0.01)
+
+
+async def test_batches_that_share_runs_in_opposite_orders_do_not_deadlock(store, infra, caplog):
+    """Unordered, the reply batch would hold b and wait for a, the events batch hold a and wait
+    for b; locked in run id order, the events batch waits for the reply batch instead."""
+    base = f"run-{uuid.uuid4().hex}"
+    a, b, x = f"{base}-a", f"{base}-b", f"{base}-x"
+    # a table of some size, as in production: the updates then follow the batch, not the heap
+    await store.pool.execute("""INSERT INTO gateway.runs (run_id, subject, status, request)
+        SELECT $1 || '-filler-' || g, 'filler', 'completed', '{}' FROM generate_series(1, 20000) AS g""", base)
+    await store.pool.execute("ANALYZE gateway.runs")
+    runs = [new_run(run_id=r) for r in (a, b, x)]
+    await asyncio.gather(*(store.create(run, msg) for run, msg in runs))
+    caplog.set_level(logging.WARNING, logger="servicekit.batching")
+    holder = await asyncpg.connect(asyncpg_dsn(infra.database_url))
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("SELECT 1 FROM gateway.runs WHERE run_id = $1 FOR UPDATE", x)
+        replies = asyncio.gather(*(store.finish(done(r, "reply"), durable=False) for r in (b, x, a)))
+        await waiting_on_locks(store, 1)
+        events = asyncio.gather(*(store.finish(done(r, "events"), message_id=f"e-{r}", message_type="X")
+                                  for r in (a, b)))
+        await waiting_on_locks(store, 2)
+        await tx.commit()
+        async with asyncio.timeout(0.9):  # under deadlock_timeout (1 s): no deadlock was detected
+            by_replies, by_events = await replies, await events
+    finally:
+        await holder.close()
+        await store.pool.execute("DELETE FROM gateway.runs WHERE run_id LIKE $1 || '-filler-%'", base)
+    assert [r.answer for r in by_replies] == ["reply"] * 3 and by_events == [None, None]
+    assert await claimed(store, f"e-{a}", f"e-{b}") == 2
+    assert not [r for r in caplog.records if "failed" in r.getMessage()], "a batch failed (a deadlock?)"
