@@ -37,6 +37,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_pids() -> dict[str, list[int]]:
+    """The local RabbitMQ (beam.smp) and Postgres processes (all backends), for their CPU per run."""
+    found: dict[str, list[int]] = {"rabbitmq": [], "postgres": []}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm.startswith("beam"):
+            found["rabbitmq"].append(int(entry.name))
+        elif comm.startswith("postgres"):
+            found["postgres"].append(int(entry.name))
+    return found
+
+
+def servers_cpu() -> dict[str, float]:
+    """CPU seconds of the servers' processes; backends that come and go are counted while alive."""
+    total: dict[str, float] = {}
+    for name, pids in server_pids().items():
+        seconds = 0.0
+        for pid in pids:
+            try:
+                seconds += cpu_seconds(pid)
+            except OSError:
+                pass
+        total[name] = seconds
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -208,6 +239,7 @@ def main() -> int:
             results = []
             for level in levels:
                 before = {svc.module: cpu_seconds(svc.process.pid) for svc in services}
+                servers_before = servers_cpu()
                 spies = profile(services, args.py_spy, level, args.seconds + 2) if args.py_spy else []
                 result = asyncio.run(drive(gateway.url, token, level, args.seconds, client=args.client))
                 for spy in spies:
@@ -215,6 +247,9 @@ def main() -> int:
                 runs = max(len(result["run_ids"]), 1)
                 result["cpu_ms_per_run"] = {svc.module: round((cpu_seconds(svc.process.pid) - before[svc.module])
                                                               * 1000 / runs, 2) for svc in services}
+                servers_after = servers_cpu()
+                result["cpu_ms_per_run"].update({name: round((servers_after[name] - servers_before[name]) * 1000 / runs, 2)
+                                                 for name in servers_after})
                 result["audit"] = audit(env.database_url, result.pop("run_ids"))
                 results.append(result)
                 print(json.dumps(result), flush=True)
@@ -225,7 +260,7 @@ def main() -> int:
     print()
     print(f"load average at end: {os.getloadavg()}")
     print("| clients | runs/s | overhead p50 / p95 / p99 ms (client) | overhead p50 / p95 / p99 ms (gateway) "
-          "| errors | lost | CPU ms/run gateway / runner / miner / client |")
+          "| errors | lost | CPU ms/run gateway / runner / miner / RabbitMQ / Postgres / client |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         cpu = " / ".join(f"{v:.1f}" for v in [*r["cpu_ms_per_run"].values(), r["client_cpu_ms_per_run"]])

@@ -1,0 +1,267 @@
+"""The floor of the agent path's *message choreography* on the mandated stack (FastStream on RabbitMQ).
+
+`bench/messaging_floor.py` measures the least a run could cost: one request, one reply. A real
+run of Agent Loop's design sends more messages, because other services need to hear about it:
+
+    client ──HTTP──▶ gateway ──request (persistent, confirmed, quorum)──▶ runner
+    runner ──reply (transient, confirmed)──▶ the gateway instance's own queue   → HTTP answer
+    runner ──run completed (persistent, confirmed, quorum)──▶ gateway events queue (durable outcome)
+    runner ──interaction logged (persistent, confirmed, quorum)──▶ log-miner queue
+
+i.e. 4 publishes and 4 consumes per run, plus (with `--pg`) the design's commits: the gateway's run
+row, the runner's record, the gateway's durable outcome, the log-miner's row. This benchmark runs
+exactly that choreography with FastStream brokers built by `servicekit.messaging.make_broker`
+(the services' settings: confirms, persistent messages, quorum queues, prefetch 16) and handlers
+that do nothing else: no auth, no contracts, no run loop, no classification. What it sustains is
+the most the real services can reach on this machine while they keep the design's messages.
+
+    .venv/bin/python -m bench.design_floor [--levels 1,16,64] [--seconds 10] [--pg]
+
+It runs on an isolated vhost and database (created and dropped here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from bench.http_load import HttpConnection
+from tests.harness import create_database, create_vhost, delete_vhost, drop_database, free_port, port_open, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS, OUTCOMES, LOGGED, EXCHANGE = "floor.runs", "floor.gateway.outcomes", "floor.miner.logged", "floor.events"
+TABLE = "CREATE TABLE IF NOT EXISTS floor_rows (id text PRIMARY KEY, kind text, body jsonb)"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def topology():
+    from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
+
+    def quorum(name: str, key: str) -> RabbitQueue:
+        return RabbitQueue(name, durable=True, queue_type=QueueType.QUORUM, routing_key=key)
+
+    exchange = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
+    return exchange, quorum(RUNS, "run.requested"), quorum(OUTCOMES, "run.completed"), quorum(LOGGED, "interaction.logged")
+
+
+async def open_pool(dsn: str | None):
+    if not dsn:
+        return None
+    import asyncpg
+
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=16)
+    await pool.execute(TABLE)
+    return pool
+
+
+async def commit(pool, row_id: str, kind: str, body: bytes) -> None:
+    if pool is not None:
+        await pool.execute("INSERT INTO floor_rows (id, kind, body) VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING",
+                           row_id, kind, body.decode())
+
+
+def broker_for(url: str, name: str):
+    from servicekit.messaging import make_broker
+
+    return make_broker(url, prefetch=16, app_id=name)
+
+
+# ------------------------------------------------------------------ process: runner
+async def run_runner(url: str, dsn: str | None) -> None:
+    exchange, runs, _, _ = topology()
+    broker = broker_for(url, "floor-runner")
+    pool = await open_pool(dsn)
+
+    @broker.subscriber(runs, exchange, no_reply=True)
+    async def on_request(body: dict) -> None:
+        raw = broker.context.get_local("message")
+        run_id = body["run_id"]
+        await commit(pool, run_id, "trajectory", raw.body)
+        done = json.dumps({"run_id": run_id, "answer": "pong"}).encode()
+        await broker.publish(done, queue=raw.reply_to, correlation_id=run_id, persist=False)
+        await asyncio.gather(
+            broker.publish(done, exchange=exchange, routing_key="run.completed", message_id=f"c-{run_id}", persist=True),
+            broker.publish(raw.body, exchange=exchange, routing_key="interaction.logged", message_id=f"l-{run_id}",
+                           persist=True),
+        )
+
+    await broker.start()
+    print("READY", flush=True)
+    await asyncio.Future()
+
+
+# ------------------------------------------------------------------ process: log-miner
+async def run_miner(url: str, dsn: str | None) -> None:
+    exchange, _, _, logged = topology()
+    broker = broker_for(url, "floor-miner")
+    pool = await open_pool(dsn)
+
+    @broker.subscriber(logged, exchange, no_reply=True)
+    async def on_logged(body: dict) -> None:
+        await commit(pool, "m-" + body["run_id"], "mined", json.dumps(body).encode())
+
+    await broker.start()
+    print("READY", flush=True)
+    await asyncio.Future()
+
+
+# ------------------------------------------------------------------ process: gateway
+def gateway_app(url: str, dsn: str | None):
+    from faststream.rabbit import RabbitQueue
+
+    exchange, runs, outcomes, _ = topology()
+    instance = uuid.uuid4().hex[:8]
+    reply_queue = RabbitQueue(f"floor.replies.{instance}", durable=False, exclusive=True, auto_delete=True)
+    broker = broker_for(url, "floor-gateway")
+    waiting: dict[str, asyncio.Future] = {}
+    state: dict = {}
+
+    @broker.subscriber(reply_queue, no_reply=True)
+    async def on_reply(body: dict) -> None:
+        future = waiting.pop(body["run_id"], None)
+        if future is not None and not future.done():
+            future.set_result(body)
+
+    @broker.subscriber(outcomes, exchange, no_reply=True)
+    async def on_outcome(body: dict) -> None:
+        await commit(state.get("pool"), "o-" + body["run_id"], "outcome", json.dumps(body).encode())
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                event = await receive()
+                if event["type"] == "lifespan.startup":
+                    state["pool"] = await open_pool(dsn)
+                    await broker.start()
+                    await send({"type": "lifespan.startup.complete"})
+                elif event["type"] == "lifespan.shutdown":
+                    await broker.stop()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        run_id = uuid.uuid4().hex
+        request = json.dumps({"run_id": run_id, "request": json.loads(body)}).encode()
+        await commit(state.get("pool"), run_id, "run", request)
+        future = waiting[run_id] = asyncio.get_running_loop().create_future()
+        await broker.publish(request, exchange=exchange, routing_key="run.requested", message_id=run_id,
+                             reply_to=reply_queue.name, persist=True, mandatory=True)
+        reply = json.dumps(await future).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(reply)).encode())]})
+        await send({"type": "http.response.body", "body": reply})
+
+    return app
+
+
+def run_gateway(url: str, dsn: str | None, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(gateway_app(url, dsn), host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                lifespan="on")
+
+
+# ------------------------------------------------------------------ driver
+async def drive(port: int, clients: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    body = json.dumps({"instruction": "ping", "options": {"max_steps": 1}}).encode()
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        conn = HttpConnection("127.0.0.1", port)
+        request = conn.encode("POST", "/v1/runs", body)
+        try:
+            while time.perf_counter() < deadline:
+                began = time.perf_counter()
+                response = await conn.send(request)
+                if response.status != 200:
+                    raise RuntimeError(f"floor gateway answered {response.status}")
+                latencies.append(time.perf_counter() - began)
+        finally:
+            await conn.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - began
+    return {"clients": clients, "runs": len(latencies), "runs_per_s": len(latencies) / elapsed,
+            "p50_ms": percentile(latencies, 0.50) * 1000, "p95_ms": percentile(latencies, 0.95) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000}
+
+
+def spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench.design_floor", *args], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", default="1,16,64")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--pg", action="store_true", help="add the design's four commits per run")
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role:
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)
+    if args.role == "runner":
+        asyncio.run(run_runner(args.url, args.dsn))
+        return 0
+    if args.role == "miner":
+        asyncio.run(run_miner(args.url, args.dsn))
+        return 0
+    if args.role == "gateway":
+        run_gateway(args.url, args.dsn, args.port)
+        return 0
+
+    name = f"design_{uuid.uuid4().hex[:8]}"
+    create_vhost(name)
+    create_database(name)
+    url = f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    dsn_args = ["--dsn", f"postgresql://postgres@127.0.0.1:5432/{name}"] if args.pg else []
+    procs: list[subprocess.Popen] = []
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    try:
+        for role in ("runner", "miner"):
+            proc = spawn("--role", role, "--url", url, *dsn_args)
+            procs.append(proc)
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "READY", f"{role} did not start"
+        port = free_port()
+        procs.append(spawn("--role", "gateway", "--url", url, "--port", str(port), *dsn_args))
+        wait_until(lambda: port_open(port), timeout=30, what="floor gateway")
+        asyncio.run(drive(port, 4, 1.0))  # warm-up
+        print(f"| pg | clients | runs/s | p50 ms | p95 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|", flush=True)
+        for level in (int(x) for x in args.levels.split(",")):
+            r = asyncio.run(drive(port, level, args.seconds))
+            print(f"| {'yes' if args.pg else 'no'} | {r['clients']} | {r['runs_per_s']:.0f} | {r['p50_ms']:.2f} | "
+                  f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} |", flush=True)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+        delete_vhost(name)
+        drop_database(name)
+    print(f"load average at end: {os.getloadavg()}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
