@@ -12,11 +12,23 @@ from .errors import (
     VersionConflictError,
 )
 from .files import ChecksumMismatchError, ModelFileError, local_gguf_path, sha256_of
-from .model import ALIASES, BASE_VERSION, BUNDLED_URI, STATUSES, ModelFile, ModelVersion
+from .model import (
+    ALIASES,
+    BASE_VERSION,
+    BUNDLED_URI,
+    SERVED_STATUSES,
+    STATUSES,
+    ModelFile,
+    ModelVersion,
+    promotion_refusal,
+)
 from .read import get_aliases, get_version, list_versions, resolve
 
 __all__ = [
-    "ALIASES", "BASE_VERSION", "BUNDLED_URI", "STATUSES", "ChecksumMismatchError", "ModelFile", "ModelFileError",
+    "ALIASES", "BASE_VERSION", "BUNDLED_URI", "SERVED_STATUSES", "STATUSES", "ChecksumMismatchError", "ModelFile",
+    "ModelFileError",
     "ModelVersion", "NoPreviousVersionError", "NotPromotableError", "RegistryError", "UnknownVersionError",
-    "VersionConflictError", "get_aliases", "get_version", "list_versions", "local_gguf_path", "resolve", "sha256_of",
+    "VersionConflictError", "get_aliases", "get_version", "list_versions", "local_gguf_path", "promotion_refusal",
+    "resolve",
+    "sha256_of",
 ]

@@ -63,3 +63,27 @@ class ModelVersion:
             if f.quantization is not None and f.quantization.upper() == wanted.upper():
                 return f
         return None
+
+
+# Statuses of a version that has served as production (so it was accepted once).
+SERVED_STATUSES = ("production", "previous", "retired")
+
+
+def promotion_refusal(version: ModelVersion, quantization: str | None = None,
+                      evaluation_id: str | None = None) -> str | None:
+    """Why `version` cannot become production (serving the GGUF of `quantization`, default its
+    own), or None. The one rule for the writer (which raises) and for callers that want to
+    answer early (the gateway's 409): rejected by the gate; never evaluated (no evaluation id
+    recorded or given, never production before, not the base); no GGUF of the quant."""
+    if version.status == "rejected":
+        return f"{version.version} was rejected by the gate and cannot be promoted"
+    evaluated = (evaluation_id or version.evaluation_id or version.status in SERVED_STATUSES
+                 or version.version == BASE_VERSION)
+    if not evaluated:
+        return f"{version.version} was never evaluated: only an evaluated version can be promoted"
+    if version.gguf(quantization or version.quantization) is None:
+        have = sorted(f.quantization or "?" for f in version.files if f.kind == "gguf")
+        quant = quantization or version.quantization
+        return f"{version.version} has no exported GGUF for quantization {quant!r} (has: {', '.join(have) or 'none'})"
+    return None
+

@@ -16,11 +16,8 @@ from typing import Any
 import asyncpg
 
 from .errors import NoPreviousVersionError, NotPromotableError, UnknownVersionError, VersionConflictError
-from .model import BASE_VERSION, ModelFile, ModelVersion
+from .model import ModelFile, ModelVersion, promotion_refusal
 from .read import get_version
-
-# Statuses of versions that have served as production: they count as evaluated.
-SERVED = ("production", "previous", "retired")
 
 
 @dataclass(frozen=True)
@@ -120,18 +117,11 @@ async def promote(
         target = await get_version(conn, version)
         if target is None:
             raise UnknownVersionError(version)
-        if target.status == "rejected":
-            raise NotPromotableError(f"{version} was rejected by the gate and cannot be promoted")
-        evaluated = evaluation_id or target.evaluation_id or target.status in SERVED or version == BASE_VERSION
-        if not evaluated:
-            raise NotPromotableError(f"{version} was never evaluated: only an evaluated version can be promoted")
+        if (refusal := promotion_refusal(target, quantization, evaluation_id)) is not None:
+            raise NotPromotableError(refusal)
         quant = quantization or target.quantization
         gguf = target.gguf(quant)
-        if gguf is None:
-            have = sorted(f.quantization or "?" for f in target.files if f.kind == "gguf")
-            raise NotPromotableError(
-                f"{version} has no exported GGUF for quantization {quant!r} (has: {', '.join(have) or 'none'})"
-            )
+        assert gguf is not None  # promotion_refusal checked it
         current = aliases.get("production")
         if current == version:
             return AliasMove(target, aliases.get("previous"), gguf, changed=False)

@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from contracts import ChatMessage, DatasetOptions, LoraOptions, RunOptions, ToolSpec
-from modelregistry import BASE_VERSION, ModelVersion
 
 # --------------------------------------------------------------------------- identities
 
@@ -304,26 +303,6 @@ class ApiKeyRecord:
 
 
 # --------------------------------------------------------------------------- model registry
-
-# Statuses of versions that have served as production: they count as evaluated. The same rules
-# as the registry's writer (the exporter), checked here so that a command it would refuse is
-# answered 409 at once instead of being accepted and then dropped.
-SERVED_STATUSES = ("production", "previous", "retired")
-
-
-def promotion_refusal(version: ModelVersion, quantization: str | None) -> str | None:
-    """Why `version` cannot become production (with the GGUF of `quantization`), or None."""
-    if version.status == "rejected":
-        return f"{version.version} was rejected by the gate and cannot be promoted"
-    evaluated = version.evaluation_id or version.status in SERVED_STATUSES or version.version == BASE_VERSION
-    if not evaluated:
-        return f"{version.version} was never evaluated: only an evaluated version can be promoted"
-    if version.gguf(quantization) is None:
-        have = sorted(f.quantization or "?" for f in version.files if f.kind == "gguf")
-        quant = quantization or version.quantization
-        return f"{version.version} has no exported GGUF for quantization {quant!r} (has: {', '.join(have) or 'none'})"
-    return None
-
 
 def primary_score(metrics: dict[str, Any]) -> float | None:
     """The one number to show for a version: its gate score where the registry recorded one."""

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from contracts import Contract, ModelPromoteRequested, ModelRollbackRequested, deterministic_id, new_id
-from modelregistry import ModelVersion
+from modelregistry import ModelVersion, promotion_refusal
 from servicekit.logs import log_fields
 
 from ..domain import (
@@ -24,7 +24,6 @@ from ..domain import (
     ModelNotFoundError,
     PromoteSubmission,
     RollbackSubmission,
-    promotion_refusal,
 )
 from ..ports import AuditLog, ModelRegistry, OpsStore, Publisher
 
