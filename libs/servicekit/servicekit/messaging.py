@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aio_pika
 from aio_pika import ExchangeType as AioExchangeType
 from faststream import BaseMiddleware
 from faststream.exceptions import NackMessage, RejectMessage
@@ -78,6 +79,32 @@ async def declare_dead_letter_queues(broker: RabbitBroker, queues: list[str]) ->
             await dlq.bind(dlx, routing_key=name)
     finally:
         await channel.close()
+
+
+async def delete_retired_queues(broker: RabbitBroker, names: list[str]) -> list[str]:
+    """Delete queues an earlier version of a service declared and this one no longer consumes
+    (an upgrade step run at start-up). A queue still in use (an old replica during a rolling
+    upgrade) is left for a later start; a missing one is fine. Returns the names deleted."""
+    deleted: list[str] = []
+    for name in names:
+        # Quorum queues refuse `queue.delete` with if-unused (and the broker closes the whole
+        # connection for it), so the consumer count is read first from a passive declare.
+        channel = await broker._connection.channel()  # noqa: SLF001 - one-off operation
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+            consumers = queue.declaration_result.consumer_count
+            if consumers:
+                logger.warning("retired queue %s still has %d consumer(s); left for a later start", name, consumers)
+                continue
+            await channel.queue_delete(name)
+            deleted.append(name)
+            logger.info("retired queue %s deleted", name)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            pass  # never declared here, or deleted already
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+    return deleted
 
 
 def amqp_properties(message: Contract) -> dict[str, Any]:

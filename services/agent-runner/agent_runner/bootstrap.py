@@ -15,7 +15,7 @@ from modelkit.base_model import BUNDLED_MODEL_VERSION, bundled_gguf_path
 from servicekit.app import create_service_app
 from servicekit.artifacts import ArtifactStore
 from servicekit.logs import setup_logging
-from servicekit.messaging import make_broker
+from servicekit.messaging import delete_retired_queues, make_broker
 from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
@@ -153,6 +153,9 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
     rt.details = lambda: {**slot.describe(), "instance": instance, "server_tools": sorted(tools)}
     rt.background.append(outbox.run_relay)
     rt.on_startup.append(store.open)
+    # Upgrade step: before per-instance deployments queues (decision 0011) every replica shared
+    # the durable `agent-runner.model.deployed.v1`; nothing consumes it any more.
+    rt.on_startup.append(lambda: delete_retired_queues(rt.broker, list(handlers.RETIRED_QUEUES)))
     if from_registry:
         rt.on_startup.append(serve_production)  # before the broker starts: no run without a model
     rt.on_shutdown += [close_engines, store.close]

@@ -31,6 +31,9 @@ DEPLOYMENTS_KEY = "agent_runner_deployments"
 # Where a `model.deployed` that breaks the contract is dead-lettered: one durable DLQ for the
 # per-instance queues of every replica (they come and go with their process).
 DEPLOYMENTS_DLQ_KEY = queue_name(SERVICE, ModelDeployed)
+# Queues of earlier versions that nothing consumes any more, deleted at start-up when unused:
+# the shared durable `model.deployed` work queue of the replicas before per-instance queues.
+RETIRED_QUEUES = (DEPLOYMENTS_DLQ_KEY,)
 
 
 def deployments_queue(instance_id: str) -> RabbitQueue:

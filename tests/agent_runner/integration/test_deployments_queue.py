@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 
+import aio_pika
 import httpx
 
 from agent_runner.bootstrap import build_app
@@ -66,3 +67,31 @@ async def test_each_instance_consumes_its_own_queue_and_bad_bodies_are_dead_lett
 
             await eventually(wanted, what="the valid deployment after the bad ones")
     assert own not in await asyncio.to_thread(queues, vhost)  # gone with the instance's connection
+
+
+async def test_the_retired_shared_deployments_queue_is_deleted_at_start_up(runner_infra: RunnerInfra, amqp):
+    """Upgrade step: the durable queue every replica shared before per-instance queues has no
+    consumer any more; a new runner deletes it (with a stale message in it) when it starts."""
+    from contracts import queue_name
+
+    from agent_runner.handlers import RETIRED_QUEUES
+
+    old = queue_name("agent-runner", ModelDeployed)
+    assert RETIRED_QUEUES == (old,)
+    vhost = runner_infra.broker_url.rsplit("/", 1)[1]
+    channel = await amqp.connection.channel()
+    try:
+        queue = await channel.declare_queue(old, durable=True, arguments={"x-queue-type": "quorum"})
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=old)
+        await eventually(lambda: old in queues(vhost), what="the old queue declared")
+        await queue.consume(lambda m: None)  # an old replica still consumes: left alone
+        settings = runner_settings(runner_infra, engine={"kind": "scripted", "model_version": "scripted-v1"})
+        app = build_app(settings)
+        async with app.router.lifespan_context(app):
+            assert old in await asyncio.to_thread(queues, vhost)
+    finally:
+        await channel.close()  # the old replica is gone
+
+    app = build_app(runner_settings(runner_infra, engine={"kind": "scripted", "model_version": "scripted-v1"}))
+    async with app.router.lifespan_context(app):
+        assert old not in await asyncio.to_thread(queues, vhost)
