@@ -108,7 +108,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     metrics = gateway_metrics.build(rt.registry)
     redis = Redis.from_url(settings.redis.url)
     rt.checks["redis"] = redis_check(redis)
-    run_index = AsyncpgRunStore(settings.database.url, max_size=2 * settings.database.pool_size)
+    run_index = AsyncpgRunStore(settings.database.url, max_size=2 * settings.database.pool_size,
+                                on_flush=lambda kind, size: metrics.write_batch_size.labels(kind=kind).observe(size))
     # Fast-path publishing with batched marks (on the run index's relaxed-commit pool), and the
     # relay that covers crashes; staging happens in the run index's statements (and `outbox.add`).
     outbox = Outbox(tables.outbox, engine, broker, mark_published=run_index.mark_published)

@@ -21,6 +21,7 @@ class Metrics:
     rate_limited: Counter
     steps_forwarded: Counter
     websockets_active: Gauge
+    write_batch_size: Histogram
 
 
 def build(registry: CollectorRegistry) -> Metrics:
@@ -53,5 +54,10 @@ def build(registry: CollectorRegistry) -> Metrics:
         ),
         websockets_active=Gauge(
             "gateway_websockets_active", "Open run-streaming WebSockets", registry=registry,
+        ),
+        write_batch_size=Histogram(
+            "gateway_run_index_batch_size",
+            "Run-index writes per statement (concurrent creations or outcomes share one), by kind",
+            ["kind"], buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=registry,
         ),
     )
