@@ -49,6 +49,35 @@ async def asyncpg_pool(url: str, *, min_size: int = 0, max_size: int = 10,
                                      reset=_keep_session, server_settings=settings)
 
 
+class AsyncpgPool:
+    """An adapter's own asyncpg pool (see `asyncpg_pool`): `open()` in a start-up hook, `close()`
+    at shutdown, `pool` in between; `what` names the adapter in the error of a use before open."""
+
+    def __init__(self, database_url: str, *, what: str, min_size: int = 0, max_size: int = 10,
+                 synchronous_commit: bool = True) -> None:
+        self.database_url = database_url
+        self.what = what
+        self.min_size = min_size
+        self.max_size = max_size
+        self.synchronous_commit = synchronous_commit
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self._pool = await asyncpg_pool(self.database_url, min_size=self.min_size, max_size=self.max_size,
+                                        synchronous_commit=self.synchronous_commit)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.what} is not open (its start-up hook has not run)")
+        return self._pool
+
+
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         "inbox",

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from contracts import Contract
-from servicekit.db import asyncpg_pool
+from servicekit.db import AsyncpgPool
 from servicekit.messaging import json_body
 from servicekit.outbox import Outbox
 
@@ -62,24 +62,13 @@ class PostgresRunStore:
     publishes after commit (its marks go through `mark_published`)."""
 
     def __init__(self, database_url: str, *, max_size: int = 10) -> None:
-        self.database_url = database_url
-        self.max_size = max_size
         self.outbox: Outbox | None = None
-        self._pool: asyncpg.Pool | None = None
-
-    async def open(self) -> None:
-        self._pool = await asyncpg_pool(self.database_url, max_size=self.max_size)
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        self._db = AsyncpgPool(database_url, what="the run store", max_size=max_size)
+        self.open, self.close = self._db.open, self._db.close
 
     @property
     def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError("the run store is not open")
-        return self._pool
+        return self._db.pool
 
     async def is_processed(self, message_id: str) -> bool:
         return await self.pool.fetchval(IS_PROCESSED, message_id)

@@ -34,7 +34,7 @@ import asyncpg
 
 from contracts import Contract
 from servicekit.batching import GroupCommit
-from servicekit.db import asyncpg_pool
+from servicekit.db import AsyncpgPool
 from servicekit.messaging import json_body
 
 from ..domain import NewFeedback, NewRun, RunFinish, RunRecord
@@ -185,21 +185,18 @@ class AsyncpgRunStore:
 
     def __init__(self, database_url: str, *, min_size: int = 0, max_size: int = 20, max_batch: int = 128,
                  on_flush: Callable[[str, int], None] | None = None) -> None:
-        self.database_url = database_url
-        self.min_size = min_size
-        self.max_size = max_size
         self.max_batch = max_batch
         self.on_flush = on_flush  # (batch name, items written in one statement)
-        self._pool: asyncpg.Pool | None = None
-        self._relaxed: asyncpg.Pool | None = None
+        self._db = AsyncpgPool(database_url, what="the run index", min_size=min_size, max_size=max_size)
+        # Writes that another durable write backs up commit without waiting for the WAL flush.
+        self._relaxed_db = AsyncpgPool(database_url, what="the run index", max_size=max(2, max_size // 4),
+                                       synchronous_commit=False)
         self._creates: GroupCommit[tuple[NewRun, Contract], None] | None = None
         self._finishes: dict[tuple[bool, bool], GroupCommit[_Outcome, RunRecord | None]] = {}
 
     async def open(self) -> None:
-        self._pool = await asyncpg_pool(self.database_url, min_size=self.min_size, max_size=self.max_size)
-        # Writes that another durable write backs up commit without waiting for the WAL flush.
-        self._relaxed = await asyncpg_pool(self.database_url, max_size=max(2, self.max_size // 4),
-                                           synchronous_commit=False)
+        await self._db.open()
+        await self._relaxed_db.open()
         self._creates = self._group(self._create_batch, "create")
         for once in (False, True):
             for durable in (False, True):
@@ -216,22 +213,16 @@ class AsyncpgRunStore:
         self._creates, self._finishes = None, {}
         for group in groups:
             await group.close()
-        for pool in (self._pool, self._relaxed):
-            if pool is not None:
-                await pool.close()
-        self._pool = self._relaxed = None
+        await self._db.close()
+        await self._relaxed_db.close()
 
     @property
     def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError("the run index is not open")
-        return self._pool
+        return self._db.pool
 
     @property
     def relaxed_pool(self) -> asyncpg.Pool:
-        if self._relaxed is None:
-            raise RuntimeError("the run index is not open")
-        return self._relaxed
+        return self._relaxed_db.pool
 
     # ------------------------------------------------------------------ creation
 

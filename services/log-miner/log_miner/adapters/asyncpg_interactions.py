@@ -31,7 +31,7 @@ import asyncpg
 from pydantic import TypeAdapter
 
 from contracts import ChatMessage, ToolCall, ToolSpec, TrajectoryStep
-from servicekit.db import asyncpg_pool
+from servicekit.db import AsyncpgPool
 
 from ..domain.records import Feedback
 from ..ports import NewInteraction
@@ -150,21 +150,10 @@ class AsyncpgInteractionLog:
     """Implements `ports.InteractionLog`. `open()` at start-up, `close()` at shutdown."""
 
     def __init__(self, database_url: str, *, max_size: int = 4) -> None:
-        self.database_url = database_url
-        self.max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-
-    async def open(self) -> None:
-        self._pool = await asyncpg_pool(self.database_url, max_size=self.max_size)
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-        self._pool = None
+        self._db = AsyncpgPool(database_url, what="the interaction log", max_size=max_size)
+        self.open, self.close = self._db.open, self._db.close
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[AsyncpgBatch]:
-        if self._pool is None:
-            raise RuntimeError("the interaction log is not open")
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._db.pool.acquire() as conn, conn.transaction():
             yield AsyncpgBatch(conn)
