@@ -28,21 +28,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
-from bench.http_load import HttpConnection
+from bench.http_load import drive, http_caller, skeleton_app
 from tests.harness import create_database, create_vhost, delete_vhost, drop_database, free_port, port_open, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS, OUTCOMES, LOGGED, EXCHANGE = "floor.runs", "floor.gateway.outcomes", "floor.miner.logged", "floor.events"
 TABLE = "CREATE TABLE IF NOT EXISTS floor_rows (id text PRIMARY KEY, kind text, body jsonb)"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def topology():
@@ -137,36 +131,20 @@ def gateway_app(url: str, dsn: str | None):
     async def on_outcome(body: dict) -> None:
         await commit(state.get("pool"), "o-" + body["run_id"], "outcome", json.dumps(body).encode())
 
-    async def app(scope, receive, send):
-        if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    state["pool"] = await open_pool(dsn)
-                    await broker.start()
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await broker.stop()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+    async def startup() -> None:
+        state["pool"] = await open_pool(dsn)
+        await broker.start()
+
+    async def handle(body: bytes) -> bytes:
         run_id = uuid.uuid4().hex
         request = json.dumps({"run_id": run_id, "request": json.loads(body)}).encode()
         await commit(state.get("pool"), run_id, "run", request)
         future = waiting[run_id] = asyncio.get_running_loop().create_future()
         await broker.publish(request, exchange=exchange, routing_key="run.requested", message_id=run_id,
                              reply_to=reply_queue.name, persist=True, mandatory=True)
-        reply = json.dumps(await future).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(reply)).encode())]})
-        await send({"type": "http.response.body", "body": reply})
+        return json.dumps(await future).encode()
 
-    return app
+    return skeleton_app(handle, startup=startup, shutdown=broker.stop)
 
 
 def run_gateway(url: str, dsn: str | None, port: int) -> None:
@@ -177,35 +155,21 @@ def run_gateway(url: str, dsn: str | None, port: int) -> None:
 
 
 # ------------------------------------------------------------------ driver
-async def drive(port: int, clients: int, seconds: float) -> dict:
-    latencies: list[float] = []
-    body = json.dumps({"instruction": "ping", "options": {"max_steps": 1}}).encode()
-    deadline = time.perf_counter() + seconds
-
-    async def client() -> None:
-        conn = HttpConnection("127.0.0.1", port)
-        request = conn.encode("POST", "/v1/runs", body)
-        try:
-            while time.perf_counter() < deadline:
-                began = time.perf_counter()
-                response = await conn.send(request)
-                if response.status != 200:
-                    raise RuntimeError(f"floor gateway answered {response.status}")
-                latencies.append(time.perf_counter() - began)
-        finally:
-            await conn.close()
-
-    began = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    elapsed = time.perf_counter() - began
-    return {"clients": clients, "runs": len(latencies), "runs_per_s": len(latencies) / elapsed,
-            "p50_ms": percentile(latencies, 0.50) * 1000, "p95_ms": percentile(latencies, 0.95) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000}
+BODY = json.dumps({"instruction": "ping", "options": {"max_steps": 1}}).encode()
 
 
 def spawn(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bench.design_floor", *args], stdout=subprocess.PIPE, text=True,
                             cwd=ROOT)
+
+
+async def measure(port: int, levels: list[int], seconds: float) -> list[dict]:
+    call, close = http_caller(port)
+    try:
+        await drive(call, 4, 1.0, BODY)  # warm-up
+        return [await drive(call, n, seconds, BODY) for n in levels]
+    finally:
+        await close()
 
 
 def main() -> int:
@@ -247,10 +211,9 @@ def main() -> int:
         port = free_port()
         procs.append(spawn("--role", "gateway", "--url", url, "--port", str(port), *dsn_args))
         wait_until(lambda: port_open(port), timeout=30, what="floor gateway")
-        asyncio.run(drive(port, 4, 1.0))  # warm-up
-        print(f"| pg | clients | runs/s | p50 ms | p95 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|", flush=True)
-        for level in (int(x) for x in args.levels.split(",")):
-            r = asyncio.run(drive(port, level, args.seconds))
+        levels = [int(x) for x in args.levels.split(",")]
+        print("| pg | clients | runs/s | p50 ms | p95 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|", flush=True)
+        for r in asyncio.run(measure(port, levels, args.seconds)):
             print(f"| {'yes' if args.pg else 'no'} | {r['clients']} | {r['runs_per_s']:.0f} | {r['p50_ms']:.2f} | "
                   f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} |", flush=True)
     finally:

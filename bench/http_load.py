@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,3 +75,79 @@ class HttpConnection:
             except (ConnectionError, OSError):
                 pass
         self._reader = self._writer = None
+
+
+# --------------------------------------------------------------------------- skeleton servers and the driver
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def skeleton_app(handle, *, startup=None, shutdown=None):
+    """A raw ASGI app for the floor benchmarks: `handle(body) -> reply bytes` answers every
+    request 200 with a JSON body (framed by content-length); `startup`/`shutdown` run in the
+    lifespan. No routing, no validation: the least a web server can do."""
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                event = await receive()
+                if event["type"] == "lifespan.startup":
+                    if startup is not None:
+                        await startup()
+                    await send({"type": "lifespan.startup.complete"})
+                elif event["type"] == "lifespan.shutdown":
+                    if shutdown is not None:
+                        await shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        reply = await handle(body)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(reply)).encode())]})
+        await send({"type": "http.response.body", "body": reply})
+
+    return app
+
+
+def http_caller(port: int, path: str = "/v1/runs"):
+    """`call(body) -> reply` over one keep-alive connection per calling task; `close()` after."""
+    connections: dict[asyncio.Task, HttpConnection] = {}
+
+    async def call(body: bytes) -> bytes:
+        conn = connections.setdefault(asyncio.current_task(), HttpConnection("127.0.0.1", port))
+        response = await conn.send(conn.encode("POST", path, body))
+        if response.status != 200:
+            raise RuntimeError(f"skeleton gateway answered {response.status}")
+        return response.body
+
+    async def close() -> None:
+        for conn in connections.values():
+            await conn.close()
+
+    return call, close
+
+
+async def drive(call, clients: int, seconds: float, body: bytes) -> dict:
+    """`clients` concurrent callers, back to back, for `seconds`; throughput and latency percentiles."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            await call(body)
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - began
+    return {"clients": clients, "runs": len(latencies), "runs_per_s": len(latencies) / elapsed,
+            "p50_ms": percentile(latencies, 0.50) * 1000, "p95_ms": percentile(latencies, 0.95) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000}

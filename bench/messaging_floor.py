@@ -28,13 +28,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import aio_pika
 
-from bench.http_load import HttpConnection
+from bench.http_load import drive, http_caller, skeleton_app
 from tests.harness import (
     create_database,
     create_vhost,
@@ -46,11 +45,6 @@ from tests.harness import (
 )
 
 QUEUE = "floor.requests"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def declare_request_queue(channel: aio_pika.abc.AbstractChannel) -> aio_pika.abc.AbstractQueue:
@@ -129,31 +123,7 @@ async def run_worker(amqp_url: str, dsn: str | None) -> None:
 # ------------------------------------------------------------------ process: skeleton gateway
 def gateway_app(amqp_url: str):
     requester = Requester(amqp_url)
-
-    async def app(scope, receive, send):
-        if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await requester.start()
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await requester.close()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
-        reply = await requester.call(body)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(reply)).encode())]})
-        await send({"type": "http.response.body", "body": reply})
-
-    return app
+    return skeleton_app(requester.call, startup=requester.start, shutdown=requester.close)
 
 
 def run_gateway(amqp_url: str, port: int) -> None:
@@ -164,23 +134,7 @@ def run_gateway(amqp_url: str, port: int) -> None:
 
 
 # ------------------------------------------------------------------ driver
-async def drive(call, clients: int, seconds: float) -> dict:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-    body = json.dumps({"instruction": "What is 17*23?", "options": {"max_steps": 1}}).encode()
-
-    async def client() -> None:
-        while time.perf_counter() < deadline:
-            began = time.perf_counter()
-            await call(body)
-            latencies.append(time.perf_counter() - began)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    elapsed = time.perf_counter() - began
-    return {"clients": clients, "runs": len(latencies), "runs_per_s": len(latencies) / elapsed,
-            "p50_ms": percentile(latencies, 0.50) * 1000, "p95_ms": percentile(latencies, 0.95) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000}
+BODY = json.dumps({"instruction": "What is 17*23?", "options": {"max_steps": 1}}).encode()
 
 
 def spawn(*args: str) -> subprocess.Popen:
@@ -197,25 +151,16 @@ async def measure(mode: str, amqp_url: str, dsn: str, levels: list[int], seconds
             port = free_port()
             gateway = spawn("--gateway", amqp_url, "--port", str(port))
             wait_until(lambda: port_open(port), timeout=30, what="skeleton gateway")
-            connections: dict[asyncio.Task, HttpConnection] = {}  # one keep-alive connection per client
-
-            async def call(body: bytes) -> bytes:
-                conn = connections.setdefault(asyncio.current_task(), HttpConnection("127.0.0.1", port))
-                response = await conn.send(conn.encode("POST", "/v1/runs", body))
-                if response.status != 200:
-                    raise RuntimeError(f"skeleton gateway answered {response.status}")
-                return response.body
-
-            await drive(call, 4, 1.0)  # warm-up
-            results = [await drive(call, n, seconds) for n in levels]
-            for conn in connections.values():
-                await conn.close()
+            call, close = http_caller(port)
+            await drive(call, 4, 1.0, BODY)  # warm-up
+            results = [await drive(call, n, seconds, BODY) for n in levels]
+            await close()
             return results
         requester = Requester(amqp_url)
         await requester.start()
         try:
-            await drive(requester.call, 4, 1.0)  # warm-up
-            return [await drive(requester.call, n, seconds) for n in levels]
+            await drive(requester.call, 4, 1.0, BODY)  # warm-up
+            return [await drive(requester.call, n, seconds, BODY) for n in levels]
         finally:
             await requester.close()
     finally:
