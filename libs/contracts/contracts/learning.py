@@ -141,6 +141,9 @@ class EvaluationCompleted(Contract):
     quantization: str | None = Field(default=None, description="the quant that passed (smallest first); None if none did")
     candidate_scores: list[SuiteScore] = Field(default_factory=list)
     baseline_scores: list[SuiteScore] = Field(default_factory=list)
+    primary_suite: str | None = Field(default=None, description="the gate policy's primary suite (its score in "
+                                      "candidate_scores is the version's one number); None when the gate never "
+                                      "ran (an evaluation given up)")
     passed: bool
     reasons: list[str] = Field(default_factory=list)
     report_uri: str | None = None

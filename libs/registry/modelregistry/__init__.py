@@ -18,6 +18,7 @@ from .model import (
     BUNDLED_URI,
     SERVED_STATUSES,
     STATUSES,
+    GateEvaluation,
     ModelFile,
     ModelVersion,
     promotion_refusal,
@@ -25,7 +26,8 @@ from .model import (
 from .read import get_aliases, get_version, list_versions, resolve
 
 __all__ = [
-    "ALIASES", "BASE_VERSION", "BUNDLED_URI", "SERVED_STATUSES", "STATUSES", "ChecksumMismatchError", "ModelFile",
+    "ALIASES", "BASE_VERSION", "BUNDLED_URI", "SERVED_STATUSES", "STATUSES", "ChecksumMismatchError", "GateEvaluation",
+    "ModelFile",
     "ModelFileError",
     "ModelVersion", "NoPreviousVersionError", "NotPromotableError", "RegistryError", "UnknownVersionError",
     "VersionConflictError", "get_aliases", "get_version", "list_versions", "local_gguf_path", "promotion_refusal",

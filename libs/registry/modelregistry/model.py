@@ -65,6 +65,27 @@ class ModelVersion:
         return None
 
 
+@dataclass(frozen=True)
+class GateEvaluation:
+    """The gate's verdict on a version as the registry records it in `metrics` (its scores, and
+    the one number shown for the version: the primary suite's score)."""
+
+    evaluation_id: str
+    passed: bool
+    quantization: str | None  # the quant that passed; None when none did
+    primary_suite: str | None
+    scores: dict[str, float]  # suite → the candidate's score
+
+    @property
+    def primary_score(self) -> float | None:
+        return self.scores.get(self.primary_suite) if self.primary_suite is not None else None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"evaluation_id": self.evaluation_id, "passed": self.passed, "quantization": self.quantization,
+                "primary_suite": self.primary_suite, "primary_score": self.primary_score,
+                "scores": dict(self.scores)}
+
+
 # Statuses of a version that has served as production (so it was accepted once).
 SERVED_STATUSES = ("production", "previous", "retired")
 

@@ -1,4 +1,5 @@
-"""The registry's writer (the exporter only, decision 0011): register candidates, move aliases.
+"""The registry's writer (the exporter only, decision 0011): register candidates, record the
+gate's verdicts, move aliases.
 
 Every alias move runs in one transaction that first locks the alias rows (`SELECT ... FOR
 UPDATE`), so a gate's promotion, an operator's promotion and a rollback are serialised however
@@ -16,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from .errors import NoPreviousVersionError, NotPromotableError, UnknownVersionError, VersionConflictError
-from .model import ModelFile, ModelVersion, promotion_refusal
+from .model import GateEvaluation, ModelFile, ModelVersion, promotion_refusal
 from .read import get_version
 
 
@@ -191,6 +192,23 @@ async def reject(conn: asyncpg.Connection, version: str, *, actor: str, cause: s
         rejected = await get_version(conn, version)
         assert rejected is not None
         return rejected
+
+
+async def record_evaluation(conn: asyncpg.Connection, version: str, evaluation: GateEvaluation) -> ModelVersion:
+    """Merge the gate's verdict into the version's `metrics` (keys of GateEvaluation.to_doc; the
+    export's own keys stay). The same evaluation again writes the same document; a later one
+    replaces the earlier's keys. UnknownVersionError for a version not registered."""
+    async with conn.transaction():
+        found = await conn.fetchval(
+            """UPDATE registry.model_versions SET metrics = metrics || $2::text::jsonb, updated_at = now()
+               WHERE version = $1 RETURNING version""",
+            version, _jsonb(evaluation.to_doc()),
+        )
+        if found is None:
+            raise UnknownVersionError(version)
+        recorded = await get_version(conn, version)
+        assert recorded is not None
+        return recorded
 
 
 async def alias_history(conn: asyncpg.Connection, alias: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

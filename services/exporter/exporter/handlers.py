@@ -44,7 +44,7 @@ def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
     @broker.subscriber(work_queue(SERVICE, EvaluationCompleted, delivery_limit=delivery_limit), EVENTS,
                        no_reply=True)
     async def on_evaluation_completed(msg: EvaluationCompleted, deploy: DeployDep) -> None:
-        """The gate's verdict: a candidate that failed it is marked rejected."""
+        """The gate's verdict: recorded on the version; a candidate that failed it is marked rejected."""
         await deploy.evaluated(msg)
 
     @broker.subscriber(work_queue(SERVICE, ModelPromoteRequested, delivery_limit=delivery_limit), EVENTS,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from contracts import ExportCompleted, ExportFailed, ModelDeployed, TrainingCompleted
-from modelregistry import ModelFile, ModelVersion
+from modelregistry import GateEvaluation, ModelFile, ModelVersion
 from modelregistry.write import AliasMove
 
 from .domain import ExportJob
@@ -94,9 +94,11 @@ class Deployments(Protocol):
                        deployed: DeployedFactory) -> AliasMove | None:
         ...
 
-    async def reject(self, message_id: str, message_type: str, version: str, *, evaluation_id: str,
-                     reason: str) -> ModelVersion | None:
-        """Inbox claim + the candidate marked rejected; None for a duplicate delivery."""
+    async def record_evaluation(self, message_id: str, message_type: str, version: str, evaluation: GateEvaluation,
+                                *, reject_reason: str | None) -> ModelVersion | None:
+        """One transaction: inbox claim + the verdict merged into the version's metrics + with a
+        `reject_reason`, the candidate marked rejected. The version as recorded; None for a
+        duplicate delivery."""
         ...
 
 

@@ -19,8 +19,8 @@ import asyncpg
 import pytest
 
 from contracts import EVENTS_EXCHANGE, ModelPromoteRequested, ModelRollbackRequested
-from modelregistry import BASE_VERSION, ModelFile
-from modelregistry.write import promote, register_candidate
+from modelregistry import BASE_VERSION, GateEvaluation, ModelFile
+from modelregistry.write import promote, record_evaluation, register_candidate
 from servicekit.db import asyncpg_dsn
 from tests.harness import IsolatedEnv, ServiceProcess, create_database, create_vhost, delete_vhost, drop_database, \
     migrate
@@ -114,12 +114,15 @@ async def next_command(queue: aio_pika.abc.AbstractQueue, timeout: float = 20) -
     raise AssertionError("unreachable")
 
 
-async def candidate(conn: asyncpg.Connection, version: str, accuracy: float) -> None:
+async def candidate(conn: asyncpg.Connection, version: str, score: float) -> None:
+    """An exported version with the gate's verdict recorded as the exporter files it."""
     files = [ModelFile("Q4_K_M", f"s3://models/{version}/Q4_K_M.gguf", "ab" * 32, 1000, "gguf")]
     await register_candidate(conn, version=version, base_model=BASE_VERSION, files=files, job_id=f"job-{version}",
-                             dataset_id="ds-1", adapter_uri=None, lineage={}, metrics={"accuracy": accuracy},
+                             dataset_id="ds-1", adapter_uri=None, lineage={}, metrics={"parity": {"ok": True}},
                              quantization="Q4_K_M")
     await conn.execute("UPDATE registry.model_versions SET evaluation_id = 'eval-1' WHERE version = $1", version)
+    await record_evaluation(conn, version, GateEvaluation(evaluation_id="eval-1", passed=True, quantization="Q4_K_M",
+                                                          primary_suite="tools", scores={"json": 1.0, "tools": score}))
 
 
 async def test_models_prints_a_table_of_versions_with_aliases_and_scores(keys, registry):

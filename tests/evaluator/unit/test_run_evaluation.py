@@ -51,7 +51,7 @@ LADDER = [quant("Q8_0", 300), quant("Q4_K_M", 100), quant("Q5_K_M", 150)]
 
 class World:
     def __init__(self, models: dict, *, threshold: float = 0.5, max_attempts: int = 3, missing=(),
-                 production_error=None) -> None:
+                 production_error=None, suites=SUITES) -> None:
         self.store = FakeStore()
         self.models = FakeModels(set(missing), production_error)
         self.datasets = FakeDatasets()
@@ -61,7 +61,7 @@ class World:
         policy = EvalPolicy(owner="me", heartbeat_s=30, max_attempts=max_attempts, retry_delay_s=0, threshold=threshold,
                             tolerance=0.0, latency_tolerance=1.0)
         self.run = RunEvaluation(self.store, self.models, self.datasets, self.reports, self.scorer, self.metrics,
-                                 SUITES, policy)
+                                 suites, policy)
         self.scheduler = evaluation_scheduler(self.store, self.run, self.metrics, owner="me", lease_ttl_s=60,
                                               poll_interval_s=1, retry_delay_s=0)
         self.accept = AcceptExport(self.store, self.metrics, self.scheduler.poke)
@@ -83,6 +83,7 @@ async def test_the_smallest_passing_quant_wins_and_larger_ones_are_not_evaluated
     (done,) = w.events(EvaluationCompleted)
     (promoted,) = w.events(ModelPromoted)
     assert done.passed and done.quantization == "Q5_K_M" and done.baseline == "base@1"
+    assert done.primary_suite == "tools"
     assert done.evaluation_id == evaluation_id_for(msg)
     assert {s.suite: s.score for s in done.candidate_scores}["tools"] == 0.75
     assert {s.suite: s.score for s in done.baseline_scores}["tools"] == 0.5
@@ -111,6 +112,15 @@ async def test_no_passing_quant_means_a_negative_verdict_and_no_promotion():
     assert any(r.startswith("Q8_0: FAIL tools") for r in done.reasons)
     assert len(w.scorer.calls) == 4
     assert w.store.rows[done.evaluation_id].status == "completed"
+
+
+async def test_the_verdict_names_the_gate_policys_primary_suite_whatever_its_position():
+    suites = [Suite("json", "json_validity"), Suite("calls", "ast", items=ITEMS, primary=True)]
+    w = World({"production.gguf": knows("Paris"), "Q4_K_M.gguf": knows("Rome")}, suites=suites)
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    (done,) = w.events(EvaluationCompleted)
+    assert not done.passed and done.primary_suite == "calls"
+    assert {s.suite: s.score for s in done.candidate_scores}["calls"] == 0.25
 
 
 async def test_the_absolute_threshold_holds_back_a_candidate_that_ties_production():
@@ -170,6 +180,7 @@ async def test_a_transient_failure_is_retried_then_given_up_with_a_verdict():
     assert await w.scheduler.run_once() == "failed"
     (done,) = w.events(EvaluationCompleted)
     assert not done.passed and "registry down" in done.reasons[0] and "gave up after 2 attempts" in done.reasons[0]
+    assert done.primary_suite is None and done.candidate_scores == []  # the gate never ran
     assert w.store.rows[done.evaluation_id].status == "failed"
     assert await w.scheduler.run_once() is None
 

@@ -1,12 +1,20 @@
 """The exporter service moving aliases on real RabbitMQ and Postgres: the gate's model.promoted,
-an operator's rollback, and commands that can never succeed (dead-lettered, nothing changed)."""
+an operator's rollback, the gate's verdicts recorded on the version (a failed one rejected), and
+commands that can never succeed (dead-lettered, nothing changed)."""
 
 from __future__ import annotations
 
 import asyncpg
 
 import modelregistry as reg
-from contracts import EvaluationCompleted, ModelPromoted, ModelPromoteRequested, ModelRollbackRequested, new_id
+from contracts import (
+    EvaluationCompleted,
+    ModelPromoted,
+    ModelPromoteRequested,
+    ModelRollbackRequested,
+    SuiteScore,
+    new_id,
+)
 from modelregistry import write
 from tests.exporter.integration.conftest import Bus, eventually
 from tests.harness import ServiceProcess
@@ -105,12 +113,15 @@ async def test_an_operator_cannot_promote_a_candidate_the_gate_never_evaluated(
     assert await reg.get_aliases(registry_conn) == {"production": reg.BASE_VERSION}
 
 
-async def test_a_candidate_that_failed_the_gate_is_rejected(bus: Bus, registry_conn: asyncpg.Connection) -> None:
+async def test_a_candidate_that_failed_the_gate_is_rejected_with_its_scores_recorded(
+        bus: Bus, registry_conn: asyncpg.Connection) -> None:
     await reset_registry(registry_conn)
     name = f"gemma3-270m-{new_id()[:8]}"
     await insert_version(registry_conn, name)
-    await bus.publish(EvaluationCompleted.create(correlation_id=new_id(), evaluation_id="eval-x", job_id="j",
-                                                 candidate=name, passed=False, reasons=["regressed on bfcl"]))
+    await bus.publish(EvaluationCompleted.create(
+        correlation_id=new_id(), evaluation_id="eval-x", job_id="j", candidate=name, passed=False,
+        reasons=["regressed on bfcl"], primary_suite="bfcl",
+        candidate_scores=[SuiteScore(suite="bfcl", score=0.25), SuiteScore(suite="json", score=0.9)]))
 
     async def rejected() -> bool:
         v = await reg.get_version(registry_conn, name)
@@ -119,3 +130,38 @@ async def test_a_candidate_that_failed_the_gate_is_rejected(bus: Bus, registry_c
     await eventually(rejected, 30, "the candidate to be rejected")
     v = await reg.get_version(registry_conn, name)
     assert v.evaluation_id == "eval-x"
+    assert v.metrics == {"evaluation_id": "eval-x", "passed": False, "quantization": None, "primary_suite": "bfcl",
+                         "primary_score": 0.25, "scores": {"bfcl": 0.25, "json": 0.9}}
+
+
+async def test_a_passed_verdict_records_the_primary_score_once_and_moves_nothing(
+        bus: Bus, registry_conn: asyncpg.Connection, exporter: ServiceProcess) -> None:
+    await reset_registry(registry_conn)
+    name = f"gemma3-270m-{new_id()[:8]}"
+    await insert_version(registry_conn, name)
+    verdict = EvaluationCompleted.create(
+        correlation_id=new_id(), evaluation_id=f"eval-{name}", job_id="j", candidate=name, passed=True,
+        quantization="Q4_K_M", primary_suite="bfcl", candidate_scores=[SuiteScore(suite="bfcl", score=0.75)])
+    await bus.publish(verdict)
+
+    async def recorded() -> dict | None:
+        v = await reg.get_version(registry_conn, name)
+        return v.metrics if v is not None and v.metrics else None
+
+    metrics = await eventually(recorded, 30, "the verdict in the version's metrics")
+    assert metrics == {"evaluation_id": f"eval-{name}", "passed": True, "quantization": "Q4_K_M",
+                       "primary_suite": "bfcl", "primary_score": 0.75, "scores": {"bfcl": 0.75}}
+    v = await reg.get_version(registry_conn, name)
+    assert v.status == "candidate" and await reg.get_aliases(registry_conn) == {"production": reg.BASE_VERSION}
+
+    # A redelivery is answered by the inbox: the registry is not written again.
+    await registry_conn.execute("UPDATE registry.model_versions SET metrics = '{}' WHERE version = $1", name)
+    message_id = verdict.envelope.message_id
+
+    def duplicates() -> int:
+        return sum(1 for line in exporter.log_text().splitlines()
+                   if "duplicate delivery ignored" in line and message_id in line)
+
+    await bus.publish(verdict)
+    await eventually(lambda: duplicates() == 1, 15, "the duplicate verdict to be seen")
+    assert (await reg.get_version(registry_conn, name)).metrics == {}

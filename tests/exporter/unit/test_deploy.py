@@ -4,13 +4,20 @@ the move (and a server failure leaving everything as it was)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from contracts import EvaluationCompleted, ModelDeployed, ModelPromoted, ModelPromoteRequested, ModelRollbackRequested
+from contracts import (
+    EvaluationCompleted,
+    ModelDeployed,
+    ModelPromoted,
+    ModelPromoteRequested,
+    ModelRollbackRequested,
+    SuiteScore,
+)
 from exporter.metrics import ExporterMetrics
 from exporter.service import DeployModels
 from modelregistry import BASE_VERSION, ModelVersion, NoPreviousVersionError, UnknownVersionError
@@ -27,6 +34,7 @@ class FakeDeployments:
     aliases_: dict[str, str] = field(default_factory=lambda: {"production": BASE_VERSION})
     inbox: set[str] = field(default_factory=set)
     staged: list[ModelDeployed] = field(default_factory=list)
+    rejected: tuple[str, str, str] | None = None  # (version, evaluation id, reason) of the last rejection
 
     async def version(self, name: str) -> ModelVersion | None:
         return self.versions.get(name)
@@ -61,14 +69,20 @@ class FakeDeployments:
                                                         "previous": self.aliases_["production"]}, deployed)
 
 
-    async def reject(self, message_id, message_type, version, *, evaluation_id, reason):  # noqa: ANN001, ANN201
+    async def record_evaluation(self, message_id, message_type, version, evaluation,  # noqa: ANN001, ANN201
+                                *, reject_reason):  # noqa: ANN001
         if message_id in self.inbox:
             return None
-        if version not in self.versions:
+        v = self.versions.get(version)
+        if v is None:
             raise UnknownVersionError(version)
         self.inbox.add(message_id)
-        self.rejected = (version, evaluation_id, reason)
-        return self.versions[version]
+        if reject_reason is not None:
+            self.rejected = (version, evaluation.evaluation_id, reject_reason)
+            v = replace(v, status="rejected")
+        v = replace(v, metrics=v.metrics | evaluation.to_doc())
+        self.versions[version] = v
+        return v
 
 
 class FakeServer:
@@ -165,15 +179,35 @@ async def test_a_model_server_failure_moves_nothing_and_is_retried() -> None:
     assert registry.get_sample_value("exporter_model_server_pushes_total", {"outcome": "failed"}) == 1
 
 
-async def test_a_failed_gate_rejects_the_candidate_and_a_passed_one_waits_for_its_promotion() -> None:
+async def test_a_failed_gate_rejects_the_candidate_and_records_its_scores() -> None:
     use_case, deployments, store, _ = _setup()
-    verdict = {"evaluation_id": "e1", "job_id": "j", "candidate": "v1", "baseline": BASE_VERSION}
-    assert not await use_case.evaluated(EvaluationCompleted.create(correlation_id="c", passed=True, **verdict))
-    failed = EvaluationCompleted.create(correlation_id="c", passed=False, reasons=["bfcl 0.41 < 0.6"], **verdict)
-    assert await use_case.evaluated(failed)
-    assert deployments.rejected == ("v1", "e1", "bfcl 0.41 < 0.6")
-    assert not await use_case.evaluated(failed)  # redelivered
+    failed = EvaluationCompleted.create(
+        correlation_id="c", evaluation_id="e1", job_id="j", candidate="v1", baseline=BASE_VERSION, passed=False,
+        reasons=["Q4_K_M: FAIL bfcl 0.41 < 0.6"], primary_suite="bfcl",
+        candidate_scores=[SuiteScore(suite="json", score=1.0), SuiteScore(suite="bfcl", score=0.41)],
+    )
+    recorded = await use_case.evaluated(failed)
+    assert recorded is not None and recorded.status == "rejected"
+    assert deployments.rejected == ("v1", "e1", "Q4_K_M: FAIL bfcl 0.41 < 0.6")
+    assert recorded.metrics == {"evaluation_id": "e1", "passed": False, "quantization": None, "primary_suite": "bfcl",
+                                "primary_score": 0.41, "scores": {"json": 1.0, "bfcl": 0.41}}
+    assert await use_case.evaluated(failed) is None  # redelivered: nothing changes
     with pytest.raises(PermanentError, match="not registered"):
-        await use_case.evaluated(EvaluationCompleted.create(correlation_id="c", passed=False,
-                                                            **(verdict | {"candidate": "ghost"})))
+        await use_case.evaluated(EvaluationCompleted.create(correlation_id="c", evaluation_id="e2", job_id="j",
+                                                            candidate="ghost", passed=False))
     assert store.published == []
+
+
+async def test_a_passed_gate_records_the_primary_score_and_leaves_the_move_to_its_promotion() -> None:
+    use_case, deployments, store, registry = _setup()
+    passed = EvaluationCompleted.create(
+        correlation_id="c", evaluation_id="e1", job_id="j", candidate="v1", passed=True, quantization="Q4_K_M",
+        primary_suite="bfcl", candidate_scores=[SuiteScore(suite="bfcl", score=0.83)],
+    )
+    recorded = await use_case.evaluated(passed)
+    assert recorded is not None and recorded.status == "candidate" and deployments.rejected is None
+    assert (recorded.metrics["passed"], recorded.metrics["quantization"], recorded.metrics["primary_score"]) == (
+        True, "Q4_K_M", 0.83)
+    assert deployments.aliases_ == {"production": BASE_VERSION} and store.published == []
+    assert registry.get_sample_value("exporter_messages_received_total",
+                                     {"type": passed.envelope.message_type}) == 1

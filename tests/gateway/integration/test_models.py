@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts import ModelPromoteRequested, ModelRollbackRequested, deterministic_id
 from gateway.service.api_keys import create_api_key
-from modelregistry import BASE_VERSION, ModelFile
-from modelregistry.write import promote, register_candidate
+from modelregistry import BASE_VERSION, GateEvaluation, ModelFile
+from modelregistry.write import promote, record_evaluation, register_candidate
 from servicekit.db import asyncpg_dsn
 from tests.harness import IsolatedEnv, ServiceProcess, create_database, drop_database, migrate
 from tests.registry.state import insert_version, reset_registry
@@ -85,16 +85,23 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def candidate(conn: asyncpg.Connection, version: str, **metrics: float) -> None:
-    """An exported version as the exporter registers it, with the gate's verdict recorded."""
+async def candidate(conn: asyncpg.Connection, version: str, score: float | None = None) -> None:
+    """An exported version as the exporter registers it, evaluated by the gate: with a `score`,
+    the verdict recorded as the exporter files it (primary suite `tools`, after `json` in the
+    stored document's key order)."""
     files = [ModelFile(q, f"s3://models/{version}/{q}.gguf", f"{i:064x}", 1000 + i, "gguf")
              for i, q in enumerate(("Q4_K_M", "Q8_0"), start=1)]
     await register_candidate(conn, version=version, base_model=BASE_VERSION, files=files, job_id=f"job-{version}",
                              dataset_id="ds-7", adapter_uri=f"s3://adapters/{version}",
-                             lineage={"dataset_id": "ds-7", "source_run_ids": ["run-1", "run-2"]}, metrics=metrics,
+                             lineage={"dataset_id": "ds-7", "source_run_ids": ["run-1", "run-2"]},
+                             metrics={"parity": {"ok": True}},
                              quantization="Q4_K_M")
     await conn.execute("UPDATE registry.model_versions SET evaluation_id = $2 WHERE version = $1", version,
                        f"eval-{version}")
+    if score is not None:
+        await record_evaluation(conn, version, GateEvaluation(
+            evaluation_id=f"eval-{version}", passed=True, quantization="Q4_K_M", primary_suite="tools",
+            scores={"json": 1.0, "tools": score}))
 
 
 async def audit_rows(db: AsyncEngine, subject: str) -> list[dict]:
@@ -108,7 +115,7 @@ async def audit_rows(db: AsyncEngine, subject: str) -> list[dict]:
 
 
 async def test_an_operator_lists_versions_with_aliases_status_lineage_and_scores(gateway, token, registry):
-    await candidate(registry, "gemma3-270m-list1", accuracy=0.8)
+    await candidate(registry, "gemma3-270m-list1", score=0.8)
     operator, _ = await token("operator")
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(operator)) as client:
         listing = await client.get("/v1/models")
@@ -122,6 +129,7 @@ async def test_an_operator_lists_versions_with_aliases_status_lineage_and_scores
     [new] = [v for v in body["versions"] if v["version"] == "gemma3-270m-list1"]
     assert (new["status"], new["aliases"], new["quantization"], new["primary_score"]) == (
         "candidate", ["candidate"], "Q4_K_M", 0.8)
+    assert new["metrics"]["primary_suite"] == "tools" and new["metrics"]["scores"] == {"json": 1.0, "tools": 0.8}
     assert new["lineage"]["source_run_ids"] == ["run-1", "run-2"] and new["evaluation_id"] == "eval-gemma3-270m-list1"
     assert {f["quantization"] for f in new["files"]} == {"Q4_K_M", "Q8_0"}
     assert [v["version"] for v in production.json()["versions"]] == [BASE_VERSION]

@@ -1,5 +1,5 @@
 """Registry rules on the real Postgres schema: the seed, reads, candidates, promotion, rollback,
-rejection, the alias history, and serialised concurrent moves."""
+rejection, recorded gate verdicts, the alias history, and serialised concurrent moves."""
 
 from __future__ import annotations
 
@@ -153,6 +153,29 @@ async def test_reject_marks_the_candidate_and_frees_the_alias(conn: asyncpg.Conn
     assert "candidate" not in await reg.get_aliases(conn)
     with pytest.raises(reg.NotPromotableError):
         await write.reject(conn, reg.BASE_VERSION, actor="evaluator")
+
+
+async def test_record_evaluation_merges_the_verdict_into_metrics_and_keeps_the_exports_keys(
+        conn: asyncpg.Connection) -> None:
+    files = [reg.ModelFile.from_doc(d) for d in gguf_files("v1")]
+    await write.register_candidate(conn, version="v1", base_model="bundled", files=files, job_id="j1",
+                                   dataset_id=None, adapter_uri=None, lineage={}, metrics={"parity": {"ok": True}})
+    verdict = reg.GateEvaluation(evaluation_id="e1", passed=True, quantization="Q8_0", primary_suite="bfcl",
+                                 scores={"bfcl": 0.8125, "json": 1.0})
+    recorded = await write.record_evaluation(conn, "v1", verdict)
+    expected = {"parity": {"ok": True}, "evaluation_id": "e1", "passed": True, "quantization": "Q8_0",
+                "primary_suite": "bfcl", "primary_score": 0.8125, "scores": {"bfcl": 0.8125, "json": 1.0}}
+    assert recorded.metrics == expected
+    assert (recorded.status, recorded.aliases, recorded.evaluation_id) == ("candidate", ["candidate"], None)
+    again = await write.record_evaluation(conn, "v1", verdict)  # a redelivery writes the same document
+    assert again.metrics == expected
+    later = reg.GateEvaluation(evaluation_id="e2", passed=False, quantization=None, primary_suite="bfcl",
+                               scores={"bfcl": 0.5})
+    assert (await write.record_evaluation(conn, "v1", later)).metrics == {
+        "parity": {"ok": True}, "evaluation_id": "e2", "passed": False, "quantization": None,
+        "primary_suite": "bfcl", "primary_score": 0.5, "scores": {"bfcl": 0.5}}
+    with pytest.raises(reg.UnknownVersionError):
+        await write.record_evaluation(conn, "ghost", verdict)
 
 
 async def test_a_callers_rollback_undoes_the_move(conn: asyncpg.Connection) -> None:

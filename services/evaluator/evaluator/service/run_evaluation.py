@@ -235,7 +235,7 @@ class RunEvaluation:
         state.phase = "reporting"
         report = self._report(job, production, suites, keys, gate_policy, baseline or {}, outcomes, winner)
         report_uri = await self.reports.put(job.evaluation_id, report)
-        events = self._events(job, production, baseline or {}, outcomes, winner, report_uri)
+        events = self._events(job, production, baseline or {}, outcomes, winner, report_uri, gate_policy.primary)
         reason_text = None if winner else "; ".join(events[0].reasons)[:MAX_REASON_CHARS]
         state.settled = True
         if not await self.store.finish(job.evaluation_id, p.owner, passed=winner is not None,
@@ -323,7 +323,8 @@ class RunEvaluation:
     # ------------------------------------------------------------------ outputs
 
     def _events(self, job: EvaluationJob, production: ProductionModel, baseline: dict[str, CachedScore],
-                outcomes: list[QuantOutcome], winner: QuantOutcome | None, report_uri: str) -> list[Any]:
+                outcomes: list[QuantOutcome], winner: QuantOutcome | None, report_uri: str,
+                primary_suite: str | None) -> list[Any]:
         export = job.export
         shown = winner or next((o for o in reversed(outcomes) if o.evaluation is not None), None)
         candidate_scores = []
@@ -349,8 +350,8 @@ class RunEvaluation:
             message_id=deterministic_id("evaluation-completed", job.evaluation_id),
             evaluation_id=job.evaluation_id, job_id=job.job_id, candidate=export.model_version,
             baseline=production.version, quantization=quant_name(winner.file) if winner else None,
-            candidate_scores=candidate_scores, baseline_scores=baseline_scores, passed=winner is not None,
-            reasons=reasons, report_uri=report_uri,
+            candidate_scores=candidate_scores, baseline_scores=baseline_scores, primary_suite=primary_suite,
+            passed=winner is not None, reasons=reasons, report_uri=report_uri,
         )
         if winner is None:
             return [completed]

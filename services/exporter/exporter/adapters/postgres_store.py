@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from contracts import Contract, ExportCompleted, ExportFailed, ModelDeployed, TrainingCompleted
-from modelregistry import ModelVersion, get_aliases, get_version
+from modelregistry import GateEvaluation, ModelVersion, get_aliases, get_version
 from modelregistry import write as registry
 from modelregistry.write import AliasMove
 from servicekit.db import asyncpg_pool
@@ -228,10 +228,14 @@ class PostgresExportStore:
                 await stage(conn, event)
             return move
 
-    async def reject(self, message_id: str, message_type: str, version: str, *, evaluation_id: str,
-                     reason: str) -> ModelVersion | None:
+    async def record_evaluation(self, message_id: str, message_type: str, version: str, evaluation: GateEvaluation,
+                                *, reject_reason: str | None) -> ModelVersion | None:
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(CLAIM_INBOX, message_id, message_type) is None:
                 return None
-            return await registry.reject(conn, version, actor="evaluator", cause="gate", evaluation_id=evaluation_id,
-                                         reason=reason)
+            # Reject first: it locks the alias rows before the version row, the order every alias move
+            # takes, so a concurrent promotion of the same version cannot deadlock with this transaction.
+            if reject_reason is not None:
+                await registry.reject(conn, version, actor="evaluator", cause="gate",
+                                      evaluation_id=evaluation.evaluation_id, reason=reject_reason)
+            return await registry.record_evaluation(conn, version, evaluation)

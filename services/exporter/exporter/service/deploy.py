@@ -1,5 +1,6 @@
 """Move the registry's aliases and tell the runners: the gate's `model.promoted`, an operator's
-`model.promote.requested` and `model.rollback.requested`.
+`model.promote.requested` and `model.rollback.requested`; and file the gate's
+`evaluation.completed` on the version (its scores; a failed candidate rejected).
 
 Each command is one transaction: inbox claim + alias move (registry writer, under the alias row
 lock) + ModelDeployed in the outbox; published after commit. A command that can never succeed
@@ -25,7 +26,7 @@ from contracts import (
     ModelRollbackRequested,
     deterministic_id,
 )
-from modelregistry import RegistryError
+from modelregistry import GateEvaluation, ModelVersion, RegistryError
 from modelregistry.write import AliasMove
 from servicekit.logs import log_fields
 from servicekit.messaging import PermanentError
@@ -89,26 +90,30 @@ class DeployModels:
             msg.envelope.message_id, msg.envelope.message_type, actor=cmd.actor, reason=cmd.reason, deployed=deployed,
         ))
 
-    async def evaluated(self, msg: EvaluationCompleted) -> bool:
-        """The gate's verdict: a failed candidate is marked `rejected` (it can never be promoted);
-        a passed one waits for its model.promoted. True when a candidate was rejected."""
-        if msg.passed:
-            return False
+    async def evaluated(self, msg: EvaluationCompleted) -> ModelVersion | None:
+        """The gate's verdict, passed or failed, is recorded on the version (its scores and primary
+        score in `metrics`); a failed candidate is also marked `rejected` (it can never be promoted),
+        while a passed one waits for its model.promoted. The version as recorded; None for a
+        duplicate delivery."""
         env = msg.envelope
         fields = log_fields(message_id=env.message_id, message_type=env.message_type, version=msg.candidate)
-        reason = "; ".join(msg.reasons)[:1000] or "failed the gate"
+        reason = None if msg.passed else "; ".join(msg.reasons)[:1000] or "failed the gate"
         try:
-            rejected = await self.deployments.reject(env.message_id, env.message_type, msg.candidate,
-                                                     evaluation_id=msg.evaluation_id, reason=reason)
+            recorded = await self.deployments.record_evaluation(env.message_id, env.message_type, msg.candidate,
+                                                                gate_evaluation(msg), reject_reason=reason)
         except RegistryError as exc:
             raise PermanentError(f"{env.message_type} refused, nothing changed: {exc}") from exc
-        if rejected is None:
+        if recorded is None:
             logger.info("duplicate delivery ignored", extra=fields)
-            return False
+            return None
         self.metrics.messages_received.labels(type=env.message_type).inc()
-        logger.info("candidate %s rejected by evaluation %s: %s", msg.candidate, msg.evaluation_id, reason,
-                    extra=fields)
-        return True
+        if reason is None:
+            logger.info("evaluation %s of %s recorded: passed with %s", msg.evaluation_id, msg.candidate,
+                        msg.quantization, extra=fields)
+        else:
+            logger.info("candidate %s rejected by evaluation %s: %s", msg.candidate, msg.evaluation_id, reason,
+                        extra=fields)
+        return recorded
 
     # ------------------------------------------------------------------ steps
 
@@ -176,3 +181,9 @@ class DeployModels:
         logger.info("%s pushed to the model server as %s", target.version, name,
                     extra=log_fields(message_id=cmd.msg.envelope.message_id))
         return name
+
+
+def gate_evaluation(msg: EvaluationCompleted) -> GateEvaluation:
+    """What the registry records of a verdict: the candidate's score per suite and the primary suite."""
+    return GateEvaluation(evaluation_id=msg.evaluation_id, passed=msg.passed, quantization=msg.quantization,
+                          primary_suite=msg.primary_suite, scores={s.suite: s.score for s in msg.candidate_scores})
