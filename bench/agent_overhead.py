@@ -197,7 +197,7 @@ def profile(services: list[ServiceProcess], out: Path, level: int, seconds: floa
     out.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).parent / "py-spy"
     return [subprocess.Popen([str(exe), "record", "--pid", str(svc.process.pid), "--duration", str(int(seconds)),
-                              "--rate", "250", "--format", "raw", "--nonblocking",
+                              "--rate", "100", "--format", "raw", "--nonblocking",
                               "--output", str(out / f"{svc.module}-{level}.txt")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for svc in services]
