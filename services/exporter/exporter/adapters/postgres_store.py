@@ -18,7 +18,7 @@ from contracts import Contract, ExportCompleted, ExportFailed, ModelDeployed, Tr
 from modelregistry import GateEvaluation, ModelVersion, get_aliases, get_version
 from modelregistry import write as registry
 from modelregistry.write import AliasMove
-from servicekit.db import asyncpg_pool
+from servicekit.db import AsyncpgPool
 from servicekit.messaging import json_body
 from servicekit.outbox import Outbox
 
@@ -71,24 +71,13 @@ class PostgresExportStore:
     at shutdown; the composition root sets `outbox` (it publishes after commit)."""
 
     def __init__(self, database_url: str, *, max_size: int = 5) -> None:
-        self.database_url = database_url
-        self.max_size = max_size
         self.outbox: Outbox | None = None
-        self._pool: asyncpg.Pool | None = None
-
-    async def open(self) -> None:
-        self._pool = await asyncpg_pool(self.database_url, max_size=self.max_size)
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        self._db = AsyncpgPool(database_url, what="the export store", max_size=max_size)
+        self.open, self.close = self._db.open, self._db.close
 
     @property
     def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError("the export store is not open")
-        return self._pool
+        return self._db.pool
 
     # ---------------------------------------------------------------- export jobs
 
