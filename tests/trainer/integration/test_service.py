@@ -262,7 +262,9 @@ async def test_a_training_request_yields_an_adapter_in_s3_that_peft_loads_and_a_
     assert job_row(db, job_id)["attempts"] == 1
     assert len(events.of("training.completed.v1", job_id)) == 1
     assert metric(trainer, "trainer_messages_received_total", type="TrainingRequested") == 1.0
-    assert metric(trainer, "trainer_jobs", status="completed") == 1.0
+    # The jobs-by-status gauge is refreshed from Postgres every poll interval, not on completion.
+    await eventually(lambda: metric(trainer, "trainer_jobs", status="completed") == 1.0, 30,
+                     "the jobs gauge counting the completed job")
 
 
 async def test_a_killed_trainer_is_replaced_and_the_job_resumes_from_its_checkpoint_and_completes_once(
