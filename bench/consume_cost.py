@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import aio_pika
 
-from tests.harness import create_vhost, delete_vhost
+from tests.harness import scratch_vhost_and_database
 
 QUEUE = "consume-cost"
 VARIANTS = ("aio-pika", "faststream-dict", "faststream-contract", "service", "publish-aio-pika", "publish-service")
@@ -193,10 +192,7 @@ def main() -> int:
     print(f"load average at start: {os.getloadavg()}")
     print("| variant | messages | CPU µs per message |\n|---|---:|---:|")
     for variant in args.variants.split(","):
-        vhost = f"consume_{uuid.uuid4().hex[:8]}"
-        create_vhost(vhost)
-        url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-        try:
+        with scratch_vhost_and_database("consume", database=False) as (url, _):
             if not variant.startswith("publish"):
                 asyncio.run(fill(url, args.messages))
             out = subprocess.run([sys.executable, "-m", "bench.consume_cost", "--drain", variant, "--url", url,
@@ -204,8 +200,6 @@ def main() -> int:
                                  capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], check=True)
             cpu = json.loads(out.stdout.strip().splitlines()[-1])["cpu_s"]
             print(f"| {variant} | {args.messages} | {cpu / args.messages * 1e6:.0f} |", flush=True)
-        finally:
-            delete_vhost(vhost)
     return 0
 
 

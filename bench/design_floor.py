@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 
 from bench.http_load import drive, http_caller, skeleton_app
-from tests.harness import create_database, create_vhost, delete_vhost, drop_database, free_port, port_open, wait_until
+from tests.harness import free_port, port_open, scratch_vhost_and_database, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS, OUTCOMES, LOGGED, EXCHANGE = "floor.runs", "floor.gateway.outcomes", "floor.miner.logged", "floor.events"
@@ -90,6 +90,11 @@ async def run_runner(url: str, dsn: str | None) -> None:
                            persist=True),
         )
 
+    await serve(broker)
+
+
+async def serve(broker) -> None:
+    """Consume until killed; tell the parent process once consuming."""
     await broker.start()
     print("READY", flush=True)
     await asyncio.Future()
@@ -105,9 +110,7 @@ async def run_miner(url: str, dsn: str | None) -> None:
     async def on_logged(body: dict) -> None:
         await commit(pool, "m-" + body["run_id"], "mined", json.dumps(body).encode())
 
-    await broker.start()
-    print("READY", flush=True)
-    await asyncio.Future()
+    await serve(broker)
 
 
 # ------------------------------------------------------------------ process: gateway
@@ -196,32 +199,27 @@ def main() -> int:
         run_gateway(args.url, args.dsn, args.port)
         return 0
 
-    name = f"design_{uuid.uuid4().hex[:8]}"
-    create_vhost(name)
-    create_database(name)
-    url = f"amqp://guest:guest@127.0.0.1:5672/{name}"
-    dsn_args = ["--dsn", f"postgresql://postgres@127.0.0.1:5432/{name}"] if args.pg else []
     procs: list[subprocess.Popen] = []
     print(f"load average at start: {os.getloadavg()}", flush=True)
-    try:
-        for role in ("runner", "miner"):
-            proc = spawn("--role", role, "--url", url, *dsn_args)
-            procs.append(proc)
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "READY", f"{role} did not start"
-        port = free_port()
-        procs.append(spawn("--role", "gateway", "--url", url, "--port", str(port), *dsn_args))
-        wait_until(lambda: port_open(port), timeout=30, what="floor gateway")
-        levels = [int(x) for x in args.levels.split(",")]
-        print("| pg | clients | runs/s | p50 ms | p95 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|", flush=True)
-        for r in asyncio.run(measure(port, levels, args.seconds)):
-            print(f"| {'yes' if args.pg else 'no'} | {r['clients']} | {r['runs_per_s']:.0f} | {r['p50_ms']:.2f} | "
-                  f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} |", flush=True)
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
-        delete_vhost(name)
-        drop_database(name)
+    with scratch_vhost_and_database("design") as (url, dsn):
+        dsn_args = ["--dsn", dsn] if args.pg else []
+        try:
+            for role in ("runner", "miner"):
+                proc = spawn("--role", role, "--url", url, *dsn_args)
+                procs.append(proc)
+                assert proc.stdout is not None and proc.stdout.readline().strip() == "READY", f"{role} did not start"
+            port = free_port()
+            procs.append(spawn("--role", "gateway", "--url", url, "--port", str(port), *dsn_args))
+            wait_until(lambda: port_open(port), timeout=30, what="floor gateway")
+            levels = [int(x) for x in args.levels.split(",")]
+            print("| pg | clients | runs/s | p50 ms | p95 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|", flush=True)
+            for r in asyncio.run(measure(port, levels, args.seconds)):
+                print(f"| {'yes' if args.pg else 'no'} | {r['clients']} | {r['runs_per_s']:.0f} | {r['p50_ms']:.2f} | "
+                      f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} |", flush=True)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=10)
     print(f"load average at end: {os.getloadavg()}", flush=True)
     return 0
 

@@ -34,15 +34,7 @@ from pathlib import Path
 import aio_pika
 
 from bench.http_load import drive, http_caller, skeleton_app
-from tests.harness import (
-    create_database,
-    create_vhost,
-    delete_vhost,
-    drop_database,
-    free_port,
-    port_open,
-    wait_until,
-)
+from tests.harness import free_port, port_open, scratch_vhost_and_database, wait_until
 
 QUEUE = "floor.requests"
 
@@ -187,22 +179,14 @@ def main() -> int:
         run_gateway(args.gateway, args.port)
         return 0
 
-    name = f"floor_{uuid.uuid4().hex[:8]}"
-    create_vhost(name)
-    create_database(name)
-    amqp_url = f"amqp://guest:guest@127.0.0.1:5672/{name}"
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
     levels = [int(x) for x in args.levels.split(",")]
     print(f"load average at start: {os.getloadavg()}", flush=True)
     print("| mode | clients | runs/s | p50 ms | p95 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|", flush=True)
-    try:
+    with scratch_vhost_and_database("floor") as (amqp_url, dsn):
         for mode in args.modes.split(","):
             for r in asyncio.run(measure(mode, amqp_url, dsn, levels, args.seconds)):
                 print(f"| {mode} | {r['clients']} | {r['runs_per_s']:.0f} | {r['p50_ms']:.2f} | "
                       f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} |", flush=True)
-    finally:
-        delete_vhost(name)
-        drop_database(name)
     print(f"load average at end: {os.getloadavg()}", flush=True)
     return 0
 

@@ -162,6 +162,22 @@ def drop_database(name: str) -> None:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def scratch_vhost_and_database(prefix: str, *, database: bool = True) -> Iterator[tuple[str, str | None]]:
+    """A fresh vhost (and database) for one benchmark, dropped afterwards: (amqp url, dsn)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    create_vhost(name)
+    if database:
+        create_database(name)
+    try:
+        yield (f"amqp://guest:guest@{RABBIT_HOST}:5672/{name}",
+               f"postgresql://postgres@127.0.0.1:5432/{name}" if database else None)
+    finally:
+        delete_vhost(name)
+        if database:
+            drop_database(name)
+
+
 def migrate(database_url: str) -> None:
     subprocess.run(
         [PYTHON, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "heads"],

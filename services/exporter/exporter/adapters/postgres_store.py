@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from contracts import Contract, ExportCompleted, ExportFailed, ModelDeployed, TrainingCompleted
+from contracts import Contract, ExportCompleted, ExportFailed, TrainingCompleted
 from modelregistry import GateEvaluation, ModelVersion, get_aliases, get_version
 from modelregistry import write as registry
 from modelregistry.write import AliasMove
