@@ -6,16 +6,22 @@ from .agent import (
     AgentRunRequested,
     AgentRunStep,
     ChatMessage,
+    Decoding,
     FeedbackSubmitted,
     FunctionSpec,
+    GroupThinkOptions,
     InteractionLogged,
+    NamedFunction,
+    NamedToolChoice,
     Principal,
     RunOptions,
     RunOutcome,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     TrajectoryStep,
     Usage,
+    tool_choice_name,
 )
 from .envelope import Contract, Envelope, deterministic_id, new_id, utcnow
 from .learning import (

@@ -46,6 +46,38 @@ class ToolSpec(BaseModel):
     function: FunctionSpec
 
 
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=64)
+
+
+class NamedToolChoice(BaseModel):
+    """OpenAI's `{"type": "function", "function": {"name": ...}}`: the model must call this tool."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
+
+
+def tool_choice_name(choice: ToolChoice) -> str | None:
+    """The tool a named choice forces; None for the modes."""
+    return choice.function.name if isinstance(choice, NamedToolChoice) else None
+
+
+class GroupThinkOptions(BaseModel):
+    """Sample N answers of each model turn together and keep the majority (see docs/groupthink)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    samples: int = Field(ge=2, le=64, description="answers sampled per model turn; the gateway caps it lower")
+    temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+
+
 class RunOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -55,6 +87,16 @@ class RunOptions(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     server_tools: bool = Field(default=True, description="offer the runner's own tools")
     stream: bool = True
+    tool_choice: ToolChoice = Field(
+        default="auto", description="auto: text or calls; none: text only; required: calls only; or one named tool"
+    )
+    constrained: Literal["auto", "off"] | None = Field(
+        default=None, description="grammar-constrained decoding of tool calls; default: the engine's setting"
+    )
+    groupthink: GroupThinkOptions | None = None
+    model: str | None = Field(
+        default=None, max_length=128, description="registry version or alias to serve the run; default: production"
+    )
 
 
 class Principal(BaseModel):
@@ -93,6 +135,19 @@ class AgentRunStep(Contract):
     elapsed_ms: float = 0.0
 
 
+class Decoding(BaseModel):
+    """How a model turn was decoded (on `model` steps)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    constrained: bool = False
+    unconstrained_tools: list[str] = Field(
+        default_factory=list, description="offered tools whose schema the grammar could not express (decoded freely)"
+    )
+    samples: int = 1
+    agreement: float | None = Field(default=None, description="GroupThink: share of samples that gave the winner")
+
+
 class TrajectoryStep(BaseModel):
     """One recorded step of a run: a model turn, a tool call, or a tool result."""
 
@@ -107,6 +162,7 @@ class TrajectoryStep(BaseModel):
     error: str | None = Field(default=None, description="why a call was invalid or a tool failed")
     started_ms: float = 0.0
     duration_ms: float = 0.0
+    decoding: Decoding | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -134,6 +190,9 @@ class AgentRunCompleted(Contract):
     usage: Usage = Field(default_factory=Usage)
     model_version: str
     engine: str
+    confidence: float | None = Field(
+        default=None, description="GroupThink runs: the lowest agreement of any model turn (1.0 = unanimous)"
+    )
 
 
 class AgentRunFailed(Contract):
@@ -158,6 +217,9 @@ class InteractionLogged(Contract):
     usage: Usage = Field(default_factory=Usage)
     model_version: str
     engine: str
+    confidence: float | None = Field(
+        default=None, description="GroupThink runs: the lowest agreement of any model turn (1.0 = unanimous)"
+    )
     subject: str | None = None
 
 
