@@ -32,6 +32,7 @@ class Response:
     status: str | None = None
     model_version: str | None = None
     error: str | None = None
+    agreement: float | None = None  # GroupThink: the lowest agreement of the run's model turns
 
     @property
     def valid_calls(self) -> bool | None:
@@ -57,11 +58,14 @@ def response_of(run: Mapping[str, Any]) -> Response:
     if not steps:  # a run index without steps: the client-side calls are all there is
         for call in run.get("client_tool_calls") or []:
             calls.append({"name": call.get("name"), "arguments": call.get("arguments") or {}, "error": None})
+    agreements = [d["agreement"] for step in steps if step.get("kind") == "model"
+                  and isinstance(d := step.get("decoding"), dict) and isinstance(d.get("agreement"), int | float)]
     error = run.get("error") or None
     return Response(
         calls=calls, invalid=invalid, answer=run.get("answer"), outcome=run.get("outcome"),
         status=run.get("status"), model_version=run.get("model_version"),
         error=(error.get("reason") if isinstance(error, dict) else str(error)) if error else None,
+        agreement=min(agreements) if agreements else None,
     )
 
 

@@ -30,7 +30,7 @@ from .events import EventFeed, LoopFailedError, LoopTracker
 from .gateway import DemoGateway, GatewayCallError, miner_intake, runner_details
 from .judge import Checker, check, feedback_for, response_of
 from .report import Outcome, Summary, comparison_table, stage_table, summarise
-from .tasks import Split, Task, load_tasks, split
+from .tasks import Split, Task, load_tasks, split, validation_test
 
 # Training suited to a short CPU run: a high learning rate teaches the call format in a few
 # dozen steps; one packed row per step keeps a step to seconds on 2 cores.
@@ -67,7 +67,10 @@ class LoopConfig:
     traffic: int | None = None
     heldout: int | None = None
     concurrency: int = 2
-    max_tokens: int = 64
+    max_tokens: int = 128  # two calls of a parallel turn need ~70 tokens
+    heldout_part: str = "all"  # all | val | test: which half of the held-out part is replayed and judged
+    groupthink: int | None = None  # GroupThink samples for the held-out replays (None: greedy)
+    constrained: str | None = None  # auto | off for every run; None: the engine's setting
     run_timeout_s: float = 180.0
     training: dict[str, Any] = field(default_factory=lambda: dict(DEMO_TRAINING))
     reason: str = "agentloop loop: demo of the closed loop"
@@ -91,15 +94,16 @@ class LoopResult:
     started_at: str = ""
 
 
-def run_request(task: Task, cfg: LoopConfig) -> dict[str, Any]:
+def run_request(task: Task, cfg: LoopConfig, *, groupthink: int | None = None) -> dict[str, Any]:
     """A run as a client with its own (client-side) tools asks for it: one model turn, which
-    ends with the model's call for the client to execute, or with an answer."""
-    return {
-        "messages": task.messages(),
-        "tools": task.tools(),
-        "options": {"server_tools": False, "max_steps": 1, "max_tokens": cfg.max_tokens, "temperature": 0.0,
-                    "timeout_s": cfg.run_timeout_s},
-    }
+    ends with the model's call(s) for the client to execute, or with an answer."""
+    options: dict[str, Any] = {"server_tools": False, "max_steps": 1, "max_tokens": cfg.max_tokens,
+                               "temperature": 0.0, "timeout_s": cfg.run_timeout_s}
+    if cfg.constrained is not None:
+        options["constrained"] = cfg.constrained
+    if groupthink:
+        options["groupthink"] = {"samples": groupthink}
+    return {"messages": task.messages(), "tools": task.tools(), "options": options}
 
 
 def dispatch_order(tasks: Sequence[Task]) -> list[Task]:
@@ -164,11 +168,13 @@ class ClosedLoop:
         production = _production_of(models)
         b.done("stack", f"runner serves {serving or '?'}" + (f", production {production}" if production else ""))
 
-    async def replay(self, key: str, tasks: Sequence[Task], concurrency: int = 1) -> list[Outcome]:
+    async def replay(self, key: str, tasks: Sequence[Task], concurrency: int = 1,
+                     groupthink: int | None = None) -> list[Outcome]:
         """Every task through the gateway, each run judged. The held-out replays go one at a time,
         so their latencies are the model's and not time spent queueing behind each other."""
         b = self.board
-        b.start(key, f"{len(tasks)} tasks, {concurrency} at a time")
+        b.start(key, f"{len(tasks)} tasks, {concurrency} at a time"
+                     + (f", GroupThink {groupthink} samples" if groupthink else ""))
         sem = asyncio.Semaphore(concurrency)
         results: dict[str, Outcome] = {}
         correct = 0
@@ -178,7 +184,8 @@ class ClosedLoop:
             async with sem:
                 t0 = time.monotonic()
                 try:
-                    run = await self.gateway.run(run_request(task, self.cfg), wait_s=self.cfg.run_timeout_s)
+                    run = await self.gateway.run(run_request(task, self.cfg, groupthink=groupthink),
+                                                 wait_s=self.cfg.run_timeout_s)
                 except GatewayCallError as exc:
                     raise LoopFailedError(f"task {task.id}: {exc}") from None
                 latency = time.monotonic() - t0
@@ -311,7 +318,7 @@ class ClosedLoop:
         try:
             async with self.feed as feed:
                 await self.check_stack()
-                r.before = await self.replay("before", parts.heldout)
+                r.before = await self.replay("before", parts.heldout, groupthink=self.cfg.groupthink)
                 # Runs logged from here on are the traffic the dataset is mined from (the held-out
                 # replay above is logged before this instant: the runner stamps a run's log entry
                 # before it replies).
@@ -323,7 +330,7 @@ class ClosedLoop:
                 await self.follow(feed, r.tracker)
             version = r.tracker.deployed.model_version if r.tracker.deployed else ""
             await self.wait_served(version)
-            r.after = await self.replay("after", parts.heldout)
+            r.after = await self.replay("after", parts.heldout, groupthink=self.cfg.groupthink)
             served = {o.response.model_version for o in r.after}
             if served != {version}:
                 raise LoopFailedError(f"the after-replay ran on {', '.join(sorted(map(str, served)))}, not {version}")
@@ -340,6 +347,16 @@ class ClosedLoop:
             r.stages = self.board.timings()
             await self.gateway.close()
         return r
+
+
+def heldout_part(parts: Split, which: str) -> Split:
+    """The split with only the asked-for half of its held-out part (`validation_test`)."""
+    if which == "all":
+        return parts
+    if which not in ("val", "test"):
+        raise LoopFailedError(f"held-out part must be all, val or test, not {which!r}")
+    val, test = validation_test(parts.heldout)
+    return Split(parts.traffic, val if which == "val" else test)
 
 
 async def _gather(coros: Any) -> None:
@@ -442,7 +459,7 @@ def run_loop(cfg: LoopConfig, console: Console | None = None) -> LoopResult:
     the report (when asked); returns the result (ok False with the reason when it failed)."""
     console = console or Console()
     tasks = load_tasks(cfg.tasks_file)
-    parts = split(tasks).limited(cfg.traffic, cfg.heldout)
+    parts = heldout_part(split(tasks), cfg.heldout_part).limited(cfg.traffic, cfg.heldout)
     if not parts.traffic or not parts.heldout:
         raise LoopFailedError("the task set is too small to split into traffic and held-out tasks")
     loop = ClosedLoop(cfg, console)

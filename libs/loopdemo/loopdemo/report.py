@@ -42,6 +42,7 @@ class Summary:
     latency_p50: float | None
     latency_p95: float | None
     model_versions: tuple[str, ...] = field(default_factory=tuple)
+    mean_agreement: float | None = None  # GroupThink runs only: mean of each run's lowest agreement
 
     @property
     def accuracy(self) -> float:
@@ -66,12 +67,14 @@ def summarise(outcomes: Sequence[Outcome]) -> Summary:
     attempted = [o for o in outcomes if o.response.valid_calls is not None]
     latencies = [o.latency_s for o in outcomes if o.response.status == "completed"]
     versions = sorted({o.response.model_version for o in outcomes if o.response.model_version})
+    agreements = [o.response.agreement for o in outcomes if o.response.agreement is not None]
     return Summary(
         total=len(outcomes), correct=sum(int(o.verdict.correct) for o in outcomes),
         per_category={k: (v[0], v[1]) for k, v in per.items()},
         valid_calls=(sum(int(bool(o.response.valid_calls)) for o in attempted), len(attempted)),
         failed_runs=sum(1 for o in outcomes if o.response.status != "completed"),
         latency_p50=percentile(latencies, 50), latency_p95=percentile(latencies, 95), model_versions=tuple(versions),
+        mean_agreement=sum(agreements) / len(agreements) if agreements else None,
     )
 
 
@@ -121,6 +124,9 @@ def comparison_table(before: Summary, after: Summary, title: str = "held-out tas
                   _delta_s(before.latency_p50, after.latency_p50))
     table.add_row("latency p95", _secs(before.latency_p95), _secs(after.latency_p95),
                   _delta_s(before.latency_p95, after.latency_p95))
+    if before.mean_agreement is not None or after.mean_agreement is not None:
+        table.add_row("GroupThink confidence (mean agreement)", _pct(before.mean_agreement),
+                      _pct(after.mean_agreement), _delta_pct(before.mean_agreement, after.mean_agreement))
     if before.failed_runs or after.failed_runs:
         table.add_row("runs not completed", str(before.failed_runs), str(after.failed_runs), "")
     table.add_row("model version", ", ".join(before.model_versions) or "–", ", ".join(after.model_versions) or "–", "")

@@ -4,7 +4,9 @@ are its output; a unit test checks they are current).
     python -m loopdemo.taskgen          # rewrite data/tasks.jsonl and data/heldout.jsonl
 
 Categories, as in BFCL: `simple` (the one right tool is offered), `multiple` (all four are
-offered, one is right), `irrelevance` (a tool is offered, none fits: no call is correct).
+offered, one is right), `parallel` (one tool offered, two requests for it in one message: two
+calls in one turn), `parallel_multiple` (all four offered, two requests for two different tools),
+`irrelevance` (a tool is offered, none fits: no call is correct).
 Values are drawn at random, phrasings from a few templates per tool, so the held-out part
 asks the same kinds of things with other numbers, units and words.
 """
@@ -22,8 +24,10 @@ from .tasks import DEMO_TASKS, HELDOUT_TASKS, Task, data_path, split
 from .tools import FUNCTIONS, TOOL_NAMES
 
 SEED = 20261124
-PER_TOOL = {"simple": 6, "multiple": 6}
-IRRELEVANT = 12
+PER_TOOL = {"simple": 4, "multiple": 4}
+PARALLEL_PER_TOOL = 3
+PARALLEL_MULTIPLE = 8
+IRRELEVANT = 18
 
 UNIT_NAMES = {
     "km": "kilometers", "mi": "miles", "m": "meters", "ft": "feet", "kg": "kilograms", "lb": "pounds",
@@ -52,6 +56,9 @@ IRRELEVANT_QUESTIONS = [
     "Name three primary colors.", "In which year did people first land on the Moon?",
     "Suggest a name for a pet turtle.", "Explain what a prime number is.",
     "How many legs does a spider have?", "What is the chemical symbol for gold?",
+    "What is the boiling point of water at sea level?", "Who discovered penicillin?",
+    "Write a short thank-you note to a colleague.", "What language is spoken in Brazil?",
+    "Give me a synonym for 'happy'.", "Why is the sky blue?",
 ]
 
 
@@ -119,10 +126,34 @@ def generate(seed: int = SEED) -> list[Task]:
                 tasks.append(_task(f"demo_{category}_{n}", category, question, offered, [{name: params}]))
                 n += 1
                 made += 1
+    n = 0
+    for name in TOOL_NAMES:  # parallel: two requests for the same tool
+        for _ in range(PARALLEL_PER_TOOL):
+            (q1, p1), (q2, p2) = _two(rng, [name, name], seen)
+            tasks.append(_task(f"demo_parallel_{n}", "parallel", f"{q1} {q2}", [name], [{name: p1}, {name: p2}]))
+            n += 1
+    for n in range(PARALLEL_MULTIPLE):  # parallel_multiple: two requests for two different tools
+        first, second = rng.sample(list(TOOL_NAMES), 2)
+        (q1, p1), (q2, p2) = _two(rng, [first, second], seen)
+        tasks.append(_task(f"demo_parallel_multiple_{n}", "parallel_multiple", f"{q1} {q2}", list(TOOL_NAMES),
+                           [{first: p1}, {second: p2}]))
     questions = rng.sample(IRRELEVANT_QUESTIONS, IRRELEVANT)
     for n, question in enumerate(questions):
         tasks.append(_task(f"demo_irrelevance_{n}", "irrelevance", question, [rng.choice(TOOL_NAMES)], None))
     return tasks
+
+
+def _two(rng: random.Random, names: list[str], seen: set[str]) -> list[tuple[str, dict[str, list[Any]]]]:
+    """Two fresh questions for the given tools (never asked before, not the same twice)."""
+    out: list[tuple[str, dict[str, list[Any]]]] = []
+    for name in names:
+        while True:
+            question, params = MAKERS[name](rng)
+            if question not in seen:
+                seen.add(question)
+                out.append((question, params))
+                break
+    return out
 
 
 def render(tasks: list[Task]) -> str:

@@ -112,15 +112,28 @@ def parse_lines(lines: Iterable[str], source: str) -> list[Task]:
 
 
 def load_tasks(path: Path | None = None) -> list[Task]:
-    """The tasks of a BFCL-format JSONL file; without a path, the demo's own set."""
+    """The tasks of a BFCL-format JSONL file, or of every `*.jsonl` file of a directory (in name
+    order, e.g. `../shared/eval/bfcl-dev/`); without a path, the demo's own set."""
     if path is None:
         text = data_path().read_text(encoding="utf-8")
         return parse_lines(text.splitlines(), f"loopdemo/data/{DEMO_TASKS}")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TaskFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse_lines(text.splitlines(), str(path))
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise TaskFileError(f"{path}: a directory without *.jsonl files")
+    tasks: list[Task] = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TaskFileError(f"cannot read {file}: {exc.strerror or exc}") from None
+        tasks += parse_lines(text.splitlines(), str(file))
+    seen: set[str] = set()
+    for task in tasks:
+        if task.id in seen:
+            raise TaskFileError(f"{path}: duplicate id {task.id!r} across files")
+        seen.add(task.id)
+    return tasks
 
 
 def data_path(name: str = DEMO_TASKS) -> Path:
@@ -173,6 +186,19 @@ def split(tasks: Sequence[Task], heldout_share: float = 1 / 3) -> Split:
         heldout += ranked[:n]
         traffic += ranked[n:]
     return Split(_interleave(traffic), _interleave(heldout))
+
+
+def validation_test(heldout: Sequence[Task]) -> tuple[list[Task], list[Task]]:
+    """The held-out part halved, per category and deterministically (a second hash of the id):
+    options are chosen on the validation half, numbers are reported once on the test half."""
+    val: list[Task] = []
+    test: list[Task] = []
+    for category in sorted({t.category for t in heldout}):
+        ranked = sorted((t for t in heldout if t.category == category), key=lambda t: _rank("val:" + t.id))
+        half = len(ranked) // 2
+        val += ranked[:half]
+        test += ranked[half:]
+    return _interleave(val), _interleave(test)
 
 
 def _interleave(tasks: Sequence[Task]) -> list[Task]:

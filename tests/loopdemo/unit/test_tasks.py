@@ -32,7 +32,11 @@ def test_shipped_files_are_what_the_generator_writes(tmp_path):
 
 def test_demo_set_has_each_category_and_every_tool():
     tasks = load_tasks()
-    assert Counter(t.category for t in tasks) == {"simple": 24, "multiple": 24, "irrelevance": 12}
+    assert Counter(t.category for t in tasks) == {"simple": 16, "multiple": 16, "parallel": 12,
+                                                  "parallel_multiple": 8, "irrelevance": 18}
+    parallel = [t for t in tasks if t.category.startswith("parallel")]
+    assert all(len(t.ground_truth) == 2 for t in parallel)
+    assert all(len({next(iter(c)) for c in t.ground_truth}) == 2 for t in parallel if t.category == "parallel_multiple")
     called = Counter(next(iter(t.ground_truth[0])) for t in tasks if t.ground_truth)
     assert set(called) == set(TOOL_NAMES)
     assert len({t.messages()[0]["content"] for t in tasks}) == len(tasks), "no question twice"
@@ -54,13 +58,36 @@ def test_split_is_deterministic_disjoint_and_stratified():
     assert not {t.id for t in first.traffic} & {t.id for t in first.heldout}
     assert len(first.traffic) + len(first.heldout) == len(tasks)
     share = Counter(t.category for t in first.heldout)
-    assert share == {"simple": 8, "multiple": 8, "irrelevance": 4}
+    assert share == {"simple": 5, "multiple": 5, "parallel": 4, "parallel_multiple": 3, "irrelevance": 6}
+
+
+def test_validation_and_test_halves_are_disjoint_deterministic_and_cover_each_category(tmp_path):
+    from loopdemo.tasks import validation_test
+
+    heldout = split(load_tasks()).heldout
+    val, test = validation_test(heldout)
+    again_val, again_test = validation_test(list(reversed(heldout)))
+    assert [t.id for t in val] == [t.id for t in again_val] and [t.id for t in test] == [t.id for t in again_test]
+    assert not {t.id for t in val} & {t.id for t in test}
+    assert len(val) + len(test) == len(heldout)
+    assert {t.category for t in test} == {t.category for t in heldout}
+
+
+def test_a_directory_of_task_files_loads_as_one_set(tmp_path):
+    lines = data_path().read_text().splitlines()
+    (tmp_path / "a.jsonl").write_text("\n".join(lines[:10]) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(lines[10:]) + "\n")
+    assert [t.id for t in load_tasks(tmp_path)] == [t.id for t in load_tasks()]
+    (tmp_path / "c.jsonl").write_text(lines[0] + "\n")
+    with pytest.raises(TaskFileError, match="duplicate id"):
+        load_tasks(tmp_path)
 
 
 def test_a_limited_split_keeps_categories_in_proportion():
     parts = split(load_tasks()).limited(traffic=10, heldout=5)
     assert len(parts.traffic) == 10 and len(parts.heldout) == 5
-    assert set(Counter(t.category for t in parts.traffic)) == {"simple", "multiple", "irrelevance"}
+    assert set(Counter(t.category for t in parts.traffic)) == {"simple", "multiple", "parallel", "parallel_multiple",
+                                                             "irrelevance"}
     assert isinstance(parts, Split)
 
 
