@@ -44,8 +44,10 @@ class Trajectory:
     """Builds InteractionLogged the way AgentLoop appends messages and steps."""
 
     def __init__(self, user: str, *, tools: list[ToolSpec] | None = None, system: str | None = None,
-                 run_id: str | None = None, model_version: str = "gemma-test@v1") -> None:
+                 run_id: str | None = None, model_version: str = "gemma-test@v1",
+                 confidence: float | None = None) -> None:
         self.run_id = run_id or rid()
+        self.confidence = confidence  # GroupThink: the lowest agreement of the run's model turns
         self.tools = [CALCULATOR] if tools is None else tools
         self.model_version = model_version
         self.messages: list[ChatMessage] = ([ChatMessage(role="system", content=system)] if system else [])
@@ -99,12 +101,32 @@ class Trajectory:
         return self.logged("answered")
 
     def client_call(self, name: str, args: dict[str, Any]) -> InteractionLogged:
+        return self.client_calls((name, args))
+
+    def client_calls(self, *calls: tuple[str, dict[str, Any]]) -> InteractionLogged:
+        """One model turn with one or more client-side calls (parallel calls: returned together)."""
         self.turn += 1
-        call = ToolCall(id=f"call_{self.turn}_1", name=name, arguments=args)
-        self._step(kind="model", text=_block(name, args))
-        self._step(kind="tool_call", tool_call=call)
-        self.messages.append(ChatMessage(role="assistant", tool_calls=[call]))
+        made = [ToolCall(id=f"call_{self.turn}_{n}", name=name, arguments=args)
+                for n, (name, args) in enumerate(calls, start=1)]
+        self._step(kind="model", text="".join(_block(c.name, c.arguments) for c in made))
+        for call in made:
+            self._step(kind="tool_call", tool_call=call)
+        self.messages.append(ChatMessage(role="assistant", tool_calls=made))
         return self.logged("client_tool_call")
+
+    def parallel(self, *calls: tuple[str, dict[str, Any], Any]) -> Trajectory:
+        """One model turn with several server-side calls, each with its result."""
+        self.turn += 1
+        made = [ToolCall(id=f"call_{self.turn}_{n}", name=name, arguments=args)
+                for n, (name, args, _) in enumerate(calls, start=1)]
+        self._step(kind="model", text="".join(_block(c.name, c.arguments) for c in made))
+        self.messages.append(ChatMessage(role="assistant", tool_calls=made))
+        for call, (_, _, result) in zip(made, calls, strict=True):
+            self._step(kind="tool_call", tool_call=call)
+            self._step(kind="tool_result", tool_call=call, tool_result=result)
+            content = result if isinstance(result, str) else json.dumps(result)
+            self.messages.append(ChatMessage(role="tool", tool_call_id=call.id, name=call.name, content=content))
+        return self
 
     def end(self, outcome: str, error: str = "stopped") -> InteractionLogged:
         self._step(kind="error", error=error)
@@ -114,14 +136,16 @@ class Trajectory:
         return InteractionLogged.create(
             correlation_id=self.run_id, message_id=deterministic_id("interaction-logged", self.run_id),
             run_id=self.run_id, outcome=outcome, messages=self.messages, tools=self.tools, steps=self.steps,
-            model_version=self.model_version, engine="scripted", subject="tester",
+            model_version=self.model_version, engine="scripted", subject="tester", confidence=self.confidence,
         )
 
 
 def feedback(run_id: str, rating: int, *, calls: list[tuple[str, dict[str, Any]]] | None = None,
              answer: str | None = None, feedback_id: str | None = None) -> FeedbackSubmitted:
     feedback_id = feedback_id or rid("fb")
-    tool_calls = [ToolCall(id=f"call_{i}", name=n, arguments=a) for i, (n, a) in enumerate(calls)] if calls else None
+    # calls=[]: "no call was right" (kept as an empty list, as the gateway passes it on)
+    tool_calls = ([ToolCall(id=f"call_{i}", name=n, arguments=a) for i, (n, a) in enumerate(calls)]
+                  if calls is not None else None)
     return FeedbackSubmitted.create(
         correlation_id=run_id, message_id=deterministic_id("feedback-submitted", feedback_id),
         feedback_id=feedback_id, run_id=run_id, rating=rating, corrected_answer=answer,

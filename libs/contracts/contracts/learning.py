@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .envelope import Contract
+
+# What a dataset example is, by the shape of its answer (the log-miner's `domain.shapes` decides).
+ExampleShape = Literal["no_call", "parallel", "multi_turn", "single_call", "text"]
+# DatasetOptions.shape_weights keys: a shape, or `corrected` (a multiplier for feedback corrections).
+ShapeWeightKey = Literal["no_call", "parallel", "multi_turn", "single_call", "text", "corrected"]
 
 
 class DatasetOptions(BaseModel):
@@ -17,6 +22,13 @@ class DatasetOptions(BaseModel):
     since: str | None = Field(default=None, description="ISO time; only runs after it")
     val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     max_examples: int | None = Field(default=None, ge=1)
+    shape_weights: dict[ShapeWeightKey, Annotated[float, Field(ge=0.0, le=100.0)]] = Field(
+        default_factory=dict,
+        description="copies per train example by its shape (no_call: text where tools were offered; parallel: 2+ "
+                    "calls in one turn; multi_turn: 2+ model turns; single_call; text: no tools offered), times "
+                    "`corrected` for feedback corrections; merged over the log-miner's defaults; the validation "
+                    "split is never weighted",
+    )
 
 
 class LoraOptions(BaseModel):

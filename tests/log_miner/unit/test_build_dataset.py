@@ -149,7 +149,29 @@ async def test_since_keeps_only_runs_logged_after_it(record, build):
     await record.interaction(old)
     await record.interaction(Trajectory("new question").answer("new answer"))
     since = (utcnow() - timedelta(days=1)).replace(tzinfo=None).isoformat()  # no zone: UTC
-    result = await build.retrain(retrain(since=since, val_fraction=0.0))
+    result = await build.retrain(retrain(since=since, val_fraction=0.0, shape_weights={"no_call": 1}))
     assert result.built.counts["train"] == 1
     with pytest.raises(PermanentError):
         await build.retrain(retrain(since="last tuesday"))
+
+
+async def test_the_manifest_counts_shapes_before_and_after_the_shape_weights(record, build, reader, files):
+    await seed(record)  # one multi-turn success (twice), one corrected single call
+    reader.files["/data/irrelevance.jsonl"] = b"".join(line({
+        "id": f"irrelevance_{i}", "question": [[{"role": "user", "content": f"Poem number {i}?"}]],
+        "function": [{"name": "get_weather", "description": "Weather.", "parameters": {
+            "type": "dict", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+        "ground_truth": None, "expect": "no_call"}) for i in range(3))
+    msg = retrain(["mined", "bfcl:/data/irrelevance.jsonl"], val_fraction=0.0, shape_weights={"corrected": 2})
+    result = await build.retrain(msg)
+    manifest = json.loads(next(v for k, v in files.objects.items() if k.endswith("manifest.json")))
+    shapes = manifest["shapes"]
+    assert shapes["train_before"] == {"multi_turn": 1, "no_call": 3, "single_call": 1}
+    assert shapes["train_after"] == {"multi_turn": 1, "no_call": 6, "single_call": 2}
+    assert shapes["corrected"] == {"train_before": 1, "train_after": 2, "val": 0}
+    assert shapes["weights"]["no_call"] == 2 and shapes["weights"]["corrected"] == 2
+    assert manifest["options"]["shape_weights"] == {"corrected": 2}
+    assert result.built.counts["train"] == 9
+    train = [json.loads(x) for x in next(v for k, v in files.objects.items() if k.endswith("train.jsonl")).splitlines()]
+    refusals = [x for x in train if x["meta"]["shape"] == "no_call"]
+    assert len(refusals) == 6 and all("get_weather" in x["messages"][-1]["content"] and x["tools"] for x in refusals)

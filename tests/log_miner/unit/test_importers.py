@@ -15,7 +15,7 @@ from log_miner.domain.corpus import (
 from log_miner.domain.examples import Example
 from log_miner.domain.validation import invalid_reason
 from log_miner.importers import IMPORTERS, detect
-from log_miner.importers.bfcl import NO_CALL_ANSWER
+from log_miner.domain.shapes import shape_of
 
 
 def valid(item) -> bool:
@@ -144,10 +144,46 @@ def test_bfcl_parallel_ground_truth_becomes_several_calls():
     assert len({c["id"] for c in calls}) == 2
 
 
-def test_bfcl_irrelevance_becomes_a_plain_answer_without_a_call():
+def test_bfcl_irrelevance_becomes_a_plain_answer_naming_the_tools_that_do_not_fit():
     record = {**BFCL_SIMPLE, "ground_truth": None, "expect": "no_call"}
     item = IMPORTERS["bfcl"].convert(record)
-    assert item.messages[-1] == {"role": "assistant", "content": NO_CALL_ANSWER}
+    answer = item.messages[-1]
+    assert answer["role"] == "assistant" and "tool_calls" not in answer
+    assert "geometry.triangle_area" in answer["content"] and "does not fit" in answer["content"]
+    assert [t["function"]["name"] for t in item.tools] == ["geometry.triangle_area"]  # still offered
+    assert shape_of(item.messages, item.tools) == "no_call"
+    assert valid(item)
+
+
+BFCL_PARALLEL_MULTIPLE = {
+    "id": "parallel_multiple_0", "category": "parallel_multiple",
+    "question": [[{"role": "user", "content": "Sum the multiples of 3 and 5 up to 1000, and multiply the first "
+                                              "five primes."}]],
+    "function": [
+        {"name": "math_toolkit.sum_of_multiples", "description": "Sum of multiples.", "parameters": {
+            "type": "dict", "properties": {"lower_limit": {"type": "integer"}, "upper_limit": {"type": "integer"},
+                                           "multiples": {"type": "array", "items": {"type": "integer"}}},
+            "required": ["lower_limit", "upper_limit", "multiples"]}},
+        {"name": "math_toolkit.product_of_primes", "description": "Product of primes.", "parameters": {
+            "type": "dict", "properties": {"count": {"type": "integer"}, "unit": {"type": "string"}},
+            "required": ["count"]}},
+    ],
+    "ground_truth": [{"math_toolkit.sum_of_multiples": {"lower_limit": [1], "upper_limit": [1000, 999],
+                                                        "multiples": [[3, 5], [5, 3]]}},
+                     {"math_toolkit.product_of_primes": {"count": [5], "unit": ["", "none"]}}],
+    "expect": "ast_match",
+}
+
+
+def test_bfcl_parallel_multiple_becomes_one_turn_with_each_call_and_its_first_acceptable_values():
+    item = IMPORTERS["bfcl"].convert(BFCL_PARALLEL_MULTIPLE)
+    assert [m["role"] for m in item.messages] == ["user", "assistant"]
+    calls = item.messages[-1]["tool_calls"]
+    assert [(c["name"], c["arguments"]) for c in calls] == [
+        ("math_toolkit.sum_of_multiples", {"lower_limit": 1, "upper_limit": 1000, "multiples": [3, 5]}),
+        ("math_toolkit.product_of_primes", {"count": 5}),
+    ]
+    assert shape_of(item.messages, item.tools) == "parallel"
     assert valid(item)
 
 

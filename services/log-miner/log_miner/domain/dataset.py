@@ -9,10 +9,15 @@
   format such as "bfcl"; default 1.0) multiply a source's share: 0.25 keeps a deterministic
   quarter of its examples, 2.0 repeats each twice, 1.5 repeats a deterministic half. Copies
   share their key, so they land in the same split.
-- `max_examples` caps the total after weighting; every source shrinks in proportion.
+- `max_examples` caps the total after the source weights; every source shrinks in proportion.
 - Split: an example is in validation when its key, read as a fraction in [0, 1), is below
   `val_fraction`: deterministic, stable when the dataset grows, and no leak of an example
   into both splits.
+- Shape weights (`DatasetOptions.shape_weights` over `shapes.DEFAULT_SHAPE_WEIGHTS`), after
+  the split and on the train split only: each train example is repeated by the weight of its
+  shape (times the `corrected` weight for a feedback correction), the fraction again taken in
+  key order. Validation stays one copy per selected example, so it measures the data as it is,
+  and no copy can reach it. These copies come on top of `max_examples`.
 - Step hints (`meta.hints`, optional): with placement "assistant" they are written as a
   numbered list at the start of the first assistant turn, so the model learns to lay out its
   steps; with "meta" (default) they only travel in `meta`.
@@ -29,7 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .corpus import SourceSpecError, parse_source
-from .examples import Example
+from .examples import KIND_CORRECTED, Example
+from .shapes import shape_weights as effective_shape_weights
+from .shapes import weight_of_shape
 from .validation import Limits, invalid_reason
 
 DUPLICATE = "duplicate"
@@ -100,10 +107,29 @@ class SourceReport:
 
 
 @dataclass
+class ShapeReport:
+    """Shapes of the examples, in the train split before and after the shape weights, and in val."""
+
+    weights: dict[str, float] = field(default_factory=dict)
+    train_before: Counter = field(default_factory=Counter)
+    train_after: Counter = field(default_factory=Counter)
+    val: Counter = field(default_factory=Counter)
+    corrected: Counter = field(default_factory=Counter)  # feedback corrections in each of the three
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "weights": dict(self.weights), "train_before": dict(sorted(self.train_before.items())),
+            "train_after": dict(sorted(self.train_after.items())), "val": dict(sorted(self.val.items())),
+            "corrected": {k: self.corrected[k] for k in ("train_before", "train_after", "val")},
+        }
+
+
+@dataclass
 class Assembly:
     train: list[Example]
     val: list[Example]
     sources: list[SourceReport]
+    shapes: ShapeReport = field(default_factory=ShapeReport)
 
     @property
     def duplicates(self) -> int:
@@ -181,9 +207,29 @@ def _cap(groups: list[list[tuple[str, Example]]], max_examples: int | None) -> l
     return [sorted(g, key=lambda ke: ke[0])[:n] for g, n in zip(groups, counts, strict=True)]
 
 
+def weighted_by_shape(train: Sequence[tuple[str, Example]], weights: Mapping[str, float],
+                      report: ShapeReport) -> list[Example]:
+    """The train split with each (shape, corrected) group repeated by its weight."""
+    groups: dict[tuple[str, bool], list[tuple[str, Example]]] = {}
+    for key, example in train:
+        groups.setdefault((example.shape, example.kind == KIND_CORRECTED), []).append((key, example))
+    out: list[Example] = []
+    for (shape, corrected), group in groups.items():
+        copies = weighted(group, weight_of_shape(shape, corrected, weights))
+        report.train_before[shape] += len(group)
+        report.train_after[shape] += len(copies)
+        if corrected:
+            report.corrected["train_before"] += len(group)
+            report.corrected["train_after"] += len(copies)
+        out += [example for _, example in copies]
+    return out
+
+
 def assemble(candidates: Iterable[Example], reports: Sequence[SourceReport], *, limits: Limits,
              val_fraction: float, weights: Mapping[str, float], max_examples: int | None,
-             hints_placement: str = "meta") -> Assembly:
+             hints_placement: str = "meta", shape_weights: Mapping[str, float] | None = None) -> Assembly:
+    """Raises ValueError on a negative source weight."""
+    shapes = ShapeReport(weights=effective_shape_weights(shape_weights or {}))
     by_source = {r.source: r for r in reports}
     kept: dict[str, Example] = {}
     owner: dict[str, str] = {}
@@ -209,14 +255,19 @@ def assemble(candidates: Iterable[Example], reports: Sequence[SourceReport], *, 
         report.weight = weight_of(report.source, weights)
         groups.append(weighted(mine, report.weight))
     groups = _cap(groups, max_examples)
-    train: list[Example] = []
+    train: list[tuple[str, Example]] = []
     val: list[Example] = []
     for report, group in zip(reports, groups, strict=True):
         report.selected = len(group)
         for key, example in group:
             report.by_kind[example.kind] += 1
-            (val if split_of(key, val_fraction) == "val" else train).append(example)
-    return Assembly(train, val, list(reports))
+            if split_of(key, val_fraction) == "val":
+                val.append(example)
+                shapes.val[example.shape] += 1
+                shapes.corrected["val"] += example.kind == KIND_CORRECTED
+            else:
+                train.append((key, example))
+    return Assembly(weighted_by_shape(train, shapes.weights, shapes), val, list(reports), shapes)
 
 
 def to_jsonl(examples: Iterable[Example]) -> bytes:

@@ -8,14 +8,16 @@ A line of train.jsonl / val.jsonl:
                   {"role": "tool", "tool_call_id": str, "name": str, "content": str}, ...],
      "tools": [{"type": "function", "function": {"name", "description", "parameters"}}],
      "meta": {"source": "mined" | "<format>:<location>", "kind": "success" | "corrected" | <format>,
+              "shape": "no_call" | "parallel" | "multi_turn" | "single_call" | "text" (see shapes.py),
               "run_ids": [...], "feedback_ids": [...], "origin": str | null, "hints": [str] (optional)}}
 
 The trainer reads `messages` and `tools` (rendered by `modelkit.chat_format.render_segments`)
 and ignores `meta`, which carries lineage.
 
 Which runs teach something (`mine_run`):
-- corrected: feedback with a corrected call or answer. The correction replaces the model's
-  output (see `corrected_messages`); the latest correction wins.
+- corrected: feedback with a corrected call or answer, or with `corrected_tool_calls: []`
+  (no call was right). The correction replaces the model's output (see `corrected_messages`);
+  the latest correction wins.
 - success: primary label `valid_call` / `direct_answer`, outcome `answered` or
   `client_tool_call`, no -1 rating; with `include_unrated=False` only runs rated +1 count.
 Everything else yields nothing.
@@ -36,6 +38,7 @@ from contracts import ChatMessage, ToolCall
 from modelkit.chat_format import TOOL_CALL_OPEN
 
 from .records import Feedback, Run, RunWithFeedback
+from .shapes import shape_of
 from .taxonomy import FINISHED_OUTCOMES, SUCCESS, Classification, classify
 
 Message = dict[str, Any]
@@ -57,10 +60,15 @@ class Example:
     hints: tuple[str, ...] = ()
     model_versions: tuple[str, ...] = ()
 
+    @property
+    def shape(self) -> str:
+        return shape_of(self.messages, self.tools)
+
     def line(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "source": self.source,
             "kind": self.kind,
+            "shape": self.shape,
             "run_ids": list(self.run_ids),
             "feedback_ids": list(self.feedback_ids),
             "origin": self.origin,
@@ -97,6 +105,18 @@ def message_dict(msg: ChatMessage) -> Message:
 
 def tool_dicts(run: Run) -> list[dict[str, Any]]:
     return [t.model_dump(mode="json") for t in run.tools]
+
+
+def no_call_answer(tool_names: Sequence[str]) -> str:
+    """The plain answer where no offered tool fits: a short refusal that says why (the tools
+    on offer do other things), so the model learns to read the tools before it calls one."""
+    names = list(dict.fromkeys(tool_names))
+    if not names:
+        return "I can't do that with a tool: none is available."
+    if len(names) == 1:
+        return f"I can't do that with a tool: the only one available, {names[0]}, does not fit this request."
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return f"I can't do that with a tool: none of the available ones ({shown}) fits this request."
 
 
 # --------------------------------------------------------------------------- trajectories
@@ -170,6 +190,9 @@ def corrected_messages(run: Run, fb: Feedback) -> list[Message]:
       corrected call matches a call the model made that ran successfully (same name and
       arguments), the results and the corrected answer follow; otherwise the example ends at
       the calls (results for calls that never ran would be invented).
+    - no call (`corrected_tool_calls: []`): the request, then one plain-text turn, the corrected
+      answer or else `no_call_answer` naming the offered tools; whatever the model called goes.
+      The tools stay offered: the example teaches answering in text where they do not fit.
     - corrected answer only: the model's valid work (calls and their results, invalid turns
       dropped) stays, its final answer is replaced by the corrected one.
     """
@@ -177,6 +200,10 @@ def corrected_messages(run: Run, fb: Feedback) -> list[Message]:
     prefix = [message_dict(m) for m in run.messages[:start]]
     output = clean_output(run, run.messages[start:])
     answer = (fb.corrected_answer or "").strip() or None
+    if fb.says_no_call:
+        if answer is None and run.tools:
+            answer = no_call_answer([t.function.name for t in run.tools])
+        return [*prefix, assistant(answer)]
     if fb.corrected_tool_calls:
         calls = _with_ids(fb.corrected_tool_calls)
         messages = [*prefix, assistant(None, calls)]

@@ -21,6 +21,7 @@ class Run:
     subject: str | None = None
     logged_at: datetime | None = None
     usage: dict[str, Any] = field(default_factory=dict)
+    confidence: float | None = None  # GroupThink: the lowest agreement of the run's model turns
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,13 @@ class Feedback:
     submitted_at: datetime | None = None
 
     @property
+    def says_no_call(self) -> bool:
+        """`corrected_tool_calls: []`: the right answer makes no call."""
+        return self.corrected_tool_calls is not None and not self.corrected_tool_calls
+
+    @property
     def is_correction(self) -> bool:
-        return bool(self.corrected_tool_calls) or bool((self.corrected_answer or "").strip())
+        return self.corrected_tool_calls is not None or bool((self.corrected_answer or "").strip())
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ as in shared/eval/bfcl-dev; see its RULES.md).
   acceptable values include "" is omitted, unless the function's schema requires it (BFCL's
   checker demands required parameters first, so the first non-"" value is sent); dict values
   and lists of dicts take the first acceptable value of each key the same way;
-- `expect: no_call` (irrelevance) or no ground truth: a plain answer that declines to call.
+- `expect: no_call` (irrelevance) or no ground truth: a plain answer that declines to call and
+  names the offered tools (`examples.no_call_answer`), with the tools still offered.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.corpus import ImportedItem, MalformedRecordError, hints_of
-
-NO_CALL_ANSWER = "None of the available tools can do that, so I cannot answer this with a tool call."
+from ..domain.examples import no_call_answer
 
 _TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": "string"}
 _OMIT = object()
@@ -103,7 +103,7 @@ class BfclImporter:
                 "name": fn["name"], "description": fn.get("description") or "", "parameters": params}})
         truth = record.get("ground_truth")
         if record.get("expect") == "no_call" or not truth:
-            messages.append({"role": "assistant", "content": NO_CALL_ANSWER})
+            messages.append({"role": "assistant", "content": no_call_answer([t["function"]["name"] for t in tools])})
         else:
             calls = []
             for n, call in enumerate(truth, start=1):

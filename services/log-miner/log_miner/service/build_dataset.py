@@ -154,13 +154,15 @@ class BuildDataset:
             assembly = await asyncio.to_thread(
                 assemble, candidates, reports, limits=s.limits, val_fraction=req.options.val_fraction,
                 weights=req.options.weights, max_examples=req.options.max_examples, hints_placement=s.hints_placement,
+                shape_weights=req.options.shape_weights,
             )
         except ValueError as exc:  # a negative weight
             raise PermanentError(str(exc)) from exc
         counts = assembly.counts()
-        logger.info("assembled %d examples (train %d, val %d); dropped %d duplicates, %d invalid %s",
-                    counts["total"], counts["train"], counts["val"], counts["duplicates"], counts["invalid"],
-                    dict(assembly.invalid), extra=fields)
+        logger.info("assembled %d examples (train %d, val %d); dropped %d duplicates, %d invalid %s; train shapes "
+                    "%s weighted to %s", counts["total"], counts["train"], counts["val"], counts["duplicates"],
+                    counts["invalid"], dict(assembly.invalid), dict(assembly.shapes.train_before),
+                    dict(assembly.shapes.train_after), extra=fields)
         if counts["total"] == 0:
             return await self._skip_empty(req, fields)
         result = await self._store(req, assembly)
@@ -301,6 +303,7 @@ class BuildDataset:
             "counts": assembly.counts(),
             "dropped": {"duplicate": assembly.duplicates, "invalid": dict(sorted(assembly.invalid.items()))},
             "sources": [r.as_dict() for r in assembly.sources],
+            "shapes": assembly.shapes.as_dict(),
             "files": files,
             "lineage": {
                 "runs": len(assembly.run_ids()),
