@@ -27,6 +27,8 @@ from .tools import function_of, schema_problem, tool_specs
 
 logger = logging.getLogger("evalkit.scoring")
 
+CATEGORY_ITEMS = "category_items"  # key of an accuracy's details: category -> items scored (the gate reads it)
+
 GENERATION_ERROR = "generation_error"  # the model could not answer (prompt longer than the context, ...)
 
 
@@ -185,7 +187,8 @@ def score_suites(suites: Sequence[Suite], results: Sequence[ItemResult]) -> dict
 
 
 def accuracy(suite: str, kind: str, results: Sequence[ItemResult]) -> SuiteResult:
-    """Share of items passed, overall and per category; reason codes counted."""
+    """Share of items passed, overall and per category (with each category's item count, which
+    the gate needs: `details["category_items"]`); reason codes counted."""
     by_category: dict[str, list[ItemResult]] = {}
     codes: dict[str, int] = {}
     for r in results:
@@ -194,7 +197,8 @@ def accuracy(suite: str, kind: str, results: Sequence[ItemResult]) -> SuiteResul
     per_category = {c: sum(r.ok for r in rs) / len(rs) for c, rs in sorted(by_category.items())}
     passed = sum(r.ok for r in results)
     return SuiteResult(suite, kind, passed / len(results), per_category,
-                       {"items": len(results), "passed": passed, "codes": dict(sorted(codes.items()))})
+                       {"items": len(results), "passed": passed, "codes": dict(sorted(codes.items())),
+                        CATEGORY_ITEMS: {c: len(rs) for c, rs in sorted(by_category.items())}})
 
 
 def json_validity(suite: str, results: Sequence[ItemResult]) -> SuiteResult:

@@ -7,6 +7,7 @@
 
 - `ast`: the items are judged by the AST checker; score = accuracy (per category too).
 - `regression`: items built from a log-miner dataset's val.jsonl (`source`), judged the same way.
+  (`evalkit.dataset_suite` builds a BFCL-category suite from the same examples.)
 - `json_validity`, `latency`: no items; measured on the generations of the item suites (`of`).
 
 A file without a header line is an `ast` suite named after the file. The header may name item
@@ -53,6 +54,7 @@ class Suite:
     primary: bool = False
     threshold: float | None = None  # absolute bar of the primary suite
     tolerance: float | None = None  # allowed regression vs production (latency: relative)
+    category_tolerance: float | None = None  # allowed regression per category (None: `tolerance`)
     of: tuple[str, ...] = ()  # json_validity/latency: suites measured (empty: every item suite)
     source: str | None = None  # regression: path, s3:// URI or "candidate_dataset"
     sampling: Sampling = field(default_factory=Sampling)
@@ -141,7 +143,7 @@ def normalize_item(raw: Any, where: str) -> dict[str, Any]:
                 raise SuiteError(f"{where}: ground truth calls {name!r}, which 'function' does not offer")
             if not isinstance(params, Mapping) or not all(isinstance(v, list) for v in params.values()):
                 raise SuiteError(f"{where}: parameters of {name!r} map to lists of acceptable values")
-    category = raw.get("category") or _default_category(truth, functions)
+    category = raw.get("category") or infer_category(truth if expect == "ast_match" else None, functions)
     item_id = raw.get("id")
     if not isinstance(item_id, str) or not item_id:
         raise SuiteError(f"{where}: every item needs a string 'id'")
@@ -149,13 +151,16 @@ def normalize_item(raw: Any, where: str) -> dict[str, Any]:
             "ground_truth": truth if expect == "ast_match" else None, "expect": expect}
 
 
-def _default_category(truth: Any, functions: list[Any]) -> str:
+def infer_category(truth: Sequence[Mapping[str, Any]] | None, functions: Sequence[Any]) -> str:
+    """BFCL's category of an item from its expected calls and offered functions: no call →
+    irrelevance; one call → simple (one function offered) or multiple (several offered);
+    several calls → parallel (all of one function) or parallel_multiple (across functions)."""
     if not truth:
         return "irrelevance"
-    parallel = len(truth) > 1
-    multiple = len(functions) > 1
-    return {(False, False): "simple", (False, True): "multiple", (True, False): "parallel",
-            (True, True): "parallel_multiple"}[(parallel, multiple)]
+    if len(truth) == 1:
+        return "simple" if len(functions) <= 1 else "multiple"
+    called = {name for call in truth for name in call}
+    return "parallel" if len(called) == 1 else "parallel_multiple"
 
 
 def messages_of(item: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -174,35 +179,59 @@ def _acceptable(value: Any) -> list[Any]:
     return [value]
 
 
+@dataclass(frozen=True)
+class LoggedAnswer:
+    """What a log-miner example (`{"messages", "tools", "meta"}`) expects: the conversation up to
+    the model's first turn after the last user message, and that turn (as logged, or as corrected
+    by feedback): its calls in ground-truth shape, or none when it answered in text."""
+
+    question: list[dict[str, Any]]
+    functions: list[dict[str, Any]]
+    calls: list[dict[str, dict[str, list[Any]]]]
+    text: str  # the turn's text (empty when it only called)
+    origin: str  # run ids, else the corpus origin, else ""
+
+
+def logged_answer(line: Mapping[str, Any]) -> LoggedAnswer | None:
+    """None when the example has no user message or no answer after it. ValueError for a call
+    whose arguments are not a JSON object."""
+    messages = list(line.get("messages") or [])
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        return None
+    answer_at = next((i for i in range(last_user + 1, len(messages)) if messages[i].get("role") == "assistant"),
+                     None)
+    if answer_at is None:
+        return None
+    answer = messages[answer_at]
+    calls = []
+    for c in answer.get("tool_calls") or []:
+        fn = c.get("function") if isinstance(c.get("function"), Mapping) else c
+        args = fn.get("arguments") or {}
+        if isinstance(args, str):
+            args = json.loads(args)
+        if not isinstance(args, Mapping):
+            raise ValueError(f"the arguments of {fn.get('name')!r} are not a JSON object")
+        calls.append({fn["name"]: {k: _acceptable(v) for k, v in args.items()}})
+    meta = line.get("meta") or {}
+    origin = "-".join(str(r) for r in meta.get("run_ids") or []) or str(meta.get("origin") or "")
+    return LoggedAnswer([dict(m) for m in messages[:answer_at]], [dict(function_of(t)) for t in line.get("tools") or []],
+                        calls, str(answer.get("content") or "").strip(), origin)
+
+
 def regression_items(lines: Iterable[Mapping[str, Any]], prefix: str = "regression") -> list[dict[str, Any]]:
-    """Items from log-miner examples (`{"messages", "tools", "meta"}`): the conversation up to the
-    model's first turn after the last user message; that turn (the logged or corrected one) is
-    what is expected: its calls, or no call when it answered directly."""
+    """Items from log-miner examples (`logged_answer`): the logged turn is what is expected, its
+    calls, or no call when it answered directly."""
     items = []
     for n, line in enumerate(lines, start=1):
-        messages = list(line.get("messages") or [])
-        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
-        if last_user is None:
+        logged = logged_answer(line)
+        if logged is None:
             continue
-        answer_at = next((i for i in range(last_user + 1, len(messages)) if messages[i].get("role") == "assistant"),
-                         None)
-        if answer_at is None:
-            continue
-        answer = messages[answer_at]
-        calls = []
-        for c in answer.get("tool_calls") or []:
-            fn = c.get("function") if isinstance(c.get("function"), Mapping) else c
-            args = fn.get("arguments") or {}
-            if isinstance(args, str):
-                args = json.loads(args)
-            calls.append({fn["name"]: {k: _acceptable(v) for k, v in args.items()}})
-        functions = [dict(function_of(t)) for t in line.get("tools") or []]
-        meta = line.get("meta") or {}
-        origin = "-".join(str(r) for r in meta.get("run_ids") or []) or str(meta.get("origin") or n)
+        calls = logged.calls
         kind = "call" if len(calls) == 1 else "parallel" if calls else "no_call"
         items.append({
-            "id": f"{prefix}-{n}-{origin}"[:200], "category": f"regression_{kind}",
-            "question": [[dict(m) for m in messages[:answer_at]]], "function": functions,
+            "id": f"{prefix}-{n}-{logged.origin or n}"[:200], "category": f"regression_{kind}",
+            "question": [logged.question], "function": logged.functions,
             "ground_truth": calls or None, "expect": "ast_match" if calls else "no_call",
         })
     return items
@@ -312,6 +341,7 @@ def load_suite(path: str | Path) -> Suite:
     return Suite(
         name=name, kind=kind, items=tuple(items), primary=bool(header.get("primary", False)),
         threshold=_number(header, "threshold", where, hi=1.0), tolerance=_number(header, "tolerance", where),
+        category_tolerance=_number(header, "category_tolerance", where),
         of=tuple(str(s) for s in of), source=str(source) if source else None,
         sampling=Sampling(max_items=max_items, seed=int(sampling_doc.get("seed", 0))), path=str(path),
     )
@@ -347,6 +377,16 @@ def load_suites(entries: Iterable[str | Path]) -> list[Suite]:
         if unknown:
             raise SuiteError(f"suite {s.name!r} measures {', '.join(unknown)}, which are not ast/regression suites")
     return suites
+
+
+def with_primary(suites: Sequence[Suite], name: str) -> list[Suite]:
+    """The suites with `name` as the one primary (the flag of any other cleared); SuiteError when
+    no ast/regression suite has that name."""
+    found = [s for s in suites if s.name == name]
+    if not found or not found[0].generative:
+        known = ", ".join(s.name for s in suites if s.generative) or "none"
+        raise SuiteError(f"primary suite {name!r} is not among the ast/regression suites ({known})")
+    return [replace(s, primary=s.name == name) for s in suites]
 
 
 def primary_suite(suites: Sequence[Suite]) -> Suite:

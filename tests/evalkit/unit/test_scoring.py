@@ -78,6 +78,7 @@ def test_every_item_is_answered_once_and_every_suite_scored_from_those_answers()
     assert tools.score == pytest.approx(2 / 5)
     assert tools.per_category == {"irrelevance": 1.0, "simple": 0.25}
     assert tools.details["codes"]["ok"] == 2
+    assert tools.details["category_items"] == {"irrelevance": 1, "simple": 4}  # what the gate weighs categories by
     assert result.scores["more"].score == 1.0
     # with a call: i1 (valid), i2 (schema: days is a string), i3 (broken JSON), i5 (valid)
     assert result.scores["json"].score == pytest.approx(2 / 4)

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from evalkit import ast_checker
-from evalkit.suites import SuiteError, load_suite, load_suites, primary_suite, regression_items, sample
+from evalkit.suites import (
+    SuiteError,
+    load_suite,
+    load_suites,
+    normalize_item,
+    primary_suite,
+    regression_items,
+    sample,
+    with_primary,
+)
 from tests.harness import BFCL_DIR
 
 
@@ -153,3 +162,30 @@ def test_regression_items_read_openai_shaped_calls():
     (item,) = regression_items([line])
     assert item["ground_truth"] == [{"add": {"a": [1], "opts": [{"x": ["y"]}]}}]
     assert ast_checker.check(item, [{"name": "add", "arguments": {"a": 1, "opts": {"x": "Y"}}}]).ok
+
+
+def test_a_header_may_set_the_category_tolerance(tmp_path: Path):
+    suite = load_suite(write(tmp_path / "s.jsonl", {"suite": {"tolerance": 0.01, "category_tolerance": 0.1}}, ITEM))
+    assert (suite.tolerance, suite.category_tolerance) == (0.01, 0.1)
+    assert load_suite(write(tmp_path / "t.jsonl", ITEM)).category_tolerance is None
+    with pytest.raises(SuiteError, match="'category_tolerance' must be a number"):
+        load_suite(write(tmp_path / "u.jsonl", {"suite": {"category_tolerance": -1}}, ITEM))
+
+
+def test_a_named_suite_can_be_made_the_one_primary(tmp_path: Path):
+    suites = [load_suite(write(tmp_path / "a.jsonl", {"suite": {"name": "a", "primary": True}}, ITEM)),
+              load_suite(write(tmp_path / "b.jsonl", {"suite": {"name": "b"}}, ITEM)),
+              load_suite(write(tmp_path / "lat.jsonl", {"suite": {"name": "lat", "kind": "latency"}}))]
+    picked = with_primary(suites, "b")
+    assert [s.primary for s in picked] == [False, True, False] and primary_suite(picked).name == "b"
+    for name in ("nope", "lat"):
+        with pytest.raises(SuiteError, match=f"primary suite '{name}' is not among the ast/regression suites"):
+            with_primary(suites, name)
+
+
+def test_an_item_without_a_category_gets_the_bfcl_one():
+    two = [ITEM["function"][0], {"name": "other", "parameters": {"type": "dict", "properties": {}}}]
+    assert normalize_item({**ITEM, "function": two}, "t")["category"] == "multiple"
+    both = [{"weather": {"city": ["Paris"]}}, {"weather": {"city": ["Rome"]}}]
+    assert normalize_item({**ITEM, "function": two, "ground_truth": both}, "t")["category"] == "parallel"
+    assert normalize_item({**ITEM, "ground_truth": None}, "t")["category"] == "irrelevance"
