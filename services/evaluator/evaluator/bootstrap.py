@@ -11,7 +11,7 @@ import uuid
 from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 
-from evalkit.suites import SuiteError, load_suites
+from evalkit.suites import CANDIDATE_DATASET, SuiteError, load_suites
 from servicekit.app import create_service_app
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
@@ -25,6 +25,7 @@ from .adapters.llama_scorer import LlamaScorer
 from .adapters.postgres_store import PostgresEvaluationStore
 from .adapters.registry_models import RegistryModelFiles
 from .adapters.s3_files import S3Datasets, S3Reports
+from .domain import configured_suites
 from .metrics import EvaluatorMetrics
 from .service import AcceptExport, EvalPolicy, RunEvaluation, evaluation_scheduler
 from .settings import EvaluatorSettings
@@ -43,6 +44,10 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
         suites = load_suites(e.suite_paths)
     except SuiteError as exc:
         raise SystemExit(f"EVAL__SUITES: {exc}") from None
+    try:
+        suites = configured_suites(suites, e.primary)
+    except SuiteError as exc:
+        raise SystemExit(f"EVAL__PRIMARY: {exc}") from None
     store_s3 = artifact_store(settings.s3)
     rt = standard_runtime(SERVICE, settings, build_broker, artifacts=store_s3)
     metrics = EvaluatorMetrics(rt.registry)
@@ -53,6 +58,8 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
         owner=owner, lease_ttl_s=e.lease_ttl_s, heartbeat_s=e.heartbeat_s, max_attempts=e.max_attempts,
         retry_delay_s=e.retry_delay_s, max_items=e.max_items, max_tokens=e.max_tokens, n_ctx=e.n_ctx,
         threshold=e.threshold, tolerance=e.tolerance, latency_tolerance=e.latency_tolerance,
+        category_tolerance=e.category_tolerance, min_category_items=e.min_category_items,
+        dataset_primary=e.primary == CANDIDATE_DATASET,
     )
     run = RunEvaluation(
         store, RegistryModelFiles(settings.database.url, store_s3, e.work_dir / "models"), S3Datasets(store_s3),
@@ -68,6 +75,8 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
         "instance": owner,
         "current_evaluation": run.describe(),
         "suites": [{"name": s.name, "kind": s.kind, "items": len(s.items), "primary": s.primary} for s in suites],
+        "primary": e.primary,
+        "min_category_items": e.min_category_items,
         "max_items": e.max_items,
         "max_tokens": e.max_tokens,
     }

@@ -10,7 +10,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from contracts import ExportCompleted, ExportedFile, deterministic_id
-from evalkit.suites import Suite
+from evalkit.dataset_suite import DATASET_SUITE
+from evalkit.suites import CANDIDATE_DATASET, Suite, SuiteError, with_primary
 
 
 class EvaluationStatus(StrEnum):
@@ -85,3 +86,18 @@ def suite_keys(suites: Sequence[Suite], *, max_tokens: int, n_ctx: int) -> dict[
         doc = {"suite": s.content_hash(), "measured": measured, "max_tokens": max_tokens, "n_ctx": n_ctx}
         keys[s.name] = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
     return keys
+
+
+def configured_suites(suites: Sequence[Suite], primary: str | None) -> list[Suite]:
+    """The loaded suites under the `primary` setting (EVAL__PRIMARY): None leaves the suites'
+    own flags; a suite's name makes it the primary; `candidate_dataset` keeps the suites as they
+    are (each evaluation builds `dataset-val` and puts it first). SuiteError when the name is
+    unknown, or `dataset-val` is taken by a configured suite."""
+    if primary is None:
+        return list(suites)
+    if primary == CANDIDATE_DATASET:
+        if any(s.name == DATASET_SUITE for s in suites):
+            raise SuiteError(f"a configured suite is named {DATASET_SUITE!r}, the name of the suite built from the "
+                             f"candidate's dataset: rename it")
+        return list(suites)
+    return with_primary(suites, primary)

@@ -22,6 +22,11 @@ class EvaluatorMetrics:
             "evaluator_gate_outcomes", "Verdicts of the gate per evaluation (error: no verdict reached)", ["outcome"],
             registry=registry,
         )
+        self.category_regressions = Counter(
+            "evaluator_category_regressions", "Gate refusals of a candidate quant for one category of an item suite "
+            "(losing more than the category tolerance on at least min_category_items items)", ["suite", "category"],
+            registry=registry,
+        )
         self.items_answered = Counter(
             "evaluator_items_answered", "Suite items the model answered", ["role"], registry=registry,
         )

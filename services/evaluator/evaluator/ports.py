@@ -95,6 +95,10 @@ class Reports(Protocol):
         """Store `evaluations/<id>/report.json`; returns its URI."""
         ...
 
+    async def put_suite(self, evaluation_id: str, name: str, body: bytes) -> str:
+        """Store a suite file built for this evaluation, `evaluations/<id>/<name>.jsonl`; returns its URI."""
+        ...
+
 
 class Scorer(Protocol):
     async def score(self, gguf: Path, suites: Sequence[Suite], *, label: str,

@@ -8,6 +8,9 @@ Environment (nested with `__`), beyond the shared BROKER/DATABASE/S3/HTTP/LOG/IN
 | EVAL__THRESHOLD | (suite header, else 0) | absolute bar of the primary suite, overrides the header |
 | EVAL__TOLERANCE | (suite header, else 0.02) | score points a suite may lose vs production |
 | EVAL__LATENCY_TOLERANCE | (suite header, else 0.5) | relative growth of p95 latency allowed vs production |
+| EVAL__CATEGORY_TOLERANCE | (suite header, else the suite's tolerance) | score points a category of an item suite may lose vs production |
+| EVAL__MIN_CATEGORY_ITEMS | 10 | a category with fewer items is reported, not gated |
+| EVAL__PRIMARY | (the suites' own primary) | the primary suite: a configured ast/regression suite's name, or `candidate_dataset`: the BFCL suite `dataset-val` built from the candidate's dataset's validation split (docs/suites.md), the configured suites running beside it |
 | EVAL__MAX_ITEMS | 50 | at most this many items per suite (sampled by the suite's seed) |
 | EVAL__MAX_TOKENS | 128 | new tokens per answer (calls are short) |
 | EVAL__N_CTX | 4096 | llama.cpp context: room for the tool schemas of an item |
@@ -25,7 +28,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from servicekit.settings import HttpSettings, S3Settings, ServiceSettings
 
@@ -41,6 +44,9 @@ class EvalSettings(BaseModel):
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     tolerance: float | None = Field(default=None, ge=0.0)
     latency_tolerance: float | None = Field(default=None, ge=0.0)
+    category_tolerance: float | None = Field(default=None, ge=0.0)
+    min_category_items: int = Field(default=10, ge=1)
+    primary: str | None = None  # a suite name, or "candidate_dataset"
     max_items: int | None = Field(default=50, ge=1)
     max_tokens: int = Field(default=128, ge=1, le=4096)
     n_ctx: int = Field(default=4096, ge=256)
@@ -56,6 +62,11 @@ class EvalSettings(BaseModel):
     @property
     def suite_paths(self) -> list[str]:
         return [p.strip() for p in self.suites.split(",") if p.strip()]
+
+    @field_validator("primary")
+    @classmethod
+    def _primary_named(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None  # EVAL__PRIMARY= (empty) means the suites decide
 
     @model_validator(mode="after")
     def _heartbeat_within_ttl(self) -> EvalSettings:

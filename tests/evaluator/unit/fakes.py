@@ -135,10 +135,15 @@ class FakeDatasets:
 @dataclass
 class FakeReports:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    suites: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
     async def put(self, evaluation_id: str, report: dict[str, Any]) -> str:
         self.reports[evaluation_id] = report
         return f"s3://bucket/evaluations/{evaluation_id}/report.json"
+
+    async def put_suite(self, evaluation_id: str, name: str, body: bytes) -> str:
+        self.suites[(evaluation_id, name)] = body
+        return f"s3://bucket/evaluations/{evaluation_id}/{name}.jsonl"
 
 
 class ScriptedModel:

@@ -3,6 +3,8 @@ first, the first passing quant wins, production scored once and cached, the even
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from contracts import EvaluationCompleted, ExportCompleted, ExportedFile, ModelPromoted
@@ -51,7 +53,7 @@ LADDER = [quant("Q8_0", 300), quant("Q4_K_M", 100), quant("Q5_K_M", 150)]
 
 class World:
     def __init__(self, models: dict, *, threshold: float = 0.5, max_attempts: int = 3, missing=(),
-                 production_error=None, suites=SUITES) -> None:
+                 production_error=None, suites=SUITES, **policy_extra) -> None:
         self.store = FakeStore()
         self.models = FakeModels(set(missing), production_error)
         self.datasets = FakeDatasets()
@@ -59,7 +61,7 @@ class World:
         self.scorer = FakeScorer(models)
         self.metrics = EvaluatorMetrics(CollectorRegistry())
         policy = EvalPolicy(owner="me", heartbeat_s=30, max_attempts=max_attempts, retry_delay_s=0, threshold=threshold,
-                            tolerance=0.0, latency_tolerance=1.0)
+                            tolerance=0.0, latency_tolerance=1.0, **policy_extra)
         self.run = RunEvaluation(self.store, self.models, self.datasets, self.reports, self.scorer, self.metrics,
                                  suites, policy)
         self.scheduler = evaluation_scheduler(self.store, self.run, self.metrics, owner="me", lease_ttl_s=60,
@@ -229,3 +231,125 @@ async def test_a_stopping_service_gives_the_lease_back_and_the_attempt_is_not_co
     row = next(iter(w.store.rows.values()))
     assert (row.status, row.owner, row.attempts) == ("running", None, 0)
     assert w.store.published == [] and w.run.describe() is None
+
+
+# --------------------------------------------------------------------------- the gate per category
+
+JOKES = ("Tell me a joke.", "Write a haiku.")
+NO_CALLS = tuple({"id": f"n{n}", "category": "irrelevance", "question": [[{"role": "user", "content": q}]],
+                  "function": [WEATHER], "ground_truth": None, "expect": "no_call"} for n, q in enumerate(JOKES))
+MIXED = [Suite("tools", "ast", items=ITEMS + NO_CALLS, primary=True), Suite("json", "json_validity")]
+
+
+def calls_always(prompt: str) -> str:
+    """Calls the tool for every question: every city right, and a call where none fits."""
+    city = next((c for c in CITIES if f"Weather in {c}?" in prompt), "Nowhere")
+    return format_tool_calls([{"name": "weather", "arguments": {"city": city}}])
+
+
+async def test_a_candidate_that_loses_one_category_is_refused_while_its_total_rises_and_the_verdict_names_it():
+    w = World({"production.gguf": knows("Paris"), "Q4_K_M.gguf": calls_always}, threshold=0.0, suites=MIXED,
+              min_category_items=2)
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    (done,) = w.events(EvaluationCompleted)
+    cand = {s.suite: s for s in done.candidate_scores}["tools"]
+    base = {s.suite: s for s in done.baseline_scores}["tools"]
+    assert cand.score > base.score  # 4/6 against 3/6
+    assert not done.passed and w.events(ModelPromoted) == []
+    assert done.reasons == ["Q4_K_M: FAIL tools category 'irrelevance': 0.0000 regresses from production 1.0000 on 2 "
+                            "items by 1.0000, beyond the category tolerance 0.0000"]
+    assert cand.per_category == {"irrelevance": 0.0, "simple": 1.0}
+    assert cand.details["category_items"] == base.details["category_items"] == {"irrelevance": 2, "simple": 4}
+    assert base.per_category == {"irrelevance": 1.0, "simple": 0.25}
+    # production's cached scores carry the categories and their item counts for the next evaluation
+    (cached,) = [c for c in w.store.scores.values() if c.suite == "tools"]
+    assert cached.per_category == base.per_category and cached.details["category_items"]["simple"] == 4
+    report = w.reports.reports[done.evaluation_id]
+    assert report["gate"]["min_category_items"] == 2
+    assert report["gate"]["rules"]["tools"] == {"kind": "ast", "tolerance": 0.0, "category_tolerance": 0.0}
+    checks = {c["category"]: c for c in report["candidates"][0]["categories"]}
+    assert checks["irrelevance"] == {"suite": "tools", "category": "irrelevance", "candidate": 0.0, "baseline": 1.0,
+                                     "items": 2, "tolerance": 0.0, "gated": True, "passed": False}
+    assert checks["simple"]["passed"] is True
+    assert w.metrics.category_regressions.labels(suite="tools", category="irrelevance")._value.get() == 1
+
+
+async def test_a_category_below_the_minimum_item_count_does_not_hold_a_candidate_back():
+    w = World({"production.gguf": knows("Paris"), "Q4_K_M.gguf": calls_always}, threshold=0.0, suites=MIXED,
+              min_category_items=3)
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    (done,) = w.events(EvaluationCompleted)
+    assert done.passed, done.reasons
+    assert any("tools category 'irrelevance': 2 items, fewer than 3: not gated" in r for r in done.reasons)
+
+
+def val_line(question: str, calls: list | None = None, answer: str | None = None) -> dict:
+    turn: dict = {"role": "assistant", "content": answer}
+    if calls:
+        turn["tool_calls"] = [{"id": f"c{n}", "name": "weather", "arguments": {"city": c}}
+                              for n, c in enumerate(calls)]
+    return {"messages": [{"role": "user", "content": question}, turn],
+            "tools": [{"type": "function", "function": WEATHER}], "meta": {"source": "mined", "kind": "corrected"}}
+
+
+VAL = [val_line(f"Weather in {c}?", [c]) for c in CITIES[:3]] + [
+    val_line("Weather in Paris? Weather in Rome?", ["Paris", "Rome"]),
+    val_line("Tell me a joke.", answer="Why did the chicken..."),
+    val_line("Write a haiku.", answer="Autumn moon..."),
+]
+
+
+async def test_the_primary_suite_can_be_built_from_the_candidates_validation_split():
+    w = World({"production.gguf": knows("Paris"), "Q4_K_M.gguf": calls_always}, threshold=0.0, suites=MIXED,
+              min_category_items=2, dataset_primary=True)
+    w.datasets.lines = VAL
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    assert w.datasets.asked == [("candidate_dataset", "ds-1")]
+    assert w.scorer.calls[0] == ("production.gguf", ["dataset-val", "tools", "json"])  # the fixed suites beside it
+    (done,) = w.events(EvaluationCompleted)
+    assert done.primary_suite == "dataset-val"
+    cand = {s.suite: s for s in done.candidate_scores}
+    assert cand["dataset-val"].details["category_items"] == {"irrelevance": 2, "parallel": 1, "simple": 3}
+    assert "tools" in cand and "json" in cand
+    assert not done.passed
+    assert any(r.startswith("Q4_K_M: FAIL dataset-val category 'irrelevance'") for r in done.reasons)
+    report = w.reports.reports[done.evaluation_id]
+    assert report["gate"]["primary"] == "dataset-val" and report["gate"]["primary_note"] is None
+    assert report["dataset_suite"]["categories"] == {"irrelevance": 2, "parallel": 1, "simple": 3}
+    (entry,) = [s for s in report["suites"] if s["name"] == "dataset-val"]
+    assert entry["path"] == f"s3://bucket/evaluations/{done.evaluation_id}/dataset-val.jsonl"
+    assert entry["source"] == "candidate_dataset" and entry["items"] == 6
+    body = w.reports.suites[(done.evaluation_id, "dataset-val")].decode().splitlines()
+    assert json.loads(body[0])["suite"]["primary"] is True and len(body) == 7
+    assert {json.loads(x)["category"] for x in body[1:]} == {"simple", "parallel", "irrelevance"}
+
+
+async def test_without_a_usable_validation_split_the_configured_primary_stands_in_and_the_report_says_why():
+    w = World({"production.gguf": knows("Paris"), "Q4_K_M.gguf": knows("Paris")}, threshold=0.0, suites=MIXED,
+              dataset_primary=True)
+    w.datasets.lines = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+                         "tools": []}]
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    (done,) = w.events(EvaluationCompleted)
+    assert done.passed and done.primary_suite == "tools"
+    report = w.reports.reports[done.evaluation_id]
+    assert "no example with tools and a known answer (1 read; skipped: 1 no_tools)" in report["gate"]["primary_note"]
+    assert report["gate"]["primary_note"].endswith("the primary is tools")
+    assert w.reports.suites == {}
+
+
+def test_the_primary_setting_picks_a_configured_suite_or_the_candidates_dataset():
+    from evalkit.suites import SuiteError
+    from evaluator.domain import configured_suites
+    from evaluator.settings import EvalSettings
+
+    suites = [Suite("tools", "ast", items=ITEMS, primary=True), Suite("other", "ast", items=ITEMS),
+              Suite("json", "json_validity")]
+    assert [s.primary for s in configured_suites(suites, "other")] == [False, True, False]
+    assert configured_suites(suites, None) == suites == configured_suites(suites, "candidate_dataset")
+    with pytest.raises(SuiteError, match="'json' is not among the ast/regression suites"):
+        configured_suites(suites, "json")
+    with pytest.raises(SuiteError, match="named 'dataset-val'"):
+        configured_suites([*suites, Suite("dataset-val", "ast", items=ITEMS)], "candidate_dataset")
+    assert EvalSettings(primary=" ").primary is None
+    assert EvalSettings().min_category_items == 10 and EvalSettings().category_tolerance is None

@@ -21,6 +21,10 @@ def report_key(evaluation_id: str) -> str:
     return f"evaluations/{evaluation_id}/report.json"
 
 
+def suite_key(evaluation_id: str, name: str) -> str:
+    return f"evaluations/{evaluation_id}/{name}.jsonl"
+
+
 class S3Reports:
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
@@ -28,6 +32,9 @@ class S3Reports:
     async def put(self, evaluation_id: str, report: dict[str, Any]) -> str:
         body = json.dumps(report, indent=1, ensure_ascii=False, default=str).encode()
         return await self.store.put_bytes(report_key(evaluation_id), body, "application/json")
+
+    async def put_suite(self, evaluation_id: str, name: str, body: bytes) -> str:
+        return await self.store.put_bytes(suite_key(evaluation_id, name), body, "application/x-ndjson")
 
 
 class S3Datasets:

@@ -1,10 +1,15 @@
 """Run one leased evaluation: the candidate's quant ladder against production on the same suites.
 
 1. Suites: the configured ones; regression suites read their examples (the candidate's dataset
-   or a fixed val.jsonl); every suite capped at `max_items`.
+   or a fixed val.jsonl); with `dataset_primary`, the BFCL suite `dataset-val` built from the
+   candidate's dataset's validation split is the primary suite (written beside the report), the
+   configured suites running beside it (their primary stands in when the split has no usable
+   example); every suite capped at `max_items`.
 2. For each quant of the candidate, smallest first: download it (sha256 checked), score it,
-   and put it through the gate against production. Production is scored once, on first need,
-   and its scores are cached per (version, quant, suite key), so the next evaluation reuses them.
+   and put it through the gate against production: per suite and per category of each item
+   suite (evalkit.gate). Production is scored once, on first need, and its scores (per category
+   too, with item counts) are cached per (version, quant, suite key), so the next evaluation
+   reuses them.
    The first quant that passes wins; the larger ones are not evaluated.
 3. A JSON report (per-item verdicts included) goes to S3; evaluation.completed (always) and
    model.promoted (when a quant passed) are staged in the outbox with the outcome, one transaction.
@@ -26,14 +31,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from contracts import EvaluationCompleted, ExportedFile, ModelPromoted, SuiteScore, deterministic_id, utcnow
+from evalkit.dataset_suite import DATASET_SUITE, DatasetItems, dataset_suite, suite_jsonl
 from evalkit.gate import GateResult, decide, policy_for
 from evalkit.scoring import Evaluation, EvaluationCancelledError, ItemResult, Progress, SuiteResult
-from evalkit.suites import REGRESSION, Suite, regression_items
+from evalkit.suites import CANDIDATE_DATASET, GENERATIVE, REGRESSION, Suite, primary_suite, regression_items
 from servicekit.lease import LeaseKeeper, run_under_lease
 from servicekit.logs import correlation_id, log_fields
 
@@ -69,6 +75,18 @@ class EvalPolicy:
     threshold: float | None = None
     tolerance: float | None = None
     latency_tolerance: float | None = None
+    category_tolerance: float | None = None
+    min_category_items: int | None = None
+    dataset_primary: bool = False  # the primary suite is built from the candidate's dataset's val split
+
+
+@dataclass
+class PreparedSuites:
+    """The suites of one evaluation, and what the report says of how they were made."""
+
+    suites: list[Suite]
+    dataset: dict[str, Any] | None = None  # how dataset-val was built (dataset_primary only)
+    primary_note: str | None = None  # why the primary is not the one asked for
 
 
 @dataclass
@@ -196,11 +214,13 @@ class RunEvaluation:
     async def _evaluate(self, job: EvaluationJob, state: EvalState, stop: threading.Event) -> str:
         export = job.export
         ladder = quant_ladder(export)
-        suites = await self._suites_for(job)
+        prepared = await self._suites_for(job)
+        suites = prepared.suites
         p = self.policy
         keys = suite_keys(suites, max_tokens=p.max_tokens, n_ctx=p.n_ctx)
         gate_policy = policy_for(suites, threshold=p.threshold, tolerance=p.tolerance,
-                                 latency_tolerance=p.latency_tolerance)
+                                 latency_tolerance=p.latency_tolerance, category_tolerance=p.category_tolerance,
+                                 min_category_items=p.min_category_items)
         production = await self.models.production()
         baseline: dict[str, CachedScore] | None = None
         outcomes: list[QuantOutcome] = []
@@ -226,6 +246,8 @@ class RunEvaluation:
             self._record_scores(export.model_version, quant, outcome.evaluation.scores.values())
             outcome.gate = decide(outcome.evaluation.scores, baseline, gate_policy)
             state.verdicts[quant] = outcome.gate.passed
+            for failed in outcome.gate.failed_categories:
+                self.metrics.category_regressions.labels(suite=failed.suite, category=failed.category).inc()
             logger.info("candidate %s %s: %s", export.model_version, quant,
                         "passed" if outcome.gate.passed else "failed", extra=log_fields(
                             evaluation_id=job.evaluation_id, quantization=quant, reasons=outcome.gate.reasons))
@@ -233,7 +255,7 @@ class RunEvaluation:
                 winner = outcome
                 break
         state.phase = "reporting"
-        report = self._report(job, production, suites, keys, gate_policy, baseline or {}, outcomes, winner)
+        report = self._report(job, production, prepared, keys, gate_policy, baseline or {}, outcomes, winner)
         report_uri = await self.reports.put(job.evaluation_id, report)
         events = self._events(job, production, baseline or {}, outcomes, winner, report_uri, gate_policy.primary)
         reason_text = None if winner else "; ".join(events[0].reasons)[:MAX_REASON_CHARS]
@@ -260,15 +282,47 @@ class RunEvaluation:
         for s in scores:
             self.metrics.suite_score.labels(model_version=version, quantization=quant, suite=s.suite).set(s.score)
 
-    async def _suites_for(self, job: EvaluationJob) -> list[Suite]:
+    async def _suites_for(self, job: EvaluationJob) -> PreparedSuites:
+        lines_of: dict[str, list[dict[str, Any]]] = {}  # one read per source
+
+        async def lines(source: str) -> list[dict[str, Any]]:
+            if source not in lines_of:
+                lines_of[source] = await self.datasets.regression_lines(source, job.export.dataset_id)
+            return lines_of[source]
+
         out = []
         for suite in self.suites:
             if suite.kind == REGRESSION and suite.source and not suite.items:
-                lines = await self.datasets.regression_lines(suite.source, job.export.dataset_id)
-                suite = suite.with_items(regression_items(lines, prefix=suite.name))
+                suite = suite.with_items(regression_items(await lines(suite.source), prefix=suite.name))
                 logger.info("regression suite %s: %d items from %s", suite.name, len(suite.items), suite.source)
             out.append(suite.limited(self.policy.max_items))
-        return out
+        prepared = PreparedSuites(out)
+        if self.policy.dataset_primary:
+            await self._dataset_primary(job, prepared, await lines(CANDIDATE_DATASET))
+        return prepared
+
+    async def _dataset_primary(self, job: EvaluationJob, prepared: PreparedSuites,
+                               lines: list[dict[str, Any]]) -> None:
+        """`dataset-val` first and primary; the configured suites keep running beside it."""
+        suite, built = dataset_suite(lines, source=CANDIDATE_DATASET)
+        note: dict[str, Any] = {"name": DATASET_SUITE, "dataset_id": job.export.dataset_id, **built.summary()}
+        prepared.dataset = note
+        if not suite.items:
+            fallback = primary_suite(prepared.suites).name
+            prepared.primary_note = (f"{DATASET_SUITE}: the validation split of dataset {job.export.dataset_id} has no "
+                                     f"example with tools and a known answer ({_read_of(built)}); the primary is "
+                                     f"{fallback}")
+            logger.warning("%s", prepared.primary_note, extra=log_fields(evaluation_id=job.evaluation_id))
+            return
+        suite = suite.limited(self.policy.max_items)
+        uri = await self.reports.put_suite(job.evaluation_id, DATASET_SUITE, suite_jsonl(
+            suite, source=CANDIDATE_DATASET, dataset_id=job.export.dataset_id))
+        suite = replace(suite, path=uri)
+        note["uri"] = uri
+        prepared.suites[:] = [suite, *(replace(s, primary=False) for s in prepared.suites)]
+        logger.info("primary suite %s: %d of %d items (%s) from dataset %s's validation split", DATASET_SUITE,
+                    len(suite.items), len(built.items), note["categories"], job.export.dataset_id,
+                    extra=log_fields(evaluation_id=job.evaluation_id))
 
     async def _baseline(self, production: ProductionModel, suites: list[Suite], keys: dict[str, str],
                         state: EvalState, stop: threading.Event) -> dict[str, CachedScore]:
@@ -364,11 +418,12 @@ class RunEvaluation:
         )
         return [completed, promoted]
 
-    def _report(self, job: EvaluationJob, production: ProductionModel, suites: list[Suite], keys: dict[str, str],
-                gate_policy: Any, baseline: dict[str, CachedScore], outcomes: list[QuantOutcome],
+    def _report(self, job: EvaluationJob, production: ProductionModel, prepared: PreparedSuites,
+                keys: dict[str, str], gate_policy: Any, baseline: dict[str, CachedScore], outcomes: list[QuantOutcome],
                 winner: QuantOutcome | None) -> dict[str, Any]:
         export = job.export
         p = self.policy
+        suites = prepared.suites
         return {
             "evaluation_id": job.evaluation_id,
             "job_id": job.job_id,
@@ -378,9 +433,13 @@ class RunEvaluation:
             "created_at": utcnow().isoformat(),
             "settings": {"max_items": p.max_items, "max_tokens": p.max_tokens, "n_ctx": p.n_ctx},
             "gate": {"primary": gate_policy.primary, "threshold": gate_policy.threshold,
-                     "rules": {n: {"kind": r.kind, "tolerance": r.tolerance} for n, r in gate_policy.rules.items()}},
+                     "primary_note": prepared.primary_note, "min_category_items": gate_policy.min_category_items,
+                     "rules": {n: {"kind": r.kind, "tolerance": r.tolerance,
+                                   **({"category_tolerance": r.category_limit} if r.kind in GENERATIVE else {})}
+                               for n, r in gate_policy.rules.items()}},
             "suites": [{"name": s.name, "kind": s.kind, "items": len(s.items), "key": keys[s.name], "path": s.path,
                         "source": s.source, "of": list(s.of)} for s in suites],
+            "dataset_suite": prepared.dataset,
             "baseline": {
                 "version": production.version, "quantization": production.quantization, "gguf_uri": production.gguf_uri,
                 "scores": {c.suite: {"kind": c.kind, "score": c.score, "per_category": c.per_category,
@@ -392,6 +451,7 @@ class RunEvaluation:
                     "quantization": quant_name(o.file), "gguf_uri": o.file.uri, "sha256": o.file.sha256,
                     "size_bytes": o.file.size_bytes, "error": o.error,
                     "passed": o.passed, "reasons": o.gate.reasons if o.gate else [],
+                    "categories": [c.as_dict() for c in o.gate.categories] if o.gate else [],
                     "seconds": o.evaluation.seconds if o.evaluation else None,
                     "scores": {n: r.as_dict() for n, r in o.evaluation.scores.items()} if o.evaluation else {},
                     "items": [_item_doc(i) for i in o.evaluation.items] if o.evaluation else [],
@@ -411,6 +471,11 @@ def _item_doc(item: ItemResult) -> dict[str, Any]:
             "code": item.code, "detail": item.detail, "output": item.output[:MAX_OUTPUT_CHARS],
             "seconds": round(item.seconds, 4), "calls": item.calls, "json_valid": item.json_valid,
             "json_problem": item.json_problem}
+
+
+def _read_of(built: DatasetItems) -> str:
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(built.skipped.items()))
+    return f"{built.read} read" + (f"; skipped: {skipped}" if skipped else "")
 
 
 def _reason(exc: BaseException) -> str:
