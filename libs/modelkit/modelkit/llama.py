@@ -59,6 +59,30 @@ def model_defaults(*, use_extra_bufts: bool) -> Iterator[None]:
             low_level.llama_model_default_params = original
 
 
+@contextlib.contextmanager
+def _context_defaults(*, n_seq_max: int) -> Iterator[None]:
+    """While active, llama.cpp context params default to `n_seq_max` sequences in one unified
+    KV cache. `Llama()` has no argument for either (it sets them only for embeddings). Unified:
+    every sequence may use the whole `n_ctx`, and sequences that share a prefix share its cells.
+    Call it with `_LOAD_LOCK` held (inside `model_defaults`)."""
+    from llama_cpp import llama as llama_module
+
+    low_level = llama_module.llama_cpp
+    original = low_level.llama_context_default_params
+
+    def context_params() -> Any:
+        params = original()
+        params.n_seq_max = n_seq_max
+        params.kv_unified = True
+        return params
+
+    low_level.llama_context_default_params = context_params
+    try:
+        yield
+    finally:
+        low_level.llama_context_default_params = original
+
+
 def load_llama(
     path: str | os.PathLike[str],
     *,
@@ -67,18 +91,24 @@ def load_llama(
     seed: int = 0,
     verbose: bool = False,
     use_extra_bufts: bool = False,
+    n_seq_max: int = 1,
 ) -> Any:
     """Load a GGUF into a `llama_cpp.Llama` with AMX repacking off (see `model_defaults`).
 
     `n_threads` defaults to the usable cores minus one (at least one) and is used for prompt
-    batches too.
+    batches too. `n_seq_max` > 1 gives the context that many sequences over one unified KV cache
+    of `n_ctx` cells (batched sampling, e.g. the runner's GroupThink); 1 leaves llama.cpp's
+    defaults as they are.
     """
     import llama_cpp
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"GGUF model {path} does not exist")
+    if n_seq_max < 1:
+        raise ValueError("n_seq_max must be at least 1")
     threads = n_threads or default_threads()
-    with model_defaults(use_extra_bufts=use_extra_bufts):
+    sequences = _context_defaults(n_seq_max=n_seq_max) if n_seq_max > 1 else contextlib.nullcontext()
+    with model_defaults(use_extra_bufts=use_extra_bufts), sequences:
         llm = llama_cpp.Llama(
             str(path),
             n_ctx=n_ctx,
@@ -92,6 +122,9 @@ def load_llama(
     ):  # the field did not reach the load
         llm.close()
         raise RuntimeError("use_extra_bufts did not reach llama.cpp's model params")
+    if int(llama_cpp.llama_n_seq_max(llm.ctx)) != n_seq_max:
+        llm.close()
+        raise RuntimeError(f"n_seq_max={n_seq_max} did not reach llama.cpp's context params")
     return llm
 
 

@@ -36,7 +36,7 @@ from .tools import load_tools
 logger = logging.getLogger("agent_runner.bootstrap")
 
 
-def build_engine(engine: EngineSettings, *, ollama_host: str) -> Engine:
+def build_engine(engine: EngineSettings, *, ollama_host: str, n_seq_max: int = 1) -> Engine:
     if engine.kind == "llamacpp":
         from .adapters.llamacpp_engine import LlamaCppEngine
 
@@ -45,6 +45,7 @@ def build_engine(engine: EngineSettings, *, ollama_host: str) -> Engine:
         return LlamaCppEngine.load(
             str(path), model_version=version, n_ctx=engine.n_ctx, n_threads=engine.n_threads,
             use_extra_bufts=engine.use_extra_bufts, repeat_penalty=engine.repeat_penalty, seed=engine.seed,
+            n_seq_max=n_seq_max,
         )
     if engine.kind == "ollama":
         from .adapters.ollama_engine import OllamaEngine
@@ -82,13 +83,14 @@ def build_tools(tools: ToolSettings) -> dict[str, Tool]:
     return load_tools(enabled, options)
 
 
-def build_loader(engine: EngineSettings, *, store: ArtifactStore, ollama_host: str) -> EngineLoader:
+def build_loader(engine: EngineSettings, *, store: ArtifactStore, ollama_host: str,
+                 n_seq_max: int = 1) -> EngineLoader:
     """How this runner serves a deployed model version (see adapters/model_loaders.py)."""
     if engine.kind == "llamacpp":
         cache = Path(engine.cache_dir) if engine.cache_dir else Path(
             os.environ.get("AGENTLOOP_MODEL_CACHE", Path.home() / ".cache" / "agentloop")) / "models"
         params = LlamaParams(n_ctx=engine.n_ctx, n_threads=engine.n_threads, use_extra_bufts=engine.use_extra_bufts,
-                             repeat_penalty=engine.repeat_penalty, seed=engine.seed)
+                             repeat_penalty=engine.repeat_penalty, seed=engine.seed, n_seq_max=n_seq_max)
         return LlamaCppLoader(GgufFiles(store, cache), params)
     if engine.kind == "ollama":
         return OllamaLoader(ollama_host, keep_alive=engine.ollama_keep_alive, timeout_s=engine.request_timeout_s,
@@ -123,10 +125,12 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
     # start-up, below); an explicit file or another engine kind is built here.
     from_registry = engine is None and settings.engine.kind == "llamacpp" and not settings.engine.model_path
     if not from_registry:
-        engine = engine or build_engine(settings.engine, ollama_host=settings.ollama_host)
+        engine = engine or build_engine(settings.engine, ollama_host=settings.ollama_host,
+                                        n_seq_max=settings.runner.groupthink_max_samples)
         metrics.serving(engine.model_version, engine.name)
     slot = ModelSlot(engine)
-    loader = build_loader(settings.engine, store=artifacts, ollama_host=settings.ollama_host)
+    loader = build_loader(settings.engine, store=artifacts, ollama_host=settings.ollama_host,
+                          n_seq_max=settings.runner.groupthink_max_samples)
     reload_model = ReloadModel(slot, loader, metrics)
     # Engines that cannot switch models only record the wanted version (and say so).
     deployments = reload_model if loader.reloads else RecordDeployment(slot)
@@ -135,7 +139,8 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
         rt.background.append(reload_model.run)
     tools = build_tools(settings.tools)
     loop = AgentLoop(server_tools=tools, metrics=metrics, token_flush_chars=settings.runner.token_flush_chars,
-                     token_flush_ms=settings.runner.token_flush_ms)
+                     token_flush_ms=settings.runner.token_flush_ms,
+                     groupthink_max_samples=settings.runner.groupthink_max_samples)
     run_agent = RunAgent(loop=loop, slot=slot, store=store, sinks=reply_sinks(rt.broker),
                          metrics=metrics, max_attempts=settings.broker.delivery_limit)
     rt.broker.context.set_global(handlers.RUN_AGENT_KEY, run_agent)

@@ -29,6 +29,10 @@ class PromptTooLongError(Exception):
     """The rendered conversation does not fit the engine's context window."""
 
 
+class TooManySamplesError(Exception):
+    """A GroupThink run asked for more samples per turn than this runner allows."""
+
+
 InvalidReason = Literal["invalid_json", "unknown_tool", "schema_violation"]
 
 

@@ -37,6 +37,11 @@ class RunnerMetrics:
             "agent_runner_invalid_tool_calls_total", "Tool calls rejected before running, by reason",
             ["reason"], registry=registry,
         )
+        self.groupthink_agreement = Histogram(
+            "agent_runner_groupthink_agreement_ratio",
+            "GroupThink model turns: share of the samples that gave the winning answer, by engine",
+            ["engine"], buckets=(0.2, 0.34, 0.4, 0.5, 0.6, 0.67, 0.75, 0.8, 0.9, 1.0), registry=registry,
+        )
         self.serving_model = Gauge(
             "agent_runner_serving_model_info", "The model version and engine serving runs (1 = serving)",
             ["model_version", "engine"], registry=registry,
@@ -81,6 +86,9 @@ class RunnerMetrics:
         self.prompt_tokens.labels(engine=engine).inc(prompt_tokens)
         if seconds > 0 and completion_tokens > 0:
             self.tokens_per_second.labels(engine=engine).observe(completion_tokens / seconds)
+
+    def groupthink_turn(self, engine: str, agreement: float) -> None:
+        self.groupthink_agreement.labels(engine=engine).observe(agreement)
 
     def run_finished(self, outcome: str, seconds: float) -> None:
         self.runs.labels(outcome=outcome).inc()

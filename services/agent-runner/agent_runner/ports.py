@@ -22,6 +22,17 @@ class Chunk:
     finish_reason: str | None = None  # "stop" (end of turn) or "length" (max_tokens)
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One sampled answer of a GroupThink turn (the whole text, not streamed)."""
+
+    text: str
+    completion_tokens: int
+    mean_logprob: float | None  # mean log-probability of the chosen tokens; None if the engine has none
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+
+
 class Engine(Protocol):
     """An LLM that continues a rendered prompt (our own Gemma turn format, never the server's)."""
 
@@ -39,6 +50,14 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class SamplingEngine(Engine, Protocol):
+    """An engine that samples N answers of one prompt together (GroupThink), e.g. as llama.cpp
+    sequences sharing the prompt's KV cache. Engines without it are sampled N times in a row."""
+
+    async def sample(self, prompt: str, *, n: int, max_tokens: int, temperature: float,
+                     stop: Sequence[str], grammar: str | None = None) -> list[Sample]: ...
 
 
 class EngineLoader(Protocol):

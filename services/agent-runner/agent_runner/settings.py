@@ -60,6 +60,10 @@ class RunnerSettings(BaseModel):
 
     token_flush_chars: int = Field(default=32, ge=1, description="batch streamed text up to this many chars")
     token_flush_ms: float = Field(default=50.0, ge=0, description="or until this much time has passed")
+    # llama.cpp contexts are loaded with this many sequences: GroupThink samples decode together.
+    groupthink_max_samples: int = Field(
+        default=8, ge=1, le=64, description="most GroupThink samples per model turn; a run asking more fails"
+    )
 
 
 class AgentRunnerSettings(ServiceSettings):

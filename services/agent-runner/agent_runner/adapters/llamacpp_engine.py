@@ -19,23 +19,26 @@ from modelkit import llama as modelkit_llama
 from modelkit.llama import model_defaults  # noqa: F401 - llamacpp_server imports it from here
 
 from ..domain import PromptTooLongError
-from ..ports import Chunk
+from ..ports import Chunk, Sample
 
 _DONE = object()
 
 
-def load_llama(model_path: str, *, n_ctx: int, n_threads: int, use_extra_bufts: bool, seed: int = 0) -> Any:
-    """Load a GGUF with llama-cpp-python, with `use_extra_bufts` applied to the model params."""
+def load_llama(model_path: str, *, n_ctx: int, n_threads: int, use_extra_bufts: bool, seed: int = 0,
+               n_seq_max: int = 1) -> Any:
+    """Load a GGUF with llama-cpp-python, with `use_extra_bufts` applied to the model params and
+    `n_seq_max` sequences (GroupThink samples decode together as sequences)."""
     return modelkit_llama.load_llama(
-        model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, use_extra_bufts=use_extra_bufts
+        model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, use_extra_bufts=use_extra_bufts, n_seq_max=n_seq_max
     )
 
 
 class LlamaCppEngine:
     name = "llamacpp"
 
-    def __init__(self, llm: Any, *, model_version: str, repeat_penalty: float = 1.0) -> None:
+    def __init__(self, llm: Any, *, model_version: str, repeat_penalty: float = 1.0, seed: int = 0) -> None:
         self.llm = llm
+        self.seed = seed
         self.model_version = model_version
         self.repeat_penalty = repeat_penalty
         self.n_ctx = llm.n_ctx()
@@ -44,9 +47,10 @@ class LlamaCppEngine:
 
     @classmethod
     def load(cls, model_path: str, *, model_version: str, n_ctx: int, n_threads: int, use_extra_bufts: bool,
-             repeat_penalty: float = 1.0, seed: int = 0) -> LlamaCppEngine:
-        llm = load_llama(model_path, n_ctx=n_ctx, n_threads=n_threads, use_extra_bufts=use_extra_bufts, seed=seed)
-        return cls(llm, model_version=model_version, repeat_penalty=repeat_penalty)
+             repeat_penalty: float = 1.0, seed: int = 0, n_seq_max: int = 1) -> LlamaCppEngine:
+        llm = load_llama(model_path, n_ctx=n_ctx, n_threads=n_threads, use_extra_bufts=use_extra_bufts, seed=seed,
+                         n_seq_max=n_seq_max)
+        return cls(llm, model_version=model_version, repeat_penalty=repeat_penalty, seed=seed)
 
     @property
     def use_extra_bufts(self) -> bool:
@@ -135,6 +139,44 @@ class LlamaCppEngine:
         async with self._lock:
             await asyncio.get_running_loop().run_in_executor(self._executor, self.llm.close)
         self._executor.shutdown(wait=False)
+
+    async def sample(self, prompt: str, *, n: int, max_tokens: int, temperature: float, stop: Sequence[str],
+                     grammar: str | None = None) -> list[Sample]:
+        """GroupThink: `n` samples of the turn, decoded together as llama.cpp sequences that share
+        the prompt's KV cache (adapters/llamacpp_batch.py). On the engine thread, under its lock.
+
+        A context loaded with fewer sequences than `n` samples in rounds of its n_seq_max; each
+        round reuses the prompt's cells the round before left in the cache."""
+        from .llamacpp_batch import sample_batch, sequences_of
+
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            tokens = await loop.run_in_executor(self._executor, self.tokenize, prompt)
+            width = min(n, sequences_of(self.llm))
+            if self.n_ctx - len(tokens) < width:
+                raise PromptTooLongError(
+                    f"prompt is {len(tokens)} tokens; the context holds {self.n_ctx}, shared by {width} samples")
+            cancel = threading.Event()
+
+            def rounds() -> list[Sample]:
+                samples: list[Sample] = []
+                for first in range(0, n, width):
+                    if cancel.is_set():
+                        break
+                    batch, _ = sample_batch(
+                        self.llm, tokens, n=min(width, n - first), max_tokens=max_tokens, temperature=temperature,
+                        stop=tuple(stop), grammar=grammar, seed=self.seed, first_sample=first,
+                        repeat_penalty=self.repeat_penalty, cancel=cancel)
+                    samples += batch
+                return samples
+
+            work = loop.run_in_executor(self._executor, rounds)
+            try:
+                return await asyncio.shield(work)
+            finally:
+                if not work.done():  # cancelled (the run's timeout): stop the thread within one step
+                    cancel.set()
+                    await asyncio.wait([work])
 
 
 def _find_stop(text: str, stop: tuple[str, ...]) -> int | None:

@@ -29,6 +29,7 @@ class LlamaParams:
     use_extra_bufts: bool
     repeat_penalty: float
     seed: int
+    n_seq_max: int = 1  # sequences of the context: GroupThink samples decode together
 
 
 class GgufFiles:
@@ -75,7 +76,7 @@ class LlamaCppLoader:
             return await asyncio.to_thread(
                 LlamaCppEngine.load, str(path), model_version=model.model_version, n_ctx=p.n_ctx,
                 n_threads=p.n_threads, use_extra_bufts=p.use_extra_bufts, repeat_penalty=p.repeat_penalty,
-                seed=p.seed,
+                seed=p.seed, n_seq_max=p.n_seq_max,
             )
         except (ValueError, RuntimeError, OSError) as exc:  # llama-cpp-python: ValueError on a bad file
             raise ModelLoadError(f"{model.gguf_uri}: llama.cpp could not load {path.name}: {exc}") from exc

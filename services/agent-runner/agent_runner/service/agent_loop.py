@@ -21,6 +21,7 @@ from contracts import (
     AgentRunRequested,
     AgentRunStep,
     ChatMessage,
+    Decoding,
     RunOutcome,
     ToolCall,
     ToolSpec,
@@ -29,6 +30,7 @@ from contracts import (
 )
 from modelkit.chat_format import STOP_STRINGS, ParsedCall, parse_output, render_prompt
 
+from .. import groupthink
 from ..domain import SchemaValidators, ToolError, Toolset, VisibleText, raw_call_block, tool_call_of
 from ..metrics import RunnerMetrics
 from ..ports import Engine, StepSink, Tool
@@ -47,6 +49,7 @@ class RunResult:
     steps: list[TrajectoryStep]
     usage: Usage
     client_tool_calls: list[ToolCall] = field(default_factory=list)
+    confidence: float | None = None  # GroupThink: the lowest agreement of the run's model turns
 
 
 class StepStream:
@@ -127,8 +130,10 @@ class _Run:
 
 class AgentLoop:
     def __init__(self, *, server_tools: Mapping[str, Tool], metrics: RunnerMetrics, token_flush_chars: int = 32,
-                 token_flush_ms: float = 50.0, clock: Clock = time.perf_counter) -> None:
+                 token_flush_ms: float = 50.0, clock: Clock = time.perf_counter,
+                 groupthink_max_samples: int = 8) -> None:
         self.server_tools = dict(server_tools)
+        self.groupthink_max_samples = groupthink_max_samples
         self.server_specs: dict[str, ToolSpec] = {name: tool.spec for name, tool in self.server_tools.items()}
         self.validators = SchemaValidators()
         for name, spec in self.server_specs.items():  # checked once, here: a broken plugin stops start-up
@@ -146,6 +151,7 @@ class AgentLoop:
     async def run(self, request: AgentRunRequested, engine: Engine, sink: StepSink) -> RunResult:
         stream = StepStream(request, sink, self.clock, flush_chars=self.flush_chars, flush_ms=self.flush_ms)
         run = _Run(messages=list(request.messages), toolset=self.toolset(request))
+        groupthink.check_samples(request.options.groupthink, self.groupthink_max_samples)
         await stream.emit("started", text=engine.model_version)
         bound = asyncio.timeout(request.options.timeout_s)
         try:
@@ -162,6 +168,7 @@ class AgentLoop:
                     started_ms=stream.elapsed_ms())
             result = run.result("timeout")
         result.usage.total_ms = round(stream.elapsed_ms(), 3)
+        result.confidence = groupthink.confidence(result.steps)
         await stream.emit("final", text=result.answer, is_error=result.outcome not in ("answered", "client_tool_call"))
         return result
 
@@ -186,6 +193,8 @@ class AgentLoop:
     async def _model_turn(self, prompt: str, engine: Engine, request: AgentRunRequested, run: _Run,
                           stream: StepStream) -> str:
         options = request.options
+        if options.groupthink is not None:
+            return await self._groupthink_turn(prompt, engine, request, run, stream)
         visible = VisibleText()
         run.partial = []
         run.partial_started_ms = started_ms = stream.elapsed_ms()
@@ -217,6 +226,39 @@ class AgentLoop:
         run.add(kind="model", text=output, started_ms=started_ms, duration_ms=round(seconds * 1000, 3),
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         self.metrics.model_turn(engine.name, seconds, prompt_tokens, completion_tokens)
+        return output
+
+    async def _groupthink_turn(self, prompt: str, engine: Engine, request: AgentRunRequested, run: _Run,
+                               stream: StepStream) -> str:
+        """N samples of the turn (batched on llama.cpp), the majority kept (see agent_runner/groupthink.py).
+
+        Nothing streams while the samples decode; the winner's visible text is sent after the vote.
+        The step's completion tokens (and the run's usage) count every sample: that is what it cost."""
+        options = request.options
+        assert options.groupthink is not None
+        run.partial = []
+        started_ms = stream.elapsed_ms()
+        t0 = self.clock()
+        samples = await groupthink.draw(engine, prompt, n=options.groupthink.samples, max_tokens=options.max_tokens,
+                                        temperature=options.groupthink.temperature, stop=STOP_STRINGS)
+        result = groupthink.vote(samples)
+        seconds = self.clock() - t0
+        output = result.winner.text
+        if options.stream:
+            visible = VisibleText()
+            await stream.text(visible.feed(output))
+            await stream.text(visible.flush())
+            await stream.flush_text()
+        prompt_tokens = result.winner.prompt_tokens
+        completion_tokens = sum(s.completion_tokens for s in samples)
+        run.usage.prompt_tokens += prompt_tokens
+        run.usage.completion_tokens += completion_tokens
+        run.usage.engine_ms = round(run.usage.engine_ms + seconds * 1000, 3)
+        run.add(kind="model", text=output, started_ms=started_ms, duration_ms=round(seconds * 1000, 3),
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                decoding=Decoding(samples=len(samples), agreement=round(result.agreement, 4)))
+        self.metrics.model_turn(engine.name, seconds, prompt_tokens, completion_tokens)
+        self.metrics.groupthink_turn(engine.name, result.agreement)
         return output
 
     async def _tool_calls(self, turn: int, text: str, calls: list[ParsedCall], run: _Run,

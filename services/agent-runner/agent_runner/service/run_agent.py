@@ -26,7 +26,7 @@ from contracts import (
 )
 from servicekit.logs import log_fields
 
-from ..domain import EngineError, InvalidToolSchemaError, PromptTooLongError
+from ..domain import EngineError, InvalidToolSchemaError, PromptTooLongError, TooManySamplesError
 from ..metrics import RunnerMetrics
 from ..model_slot import ModelSlot
 from ..ports import Engine, RunRecord, RunStore, StepSink
@@ -90,7 +90,7 @@ class RunAgent:
         with self.slot.lease() as engine:
             try:
                 result = await self.loop.run(request, engine, sink)
-            except (PromptTooLongError, InvalidToolSchemaError) as exc:
+            except (PromptTooLongError, InvalidToolSchemaError, TooManySamplesError) as exc:
                 error = (_code(exc), str(exc))
             except EngineError as exc:
                 if attempt < self.max_attempts:
@@ -114,6 +114,7 @@ class RunAgent:
                  error: tuple[str, str] | None, started_at, seconds: float,
                  attempt: int) -> tuple[Contract, InteractionLogged, dict]:
         run_id = request.run_id
+        confidence = result.confidence if result is not None else None
         if result is None:
             assert error is not None
             code, reason = error
@@ -131,11 +132,13 @@ class RunAgent:
                 correlation_id=run_id, message_id=completed_id(run_id), causation=request,
                 run_id=run_id, outcome=outcome, answer=answer, client_tool_calls=result.client_tool_calls,
                 steps=steps, usage=usage, model_version=engine.model_version, engine=engine.name,
+                confidence=confidence,
             )
         logged = InteractionLogged.create(
             correlation_id=run_id, message_id=logged_id(run_id), causation=request,
             run_id=run_id, outcome=outcome, messages=messages, tools=tools, steps=steps, usage=usage,
             model_version=engine.model_version, engine=engine.name, subject=request.principal.subject,
+            confidence=confidence,
         )
         row = {
             "run_id": run_id,
@@ -169,4 +172,5 @@ class RunAgent:
 
 
 def _code(exc: Exception) -> str:
-    return {PromptTooLongError: "prompt_too_long", InvalidToolSchemaError: "invalid_tool_schema"}[type(exc)]
+    return {PromptTooLongError: "prompt_too_long", InvalidToolSchemaError: "invalid_tool_schema",
+            TooManySamplesError: "groupthink_too_many_samples"}[type(exc)]
