@@ -3,26 +3,20 @@ part of the model's output a client may see while it streams."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from contracts import ToolCall, ToolSpec
 from modelkit.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, ParsedCall
+# The schema check lives in servicekit: the gateway refuses invalid schemas with the same rule.
+from servicekit.toolschema import InvalidToolSchemaError, SchemaValidators  # noqa: F401
 
 
 class ToolError(Exception):
     """A tool could not do what was asked; the message is shown to the model as the result."""
-
-
-class InvalidToolSchemaError(Exception):
-    """A tool offered in the request has a parameters schema that is not valid JSON Schema."""
 
 
 class PromptTooLongError(Exception):
@@ -41,57 +35,6 @@ class OfferedTool:
     spec: ToolSpec
     server_side: bool
     validator: Draft202012Validator
-
-
-class SchemaValidators:
-    """Validators of tool parameter schemas, built once per distinct schema.
-
-    Checking a schema against the metaschema walks the whole metaschema: per run it cost more
-    CPU than everything else a zero-cost run does. Pinned schemas (the runner's own tools,
-    checked at start-up) stay; the requests' schemas are kept in a bounded LRU by content hash.
-    """
-
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self._pinned: dict[bytes, Draft202012Validator] = {}
-        self._recent: OrderedDict[bytes, Draft202012Validator] = OrderedDict()
-
-    def pin(self, name: str, schema: Mapping[str, Any]) -> Draft202012Validator:
-        """Check and keep for good (raises InvalidToolSchemaError)."""
-        key = _schema_key(schema)
-        if key not in self._pinned:
-            validator = self._recent.pop(key, None)
-            self._pinned[key] = validator if validator is not None else _build(name, schema)
-        return self._pinned[key]
-
-    def get(self, name: str, schema: Mapping[str, Any]) -> Draft202012Validator:
-        """The validator of `schema`; raises InvalidToolSchemaError (not cached) when it is not JSON Schema."""
-        key = _schema_key(schema)
-        if (validator := self._pinned.get(key)) is not None:
-            return validator
-        if (validator := self._recent.get(key)) is not None:
-            self._recent.move_to_end(key)
-            return validator
-        validator = self._recent[key] = _build(name, schema)
-        if len(self._recent) > self.size:
-            self._recent.popitem(last=False)
-        return validator
-
-    def __len__(self) -> int:
-        return len(self._pinned) + len(self._recent)
-
-
-def _schema_key(schema: Mapping[str, Any]) -> bytes:
-    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
-
-
-def _build(name: str, schema: Mapping[str, Any]) -> Draft202012Validator:
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise InvalidToolSchemaError(f"tool {name!r}: {exc.message}") from exc
-    return Draft202012Validator(schema)
 
 
 class Toolset:

@@ -34,6 +34,7 @@ from .adapters.run_index import AsyncpgRunStore
 from .api import errors, routers
 from .api.middleware import BodySizeLimit, HttpMetrics
 from .container import Container
+from .domain import RunRules
 from .service.access import AccessControl
 from .service.api_keys import ApiKeyService
 from .service.models import ModelService
@@ -142,6 +143,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         reply_to=REPLY_QUEUE_PREFIX + instance_id,
         max_wait_s=settings.runs.max_wait_s,
         wait_grace_s=settings.runs.wait_grace_s,
+        rules=RunRules(groupthink_max_samples=settings.runs.groupthink_max_samples),
     )
     ops_store = PostgresOpsStore(engine, outbox)
     model_registry = PostgresModelRegistry(settings.database.url)

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from contracts import ChatMessage, DatasetOptions, LoraOptions, RunOptions, ToolSpec
+from contracts import ChatMessage, DatasetOptions, LoraOptions, RunOptions, ToolSpec, tool_choice_name
+from servicekit.toolschema import InvalidToolSchemaError, SchemaValidators
 
 # --------------------------------------------------------------------------- identities
 
@@ -104,12 +105,18 @@ class RateLimitedError(GatewayError):
 
 
 class InvalidRequestError(GatewayError):
-    """A request broke a rule that is not expressible in its schema; `field` names the culprit."""
+    """A request broke a rule that is not expressible in its schema; `loc` names the culprit
+    as pydantic does: `("tools", 0, "function", "parameters")` (a plain field name also works)."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+    def __init__(self, loc: str | tuple[str | int, ...], message: str) -> None:
+        self.loc: tuple[str | int, ...] = (loc,) if isinstance(loc, str) else tuple(loc)
+        super().__init__(f"{self.field}: {message}")
         self.message = message
+
+    @property
+    def field(self) -> str:
+        """The loc as one name: `tools[0].function.parameters`."""
+        return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.loc).lstrip(".")
 
 
 class ModelNotFoundError(GatewayError):
@@ -166,6 +173,42 @@ class RunSubmission(BaseModel):
         if self.messages is not None:
             return self.messages
         return [ChatMessage(role="user", content=self.instruction)]
+
+
+class RunRules:
+    """What a run request must satisfy beyond its shape, checked before anything is stored or
+    published: every tool's parameters are JSON Schema (checked once per distinct schema, the
+    runner's rule), a named `tool_choice` is one of the request's tools (to force one of the
+    runner's own tools, the client lists it in `tools`), and GroupThink asks for no more samples
+    than this gateway allows (each sample is a sequence decoded on the runner)."""
+
+    def __init__(self, *, groupthink_max_samples: int = 8, validators: SchemaValidators | None = None) -> None:
+        self.groupthink_max_samples = groupthink_max_samples
+        self.validators = validators if validators is not None else SchemaValidators()
+
+    def check(self, body: RunSubmission) -> None:
+        """Raises InvalidRequestError naming the first field that breaks a rule."""
+        for i, tool in enumerate(body.tools):
+            try:
+                self.validators.get(tool.function.name, tool.function.parameters)
+            except InvalidToolSchemaError as exc:
+                raise InvalidRequestError(("tools", i, "function", "parameters"),
+                                          f"not a valid JSON Schema: {exc.reason}") from None
+        forced = tool_choice_name(body.options.tool_choice)
+        if forced is not None and forced not in {t.function.name for t in body.tools}:
+            offered = ", ".join(repr(t.function.name) for t in body.tools) or "none"
+            raise InvalidRequestError(
+                ("options", "tool_choice"),
+                f"tool_choice names {forced!r}, which is not among the request's tools ({offered}); "
+                "to force one of the runner's own tools, list it in `tools`",
+            )
+        groupthink = body.options.groupthink
+        if groupthink is not None and groupthink.samples > self.groupthink_max_samples:
+            raise InvalidRequestError(
+                ("options", "groupthink", "samples"),
+                f"at most {self.groupthink_max_samples} GroupThink samples per turn on this gateway, "
+                f"got {groupthink.samples}",
+            )
 
 
 class CorrectedToolCall(BaseModel):

@@ -29,10 +29,12 @@ class LimitSettings(BaseModel):
 
 
 class RunSettings(BaseModel):
-    """`RUNS__*`: how long a client may block on a run."""
+    """`RUNS__*`: how long a client may block on a run, and what a run may ask for."""
 
     max_wait_s: float = Field(default=600.0, gt=0, description="upper bound of ?wait=true&timeout=")
     wait_grace_s: float = Field(default=5.0, ge=0, description="added to the run's own timeout_s by default")
+    groupthink_max_samples: int = Field(default=8, ge=2, le=64,
+                                        description="largest options.groupthink.samples accepted (else 422)")
 
 
 class GatewaySettings(ServiceSettings):

@@ -45,13 +45,13 @@ async def _rate_limited(_: Request, exc: RateLimitedError) -> JSONResponse:
     )
 
 
-def validation_detail(field: str, message: str) -> list[dict]:
+def validation_detail(exc: InvalidRequestError) -> list[dict]:
     """FastAPI's own 422 shape, so clients parse one format."""
-    return [{"type": "value_error", "loc": ["body", field], "msg": message}]
+    return [{"type": "value_error", "loc": ["body", *exc.loc], "msg": exc.message}]
 
 
 async def _invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:
-    return JSONResponse({"detail": validation_detail(exc.field, exc.message)}, status_code=422)
+    return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
 
 
 def install(app: FastAPI) -> None:

@@ -19,8 +19,17 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from ..container import Container
-from ..domain import AuthenticationError, Identity, PermissionDeniedError, RateLimitedError, RunRecord, RunSubmission
+from ..domain import (
+    AuthenticationError,
+    Identity,
+    InvalidRequestError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RunRecord,
+    RunSubmission,
+)
 from ..service.runs import RunStream
+from .errors import validation_detail
 from .schemas import RunView
 
 router = APIRouter(tags=["runs"])
@@ -85,6 +94,9 @@ async def _serve(ws: WebSocket, container: Container, who: Identity) -> None:
         async with runs.stream(who, body) as stream:
             await ws.send_json({"type": "accepted", "run_id": stream.run_id, "status": "queued"})
             await _relay(ws, stream, runs.wait_timeout(body, None))
+    except InvalidRequestError as exc:
+        await _close(ws, 4422, "invalid run request",
+                     {"type": "error", "status": 422, "detail": validation_detail(exc)})
     except RateLimitedError as exc:
         await _close(ws, 4429, "rate limited", {"type": "error", "status": 429, "retry_after": exc.retry_after_s,
                                                 "detail": str(exc)})

@@ -33,6 +33,7 @@ from ..domain import (
     RunNotFinishedError,
     RunNotFoundError,
     RunRecord,
+    RunRules,
     RunSubmission,
 )
 from ..metrics import Metrics
@@ -148,6 +149,7 @@ class RunService:
         reply_to: str,
         max_wait_s: float = 600.0,
         wait_grace_s: float = 5.0,
+        rules: RunRules | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
@@ -158,6 +160,7 @@ class RunService:
         self.reply_to = reply_to
         self.max_wait_s = max_wait_s
         self.wait_grace_s = wait_grace_s
+        self.rules = rules if rules is not None else RunRules()
         self._clock = clock
         self._recorded = RecentIds()  # outcomes this instance wrote durably (from the events queue)
         self._recording: dict[str, asyncio.Future[None]] = {}  # ... and those it is writing now
@@ -172,7 +175,7 @@ class RunService:
 
     async def submit_and_wait(self, who: Identity, body: RunSubmission, timeout_s: float | None = None) -> RunRecord:
         """Accept a run and wait for its outcome; on timeout the run is returned still queued."""
-        await self._check_rate(who)
+        await self._admit(who, body)
         run, msg = self._prepare(who, body, stream=False)
         wait_s = self.wait_timeout(body, timeout_s)
         with self.replies.watch(run.run_id, steps=False) as watch:
@@ -188,7 +191,7 @@ class RunService:
     @contextlib.asynccontextmanager
     async def stream(self, who: Identity, body: RunSubmission) -> AsyncIterator[RunStream]:
         """Accept a run and listen to its steps while the block runs."""
-        await self._check_rate(who)
+        await self._admit(who, body)
         run, msg = self._prepare(who, body, stream=True)
         with self.replies.watch(run.run_id, steps=True) as watch:
             await self._persist_and_publish(run, msg, "stream")
@@ -200,10 +203,16 @@ class RunService:
         return min(wanted, self.max_wait_s)
 
     async def _submit(self, who: Identity, body: RunSubmission, mode: SubmitMode) -> NewRun:
-        await self._check_rate(who)
+        await self._admit(who, body)
         run, msg = self._prepare(who, body, stream=mode == "stream")
         await self._persist_and_publish(run, msg, mode)
         return run
+
+    async def _admit(self, who: Identity, body: RunSubmission) -> None:
+        """The request's rules first (InvalidRequestError: nothing stored, nothing published, no
+        rate spent, as for a request that fails its schema), then the caller's rate."""
+        self.rules.check(body)
+        await self._check_rate(who)
 
     async def _check_rate(self, who: Identity) -> None:
         retry_after = await self.limiter.hit("runs", who.subject)
