@@ -2,6 +2,7 @@
 
     python -m evalkit check SUITE...                  read the suites; the ground truth must pass
     python -m evalkit score GGUF SUITE... [options]   score a model (GGUF path or "bundled")
+    python -m evalkit from-dataset VAL.jsonl [-o OUT] a dataset's val split as a BFCL suite file
 
 SUITE: a suite file (docs/suites.md), any BFCL-format JSONL, or a directory of them.
 """
@@ -70,6 +71,35 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _from_dataset(args: argparse.Namespace) -> int:
+    from .dataset_suite import dataset_suite, suite_jsonl
+
+    path = Path(args.val)
+    if not path.is_file():
+        raise SuiteError(f"{path}: no such file")
+    lines = []
+    for lineno, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SuiteError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+        if not isinstance(doc, dict):
+            raise SuiteError(f"{path}:{lineno}: a dataset line is a JSON object")
+        lines.append(doc)
+    suite, built = dataset_suite(lines, name=args.name, source=str(path))
+    body = suite_jsonl(suite, source=str(path))
+    if args.out:
+        Path(args.out).write_bytes(body)
+    else:
+        sys.stdout.write(body.decode())
+    summary = built.summary()
+    print(f"{summary['items']} items of {summary['read']} examples {summary['categories']}; "
+          f"skipped {summary['skipped']}", file=sys.stderr)
+    return 0 if suite.items else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evalkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     score.add_argument("--threads", type=int, default=None)
     score.add_argument("--report", help="write scores and per-item verdicts to this JSON file")
     score.set_defaults(run=_score)
+    build = sub.add_parser("from-dataset", help="a log-miner val.jsonl as a BFCL suite (docs/suites.md)")
+    build.add_argument("val", help="a dataset's val.jsonl (messages, tools, meta per line)")
+    build.add_argument("-o", "--out", help="write the suite here (default: stdout)")
+    build.add_argument("--name", default="dataset-val", help="the suite's name (default: dataset-val)")
+    build.set_defaults(run=_from_dataset)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
