@@ -305,7 +305,7 @@ async def test_the_primary_suite_can_be_built_from_the_candidates_validation_spl
     w.datasets.lines = VAL
     await w.evaluate(export([quant("Q4_K_M", 1)]))
     assert w.datasets.asked == [("candidate_dataset", "ds-1")]
-    assert w.scorer.calls[0] == ("production.gguf", ["dataset-val", "tools", "json"])  # the fixed suites beside it
+    assert w.scorer.calls[0] == ("production.gguf", ["dataset-val", "tools"])  # the fixed suites beside it
     (done,) = w.events(EvaluationCompleted)
     assert done.primary_suite == "dataset-val"
     cand = {s.suite: s for s in done.candidate_scores}
@@ -353,3 +353,23 @@ def test_the_primary_setting_picks_a_configured_suite_or_the_candidates_dataset(
         configured_suites([*suites, Suite("dataset-val", "ast", items=ITEMS)], "candidate_dataset")
     assert EvalSettings(primary=" ").primary is None
     assert EvalSettings().min_category_items == 10 and EvalSettings().category_tolerance is None
+
+
+async def test_a_new_validation_split_costs_production_only_the_new_suites_answers():
+    """json_validity measures dataset-val too, so its cache key changes with each dataset: it is
+    measured on production's cached answers to `tools` plus new answers to dataset-val alone."""
+    w = World({"production.gguf": knows("Paris"), "Q4_K_M.gguf": knows("Paris")}, threshold=0.0, suites=MIXED,
+              dataset_primary=True)
+    w.datasets.lines = VAL[:3]
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    w.datasets.lines = VAL[3:]  # the next candidate's dataset
+    w.scorer.calls.clear()
+    await w.evaluate(export([quant("Q4_K_M", 1)]))
+    assert w.scorer.calls == [("production.gguf", ["dataset-val"]), ("Q4_K_M.gguf", ["dataset-val", "tools", "json"])]
+    first, second = w.events(EvaluationCompleted)
+    assert second.passed, second.reasons
+    base = {s.suite: s for s in second.baseline_scores}
+    cand = {s.suite: s for s in second.candidate_scores}
+    assert base["json"].score == cand["json"].score  # the same model: measured on the same answers
+    assert base["json"].details == cand["json"].details
+    assert base["tools"] == {s.suite: s for s in first.baseline_scores}["tools"]  # from the cache

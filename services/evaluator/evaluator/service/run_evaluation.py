@@ -9,7 +9,9 @@
    and put it through the gate against production: per suite and per category of each item
    suite (evalkit.gate). Production is scored once, on first need, and its scores (per category
    too, with item counts) are cached per (version, quant, suite key), so the next evaluation
-   reuses them.
+   reuses them. A json_validity/latency suite production has no score for (its measured suites
+   changed, e.g. a new dataset-val) is measured on production's cached answers to the suites it
+   measures plus new answers to the uncached ones only.
    The first quant that passes wins; the larger ones are not evaluated.
 3. A JSON report (per-item verdicts included) goes to S3; evaluation.completed (always) and
    model.promoted (when a quant passed) are staged in the outbox with the outcome, one transaction.
@@ -38,7 +40,7 @@ from typing import Any
 from contracts import EvaluationCompleted, ExportedFile, ModelPromoted, SuiteScore, deterministic_id, utcnow
 from evalkit.dataset_suite import DATASET_SUITE, DatasetItems, dataset_suite, suite_jsonl
 from evalkit.gate import GateResult, decide, policy_for
-from evalkit.scoring import Evaluation, EvaluationCancelledError, ItemResult, Progress, SuiteResult
+from evalkit.scoring import Evaluation, EvaluationCancelledError, ItemResult, Progress, SuiteResult, score_suites
 from evalkit.suites import CANDIDATE_DATASET, GENERATIVE, REGRESSION, Suite, primary_suite, regression_items
 from servicekit.lease import LeaseKeeper, run_under_lease
 from servicekit.logs import correlation_id, log_fields
@@ -337,20 +339,27 @@ class RunEvaluation:
         if not missing:
             return have
         self.metrics.baseline_cache.labels(result="miss").inc(len(missing))
-        needed = {s.name for s in missing}
+        missing_names = {s.name for s in missing}
+        needed = {s.name for s in missing if s.generative}
         item_suites = [s.name for s in suites if s.generative]
         for s in missing:
-            if not s.generative:
-                needed |= set(s.of or item_suites)
+            if not s.generative:  # measured on the answers to its suites: cached answers need no new generation
+                needed |= {m for m in (s.of or item_suites) if not (m in have and have[m].items)}
         run = [s for s in suites if s.name in needed]
-        path = await self.models.local_production(production)
-        state.phase, state.model, state.done, state.total = "production", production.version, 0, 0
-        evaluation = await self.scorer.score(path, run, label=f"production {production.version}",
-                                             on_progress=self._progress(state, "production"), stop=stop)
+        answers: list[ItemResult] = []
+        if run:
+            path = await self.models.local_production(production)
+            state.phase, state.model, state.done, state.total = "production", production.version, 0, 0
+            evaluation = await self.scorer.score(path, run, label=f"production {production.version}",
+                                                 on_progress=self._progress(state, "production"), stop=stop)
+            answers = list(evaluation.items)
+        reused = [_item_result(doc) for name, c in have.items() if name in item_suites and name not in needed
+                  for doc in c.items]
+        scores = score_suites(suites, [*answers, *reused])
         fresh = [
             CachedScore(name, keys[name], r.kind, r.score, r.per_category, r.details,
-                        [_item_doc(i) for i in evaluation.items if i.suite == name])
-            for name, r in evaluation.scores.items() if name in {s.name for s in missing}
+                        [_item_doc(i) for i in answers if i.suite == name])
+            for name, r in scores.items() if name in missing_names
         ]
         await self.store.save_scores(production.version, production.quantization, fresh)
         self._record_scores(production.version, production.quantization, fresh)
@@ -471,6 +480,13 @@ def _item_doc(item: ItemResult) -> dict[str, Any]:
             "code": item.code, "detail": item.detail, "output": item.output[:MAX_OUTPUT_CHARS],
             "seconds": round(item.seconds, 4), "calls": item.calls, "json_valid": item.json_valid,
             "json_problem": item.json_problem}
+
+
+def _item_result(doc: dict[str, Any]) -> ItemResult:
+    """A cached per-item verdict (`_item_doc`) back as a result to measure derived suites on."""
+    return ItemResult(suite=doc["suite"], id=doc["id"], category=doc["category"], expect=doc["expect"],
+                      code=doc["code"], detail=doc["detail"], output=doc["output"], seconds=float(doc["seconds"]),
+                      calls=int(doc["calls"]), json_valid=doc["json_valid"], json_problem=doc.get("json_problem"))
 
 
 def _read_of(built: DatasetItems) -> str:
