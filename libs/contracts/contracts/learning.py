@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +30,38 @@ class DatasetOptions(BaseModel):
                     "`corrected` for feedback corrections; merged over the log-miner's defaults; the validation "
                     "split is never weighted",
     )
+
+
+class LabelCandidate(BaseModel):
+    """A logged run that nobody has rated or corrected yet, as the label queue lists it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    reason: Literal["low_confidence", "failed"] = Field(
+        description="low_confidence: the run's GroupThink samples disagreed; failed: its taxonomy label is a failure")
+    confidence: float | None = Field(default=None, description="the lowest agreement of the run's model turns")
+    label: str = Field(description="primary taxonomy label")
+    labels: list[str] = Field(default_factory=list)
+    outcome: str
+    model_version: str
+    instruction: str = Field(default="", description="the last user message, shortened")
+    tools: list[str] = Field(default_factory=list, description="names of the tools offered")
+    calls: list[dict[str, Any]] = Field(default_factory=list, description="the calls the model wrote: name, arguments")
+    answer: str | None = None
+    subject: str | None = None
+    logged_at: datetime | None = None
+
+
+class LabelQueue(BaseModel):
+    """Runs that most need a human label, most needed first (the log-miner's `GET /v1/label-queue`,
+    proxied by the gateway's `GET /v1/ops/label-queue`)."""
+
+    model_config = ConfigDict(extra="ignore")
+    MAX_LIMIT: ClassVar[int] = 500  # most runs one request lists
+
+    waiting: int = Field(description="runs in the queue in all (the list is its head)")
+    runs: list[LabelCandidate] = Field(default_factory=list)
 
 
 class LoraOptions(BaseModel):

@@ -27,6 +27,7 @@ from . import SERVICE, handlers
 from . import metrics as gateway_metrics
 from .adapters import tables
 from .adapters.key_files import KeyDirectory
+from .adapters.log_miner import LogMinerLabelQueue
 from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore
 from .adapters.rate_limits import RedisRateLimiter
 from .adapters.registry import PostgresModelRegistry
@@ -147,6 +148,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     )
     ops_store = PostgresOpsStore(engine, outbox)
     model_registry = PostgresModelRegistry(settings.database.url)
+    label_queue = LogMinerLabelQueue(settings.log_miner_url)
     container = Container(
         access=AccessControl(tokens, audit),
         tokens=tokens,
@@ -177,9 +179,10 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
     ]
     rt.on_startup += [run_index.open, model_registry.open]
-    rt.on_shutdown += [close_redis, run_index.close, model_registry.close]
+    rt.on_shutdown += [close_redis, run_index.close, model_registry.close, label_queue.close]
     app = create_service_app(rt, routers(), version="1")
     app.state.container = container
+    app.state.label_queue = label_queue  # the operator route of decision 0013
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetrics, metrics=metrics)  # outermost: counts 413s too

@@ -45,3 +45,5 @@ class GatewaySettings(ServiceSettings):
     limits: LimitSettings = LimitSettings()
     runs: RunSettings = RunSettings()
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="request bodies and WebSocket messages")
+    log_miner_url: str = Field(default="http://127.0.0.1:8102",
+                               description="the log-miner's internal HTTP port (GET /v1/ops/label-queue reads it)")

@@ -15,7 +15,7 @@ from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
 
-from . import SERVICE, handlers
+from . import SERVICE, api, handlers
 from .adapters import tables
 from .adapters.asyncpg_interactions import AsyncpgInteractionLog
 from .adapters.postgres_store import PostgresMinerStore
@@ -67,4 +67,4 @@ def build_app(settings: LogMinerSettings) -> FastAPI:
     rt.on_startup.append(interaction_log.open)
     rt.on_shutdown += [interaction_log.close, record.close]  # run in reverse: the last batch, then the pool
     rt.details = lambda: {"policy": "on" if policy.enabled else "off", "include_unrated": mining.include_unrated}
-    return create_service_app(rt)
+    return create_service_app(rt, [api.router(store)])

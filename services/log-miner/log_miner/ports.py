@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from contracts import Contract
+from contracts.learning import LabelQueue
 
 from .domain.corpus import ImportedItem
 from .domain.policy import PolicyStats
@@ -123,6 +124,10 @@ class MinerStore(Protocol):
         ...
 
     async def policy_stats(self, window_s: float) -> PolicyStats: ...
+
+    async def label_queue(self, limit: int, model_version: str | None = None) -> LabelQueue:
+        """The head of the label queue (`domain.labeling`) and how many runs wait in all."""
+        ...
 
     async def next_version(self) -> int: ...
 

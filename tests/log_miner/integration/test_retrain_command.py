@@ -64,6 +64,15 @@ async def test_retrain_imports_a_corpus_given_by_a_relative_path_and_requests_tr
     assert source["source"] == f"bfcl:{EVAL_DIR / 'bfcl-dev' / 'irrelevance.jsonl'}"
     assert (source["read"], source["weight"], source["selected"]) == (120, 0.25, 30)
     assert manifest["reason"] == "cli test"
+    # irrelevance items are no-call examples: twice each in train by default, a plain-text answer
+    assert manifest["shapes"]["train_before"] == {"no_call": 30}
+    assert manifest["shapes"]["train_after"] == {"no_call": 60} and manifest["counts"]["train"] == 60
+    bucket, key = training["train_uri"][len("s3://"):].split("/", 1)
+    lines = [json.loads(x) for x in s3.get_object(bucket, key).read().splitlines()]
+    for line in lines:
+        answer = line["messages"][-1]
+        assert answer["role"] == "assistant" and answer["content"] and "tool_calls" not in answer and line["tools"]
+        assert any(t["function"]["name"] in answer["content"] for t in line["tools"])
 
 
 def test_retrain_needs_an_operator(miner_env, gateway):

@@ -71,14 +71,15 @@ INSERT_INTERACTIONS = f"""
 WITH batch AS (
     SELECT r.*, (SELECT count(*) FROM {FEEDBACK} AS f WHERE f.run_id = r.run_id) = r.feedback AS current
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::int[])
+                $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::int[],
+                $16::float8[])
          AS r(run_id, message_id, outcome, model_version, engine, subject, messages, tools, steps, usage, label,
-              labels, example_kind, logged_at, feedback)
+              labels, example_kind, logged_at, feedback, confidence)
 ), inserted AS (
     INSERT INTO {INTERACTIONS} (run_id, message_id, outcome, model_version, engine, subject, messages, tools, steps,
-                                usage, label, labels, example_kind, logged_at)
+                                usage, label, labels, example_kind, logged_at, confidence)
     SELECT run_id, message_id, outcome, model_version, engine, subject, messages::jsonb, tools::jsonb, steps::jsonb,
-           usage::jsonb, label, labels::jsonb, example_kind, coalesce(logged_at, now())
+           usage::jsonb, label, labels::jsonb, example_kind, coalesce(logged_at, now()), confidence
     FROM batch WHERE current
     ON CONFLICT (run_id) DO NOTHING
     RETURNING message_id, model_version, label
@@ -105,14 +106,14 @@ def _feedback(row: asyncpg.Record) -> Feedback:
 
 def _columns(rows: Sequence[NewInteraction]) -> list[list[Any]]:
     """The rows as one array per column, JSON columns as text (one pydantic-core pass each)."""
-    columns: list[list[Any]] = [[] for _ in range(15)]
+    columns: list[list[Any]] = [[] for _ in range(16)]
     for row in rows:
         run = row.run
         values = (
             run.run_id, row.message_id, run.outcome, run.model_version, run.engine, run.subject,
             _MESSAGES.dump_json(run.messages, exclude_none=True).decode(), _TOOLS.dump_json(run.tools).decode(),
             _STEPS.dump_json(run.steps).decode(), json.dumps(run.usage), row.label, json.dumps(list(row.labels)),
-            row.example_kind, run.logged_at, row.feedback,
+            row.example_kind, run.logged_at, row.feedback, run.confidence,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

@@ -10,13 +10,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import ChatMessage, Contract, ToolCall, ToolSpec, TrajectoryStep
+from contracts.learning import LabelQueue
 from servicekit.db import Inbox
 from servicekit.outbox import Outbox
 
+from ..domain.labeling import FAILURE_ORDER, candidate
 from ..domain.policy import PolicyStats
 from ..domain.records import Feedback, Run, RunWithFeedback
 from ..domain.taxonomy import SUCCESS, Classification
@@ -35,7 +37,7 @@ def _run(row: Any) -> Run:
         run_id=row.run_id, outcome=row.outcome, messages=_MESSAGES.validate_python(row.messages),
         tools=_TOOLS.validate_python(row.tools), steps=_STEPS.validate_python(row.steps),
         model_version=row.model_version, engine=row.engine, subject=row.subject, logged_at=row.logged_at,
-        usage=row.usage or {},
+        usage=row.usage or {}, confidence=row.confidence,
     )
 
 
@@ -195,6 +197,26 @@ class PostgresMinerStore:
             ).where(c.received_at > window_start))).one()
         return PolicyStats(new_examples=new_examples, available_examples=available, window_runs=runs,
                            window_failures=failures, last_policy_dataset_at=last_policy)
+
+    async def label_queue(self, limit: int, model_version: str | None = None) -> LabelQueue:
+        """The order of `domain.labeling`, in one statement for the head and one for the count."""
+        c = t.interactions.c
+        waiting = sa.and_(
+            ~sa.exists().where(t.feedback.c.run_id == c.run_id),
+            sa.or_(c.confidence < 1.0, c.label.not_in(_SUCCESS)),
+        )
+        if model_version is not None:
+            waiting = sa.and_(waiting, c.model_version == model_version)
+        failure_rank = sa.func.array_position(sa.literal(list(FAILURE_ORDER), ARRAY(sa.Text)), c.label)
+        head = (sa.select(t.interactions).where(waiting)
+                .order_by(c.confidence.asc().nulls_last(), failure_rank.asc().nulls_last(), c.received_at.desc(),
+                          c.run_id)
+                .limit(limit))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(head)).all()
+            total = (await conn.execute(sa.select(sa.func.count()).select_from(t.interactions).where(waiting)))
+        return LabelQueue(waiting=total.scalar_one(),
+                          runs=[candidate(_run(r), r.label, tuple(r.labels)) for r in rows])
 
     async def next_version(self) -> int:
         async with self.engine.begin() as conn:

@@ -30,6 +30,7 @@ interactions = sa.Table(
     sa.Column("label", sa.Text, nullable=False),
     sa.Column("labels", JSONB, nullable=False),
     sa.Column("example_kind", sa.Text),
+    sa.Column("confidence", sa.Float),
     sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.Column("classified_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
