@@ -95,7 +95,10 @@ def feedback_for(task: Task, verdict: Verdict, response: Response | None = None)
         return {"rating": 1}
     reason = verdict.reason or "invalid tool call"
     if task.expect == "no_call":
-        return {"rating": -1, "corrected_answer": NO_TOOL_ANSWER, "comment": f"no tool fits ({reason})"}
+        # `corrected_tool_calls: []` says "no call was right": the example is the request and a
+        # text answer, without the call the model made (which would otherwise be kept).
+        return {"rating": -1, "corrected_answer": NO_TOOL_ANSWER, "corrected_tool_calls": [],
+                "comment": f"no tool fits ({reason})"}
     calls = [{"name": c["name"], "arguments": c["arguments"]} for c in task.reference_calls()]
     return {"rating": -1, "corrected_tool_calls": calls, "comment": f"wrong call ({reason})"}
 

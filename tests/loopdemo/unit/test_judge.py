@@ -75,6 +75,7 @@ def test_no_call_is_right_where_no_tool_fits_and_a_call_is_corrected_with_a_plai
     verdict = check(task, called.calls)
     assert not verdict.correct
     assert feedback_for(task, verdict) == {"rating": -1, "corrected_answer": NO_TOOL_ANSWER,
+                                           "corrected_tool_calls": [],  # the call the model made is dropped
                                            "comment": f"no tool fits ({verdict.reason})"}
 
 
