@@ -27,13 +27,16 @@ import json
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contracts import GroupThinkOptions, TrajectoryStep
 from modelkit.chat_format import ParsedCall, parse_output
 
 from .domain import TooManySamplesError
 from .ports import Chunk, Engine, Sample
+
+if TYPE_CHECKING:
+    from modelkit.tool_grammar import ToolConstraint
 
 NO_CALL: tuple[str] = ("no_call",)
 
@@ -105,18 +108,20 @@ def _logprob(sample: Sample) -> float:
 
 
 async def draw(engine: Engine, prompt: str, *, n: int, max_tokens: int, temperature: float,
-               stop: Sequence[str], grammar: str | None = None) -> list[Sample]:
+               stop: Sequence[str], constraint: ToolConstraint | None = None) -> list[Sample]:
     """N samples of one turn: batched where the engine samples (`SamplingEngine.sample`),
-    else N generations in a row at `temperature` (ollama, openai, scripted)."""
+    else N generations in a row at `temperature` (ollama, openai, scripted). A `constraint`
+    goes to the engine as it goes to greedy decoding."""
+    extra: dict[str, Any] = {"constraint": constraint} if constraint is not None else {}
     sample = getattr(engine, "sample", None)
     if sample is not None:
-        return await sample(prompt, n=n, max_tokens=max_tokens, temperature=temperature, stop=stop, grammar=grammar)
+        return await sample(prompt, n=n, max_tokens=max_tokens, temperature=temperature, stop=stop, **extra)
     samples = []
     for _ in range(n):
         parts: list[str] = []
         last = Chunk("")
         chunks = 0
-        generation = engine.generate(prompt, max_tokens=max_tokens, temperature=temperature, stop=stop)
+        generation = engine.generate(prompt, max_tokens=max_tokens, temperature=temperature, stop=stop, **extra)
         async with contextlib.aclosing(generation):
             async for chunk in generation:
                 parts.append(chunk.text)
@@ -124,7 +129,8 @@ async def draw(engine: Engine, prompt: str, *, n: int, max_tokens: int, temperat
                 if chunk.finish_reason is not None:
                     last = chunk
         tokens = last.completion_tokens if last.completion_tokens is not None else chunks
-        samples.append(Sample("".join(parts), tokens, None, last.finish_reason or "stop", last.prompt_tokens or 0))
+        samples.append(Sample("".join(parts), tokens, None, last.finish_reason or "stop", last.prompt_tokens or 0,
+                              constrained=last.constrained, unconstrained_tools=tuple(last.unconstrained_tools)))
     return samples
 
 

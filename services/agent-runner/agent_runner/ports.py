@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from contracts import AgentRunStep, Contract, ToolSpec
 
 if TYPE_CHECKING:
+    from modelkit.tool_grammar import ToolConstraint
+
     from .model_slot import DesiredModel
 
 
@@ -31,6 +33,8 @@ class Sample:
     mean_logprob: float | None  # mean log-probability of the chosen tokens; None if the engine has none
     finish_reason: str = "stop"
     prompt_tokens: int = 0
+    constrained: bool = False  # decoded under the tools' grammar
+    unconstrained_tools: tuple[str, ...] = ()  # tools whose schema the grammar left free
 
 
 class Engine(Protocol):
@@ -57,7 +61,10 @@ class SamplingEngine(Engine, Protocol):
     sequences sharing the prompt's KV cache. Engines without it are sampled N times in a row."""
 
     async def sample(self, prompt: str, *, n: int, max_tokens: int, temperature: float,
-                     stop: Sequence[str], grammar: str | None = None) -> list[Sample]: ...
+                     stop: Sequence[str], grammar: str | None = None,
+                     constraint: ToolConstraint | None = None) -> list[Sample]:
+        """N samples; under `constraint`, the same grammar `generate` decodes under."""
+        ...
 
 
 class EngineLoader(Protocol):

@@ -6,9 +6,10 @@ cells). Every step then puts one token per unfinished sequence into ONE batch, s
 cost one pass over the prompt plus one batched decode per generated position — not N
 generations in a row.
 
-Each sequence has its own sampler chain: the grammar (when given, a GBNF string), then the
-temperature, then a random draw seeded per sequence (the same seed for every sequence would draw
-the same first token N times). A sample's `mean_logprob` is the mean, over every token it drew
+Each sequence has its own sampler chain: the truncation the engine's sampled turns use
+(top-k 40, top-p 0.95, min-p 0.05), the temperature, then a random draw seeded per sequence
+(the same seed for every sequence would draw the same first token N times), and, when
+a grammar (GBNF) is given, its own grammar state, which checks each pick (see `_Picker`). A sample's `mean_logprob` is the mean, over every token it drew
 (the end-of-turn token included: stopping is a choice too), of the log-softmax of that token
 under the model's *raw* logits — before temperature and before the grammar's mask. It measures
 how much the model itself believed the answer, comparable across temperatures and between
@@ -26,6 +27,7 @@ next call here reuses the longest prefix it shares with what is cached.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ import numpy as np
 from ..ports import Sample
 
 _GRAMMAR_ROOT = b"root"
+TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05  # llama-cpp-python's sampling defaults, as `generate` uses them
 
 
 class BatchSamplingError(RuntimeError):
@@ -90,13 +93,17 @@ def sample_batch(llm: Any, prompt_tokens: Sequence[int], *, n: int, max_tokens: 
     vocab = llm._model.vocab  # noqa: SLF001 - grammar and end-of-generation checks need the vocab handle
     mem = llama_cpp.llama_get_memory(ctx)
     n_vocab = llm.n_vocab()
+    picker = _Picker(n_vocab)
     chains: list[Any] = []
+    rules: list[Any] = []
     batch = llama_cpp.llama_batch_init(max(llm.n_batch, n), 0, 1)
     decode_calls = decoded = 0
     clean = False
     try:
         for i in range(n):
-            chains.append(_sampler_chain(vocab, temperature, grammar, _seed(seed, first_sample + i), repeat_penalty))
+            chains.append(_sampler_chain(temperature, _seed(seed, first_sample + i), repeat_penalty))
+            if grammar is not None:
+                rules.append(_grammar_rule(vocab, grammar))
         keep = _reuse_prefix(llm, mem, prompt, capacity)
         # The prompt's rest, as sequence 0, in chunks of n_batch; logits for its last token only.
         last = 0
@@ -124,13 +131,16 @@ def sample_batch(llm: Any, prompt_tokens: Sequence[int], *, n: int, max_tokens: 
                     raw = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(n_vocab,)).copy()
                     tables[row] = (raw, _logsumexp(raw))
                 raw, lse = tables[row]
-                token = int(llama_cpp.llama_sampler_sample(chains[s], ctx, row))
+                token = picker.pick(chains[s], rules[s] if rules else None, raw)
                 out = outs[s]
                 out.logprob += float(raw[token]) - lse
                 out.drawn += 1
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     out.finish = "stop"
                     continue
+                llama_cpp.llama_sampler_accept(chains[s], token)
+                if rules:
+                    llama_cpp.llama_sampler_accept(rules[s], token)
                 out.count += 1
                 out.text += out.decoder.decode(llm.detokenize([token], special=True))
                 cut = _find_stop(out.text, tuple(stop))
@@ -159,8 +169,8 @@ def sample_batch(llm: Any, prompt_tokens: Sequence[int], *, n: int, max_tokens: 
     finally:
         _release(llama_cpp, llm, mem, prompt, capacity, keep_prompt=clean)
         llama_cpp.llama_batch_free(batch)
-        for chain in chains:
-            llama_cpp.llama_sampler_free(chain)
+        for sampler in chains + rules:
+            llama_cpp.llama_sampler_free(sampler)
     samples = []
     for out in outs:
         out.text += out.decoder.decode(b"", final=True)
@@ -185,18 +195,63 @@ def _seed(seed: int, i: int) -> int:
     return (seed * 7919 + i) % 0xFFFFFFFF
 
 
-def _sampler_chain(vocab: Any, temperature: float, grammar: str | None, seed: int, repeat_penalty: float) -> Any:
+class _Picker:
+    """One sequence's next token: its chain (truncation, temperature, a seeded draw) picks from
+    the raw logits; under a grammar the pick is checked alone and, only when the grammar rejects
+    it, drawn again from the grammar-masked logits. Over one candidate set that is exactly a draw
+    from the masked distribution (an accepted first draw has probability p(t); a redraw adds
+    (1 - Z) p(t) / Z, Z the allowed mass: p(t) / Z in all); the truncation makes it close to it,
+    as in llama.cpp's own server. It costs a fraction of masking Gemma's 262k-token vocabulary
+    every step (the engine's greedy path checks its picks the same way)."""
+
+    def __init__(self, n_vocab: int) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self.candidates = _internals.LlamaTokenDataArray(n_vocab=n_vocab)
+        self.one = (llama_cpp.llama_token_data * 1)()
+        self.single = llama_cpp.llama_token_data_array(self.one, 1, -1, False)
+
+    def pick(self, chain: Any, rule: Any, logits: np.ndarray) -> int:
+        from .llamacpp_engine import _allowed  # the engine's check of one token against the grammar
+
+        token = self._draw(chain, logits, None)
+        if rule is not None and not _allowed(rule, self.single, self.one, token):
+            token = self._draw(chain, logits, rule)
+        return token
+
+    def _draw(self, chain: Any, logits: np.ndarray, rule: Any) -> int:
+        import llama_cpp
+
+        self.candidates.copy_logits(logits)
+        self.candidates.candidates.selected = -1
+        if rule is not None:
+            llama_cpp.llama_sampler_apply(rule, ctypes.byref(self.candidates.candidates))
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(self.candidates.candidates))
+        return int(self.candidates.candidates_data.id[self.candidates.candidates.selected])
+
+
+def _grammar_rule(vocab: Any, grammar: str) -> Any:
+    import llama_cpp
+
+    rule = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), _GRAMMAR_ROOT)
+    if not rule:
+        raise BatchSamplingError("llama.cpp could not parse the grammar (GBNF with a `root` rule)")
+    return rule
+
+
+def _sampler_chain(temperature: float, seed: int, repeat_penalty: float) -> Any:
+    """What the engine's own sampled turns use (llama-cpp-python's `generate` defaults): the
+    truncation keeps the 262k-token tail out of the samples, and costs less than drawing from all
+    of it."""
     import llama_cpp
 
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-    if grammar is not None:
-        rule = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), _GRAMMAR_ROOT)
-        if not rule:
-            llama_cpp.llama_sampler_free(chain)
-            raise BatchSamplingError("llama.cpp could not parse the grammar (GBNF with a `root` rule)")
-        llama_cpp.llama_sampler_chain_add(chain, rule)
     if repeat_penalty != 1.0:  # the same window llama-cpp-python's generate uses
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_penalties(64, repeat_penalty, 0.0, 0.0))
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(TOP_K))
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(TOP_P, 1))
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_min_p(MIN_P, 1))
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(temperature))
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
     return chain

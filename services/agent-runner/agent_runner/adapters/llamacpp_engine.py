@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import dataclasses
 import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -141,12 +142,14 @@ class LlamaCppEngine:
         self._executor.shutdown(wait=False)
 
     async def sample(self, prompt: str, *, n: int, max_tokens: int, temperature: float, stop: Sequence[str],
-                     grammar: str | None = None) -> list[Sample]:
+                     grammar: str | None = None, constraint: ToolConstraint | None = None) -> list[Sample]:
         """GroupThink: `n` samples of the turn, decoded together as llama.cpp sequences that share
         the prompt's KV cache (adapters/llamacpp_batch.py). On the engine thread, under its lock.
 
-        A context loaded with fewer sequences than `n` samples in rounds of its n_seq_max; each
-        round reuses the prompt's cells the round before left in the cache."""
+        A `constraint` decodes every sample under the same grammar as `generate` (`self.grammar`);
+        `grammar` is a GBNF text of the caller's own. A context loaded with fewer sequences than
+        `n` samples in rounds of its n_seq_max; each round reuses the prompt's cells the round
+        before left in the cache."""
         from .llamacpp_batch import sample_batch, sequences_of
 
         loop = asyncio.get_running_loop()
@@ -159,15 +162,19 @@ class LlamaCppEngine:
             cancel = threading.Event()
 
             def rounds() -> list[Sample]:
+                rules = self.grammar(constraint) if constraint is not None else None
                 samples: list[Sample] = []
                 for first in range(0, n, width):
                     if cancel.is_set():
                         break
                     batch, _ = sample_batch(
                         self.llm, tokens, n=min(width, n - first), max_tokens=max_tokens, temperature=temperature,
-                        stop=tuple(stop), grammar=grammar, seed=self.seed, first_sample=first,
-                        repeat_penalty=self.repeat_penalty, cancel=cancel)
+                        stop=tuple(stop), grammar=rules.text if rules is not None else grammar, seed=self.seed,
+                        first_sample=first, repeat_penalty=self.repeat_penalty, cancel=cancel)
                     samples += batch
+                if rules is not None:
+                    samples = [dataclasses.replace(s, constrained=True, unconstrained_tools=rules.unconstrained_tools)
+                               for s in samples]
                 return samples
 
             work = loop.run_in_executor(self._executor, rounds)
