@@ -7,6 +7,7 @@ from rich.console import Console
 
 from .client import GatewayError
 from .commands import auth, models, retrain, runs, status
+from .commands import evaluate
 from .commands import label_queue as label_queue_command
 from .commands import loop as loop_command
 from .config import ConfigError
@@ -28,6 +29,7 @@ app.command("promote")(models.promote)
 app.command("rollback")(models.rollback)
 app.command("label-queue")(label_queue_command.label_queue)
 app.command("loop")(loop_command.loop)
+app.command("eval")(evaluate.eval_command)
 
 
 def main() -> None:
