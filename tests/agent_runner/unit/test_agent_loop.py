@@ -169,9 +169,10 @@ async def test_max_tokens_and_temperature_reach_the_engine(metrics, fakes, sink)
     seen = {}
 
     class Recording(fakes.Engine):
-        def generate(self, prompt, *, max_tokens, temperature, stop):
+        def generate(self, prompt, *, max_tokens, temperature, stop, constraint=None):
             seen.update(max_tokens=max_tokens, temperature=temperature, stop=tuple(stop))
-            return super().generate(prompt, max_tokens=max_tokens, temperature=temperature, stop=stop)
+            return super().generate(prompt, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                                    constraint=constraint)
 
     loop = AgentLoop(server_tools={}, metrics=metrics)
     await loop.run(fakes.request(max_tokens=7, temperature=0.5), Recording(["hi"]), sink)

@@ -98,7 +98,8 @@ async def test_engines_without_sample_are_sampled_by_generating_n_times(metrics,
 
 async def test_runs_without_groupthink_have_no_confidence(metrics, fakes, sink):
     result = await loop_of(metrics).run(fakes.request(), fakes.Engine(["391"]), sink)
-    assert result.confidence is None and result.steps[0].decoding is None
+    decoding = result.steps[0].decoding  # every model step says how it was decoded; one sample, no vote here
+    assert result.confidence is None and decoding.samples == 1 and decoding.agreement is None
 
 
 def run_agent_of(metrics, store, sink, engine, max_samples: int = 8) -> RunAgent:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from contracts import (
     AgentRunRequested,
@@ -31,7 +31,17 @@ from contracts import (
 from modelkit.chat_format import STOP_STRINGS, ParsedCall, parse_output, render_prompt
 
 from .. import groupthink
-from ..domain import SchemaValidators, ToolError, Toolset, VisibleText, raw_call_block, tool_call_of
+from ..domain import (
+    SchemaValidators,
+    ToolConstraint,
+    ToolError,
+    Toolset,
+    VisibleText,
+    raw_call_block,
+    refused,
+    tool_call_of,
+    turn_constraint,
+)
 from ..metrics import RunnerMetrics
 from ..ports import Engine, StepSink, Tool
 
@@ -116,6 +126,7 @@ class _Run:
     usage: Usage = field(default_factory=Usage)
     partial: list[str] = field(default_factory=list)  # text of the model turn in progress
     partial_started_ms: float = 0.0
+    constraint: ToolConstraint | None = None  # the model turn's tool_choice (and tools)
 
     def add(self, **fields: Any) -> TrajectoryStep:
         step = TrajectoryStep(index=len(self.steps), **fields)
@@ -131,8 +142,9 @@ class _Run:
 class AgentLoop:
     def __init__(self, *, server_tools: Mapping[str, Tool], metrics: RunnerMetrics, token_flush_chars: int = 32,
                  token_flush_ms: float = 50.0, clock: Clock = time.perf_counter,
-                 groupthink_max_samples: int = 8) -> None:
+                 groupthink_max_samples: int = 8, constrained: Literal["auto", "off"] = "auto") -> None:
         self.server_tools = dict(server_tools)
+        self.constrained = constrained  # the engine setting; a run's options.constrained overrides it
         self.groupthink_max_samples = groupthink_max_samples
         self.server_specs: dict[str, ToolSpec] = {name: tool.spec for name, tool in self.server_tools.items()}
         self.validators = SchemaValidators()
@@ -152,6 +164,7 @@ class AgentLoop:
         stream = StepStream(request, sink, self.clock, flush_chars=self.flush_chars, flush_ms=self.flush_ms)
         run = _Run(messages=list(request.messages), toolset=self.toolset(request))
         groupthink.check_samples(request.options.groupthink, self.groupthink_max_samples)
+        self._constrain(request, run)  # a tool_choice that cannot hold fails the run before it starts
         await stream.emit("started", text=engine.model_version)
         bound = asyncio.timeout(request.options.timeout_s)
         try:
@@ -177,6 +190,7 @@ class AgentLoop:
         tools = [spec.model_dump() for spec in run.toolset.specs]
         for turn in range(1, options.max_steps + 1):
             prompt = render_prompt([m.model_dump(exclude_none=True) for m in run.messages], tools)
+            self._constrain(request, run)
             output = await self._model_turn(prompt, engine, request, run, stream)
             parsed = parse_output(output)
             if not parsed.calls:
@@ -190,6 +204,13 @@ class AgentLoop:
                 started_ms=stream.elapsed_ms())
         return run.result("max_steps")
 
+    @staticmethod
+    def _constrain(request: AgentRunRequested, run: _Run) -> None:
+        """The next model turn's tool_choice (see domain.turn_constraint); raises ToolChoiceError."""
+        tools = [spec.model_dump() for spec in run.toolset.specs]
+        called = any(s.kind == "tool_call" and s.valid for s in run.steps)
+        run.constraint = turn_constraint(tools, request.options.tool_choice, called=called)
+
     async def _model_turn(self, prompt: str, engine: Engine, request: AgentRunRequested, run: _Run,
                           stream: StepStream) -> str:
         options = request.options
@@ -201,8 +222,12 @@ class AgentLoop:
         t0 = self.clock()
         prompt_tokens = completion_tokens = None
         chunks = 0
+        last = None
+        # Decoded under the grammar unless the run or the engine setting turns it off; a turn
+        # decoded freely still has its calls checked against tool_choice (domain.refused).
+        constrained = (options.constrained or self.constrained) == "auto"
         generation = engine.generate(prompt, max_tokens=options.max_tokens, temperature=options.temperature,
-                                     stop=STOP_STRINGS)
+                                     stop=STOP_STRINGS, constraint=run.constraint if constrained else None)
         async with contextlib.aclosing(generation):  # closing stops the engine if the run is cut short
             async for chunk in generation:
                 chunks += 1
@@ -211,6 +236,7 @@ class AgentLoop:
                     prompt_tokens = chunk.prompt_tokens
                 if chunk.completion_tokens is not None:
                     completion_tokens = chunk.completion_tokens
+                last = chunk  # the last one says how the turn was decoded
                 if options.stream:
                     await stream.text(visible.feed(chunk.text))
         if options.stream:
@@ -223,9 +249,12 @@ class AgentLoop:
         run.usage.prompt_tokens += prompt_tokens
         run.usage.completion_tokens += completion_tokens
         run.usage.engine_ms = round(run.usage.engine_ms + seconds * 1000, 3)
+        decoding = Decoding(constrained=bool(last and last.constrained),
+                            unconstrained_tools=list(last.unconstrained_tools) if last else [])
         run.add(kind="model", text=output, started_ms=started_ms, duration_ms=round(seconds * 1000, 3),
-                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, decoding=decoding)
         self.metrics.model_turn(engine.name, seconds, prompt_tokens, completion_tokens)
+        self.metrics.decoded(engine.name, decoding.constrained, len(decoding.unconstrained_tools))
         return output
 
     async def _groupthink_turn(self, prompt: str, engine: Engine, request: AgentRunRequested, run: _Run,
@@ -270,7 +299,7 @@ class AgentLoop:
         client_calls: list[ToolCall] = []
         for i, parsed in enumerate(calls, start=1):
             call_id = f"call_{turn}_{i}"
-            problem = run.toolset.validate(parsed)
+            problem = run.toolset.validate(parsed) or refused(run.constraint, parsed)
             call = tool_call_of(parsed, call_id) if parsed.arguments is not None and parsed.name else None
             if call is not None:
                 assistant_calls.append(call)
