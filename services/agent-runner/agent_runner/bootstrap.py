@@ -140,7 +140,8 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
     tools = build_tools(settings.tools)
     loop = AgentLoop(server_tools=tools, metrics=metrics, token_flush_chars=settings.runner.token_flush_chars,
                      token_flush_ms=settings.runner.token_flush_ms,
-                     groupthink_max_samples=settings.runner.groupthink_max_samples)
+                     groupthink_max_samples=settings.runner.groupthink_max_samples,
+                     constrained=settings.engine.constrained)
     run_agent = RunAgent(loop=loop, slot=slot, store=store, sinks=reply_sinks(rt.broker),
                          metrics=metrics, max_attempts=settings.broker.delivery_limit)
     rt.broker.context.set_global(handlers.RUN_AGENT_KEY, run_agent)

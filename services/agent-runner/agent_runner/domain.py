@@ -3,14 +3,15 @@ part of the model's output a client may see while it streams."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 
-from contracts import ToolCall, ToolSpec
+from contracts import ToolCall, ToolChoice, ToolSpec, tool_choice_name
 from modelkit.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, ParsedCall
+from modelkit.tool_grammar import ToolChoiceError, ToolConstraint  # noqa: F401 - ToolChoiceError: the run's error
 # The schema check lives in servicekit: the gateway refuses invalid schemas with the same rule.
 from servicekit.toolschema import InvalidToolSchemaError, SchemaValidators  # noqa: F401
 
@@ -27,7 +28,23 @@ class TooManySamplesError(Exception):
     """A GroupThink run asked for more samples per turn than this runner allows."""
 
 
-InvalidReason = Literal["invalid_json", "unknown_tool", "schema_violation"]
+InvalidReason = Literal["invalid_json", "unknown_tool", "schema_violation", "not_allowed"]
+
+
+def turn_constraint(tools: Sequence[Mapping[str, Any]], choice: ToolChoice, *, called: bool) -> ToolConstraint | None:
+    """What one model turn may say under the run's tool_choice (None when no tool is offered and
+    the choice asks for none). `none` holds for every turn; `required` and a named tool hold until
+    the run has made a valid call, then turns are `auto`: a choice that held for every turn
+    would never let the run answer (the OpenAI Agents SDK resets tool_choice the same way).
+    Raises ToolChoiceError for a choice that cannot hold."""
+    name = tool_choice_name(choice)
+    if not tools and choice in ("auto", "none"):
+        return None
+    if called and choice != "none":
+        return ToolConstraint(tuple(tools), "auto")
+    if name is not None:
+        return ToolConstraint(tuple(tools), name=name)
+    return ToolConstraint(tuple(tools), choice)  # type: ignore[arg-type] - a mode here
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,12 @@ class Toolset:
             detail = "; ".join(_describe(e) for e in errors[:3])
             return "schema_violation", f"arguments do not match the schema of {call.name!r}: {detail}"
         return None
+
+
+def refused(constraint: ToolConstraint | None, call: ParsedCall) -> tuple[InvalidReason, str] | None:
+    """A call the turn's tool_choice forbids (only possible where the turn decoded freely)."""
+    reason = constraint.refusal(call.name) if constraint is not None else None
+    return ("not_allowed", reason) if reason is not None else None
 
 
 def _describe(error: Any) -> str:

@@ -42,6 +42,15 @@ class RunnerMetrics:
             "GroupThink model turns: share of the samples that gave the winning answer, by engine",
             ["engine"], buckets=(0.2, 0.34, 0.4, 0.5, 0.6, 0.67, 0.75, 0.8, 0.9, 1.0), registry=registry,
         )
+        self.constrained_turns = Counter(
+            "agent_runner_constrained_turns_total", "Model turns decoded under the offered tools' grammar",
+            ["engine"], registry=registry,
+        )
+        self.grammar_fallbacks = Counter(
+            "agent_runner_grammar_fallbacks_total",
+            "Tools left free (any JSON arguments) in constrained turns: their schema uses a construct the grammar "
+            "converter cannot express", ["engine"], registry=registry,
+        )
         self.serving_model = Gauge(
             "agent_runner_serving_model_info", "The model version and engine serving runs (1 = serving)",
             ["model_version", "engine"], registry=registry,
@@ -89,6 +98,12 @@ class RunnerMetrics:
 
     def groupthink_turn(self, engine: str, agreement: float) -> None:
         self.groupthink_agreement.labels(engine=engine).observe(agreement)
+
+    def decoded(self, engine: str, constrained: bool, unconstrained_tools: int) -> None:
+        if constrained:
+            self.constrained_turns.labels(engine=engine).inc()
+            if unconstrained_tools:
+                self.grammar_fallbacks.labels(engine=engine).inc(unconstrained_tools)
 
     def run_finished(self, outcome: str, seconds: float) -> None:
         self.runs.labels(outcome=outcome).inc()

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from contracts import AgentRunStep, Contract, ToolSpec
+from modelkit.tool_grammar import ToolConstraint
 
 if TYPE_CHECKING:
-    from modelkit.tool_grammar import ToolConstraint
-
     from .model_slot import DesiredModel
 
 
@@ -22,6 +21,8 @@ class Chunk:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None  # "stop" (end of turn) or "length" (max_tokens)
+    constrained: bool = False  # last chunk: the turn was decoded under the tools' grammar
+    unconstrained_tools: tuple[str, ...] = ()  # last chunk: tools whose schema the grammar left free
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,13 @@ class Engine(Protocol):
     model_version: str
 
     def generate(
-        self, prompt: str, *, max_tokens: int, temperature: float, stop: Sequence[str]
+        self, prompt: str, *, max_tokens: int, temperature: float, stop: Sequence[str],
+        constraint: ToolConstraint | None = None,
     ) -> AsyncIterator[Chunk]:
-        """Stream the continuation. Stops at the end of the model turn, a stop string or max_tokens."""
+        """Stream the continuation. Stops at the end of the model turn, a stop string or max_tokens.
+
+        With a `constraint`, an engine that can decodes under the tools' grammar (tool_choice
+        included) and says so on the last chunk; one that cannot decodes freely."""
         ...
 
     async def ping(self) -> None:

@@ -38,6 +38,11 @@ class EngineSettings(BaseModel):
     openai_api_key: SecretStr | None = None
     request_timeout_s: float = Field(default=300.0, gt=0, description="ollama/openai HTTP timeout")
     script: str = Field(default="Done.", description="scripted engine: the reply it gives")
+    constrained: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: decode tool calls under the offered tools' grammar where the engine can; off: freely. "
+                    "A run's options.constrained overrides it",
+    )
 
 
 class ToolSettings(BaseModel):

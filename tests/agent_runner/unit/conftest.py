@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from agent_runner.metrics import RunnerMetrics
 from agent_runner.ports import Chunk, RunRecord
 from contracts import AgentRunRequested, AgentRunStep, ChatMessage, Contract, Principal, RunOptions, ToolSpec
+from modelkit.tool_grammar import ToolConstraint, build_grammar
 
 
 class FakeEngine:
@@ -27,11 +28,13 @@ class FakeEngine:
         self.delay_s = delay_s
         self.error = error
         self.prompts: list[str] = []
+        self.constraints: list[ToolConstraint | None] = []  # what each turn was asked to decode under
         self.closed_generations = 0
 
     async def generate(self, prompt: str, *, max_tokens: int, temperature: float,
-                       stop: Sequence[str]) -> AsyncIterator[Chunk]:
+                       stop: Sequence[str], constraint: ToolConstraint | None = None) -> AsyncIterator[Chunk]:
         self.prompts.append(prompt)
+        self.constraints.append(constraint)
         if self.error is not None:
             raise self.error
         reply = self.replies[min(len(self.prompts), len(self.replies)) - 1]
@@ -41,7 +44,11 @@ class FakeEngine:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 yield Chunk(piece)
-            yield Chunk("", prompt_tokens=len(prompt) // 4, completion_tokens=len(pieces), finish_reason="stop")
+            # Plays a constraining engine: the scripted reply is what it is, the report is the grammar's.
+            grammar = build_grammar(constraint) if constraint is not None else None
+            yield Chunk("", prompt_tokens=len(prompt) // 4, completion_tokens=len(pieces), finish_reason="stop",
+                        constrained=grammar is not None,
+                        unconstrained_tools=grammar.unconstrained_tools if grammar is not None else ())
         finally:
             self.closed_generations += 1
 

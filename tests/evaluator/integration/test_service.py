@@ -6,6 +6,8 @@ production (the registry's bundled base). The gate decides both ways:
   passed=false after every quant was tried, no model.promoted;
 - a threshold it reaches, with tolerance → model.promoted with the smallest quant, production's
   scores taken from the cache the first evaluation filled.
+A candidate that loses one category of a suite while the suite's score rises is refused, with
+the primary suite built from the candidate's dataset's validation split in S3 (the last test).
 Runs on a vhost, database and bucket of this module's own (the session's `stack` would
 otherwise consume the messages published here). Few items, short answers: model time is small."""
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import time
 import uuid
@@ -29,6 +32,8 @@ from minio import Minio
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import EVENTS_EXCHANGE, Contract, ExportCompleted, dead_letter_queue_name, queue_name
+from evalkit.suites import load_suite, load_suites
+from evaluator.domain import suite_keys
 from modelkit.base_model import BUNDLED_MODEL_VERSION, bundled_gguf_path
 from tests.harness import (
     RABBIT_HOST,
@@ -368,3 +373,90 @@ async def test_an_export_without_a_gguf_is_dead_lettered_with_the_cause_logged(
 
     assert await dead_lettered() is not None
     assert any("dead-lettering message" in line and "no GGUF" in line for line in evaluator.log_text().splitlines())
+
+
+def val_line(question: str, tool: dict[str, Any], calls: list[dict[str, Any]] | None = None,
+             answer: str | None = None) -> dict[str, Any]:
+    """A line of a dataset's val.jsonl as the log-miner writes it."""
+    turn: dict[str, Any] = {"role": "assistant", "content": answer}
+    if calls:
+        turn["tool_calls"] = [{"id": f"call_{n}", **c} for n, c in enumerate(calls, start=1)]
+    spec = {"type": "function", "function": {**tool, "parameters": {**tool["parameters"], "type": "object"}}}
+    return {"messages": [{"role": "user", "content": question}, turn], "tools": [spec],
+            "meta": {"source": "mined", "kind": "corrected", "run_ids": [], "feedback_ids": [], "origin": None}}
+
+
+async def test_a_candidate_that_loses_a_category_is_refused_while_its_total_rises_beside_the_trained_task(
+    evaluator: ServiceProcess, events: Events, db: psycopg.Connection, s3: Minio, eval_env: EvalEnv,
+    candidate: Candidate, session_tmp: Path,
+) -> None:
+    """The primary suite is built from the candidate's dataset's validation split in S3; the fixed
+    `tools` suite runs beside it. The candidate is the bundled GGUF, as production is, so the two
+    tie wherever production is scored here; on `tools` production's cached score is planted
+    instead: a production that got one of the two `simple` items and one of the three
+    `irrelevance` items (0.4). The real model answers every irrelevance item in text and neither
+    simple item right (0.6): the suite rises, its `simple` category falls by half on 2 items."""
+    shipped = {i["id"]: i for i in (json.loads(x) for x in SHIPPED.read_text().splitlines()[1:])}
+    root = session_tmp / f"eval-category-suites-{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    items = [shipped[i] for i in ("simple-1", "irrelevance-1", "irrelevance-2", "irrelevance-3")] + [UNANSWERABLE]
+    (root / "tools.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [{"suite": {"name": "tools"}}, *items]))
+    (root / "json.jsonl").write_text(json.dumps({"suite": {"name": "json", "kind": "json_validity"}}) + "\n")
+    tools_suite = next(s for s in load_suites([root]) if s.name == "tools")
+    tools_key = suite_keys([tools_suite.limited(50)], max_tokens=40, n_ctx=2048)["tools"]
+    db.execute("DELETE FROM evaluator.baseline_scores WHERE suite_key = %s", (tools_key,))
+    db.execute(
+        "INSERT INTO evaluator.baseline_scores (model_version, quantization, suite_key, suite, kind, score, "
+        "per_category, details, items) VALUES (%s, 'Q4_K_M', %s, 'tools', 'ast', 0.4, %s, %s, '[]')",
+        (BUNDLED_MODEL_VERSION, tools_key, json.dumps({"irrelevance": 1 / 3, "simple": 0.5}),
+         json.dumps({"items": 5, "passed": 2, "category_items": {"irrelevance": 3, "simple": 2}})),
+    )
+
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    weather = shipped["simple-1"]["function"][0]
+    val = [
+        val_line("What's the weather like in Lisbon right now?", weather,
+                 [{"name": "weather.current", "arguments": {"city": "Lisbon"}}]),
+        val_line("Weather in Paris and in Madrid?", weather, [{"name": "weather.current", "arguments": {"city": c}}
+                                                             for c in ("Paris", "Madrid")]),
+        val_line("Write a haiku about autumn.", weather, answer="Leaves drift on cold wind..."),
+    ]
+    body = "".join(json.dumps(x) + "\n" for x in val).encode()
+    s3.put_object(eval_env.bucket, f"datasets/ds-{job_id}/v1/val.jsonl", io.BytesIO(body), len(body))
+    restart_with(evaluator, EVAL__SUITES=str(root), EVAL__PRIMARY="candidate_dataset", EVAL__MIN_CATEGORY_ITEMS="2",
+                 EVAL__THRESHOLD="0.0")
+    await events.publish(export_message(candidate, job_id, "Q4_K_M"))
+
+    (verdict,) = await eventually(lambda: events.of("evaluation.completed.v1", job_id), 900, "evaluation.completed")
+    cand = {s["suite"]: s for s in verdict["candidate_scores"]}
+    base = {s["suite"]: s for s in verdict["baseline_scores"]}
+    assert verdict["passed"] is False and events.of("model.promoted.v1", job_id) == []
+    assert verdict["primary_suite"] == "dataset-val"
+    assert cand["tools"]["score"] > base["tools"]["score"] == 0.4, (cand["tools"], verdict["reasons"])
+    assert cand["tools"]["per_category"]["simple"] == 0.0
+    failed = [r for r in verdict["reasons"] if "FAIL" in r]
+    assert failed == ["Q4_K_M: FAIL tools category 'simple': 0.0000 regresses from production 0.5000 on 2 items by "
+                      "0.5000, beyond the category tolerance 0.0500"], verdict["reasons"]
+    assert cand["dataset-val"]["details"]["category_items"] == {"irrelevance": 1, "parallel": 1, "simple": 1}
+    assert cand["dataset-val"]["per_category"] == base["dataset-val"]["per_category"]  # the same GGUF: a tie
+
+    # production's scores on the new suite are cached with their categories and item counts
+    (row,) = rows(db, "SELECT per_category, details FROM evaluator.baseline_scores WHERE suite = 'dataset-val'")
+    assert set(row["per_category"]) == {"irrelevance", "parallel", "simple"}
+    assert row["details"]["category_items"] == {"irrelevance": 1, "parallel": 1, "simple": 1}
+
+    report = json.loads(s3.get_object(eval_env.bucket, verdict["report_uri"].removeprefix(
+        f"s3://{eval_env.bucket}/")).read())
+    assert report["gate"]["primary"] == "dataset-val" and report["gate"]["min_category_items"] == 2
+    (simple,) = [c for c in report["candidates"][0]["categories"] if (c["suite"], c["category"]) == ("tools", "simple")]
+    assert simple == {"suite": "tools", "category": "simple", "candidate": 0.0, "baseline": 0.5, "items": 2,
+                      "tolerance": 0.05, "gated": True, "passed": False}
+    assert report["dataset_suite"]["skipped"] == {} and report["dataset_suite"]["items"] == 3
+    (entry,) = [s for s in report["suites"] if s["name"] == "dataset-val"]
+    suite_file = session_tmp / f"{job_id}-dataset-val.jsonl"
+    suite_key = entry["path"].removeprefix(f"s3://{eval_env.bucket}/")
+    assert suite_key == f"evaluations/{verdict['evaluation_id']}/dataset-val.jsonl"
+    suite_file.write_bytes(s3.get_object(eval_env.bucket, suite_key).read())
+    written = load_suite(suite_file)
+    assert written.primary and {i["category"] for i in written.items} == {"simple", "parallel", "irrelevance"}
+    assert metric(evaluator, "evaluator_category_regressions_total", suite="tools", category="simple") == 1.0

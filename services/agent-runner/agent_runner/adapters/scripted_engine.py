@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 
 from modelkit.chat_format import START
+from modelkit.tool_grammar import ToolConstraint
 
 from ..ports import Chunk
 
@@ -27,7 +28,8 @@ class ScriptedEngine:
         self._turns = [re.findall(r"\s*\S+", reply) or [reply] for reply in replies]
 
     async def generate(self, prompt: str, *, max_tokens: int, temperature: float,
-                       stop: Sequence[str]) -> AsyncIterator[Chunk]:
+                       stop: Sequence[str], constraint: ToolConstraint | None = None) -> AsyncIterator[Chunk]:
+        # The script is what it is: a constraint is not applied (the last chunk says so).
         turn = prompt.count(_MODEL_TURN) - 1  # model turns already in the conversation
         script = self._turns[min(max(turn, 0), len(self._turns) - 1)]
         pieces = script[:max_tokens]

@@ -26,7 +26,7 @@ from contracts import (
 )
 from servicekit.logs import log_fields
 
-from ..domain import EngineError, InvalidToolSchemaError, PromptTooLongError, TooManySamplesError
+from ..domain import EngineError, InvalidToolSchemaError, PromptTooLongError, ToolChoiceError, TooManySamplesError
 from ..metrics import RunnerMetrics
 from ..model_slot import ModelSlot
 from ..ports import Engine, RunRecord, RunStore, StepSink
@@ -90,7 +90,7 @@ class RunAgent:
         with self.slot.lease() as engine:
             try:
                 result = await self.loop.run(request, engine, sink)
-            except (PromptTooLongError, InvalidToolSchemaError, TooManySamplesError) as exc:
+            except (PromptTooLongError, InvalidToolSchemaError, TooManySamplesError, ToolChoiceError) as exc:
                 error = (_code(exc), str(exc))
             except EngineError as exc:
                 if attempt < self.max_attempts:
@@ -173,4 +173,4 @@ class RunAgent:
 
 def _code(exc: Exception) -> str:
     return {PromptTooLongError: "prompt_too_long", InvalidToolSchemaError: "invalid_tool_schema",
-            TooManySamplesError: "groupthink_too_many_samples"}[type(exc)]
+            TooManySamplesError: "groupthink_too_many_samples", ToolChoiceError: "invalid_tool_choice"}[type(exc)]
