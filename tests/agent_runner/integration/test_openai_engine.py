@@ -87,3 +87,26 @@ async def test_an_unreachable_server_is_an_engine_error():
     with pytest.raises(EngineError):
         [c async for c in engine.generate("p", max_tokens=4, temperature=0, stop=())]
     await engine.close()
+
+
+async def test_a_constraint_reaches_the_server_as_its_grammar(server):
+    """llama_cpp.server takes the GBNF in `grammar`: the bundled base model, which on its own
+    answers this prompt by repeating the tool instructions, writes a valid call under it."""
+    from modelkit.chat_format import parse_output
+    from modelkit.tool_grammar import ToolConstraint
+
+    calculator = {"type": "function", "function": {"name": "calculator", "description": "Evaluate arithmetic",
+                  "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                                 "required": ["expression"]}}}
+    engine = OpenAIEngine(server, "gemma3-270m")
+    prompt = render_prompt([{"role": "user", "content": "What is 17*23?"}], [calculator])
+    free = [c async for c in engine.generate(prompt, max_tokens=8, temperature=0.0, stop=STOP_STRINGS)]
+    chunks = [c async for c in engine.generate(prompt, max_tokens=40, temperature=0.0, stop=STOP_STRINGS,
+                                               constraint=ToolConstraint((calculator,), "required"))]
+    await engine.close()
+
+    assert not "".join(c.text for c in free).startswith("<tool_call>")
+    calls = parse_output("".join(c.text for c in chunks)).calls
+    assert len(calls) >= 1 and calls[0].error is None and calls[0].name == "calculator"
+    assert isinstance(calls[0].arguments.get("expression"), str)
+    assert chunks[-1].constrained and not free[-1].constrained
