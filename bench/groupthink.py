@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/groupthink.py [--file ../shared/eval/bfcl-dev/simple.jsonl] [--k 10]
         [--samples 3,5] [--temperature 0.7] [--max-tokens 64] [--model GGUF] [--threads 1]
-        [--constrained] [--json out.json]
+        [--constrained [--tool-choice required]] [--no-sequential] [--json out.json]
 
 For K items (evalkit.suites.sample: categories take turns, seeded) each item is answered:
 
@@ -17,7 +17,7 @@ For K items (evalkit.suites.sample: categories take turns, seeded) each item is 
 Every answer is parsed with `chat_format.parse_output` and judged by evalkit's AST checker
 (the BFCL rules). Prompts are rendered exactly as the runner renders them (`evalkit.scoring.
 prompt_of`). `--constrained` decodes every mode under the tools' grammar
-(`modelkit.tool_grammar`, tool_choice auto) when the engine supports it.
+(`modelkit.tool_grammar`, the engine's `grammar`; `--tool-choice auto|required`).
 
 Prints one line per item and a table: accuracy, valid-call rate, mean agreement, latency p50/p95
 per mode, and batched vs sequential sampling time per N.
@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-sequential", action="store_true", help="skip the sequential timing baselines")
     parser.add_argument("--constrained", action="store_true", help="decode under the tools' grammar")
+    parser.add_argument("--tool-choice", choices=("auto", "required"), default="auto",
+                        help="the grammar's tool choice (with --constrained)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
     return parser.parse_args(argv)
 
@@ -67,12 +69,11 @@ def judge(item: dict[str, Any], tools: list[dict[str, Any]], text: str) -> tuple
     return ok, all(c.error is None and schema_problem(tools, c.name, c.arguments) is None for c in calls)
 
 
-def grammar_for(tools: list[dict[str, Any]]) -> tuple[str | None, Any]:
-    """The tools' grammar text (for sampling) and constraint (for generate), when available."""
-    from modelkit.tool_grammar import ToolConstraint, build_grammar
+def constraint_for(tools: list[dict[str, Any]], choice: str) -> Any:
+    """The turn's constraint, as the runner builds it for `tool_choice`."""
+    from modelkit.tool_grammar import ToolConstraint
 
-    constraint = ToolConstraint(tuple(tools))
-    return build_grammar(constraint).text, constraint
+    return ToolConstraint(tuple(tools), mode=choice)
 
 
 async def greedy(engine: Any, prompt: str, max_tokens: int, constraint: Any) -> str:
@@ -84,13 +85,14 @@ async def greedy(engine: Any, prompt: str, max_tokens: int, constraint: Any) -> 
     return "".join(parts)
 
 
-def sequential(engine: Any, prompt: str, n: int, args: argparse.Namespace, grammar: str | None,
+def sequential(engine: Any, prompt: str, n: int, args: argparse.Namespace, constraint: Any,
                fresh: bool) -> float:
     """Seconds to draw the same n samples one after another (see the module docstring)."""
     from agent_runner.adapters.llamacpp_batch import sample_batch
     from modelkit.chat_format import STOP_STRINGS
 
     tokens = engine.tokenize(prompt)
+    grammar = engine.grammar(constraint).text if constraint is not None else None
     started = time.perf_counter()
     for i in range(n):
         if fresh:
@@ -136,7 +138,8 @@ async def main(argv: list[str] | None = None) -> int:
     items = sample(read_items_file(args.file), args.k, seed=args.seed)
     model = args.model or bundled_gguf_path()
     print(f"{len(items)} items of {args.file}, model {model.name}, N={ns}, T={args.temperature}, "
-          f"max_tokens={args.max_tokens}, threads={args.threads}, constrained={args.constrained}", flush=True)
+          f"max_tokens={args.max_tokens}, threads={args.threads}, constrained={args.constrained}"
+          f"{f' ({args.tool_choice})' if args.constrained else ''}", flush=True)
     engine = LlamaCppEngine.load(str(model), model_version=BUNDLED_MODEL_VERSION, n_ctx=args.n_ctx,
                                  n_threads=args.threads, use_extra_bufts=False, n_seq_max=max(ns))
     modes = ["greedy", *(f"groupthink-{n}" for n in ns)]
@@ -146,7 +149,7 @@ async def main(argv: list[str] | None = None) -> int:
         for i, item in enumerate(items, start=1):
             tools = tools_of(item)
             prompt = prompt_of(item)
-            grammar, constraint = grammar_for(tools) if args.constrained else (None, None)
+            constraint = constraint_for(tools, args.tool_choice) if args.constrained else None
             row: dict[str, Any] = {"id": item["id"], "category": item["category"]}
             t0 = time.perf_counter()
             text = await greedy(engine, prompt, args.max_tokens, constraint)
@@ -155,7 +158,7 @@ async def main(argv: list[str] | None = None) -> int:
             for n in ns:
                 t0 = time.perf_counter()
                 samples = await engine.sample(prompt, n=n, max_tokens=args.max_tokens, temperature=args.temperature,
-                                              stop=STOP_STRINGS, grammar=grammar)
+                                              stop=STOP_STRINGS, constraint=constraint)
                 result = vote(samples)
                 seconds = time.perf_counter() - t0
                 ok, valid = judge(item, tools, result.winner.text)
@@ -163,8 +166,8 @@ async def main(argv: list[str] | None = None) -> int:
                                          "text": result.winner.text,
                                          "sample_tokens": sum(s.completion_tokens for s in samples)}
                 if not args.no_sequential:
-                    row[f"sequential-fresh-{n}"] = sequential(engine, prompt, n, args, grammar, fresh=True)
-                    row[f"sequential-cached-{n}"] = sequential(engine, prompt, n, args, grammar, fresh=False)
+                    row[f"sequential-fresh-{n}"] = sequential(engine, prompt, n, args, constraint, fresh=True)
+                    row[f"sequential-cached-{n}"] = sequential(engine, prompt, n, args, constraint, fresh=False)
             rows.append(row)
             marks = " ".join(f"{m}={'ok' if row[m]['ok'] else '--'}({row[m]['seconds']:.1f}s)" for m in modes)
             print(f"[{i}/{len(items)} {time.perf_counter() - started:.0f}s] {item['id']}: {marks}", flush=True)

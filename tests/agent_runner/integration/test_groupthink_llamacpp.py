@@ -153,3 +153,21 @@ async def test_a_groupthink_run_returns_the_majority_and_its_agreement(engine):
     assert model.decoding.agreement == round(max(counts.values()) / 3, 4) == result.confidence
     assert metrics.registry.get_sample_value("agent_runner_groupthink_agreement_ratio_count",
                                              {"engine": "llamacpp"}) == 1
+
+
+async def test_under_a_tool_constraint_every_sample_is_a_valid_call(engine):
+    from modelkit.chat_format import parse_output
+    from modelkit.tool_grammar import ToolConstraint
+
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+                       "required": ["city"]}}}]
+    text = render_prompt([{"role": "user", "content": "What is the weather in Paris?"}], tools)
+    samples = await engine.sample(text, n=3, max_tokens=40, temperature=1.0, stop=STOP_STRINGS,
+                                  constraint=ToolConstraint(tuple(tools), mode="required"))
+    assert all(s.constrained and s.unconstrained_tools == () for s in samples)
+    for s in samples:
+        calls = parse_output(s.text).calls
+        assert calls and all(c.error is None and c.name == "get_weather" for c in calls), s.text
+        assert all(c.arguments["city"] in ("Paris", "Rome") and set(c.arguments) == {"city"} for c in calls)

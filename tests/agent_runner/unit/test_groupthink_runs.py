@@ -31,11 +31,11 @@ class FakeSamplingEngine:
         self.calls: list[dict] = []
 
     async def sample(self, prompt: str, *, n: int, max_tokens: int, temperature: float, stop: Sequence[str],
-                     grammar: str | None = None) -> list[Sample]:
-        self.calls.append({"n": n, "temperature": temperature, "max_tokens": max_tokens})
+                     grammar: str | None = None, constraint=None) -> list[Sample]:
+        self.calls.append({"n": n, "temperature": temperature, "max_tokens": max_tokens, "constraint": constraint})
         replies = self.rounds[min(len(self.calls), len(self.rounds)) - 1]
         assert len(replies) == n
-        return [Sample(text, 3, logprob, "stop", 10) for text, logprob in replies]
+        return [Sample(text, 3, logprob, "stop", 10, constrained=constraint is not None) for text, logprob in replies]
 
     async def generate(self, *args, **kwargs):  # pragma: no cover - GroupThink turns never stream
         raise AssertionError("a GroupThink turn must use sample()")
@@ -74,6 +74,22 @@ async def test_each_turn_keeps_the_majority_and_records_its_agreement(metrics, f
     count = metrics.registry.get_sample_value("agent_runner_groupthink_agreement_ratio_count",
                                               {"engine": "fake-sampler"})
     assert count == 2
+
+
+async def test_the_samples_decode_under_the_turns_constraint_unless_it_is_off(metrics, fakes, sink):
+    engine = FakeSamplingEngine([[("It rains.", -0.1), ("Rain.", -0.2)]])
+    request = fakes.request("Weather in Paris?", tools=[WEATHER], server_tools=False, tool_choice="auto",
+                            groupthink={"samples": 2})
+    result = await loop_of(metrics).run(request, engine, sink)
+    constraint = engine.calls[0]["constraint"]
+    assert constraint is not None and constraint.mode == "auto"
+    assert [t["function"]["name"] for t in constraint.tools] == ["get_weather"]
+    assert result.steps[0].decoding.constrained is True
+
+    engine = FakeSamplingEngine([[("It rains.", -0.1), ("Rain.", -0.2)]])
+    off = fakes.request("Weather in Paris?", tools=[WEATHER], groupthink={"samples": 2}, constrained="off")
+    result = await loop_of(metrics).run(off, engine, sink)
+    assert engine.calls[0]["constraint"] is None and result.steps[0].decoding.constrained is False
 
 
 async def test_no_call_wins_when_most_samples_answer_in_text(metrics, fakes, sink):

@@ -268,8 +268,11 @@ class AgentLoop:
         run.partial = []
         started_ms = stream.elapsed_ms()
         t0 = self.clock()
+        # every sample decodes under the grammar greedy decoding would use
+        constraint = run.constraint if (options.constrained or self.constrained) == "auto" else None
         samples = await groupthink.draw(engine, prompt, n=options.groupthink.samples, max_tokens=options.max_tokens,
-                                        temperature=options.groupthink.temperature, stop=STOP_STRINGS)
+                                        temperature=options.groupthink.temperature, stop=STOP_STRINGS,
+                                        constraint=constraint)
         result = groupthink.vote(samples)
         seconds = self.clock() - t0
         output = result.winner.text
@@ -280,13 +283,17 @@ class AgentLoop:
             await stream.flush_text()
         prompt_tokens = result.winner.prompt_tokens
         completion_tokens = sum(s.completion_tokens for s in samples)
+        decoding = Decoding(constrained=result.winner.constrained,
+                            unconstrained_tools=list(result.winner.unconstrained_tools),
+                            samples=len(samples), agreement=round(result.agreement, 4))
         run.usage.prompt_tokens += prompt_tokens
         run.usage.completion_tokens += completion_tokens
         run.usage.engine_ms = round(run.usage.engine_ms + seconds * 1000, 3)
         run.add(kind="model", text=output, started_ms=started_ms, duration_ms=round(seconds * 1000, 3),
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                decoding=Decoding(samples=len(samples), agreement=round(result.agreement, 4)))
+                decoding=decoding)
         self.metrics.model_turn(engine.name, seconds, prompt_tokens, completion_tokens)
+        self.metrics.decoded(engine.name, decoding.constrained, len(decoding.unconstrained_tools))
         self.metrics.groupthink_turn(engine.name, result.agreement)
         return output
 
