@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry
 REPLIES = {
     "first": ['<tool_call>{"name": "calculator", ', '"arguments": {"expression": "17*23"}}</tool_call>'],
     "second": ["17*23 ", "is ", "391."],
+    # under `format` a server writes only the JSON: the prompt already ends with <tool_call>
+    "constrained": ['{"name": "calculator", ', '"arguments": {"expression": "17*23"}}'],
 }
 
 
@@ -44,7 +46,8 @@ class FakeOllama(BaseHTTPRequestHandler):
         if body.get("model") == "broken":
             self._json({"error": "model runner has unexpectedly stopped"}, status=500)
             return
-        pieces = REPLIES["second" if "<tool_result" in body["prompt"] else "first"]
+        pieces = REPLIES["constrained" if body.get("format") else "second" if "<tool_result" in body["prompt"]
+                         else "first"]
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.end_headers()
@@ -126,3 +129,28 @@ async def test_server_errors_and_an_unreachable_server_are_engine_errors(ollama_
     with pytest.raises(EngineError, match="ollama at http://127.0.0.1:1"):
         [c async for c in nowhere.generate("p", max_tokens=4, temperature=0, stop=())]
     await nowhere.close()
+
+
+async def test_a_turn_that_must_call_sends_the_call_schema_as_format_and_gets_a_closed_block(ollama_host):
+    from modelkit.chat_format import parse_output
+    from modelkit.tool_grammar import ToolConstraint
+
+    calculator = CalculatorTool().spec.model_dump()
+    engine = OllamaEngine(ollama_host, "agentloop:test")
+    prompt = render_prompt([{"role": "user", "content": "What is 17*23?"}], [calculator])
+    chunks = [c async for c in engine.generate(prompt, max_tokens=32, temperature=0.0, stop=STOP_STRINGS,
+                                               constraint=ToolConstraint((calculator,), "required"))]
+    free = [c async for c in engine.generate(prompt, max_tokens=32, temperature=0.0, stop=STOP_STRINGS,
+                                             constraint=ToolConstraint((calculator,), "auto"))]
+    await engine.close()
+
+    constrained, unconstrained = FakeOllama.requests[-2:]
+    assert constrained["prompt"] == prompt + "<tool_call>"
+    assert constrained["format"]["properties"]["name"] == {"const": "calculator"}
+    assert constrained["format"]["properties"]["arguments"] == calculator["function"]["parameters"]
+    text = "".join(c.text for c in chunks)
+    assert text == '<tool_call>{"name": "calculator", "arguments": {"expression": "17*23"}}</tool_call>'
+    assert parse_output(text).calls[0].arguments == {"expression": "17*23"}
+    assert chunks[-1].constrained and chunks[-1].unconstrained_tools == ()
+    assert "format" not in unconstrained and unconstrained["prompt"] == prompt  # auto: Ollama cannot say "text or calls"
+    assert not free[-1].constrained
