@@ -305,6 +305,13 @@ def _class(ch: str) -> str:
 
 
 def _build(constraint: ToolConstraint, compiles: Callable[[str], bool] | None) -> ToolGrammar:
+    grammar = _assemble(constraint, compiles, free=False)
+    if compiles is not None and not compiles(grammar.text):  # each part loads but the whole does not:
+        grammar = _assemble(constraint, None, free=True)  # every tool free rather than no grammar
+    return grammar
+
+
+def _assemble(constraint: ToolConstraint, compiles: Callable[[str], bool] | None, *, free: bool) -> ToolGrammar:
     if constraint.mode == "none" or not constraint.tools:
         return _grammar(["root ::= text", *_text_rules()], ())
     rules: list[str] = []
@@ -316,7 +323,8 @@ def _build(constraint: ToolConstraint, compiles: Callable[[str], bool] | None) -
         if constraint.name is not None and name != constraint.name:
             continue
         prefix = f"t{i}-"
-        tool_rules = _tool_rules(name, fn.get("parameters") or {"type": "object", "properties": {}}, prefix, compiles)
+        parameters = fn.get("parameters") or {"type": "object", "properties": {}}
+        tool_rules = None if free else _tool_rules(name, parameters, prefix, compiles)
         if tool_rules is None:
             unconstrained.append(name)
             tool_rules = _prefixed_rules(call_json_grammar(name, _FREE_ARGUMENTS), prefix)

@@ -162,7 +162,8 @@ def test_a_tool_whose_grammar_llama_cpp_would_not_load_falls_back():
     grammar = build_grammar(ToolConstraint(TOOLS, "auto"), compiles=compiles, cache=GrammarCache())
 
     assert grammar.unconstrained_tools == ("get_weather",)
-    assert len(checked) == 2 and all(text.startswith("root ::= t") for text in checked)
+    assert len(checked) == 3  # each tool's part, then the whole
+    assert all(text.startswith("root ::= t") for text in checked[:2]) and checked[2] == grammar.text
 
 
 def test_grammars_are_cached_by_content():
@@ -216,3 +217,13 @@ def test_the_call_schema_for_schema_servers_is_one_call_of_the_allowed_tools():
 
     with pytest.raises(ValueError, match="'none' has no call schema"):
         call_schema(ToolConstraint(TOOLS, "none"))
+
+
+def test_a_whole_grammar_llama_cpp_would_not_load_leaves_every_tool_free_rather_than_failing():
+    def compiles(text: str) -> bool:
+        return not text.startswith("root ::= text | call+") or "t0-arguments-expression-kv" not in text
+
+    grammar = build_grammar(ToolConstraint(TOOLS, "auto"), compiles=compiles, cache=GrammarCache())
+
+    assert grammar.unconstrained_tools == ("calculator", "get_weather")
+    assert rules(grammar.text)["t0-arguments"] == "t0-object"
