@@ -157,7 +157,7 @@ def test_a_tool_whose_grammar_llama_cpp_would_not_load_falls_back():
 
     def compiles(text: str) -> bool:
         checked.append(text)
-        return "get_weather" not in text
+        return not (text.startswith("root ::= t") and "get_weather" in text)  # that tool's part alone fails
 
     grammar = build_grammar(ToolConstraint(TOOLS, "auto"), compiles=compiles, cache=GrammarCache())
 
