@@ -200,3 +200,53 @@ async def test_without_streaming_no_steps_are_sent(loop, fakes, sink):
 async def test_trajectory_steps_serialise_to_json(loop, fakes, sink):
     result = await loop.run(fakes.request(), fakes.Engine([CALL_17_23, "391"]), sink)
     json.dumps([s.model_dump(mode="json") for s in result.steps])
+
+
+class _SlowTool:
+    """A server-side tool that takes `delay` seconds and records how many runs overlap."""
+
+    def __init__(self, name: str, delay: float, log: list[str]) -> None:
+        self.name = name
+        self.spec = ToolSpec(function=FunctionSpec(
+            name=name, parameters={"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}))
+        self.delay = delay
+        self.log = log
+
+    async def run(self, arguments):
+        import asyncio
+
+        self.log.append(f"start {self.name} {arguments['x']}")
+        await asyncio.sleep(self.delay)
+        self.log.append(f"end {self.name} {arguments['x']}")
+        return {"x": arguments["x"]}
+
+
+async def test_parallel_server_side_calls_run_concurrently_and_report_in_call_order(metrics, fakes, sink):
+    log: list[str] = []
+    loop = AgentLoop(server_tools={"slow": _SlowTool("slow", 0.2, log), "fast": _SlowTool("fast", 0.0, log)},
+                     metrics=metrics, token_flush_chars=1, token_flush_ms=0)
+    calls = ('<tool_call>{"name": "slow", "arguments": {"x": 1}}</tool_call>'
+             '<tool_call>{"name": "fast", "arguments": {"x": 2}}</tool_call>')
+    engine = fakes.Engine([calls, "done"])
+    result = await loop.run(fakes.request(), engine, sink)
+
+    assert result.outcome == "answered"
+    # both started before either finished: they ran together, not one after the other
+    assert log[:2] == ["start slow 1", "start fast 2"] and log[2:] == ["end fast 2", "end slow 1"]
+    kinds = [s.kind for s in result.steps]
+    assert kinds == ["model", "tool_call", "tool_call", "tool_result", "tool_result", "model", "final"]
+    assert [s.tool_call.name for s in result.steps if s.kind == "tool_result"] == ["slow", "fast"]
+    tool_messages = [m for m in result.messages if m.role == "tool"]
+    assert [m.name for m in tool_messages] == ["slow", "fast"]
+    assert [m.tool_call_id for m in tool_messages] == [c.id for c in result.messages[1].tool_calls]
+
+
+async def test_parallel_client_side_calls_come_back_together(loop, fakes, sink):
+    calls = ('<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>\n'
+             '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>')
+    engine = fakes.Engine([calls])
+    result = await loop.run(fakes.request(tools=[WEATHER]), engine, sink)
+
+    assert result.outcome == "client_tool_call"
+    assert [c.arguments["city"] for c in result.client_tool_calls] == ["Paris", "Rome"]
+    assert len(engine.prompts) == 1  # the turn ended with both calls for the client

@@ -116,6 +116,13 @@ class StepStream:
             await self.emit("token", text=text)
 
 
+@dataclass(frozen=True)
+class _ToolOutcome:
+    result: Any
+    error: str | None
+    duration_ms: float
+
+
 @dataclass
 class _Run:
     """What a run has produced so far (kept when the wall-time bound cuts it short)."""
@@ -302,7 +309,8 @@ class AgentLoop:
         """Validate and run the calls of one model turn; returns the client-side calls."""
         assistant_calls: list[ToolCall] = []
         unparsed: list[str] = []  # malformed blocks stay in the transcript as the model wrote them
-        results: list[ChatMessage] = []
+        results: list[ChatMessage | None] = []  # per call, in call order; None: filled by a server-side run
+        server_calls: list[tuple[int, ToolCall]] = []
         client_calls: list[ToolCall] = []
         for i, parsed in enumerate(calls, start=1):
             call_id = f"call_{turn}_{i}"
@@ -329,19 +337,27 @@ class AgentLoop:
                 self.metrics.tool_calls.labels(tool=call.name, outcome="client").inc()
                 client_calls.append(call)
                 continue
-            results.append(await self._execute(call, run, stream))
+            server_calls.append((len(results), call))
+            results.append(None)
+        # Parallel calls: the server-side ones of a turn run concurrently; their results are
+        # recorded and shown to the model in call order, whichever finishes first.
+        started_ms = stream.elapsed_ms()
+        outcomes = await asyncio.gather(*(self._execute(call) for _, call in server_calls))
+        for (slot, call), outcome in zip(server_calls, outcomes, strict=True):
+            results[slot] = await self._record_result(call, outcome, run, stream, started_ms)
         content = "\n".join(part for part in [text, *unparsed] if part) or None
         run.messages.append(ChatMessage(role="assistant", content=content, tool_calls=assistant_calls or None))
-        run.messages.extend(results)
+        run.messages.extend(r for r in results if r is not None)
         return client_calls
 
-    async def _execute(self, call: ToolCall, run: _Run, stream: StepStream) -> ChatMessage:
+    async def _execute(self, call: ToolCall) -> _ToolOutcome:
+        """Run one server-side tool; never raises (a failure is the result the model sees)."""
         tool = self.server_tools[call.name]
-        started_ms = stream.elapsed_ms()
         t0 = self.clock()
         error: str | None = None
+        result: Any = None
         try:
-            result: Any = await tool.run(call.arguments)
+            result = await tool.run(call.arguments)
             json.dumps(result)  # a tool must return JSON-able data
         except ToolError as exc:
             error = str(exc) or type(exc).__name__
@@ -350,7 +366,12 @@ class AgentLoop:
         except Exception as exc:  # a broken plugin must not end the run: the model sees the failure
             logger.warning("tool %s raised", call.name, exc_info=True)
             error = f"tool failed: {type(exc).__name__}: {exc}"
-        duration_ms = round((self.clock() - t0) * 1000, 3)
+        return _ToolOutcome(result=None if error else result, error=error,
+                            duration_ms=round((self.clock() - t0) * 1000, 3))
+
+    async def _record_result(self, call: ToolCall, outcome: _ToolOutcome, run: _Run, stream: StepStream,
+                             started_ms: float) -> ChatMessage:
+        error, result, duration_ms = outcome.error, outcome.result, outcome.duration_ms
         self.metrics.tool_calls.labels(tool=call.name, outcome="error" if error else "ok").inc()
         if error is not None:
             run.add(kind="tool_result", tool_call=call, tool_result={"error": error}, valid=False, error=error,
