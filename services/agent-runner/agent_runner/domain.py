@@ -28,6 +28,19 @@ class TooManySamplesError(Exception):
     """A GroupThink run asked for more samples per turn than this runner allows."""
 
 
+class ModelNotServedError(Exception):
+    """A run asked (`options.model`) for a model version this runner is not serving."""
+
+
+def check_served(asked: str | None, serving: str) -> None:
+    """Runners serve the registry's `production` version only: a run may name it by its alias or
+    its version; any other version must be promoted first (no per-run model switching here)."""
+    if asked is None or asked in (serving, "production"):
+        return
+    raise ModelNotServedError(f"this runner serves {serving} (production); options.model asked for {asked!r}: "
+                              "promote it first, or leave options.model out")
+
+
 InvalidReason = Literal["invalid_json", "unknown_tool", "schema_violation", "not_allowed"]
 
 

@@ -152,3 +152,21 @@ async def test_a_deployment_is_recorded_as_the_desired_model_without_a_reload(fa
     details = slot.describe()
     assert details["desired_model_version"] == "v7" and details["reload_pending"] is True
     assert details["model_version"] == "base" and details["engine"] == "fake"
+
+
+@pytest.mark.parametrize("asked", [None, "production", "fake-v1"])
+async def test_a_run_may_name_the_served_model_by_version_or_alias(metrics, fakes, store, sink, asked):
+    run_agent, _ = build(metrics, store, sink, fakes.Engine(["391"]))
+    await run_agent(fakes.request(run_id="m1", model=asked))
+    (completed, _logged) = store.published
+    assert isinstance(completed, AgentRunCompleted) and completed.model_version == "fake-v1"
+
+
+async def test_a_run_asking_for_a_version_not_served_fails_with_a_clear_code(metrics, fakes, store, sink):
+    engine = fakes.Engine(["391"])
+    run_agent, _ = build(metrics, store, sink, engine)
+    await run_agent(fakes.request(run_id="m2", model="gemma3-270m-candidate"))
+    failed, _logged = store.published
+    assert isinstance(failed, AgentRunFailed) and failed.error_code == "model_not_served"
+    assert "serves fake-v1" in failed.reason and "gemma3-270m-candidate" in failed.reason
+    assert engine.prompts == []  # nothing was generated

@@ -26,7 +26,15 @@ from contracts import (
 )
 from servicekit.logs import log_fields
 
-from ..domain import EngineError, InvalidToolSchemaError, PromptTooLongError, ToolChoiceError, TooManySamplesError
+from ..domain import (
+    EngineError,
+    InvalidToolSchemaError,
+    ModelNotServedError,
+    PromptTooLongError,
+    ToolChoiceError,
+    TooManySamplesError,
+    check_served,
+)
 from ..metrics import RunnerMetrics
 from ..model_slot import ModelSlot
 from ..ports import Engine, RunRecord, RunStore, StepSink
@@ -89,8 +97,10 @@ class RunAgent:
         # keeps a replaced engine open until this run is done with it.
         with self.slot.lease() as engine:
             try:
+                check_served(request.options.model, engine.model_version)
                 result = await self.loop.run(request, engine, sink)
-            except (PromptTooLongError, InvalidToolSchemaError, TooManySamplesError, ToolChoiceError) as exc:
+            except (PromptTooLongError, InvalidToolSchemaError, TooManySamplesError, ToolChoiceError,
+                    ModelNotServedError) as exc:
                 error = (_code(exc), str(exc))
             except EngineError as exc:
                 if attempt < self.max_attempts:
@@ -173,4 +183,5 @@ class RunAgent:
 
 def _code(exc: Exception) -> str:
     return {PromptTooLongError: "prompt_too_long", InvalidToolSchemaError: "invalid_tool_schema",
-            TooManySamplesError: "groupthink_too_many_samples", ToolChoiceError: "invalid_tool_choice"}[type(exc)]
+            TooManySamplesError: "groupthink_too_many_samples", ToolChoiceError: "invalid_tool_choice",
+            ModelNotServedError: "model_not_served"}[type(exc)]
