@@ -33,28 +33,42 @@ GENERATION_ERROR = "generation_error"  # the model could not answer (prompt long
 
 
 class TextModel(Protocol):
-    def generate(self, prompt: str, max_tokens: int) -> str:
-        """Greedy completion of a rendered prompt, cut at the end of the model's turn.
+    def generate(self, prompt: str, max_tokens: int, tools: Sequence[Mapping[str, Any]] = ()) -> str:
+        """Greedy completion of a rendered prompt, cut at the end of the model's turn; `tools` are
+        the offered tools (a model that decodes as the runner does constrains its calls to them).
         ValueError when the prompt cannot be answered (too long for the context)."""
         ...
 
 
 class GgufModel:
-    """A GGUF loaded once through `modelkit.llama` (AMX repack off)."""
+    """A GGUF loaded once through `modelkit.llama` (AMX repack off). `constrained`: decode the
+    calls under the offered tools' grammar (tool_choice auto), as the runner serves them
+    (`modelkit.decoding`, the runner's own decoder), so the gate measures what users get."""
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(self, llm: Any, *, constrained: bool = False) -> None:
         self.llm = llm
+        self.constrained = constrained
 
     @classmethod
-    def load(cls, path: str | Path, *, n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0) -> GgufModel:
+    def load(cls, path: str | Path, *, n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0,
+             constrained: bool = False) -> GgufModel:
         from modelkit.llama import load_llama
 
-        return cls(load_llama(path, n_ctx=n_ctx, n_threads=n_threads, seed=seed))
+        return cls(load_llama(path, n_ctx=n_ctx, n_threads=n_threads, seed=seed), constrained=constrained)
 
-    def generate(self, prompt: str, max_tokens: int) -> str:
+    def generate(self, prompt: str, max_tokens: int, tools: Sequence[Mapping[str, Any]] = ()) -> str:
         from modelkit.llama import complete
 
-        return complete(self.llm, prompt, max_tokens)
+        if not (self.constrained and tools):
+            return complete(self.llm, prompt, max_tokens)
+        from modelkit.decoding import complete_tokens, grammar_loads
+        from modelkit.llama import text_of, tokenize_prompt
+        from modelkit.tool_grammar import ToolConstraint, build_grammar
+
+        grammar = build_grammar(ToolConstraint(tuple(tools), "auto"), compiles=lambda g: grammar_loads(self.llm, g))
+        tokens = tokenize_prompt(self.llm, prompt)
+        return text_of(self.llm, complete_tokens(self.llm, tokens, min(max_tokens, self.llm.n_ctx() - len(tokens)),
+                                                 grammar=grammar.text))
 
     def close(self) -> None:
         close = getattr(self.llm, "close", None)
@@ -128,7 +142,7 @@ def answer_item(model: TextModel, suite: str, item: Mapping[str, Any], max_token
     prompt = render_prompt(messages_of(item), tools)
     started = time.perf_counter()
     try:
-        output = model.generate(prompt, max_tokens)
+        output = model.generate(prompt, max_tokens, tools)
     except ValueError as exc:
         return ItemResult(suite, item["id"], item["category"], item["expect"], GENERATION_ERROR, str(exc)[:300], "",
                           time.perf_counter() - started, 0, None)

@@ -197,6 +197,11 @@ def greedy_tokens(
 def complete(llm: Any, prompt: str, max_tokens: int) -> str:
     """Greedy completion of a rendered chat prompt, cut at the Gemma stop tokens and strings."""
     tokens = greedy_tokens(llm, tokenize_prompt(llm, prompt), max_tokens)
+    return text_of(llm, tokens)
+
+
+def text_of(llm: Any, tokens: Iterable[int]) -> str:
+    """Generated tokens as the model's turn text: stop tokens dropped, cut at the stop strings."""
     stops = stop_token_ids(llm)
     body = [t for t in tokens if t not in stops]
     text = llm.detokenize(body, special=True).decode("utf-8", errors="replace")

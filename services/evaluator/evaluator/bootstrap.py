@@ -57,6 +57,7 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
     policy = EvalPolicy(
         owner=owner, lease_ttl_s=e.lease_ttl_s, heartbeat_s=e.heartbeat_s, max_attempts=e.max_attempts,
         retry_delay_s=e.retry_delay_s, max_items=e.max_items, max_tokens=e.max_tokens, n_ctx=e.n_ctx,
+        constrained=e.constrained == "auto",
         threshold=e.threshold, tolerance=e.tolerance, latency_tolerance=e.latency_tolerance,
         category_tolerance=e.category_tolerance, min_category_items=e.min_category_items,
         dataset_primary=e.primary == CANDIDATE_DATASET,
@@ -64,7 +65,7 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
     run = RunEvaluation(
         store, RegistryModelFiles(settings.database.url, store_s3, e.work_dir / "models"), S3Datasets(store_s3),
         S3Reports(store_s3), LlamaScorer(n_ctx=e.n_ctx, n_threads=e.n_threads, max_tokens=e.max_tokens,
-                                         log_every=e.log_every),
+                                         log_every=e.log_every, constrained=e.constrained == "auto"),
         metrics, suites, policy,
     )
     scheduler = evaluation_scheduler(store, run, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,

@@ -74,16 +74,18 @@ def quant_name(file: ExportedFile) -> str:
     return file.quantization or file.uri.rsplit("/", 1)[-1]
 
 
-def suite_keys(suites: Sequence[Suite], *, max_tokens: int, n_ctx: int) -> dict[str, str]:
+def suite_keys(suites: Sequence[Suite], *, max_tokens: int, n_ctx: int, constrained: bool = True) -> dict[str, str]:
     """Per suite: the key its scores are cached under. It covers what the score depends on: the
-    suite's content, the generation bounds, and for json_validity/latency the suites they measure."""
+    suite's content, the generation bounds and decoding, and for json_validity/latency the suites
+    they measure."""
     by_name = {s.name: s for s in suites}
     keys = {}
     for s in suites:
         measured = [] if s.generative else sorted(
             by_name[n].content_hash() for n in (s.of or [x.name for x in suites if x.generative])
         )
-        doc = {"suite": s.content_hash(), "measured": measured, "max_tokens": max_tokens, "n_ctx": n_ctx}
+        doc = {"suite": s.content_hash(), "measured": measured, "max_tokens": max_tokens, "n_ctx": n_ctx,
+               "constrained": constrained}
         keys[s.name] = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
     return keys
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -49,6 +50,8 @@ class EvalSettings(BaseModel):
     primary: str | None = None  # a suite name, or "candidate_dataset"
     max_items: int | None = Field(default=50, ge=1)
     max_tokens: int = Field(default=128, ge=1, le=4096)
+    constrained: Literal["auto", "off"] = Field(
+        default="auto", description="decode calls under the tools' grammar, as the runner does (ENGINE__CONSTRAINED)")
     n_ctx: int = Field(default=4096, ge=256)
     n_threads: int | None = Field(default=None, ge=1)
     work_dir: Path = Field(default_factory=_default_work_dir)

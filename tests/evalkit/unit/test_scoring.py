@@ -33,7 +33,7 @@ class ScriptedModel:
         self.prompts: list[str] = []
         self.budgets: list[int] = []
 
-    def generate(self, prompt: str, max_tokens: int) -> str:
+    def generate(self, prompt: str, max_tokens: int, tools=()) -> str:
         self.prompts.append(prompt)
         self.budgets.append(max_tokens)
         for key, answer in self.answers.items():

@@ -150,7 +150,7 @@ class ScriptedModel:
     def __init__(self, answer: Callable[[str], str]) -> None:
         self.answer = answer
 
-    def generate(self, prompt: str, max_tokens: int) -> str:
+    def generate(self, prompt: str, max_tokens: int, tools=()) -> str:
         return self.answer(prompt)
 
 

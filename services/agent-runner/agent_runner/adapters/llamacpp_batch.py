@@ -72,7 +72,7 @@ def sample_batch(llm: Any, prompt_tokens: Sequence[int], *, n: int, max_tokens: 
     """
     import llama_cpp
 
-    from .llamacpp_engine import _find_stop  # the engine's stop-string rule, shared
+    from modelkit.decoding import find_stop  # the engine's stop-string rule, shared
 
     prompt = [int(t) for t in prompt_tokens]
     size = len(prompt)
@@ -143,7 +143,7 @@ def sample_batch(llm: Any, prompt_tokens: Sequence[int], *, n: int, max_tokens: 
                     llama_cpp.llama_sampler_accept(rules[s], token)
                 out.count += 1
                 out.text += out.decoder.decode(llm.detokenize([token], special=True))
-                cut = _find_stop(out.text, tuple(stop))
+                cut = find_stop(out.text, tuple(stop))
                 if cut is not None:
                     out.text, out.finish = out.text[:cut], "stop"
                     continue
@@ -213,10 +213,10 @@ class _Picker:
         self.single = llama_cpp.llama_token_data_array(self.one, 1, -1, False)
 
     def pick(self, chain: Any, rule: Any, logits: np.ndarray) -> int:
-        from .llamacpp_engine import _allowed  # the engine's check of one token against the grammar
+        from modelkit.decoding import allowed  # the engine's check of one token against the grammar
 
         token = self._draw(chain, logits, None)
-        if rule is not None and not _allowed(rule, self.single, self.one, token):
+        if rule is not None and not allowed(rule, self.single, self.one, token):
             token = self._draw(chain, logits, rule)
         return token
 

@@ -5,19 +5,14 @@ forwarded to the event loop as they come. One model instance, one generation at 
 the single-thread executor serialises every call into the model (a llama context is not
 thread-safe), and the lock keeps the turns of concurrent runs from interleaving.
 
-With a `ToolConstraint` the turn decodes under the tools' grammar (modelkit.tool_grammar),
-checked by llama.cpp's grammar sampler the way llama.cpp's own server does it: the token the
-sampler chain picks is checked alone, and only when the grammar rejects it is the grammar
-applied to the whole vocabulary and the token picked again. Greedy decoding gives the same
-tokens as masking every step; masking Gemma's 262k-token vocabulary at every step cost 3-5x
-the time of the step itself here.
+With a `ToolConstraint` the turn decodes under the tools' grammar (modelkit.tool_grammar)
+through `modelkit.decoding`, the decoder the evaluator's gate uses too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import ctypes
 import dataclasses
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -25,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from modelkit import llama as modelkit_llama
+from modelkit.decoding import EOG, decode, find_stop, grammar_loads, held_back
 from modelkit.llama import model_defaults  # noqa: F401 - llamacpp_server imports it from here
 from modelkit.tool_grammar import ToolConstraint, ToolGrammar, build_grammar
 
@@ -113,21 +109,21 @@ class LlamaCppEngine:
         generator: Iterator[int] | None = None
         try:
             grammar = self.grammar(constraint) if constraint is not None else None
-            generator = _decode(llm, tokens, temperature=temperature, repeat_penalty=self.repeat_penalty,
+            generator = decode(llm, tokens, temperature=temperature, repeat_penalty=self.repeat_penalty,
                                 grammar=grammar.text if grammar else None)
             for token in generator:
                 if cancel.is_set():
                     break
-                if token is _EOG:  # <end_of_turn> (106), <eos>
+                if token is EOG:  # <end_of_turn> (106), <eos>
                     finish = "stop"
                     break
                 count += 1
                 text += decoder.decode(llm.detokenize([token], special=True))
-                cut = _find_stop(text, stop)
+                cut = find_stop(text, stop)
                 if cut is not None:
                     text, finish = text[:cut], "stop"
                     break
-                safe = len(text) - _held_back(text, stop)
+                safe = len(text) - held_back(text, stop)
                 if safe > sent:
                     emit(Chunk(text[sent:safe]))
                     sent = safe
@@ -149,13 +145,7 @@ class LlamaCppEngine:
         return build_grammar(constraint, compiles=self._compiles)
 
     def _compiles(self, grammar: str) -> bool:
-        import llama_cpp
-
-        sampler = llama_cpp.llama_sampler_init_grammar(self.llm._model.vocab, grammar.encode("utf-8"), b"root")  # noqa: SLF001
-        if not sampler:
-            return False
-        llama_cpp.llama_sampler_free(sampler)
-        return True
+        return grammar_loads(self.llm, grammar)
 
     async def ping(self) -> None:
         return None  # in-process: loaded means ready
@@ -208,107 +198,3 @@ class LlamaCppEngine:
                 if not work.done():  # cancelled (the run's timeout): stop the thread within one step
                     cancel.set()
                     await asyncio.wait([work])
-
-
-class _EndOfGeneration:
-    """What `_decode` yields for an end-of-generation token."""
-
-
-_EOG: Any = _EndOfGeneration()
-
-
-def _decode(llm: Any, tokens: list[int], *, temperature: float, repeat_penalty: float,
-            grammar: str | None) -> Iterator[Any]:
-    """Tokens continuing `tokens` (then `_EOG` at an end-of-generation token), reusing the KV
-    cache's longest common prefix. llama-cpp-python's own sampler chain picks each token; under a
-    grammar the pick is checked, and only a rejected pick is made again under the full mask
-    (llama.cpp's `common_sampler_sample` does the same)."""
-    import llama_cpp
-    import numpy as np
-    from llama_cpp import _internals
-
-    vocab = llm._model.vocab  # noqa: SLF001 - grammar and end-of-generation checks need the vocab handle
-    chain = llm._init_sampler(temp=temperature, repeat_penalty=repeat_penalty)  # noqa: SLF001 - as generate() builds it
-    rule = None
-    if grammar is not None:
-        rule = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
-        if not rule:
-            chain.close()
-            raise ValueError("llama.cpp could not load the tool grammar")
-    n_vocab = llm.n_vocab()
-    candidates = _internals.LlamaTokenDataArray(n_vocab=n_vocab)
-    one = (llama_cpp.llama_token_data * 1)()
-    single = llama_cpp.llama_token_data_array(one, 1, -1, False)
-    try:
-        _evaluate_prompt(llm, tokens)
-        while True:
-            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,))  # noqa: SLF001
-            token = _pick(chain, candidates, logits)
-            if rule is not None and not _allowed(rule, single, one, token):
-                candidates.copy_logits(logits)
-                llama_cpp.llama_sampler_apply(rule, ctypes.byref(candidates.candidates))
-                token = _pick(chain, candidates, logits, masked=True)
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                yield _EOG
-                return
-            if rule is not None:
-                llama_cpp.llama_sampler_accept(rule, token)
-            chain.accept(token)
-            yield token
-            llm.eval([token])
-    finally:
-        if rule is not None:
-            llama_cpp.llama_sampler_free(rule)
-        chain.close()
-
-
-def _evaluate_prompt(llm: Any, tokens: list[int]) -> None:
-    """Evaluate what the KV cache does not already hold of `tokens` (at least the last token,
-    whose logits the first pick needs)."""
-    import numpy as np
-
-    cached = llm.input_ids[: llm.n_tokens]
-    n = min(len(cached), len(tokens) - 1)
-    differ = np.flatnonzero(cached[:n] != np.asarray(tokens[:n]))
-    keep = int(differ[0]) if differ.size else n
-    if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):  # noqa: SLF001 - a partial removal may be refused
-        llm.n_tokens = keep
-    else:
-        llm.reset()
-    llm.eval(tokens[llm.n_tokens:])
-
-
-def _pick(chain: Any, candidates: Any, logits: Any, *, masked: bool = False) -> int:
-    """The chain's pick among `candidates`: freshly filled from `logits` unless already masked."""
-    import llama_cpp
-
-    if not masked:
-        candidates.copy_logits(logits)
-    llama_cpp.llama_sampler_apply(chain.sampler, ctypes.byref(candidates.candidates))
-    return int(candidates.candidates_data.id[candidates.candidates.selected])
-
-
-def _allowed(rule: Any, single: Any, one: Any, token: int) -> bool:
-    """Whether the grammar in its current state accepts `token` next (the candidate alone)."""
-    import llama_cpp
-
-    one[0].id, one[0].logit, one[0].p = token, 0.0, 0.0
-    single.size, single.selected, single.sorted = 1, -1, False
-    llama_cpp.llama_sampler_apply(rule, ctypes.byref(single))
-    return one[0].logit != float("-inf")
-
-
-def _find_stop(text: str, stop: tuple[str, ...]) -> int | None:
-    hits = [i for s in stop if s and (i := text.find(s)) >= 0]
-    return min(hits) if hits else None
-
-
-def _held_back(text: str, stop: tuple[str, ...]) -> int:
-    """Characters at the end of `text` that might be the start of a stop string."""
-    longest = 0
-    for s in stop:
-        for n in range(min(len(s) - 1, len(text)), longest, -1):
-            if text.endswith(s[:n]):
-                longest = n
-                break
-    return longest

@@ -74,6 +74,7 @@ class EvalPolicy:
     max_items: int | None = 50
     max_tokens: int = 128
     n_ctx: int = 4096
+    constrained: bool = True  # answers decoded under the tools' grammar (part of the score cache key)
     threshold: float | None = None
     tolerance: float | None = None
     latency_tolerance: float | None = None
@@ -219,7 +220,7 @@ class RunEvaluation:
         prepared = await self._suites_for(job)
         suites = prepared.suites
         p = self.policy
-        keys = suite_keys(suites, max_tokens=p.max_tokens, n_ctx=p.n_ctx)
+        keys = suite_keys(suites, max_tokens=p.max_tokens, n_ctx=p.n_ctx, constrained=p.constrained)
         gate_policy = policy_for(suites, threshold=p.threshold, tolerance=p.tolerance,
                                  latency_tolerance=p.latency_tolerance, category_tolerance=p.category_tolerance,
                                  min_category_items=p.min_category_items)
