@@ -132,7 +132,9 @@ def _constrained(model: Any) -> Any:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=Path, required=True, help="BFCL-format file or directory")
-    parser.add_argument("--variant", action="append", required=True, type=parse_variant)
+    parser.add_argument("--variant", action="append", default=[], type=parse_variant)
+    parser.add_argument("--score", action="append", default=[], type=Path,
+                        help="score this GGUF (e.g. one kept by --keep) instead of training")
     parser.add_argument("--traffic", type=int, default=None, help="at most N traffic tasks (categories in proportion)")
     parser.add_argument("--val", type=int, default=None, help="at most N validation tasks")
     parser.add_argument("--quant", default="Q8_0")
@@ -140,6 +142,7 @@ def main() -> int:
     parser.add_argument("--decoding", default="free,grammar", help="free, grammar or both")
     parser.add_argument("--base", action="store_true", help="also score the base model")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="copy each variant's GGUF here (<name>.gguf) to score it again later")
     args = parser.parse_args()
 
     from loopdemo.tasks import load_tasks, split, validation_test
@@ -159,6 +162,12 @@ def main() -> int:
         report["base"] = {d: score(base_gguf, val, constrained=d == "grammar", max_tokens=args.max_tokens)
                           for d in decodings}
         print(json.dumps({"base": report["base"]}), flush=True)
+    for gguf in args.score:
+        row = {"gguf": str(gguf)}
+        for d in decodings:
+            row[d] = score(gguf, val, constrained=d == "grammar", max_tokens=args.max_tokens)
+        report["variants"].append(row)
+        print(json.dumps(row), flush=True)
     for variant in args.variant:
         weights = variant.get("kind_weights", {})
         records = training_records(traffic, weights)
@@ -168,6 +177,11 @@ def main() -> int:
             t0 = time.monotonic()
             gguf = export(adapter, work, base_gguf, variant.get("quant", args.quant))
             export_s = time.monotonic() - t0
+            if args.keep:
+                import shutil
+
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(gguf, args.keep / f"{variant['name']}.gguf")
             row = {"variant": variant, "examples": len(records), "train_s": round(train_s, 1),
                    "export_s": round(export_s, 1)}
             for d in decodings:

@@ -46,21 +46,13 @@ class EvalOptions:
     max_tokens: int = 256
     run_timeout_s: float = 180.0
 
-    def run_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"server_tools": False, "max_steps": 1, "max_tokens": self.max_tokens,
-                                   "temperature": 0.0, "timeout_s": self.run_timeout_s}
-        if self.constrained is not None:
-            options["constrained"] = {"on": "auto", "off": "off"}[self.constrained]
-        if self.groupthink is not None:
-            options["groupthink"] = {"samples": self.groupthink}
-        if self.model is not None:
-            options["model"] = self.model
-        return options
 
 
 def eval_request(task: Task, options: EvalOptions) -> dict[str, Any]:
     """The run for one item: its conversation, its functions as the client's own tools."""
-    return {"messages": task.messages(), "tools": task.tools(), "options": options.run_options()}
+    constrained = None if options.constrained is None else {"on": "auto", "off": "off"}[options.constrained]
+    return task.client_run(max_tokens=options.max_tokens, timeout_s=options.run_timeout_s, constrained=constrained,
+                           groupthink=options.groupthink, model=options.model)
 
 
 def select(tasks: Sequence[Task], categories: Sequence[str] | None = None, limit: int | None = None) -> list[Task]:

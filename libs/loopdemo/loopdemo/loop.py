@@ -95,15 +95,9 @@ class LoopResult:
 
 
 def run_request(task: Task, cfg: LoopConfig, *, groupthink: int | None = None) -> dict[str, Any]:
-    """A run as a client with its own (client-side) tools asks for it: one model turn, which
-    ends with the model's call(s) for the client to execute, or with an answer."""
-    options: dict[str, Any] = {"server_tools": False, "max_steps": 1, "max_tokens": cfg.max_tokens,
-                               "temperature": 0.0, "timeout_s": cfg.run_timeout_s}
-    if cfg.constrained is not None:
-        options["constrained"] = cfg.constrained
-    if groupthink:
-        options["groupthink"] = {"samples": groupthink}
-    return {"messages": task.messages(), "tools": task.tools(), "options": options}
+    """The task's client-side run (`Task.client_run`) with the loop's bounds."""
+    return task.client_run(max_tokens=cfg.max_tokens, timeout_s=cfg.run_timeout_s, constrained=cfg.constrained,
+                           groupthink=groupthink)
 
 
 def dispatch_order(tasks: Sequence[Task]) -> list[Task]:

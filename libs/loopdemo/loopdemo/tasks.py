@@ -84,6 +84,21 @@ class Task:
         """The offered functions as the runner's tools (the evaluator renders them the same way)."""
         return tool_specs(self.function)
 
+    def client_run(self, *, max_tokens: int, timeout_s: float, constrained: str | None = None,
+                   groupthink: int | None = None, model: str | None = None) -> dict[str, Any]:
+        """The run a client with its own (client-side) tools asks for: one model turn, which ends
+        with the model's call(s) for the client to execute, or with an answer. `constrained`
+        (auto | off), `groupthink` (samples) and `model` are left to the runner when None."""
+        options: dict[str, Any] = {"server_tools": False, "max_steps": 1, "max_tokens": max_tokens,
+                                   "temperature": 0.0, "timeout_s": timeout_s}
+        if constrained is not None:
+            options["constrained"] = constrained
+        if groupthink:
+            options["groupthink"] = {"samples": groupthink}
+        if model is not None:
+            options["model"] = model
+        return {"messages": self.messages(), "tools": self.tools(), "options": options}
+
     def reference_calls(self) -> list[dict[str, Any]]:
         """The calls a user would write as the correction (evalkit: each parameter's first
         acceptable value; omittable ones left out unless the schema requires them)."""

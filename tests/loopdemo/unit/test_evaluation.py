@@ -13,6 +13,7 @@ from loopdemo.evaluation import (
     EvalOptions,
     EvalReport,
     ModelMismatchError,
+    eval_request,
     replay,
     resolve_model,
     run_agreement,
@@ -100,8 +101,8 @@ async def test_each_item_is_one_client_side_run_with_the_options_asked_for():
     assert request["options"] == {"server_tools": False, "max_steps": 1, "max_tokens": 99, "temperature": 0.0,
                                   "timeout_s": 30, "constrained": "off", "groupthink": {"samples": 3},
                                   "model": "v1"}
-    assert EvalOptions(constrained="on").run_options()["constrained"] == "auto"
-    assert set(EvalOptions().run_options()) == {"server_tools", "max_steps", "max_tokens", "temperature",
+    assert eval_request(TASKS[0], EvalOptions(constrained="on"))["options"]["constrained"] == "auto"
+    assert set(eval_request(TASKS[0], EvalOptions())["options"]) == {"server_tools", "max_steps", "max_tokens", "temperature",
                                                 "timeout_s"}  # nothing asked: the engine's defaults
 
 
