@@ -74,9 +74,9 @@ def demo_env() -> dict[str, dict[str, str]]:
     for path in sorted(DEMO_SUITES.parent.rglob("*.jsonl")):
         digest.update(path.name.encode() + path.read_bytes())
     return {
-        # 128 tokens: two calls of a parallel turn; categories of 3+ held-out items are gated
+        # 96 tokens: two calls of a parallel turn; categories of 3+ held-out items are gated
         # one by one (the demo's have 3-6), so a model that stops answering "no call" is refused.
-        "evaluator": {"EVAL__SUITES": str(DEMO_SUITES), "EVAL__MAX_TOKENS": "128", "EVAL__MIN_CATEGORY_ITEMS": "3",
+        "evaluator": {"EVAL__SUITES": str(DEMO_SUITES), "EVAL__MAX_TOKENS": "96", "EVAL__MIN_CATEGORY_ITEMS": "3",
                       "AGENTLOOP_DEMO_DATA_SHA256": digest.hexdigest()[:16]},
         "log-miner": {"POLICY__ENABLED": "false"},
     }

@@ -16,6 +16,8 @@ from typing import Any
 
 from evalkit import ast_checker
 
+from modelkit.chat_format import TOOL_INSTRUCTIONS
+
 from .tasks import NO_TOOL_ANSWER, Task
 
 Calls = list[dict[str, Any]]  # [{"name", "arguments", "error"}]; error set for a malformed block
@@ -90,8 +92,12 @@ def feedback_for(task: Task, verdict: Verdict, response: Response | None = None)
 
     A run the checker passes is still corrected when the model wrote a call the runner
     rejected: BFCL counts a malformed block on an irrelevance task as "no call", but a user saw
-    a broken tool call (and the log-miner files the run as a failure, teaching nothing)."""
-    if verdict.correct and (response is None or response.invalid == 0):
+    a broken tool call (and the log-miner files the run as a failure, teaching nothing). Nor does
+    a user accept a "no call" answer that only parrots the prompt's tool instructions (the base
+    model's habit; under constrained decoding it comes out as text): accepted, it would be
+    trained on as the right answer."""
+    if verdict.correct and (response is None or response.invalid == 0) and not (
+            task.expect == "no_call" and response is not None and parrots_instructions(response.answer)):
         return {"rating": 1}
     reason = verdict.reason or "invalid tool call"
     if task.expect == "no_call":
@@ -101,6 +107,12 @@ def feedback_for(task: Task, verdict: Verdict, response: Response | None = None)
                 "comment": f"no tool fits ({reason})"}
     calls = [{"name": c["name"], "arguments": c["arguments"]} for c in task.reference_calls()]
     return {"rating": -1, "corrected_tool_calls": calls, "comment": f"wrong call ({reason})"}
+
+
+def parrots_instructions(answer: str | None) -> bool:
+    """The answer repeats the tool-calling instructions (or their markup) instead of answering."""
+    text = (answer or "").lower()
+    return "tool_call" in text or TOOL_INSTRUCTIONS.splitlines()[0].lower() in text
 
 
 def describe(calls: Calls) -> str:

@@ -67,10 +67,11 @@ class LoopConfig:
     traffic: int | None = None
     heldout: int | None = None
     concurrency: int = 2
-    max_tokens: int = 128  # two calls of a parallel turn need ~70 tokens
+    max_tokens: int = 96  # two calls of a parallel turn need ~70 tokens
     heldout_part: str = "all"  # all | val | test: which half of the held-out part is replayed and judged
     groupthink: int | None = None  # GroupThink samples for the held-out replays (None: greedy)
     constrained: str | None = None  # auto | off for every run; None: the engine's setting
+    val_fraction: float = 0.0  # of the mined dataset, for the evaluator's dataset-val suite (EVAL__PRIMARY)
     run_timeout_s: float = 180.0
     training: dict[str, Any] = field(default_factory=lambda: dict(DEMO_TRAINING))
     reason: str = "agentloop loop: demo of the closed loop"
@@ -240,7 +241,7 @@ class ClosedLoop:
         b.start("dataset", "POST /v1/ops/retrain")
         body = {
             "reason": self.cfg.reason,
-            "dataset": {"sources": ["mined"], "since": since, "val_fraction": 0.0},
+            "dataset": {"sources": ["mined"], "since": since, "val_fraction": self.cfg.val_fraction},
             "training": self.cfg.training,
         }
         try:

@@ -102,3 +102,15 @@ def test_a_malformed_call_on_an_irrelevance_task_passes_bfcl_but_is_corrected_in
     assert verdict.correct, "BFCL: a block that does not decode is no call"
     body = feedback_for(task, verdict, response)
     assert body["rating"] == -1 and body["corrected_answer"] == NO_TOOL_ANSWER
+
+
+def test_a_no_call_answer_that_parrots_the_tool_instructions_is_corrected_not_accepted():
+    task = _task("irrelevance")
+    text = 'You can call tools. To call one, answer with only\n<tool_call_name>{"name": "<tool name>"}'
+    echo = response_of({**_run({"kind": "final", "text": text}, outcome="answered"), "answer": text})
+    verdict = check(task, echo.calls)
+    assert verdict.correct  # BFCL: no call is no call
+    body = feedback_for(task, verdict, echo)
+    assert body["rating"] == -1 and body["corrected_answer"] == NO_TOOL_ANSWER and body["corrected_tool_calls"] == []
+    plain = response_of({**_run({"kind": "final", "text": "Tokyo."}, outcome="answered"), "answer": "Tokyo."})
+    assert feedback_for(task, check(task, plain.calls), plain) == {"rating": 1}

@@ -59,12 +59,15 @@ def loop(
         help="all, or val / test: replay and judge only that half of the held-out part")] = "all",
     groupthink: Annotated[int | None, typer.Option(
         min=2, help="GroupThink samples per model turn on the held-out replays (default: greedy)")] = None,
+    val_fraction: Annotated[float, typer.Option(
+        min=0.0, max=0.5, help="share of the mined dataset kept as its validation split (the gate's dataset-val "
+                               "suite when the evaluator runs with EVAL__PRIMARY=candidate_dataset)")] = 0.0,
     constrained: Annotated[str | None, typer.Option(
         help="auto or off: grammar-constrained tool calls for every run (default: the runner's setting)")] = None,
     traffic: Annotated[int | None, typer.Option(min=1, help="traffic tasks at most (default: all)")] = None,
     heldout: Annotated[int | None, typer.Option(min=1, help="held-out tasks at most (default: all)")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="runs in flight at once")] = 2,
-    max_tokens: Annotated[int, typer.Option(min=8, max=1024, help="tokens per model turn")] = 128,
+    max_tokens: Annotated[int, typer.Option(min=8, max=1024, help="tokens per model turn")] = 96,
     max_steps: Annotated[int | None, typer.Option(min=1, help="training steps (default 28)")] = None,
     learning_rate: Annotated[float | None, typer.Option(min=0.0, help="LoRA learning rate (default 1e-3)")] = None,
     training: Annotated[str | None, typer.Option(help='more LoRA options as JSON, e.g. \'{"rank": 8}\'')] = None,
@@ -86,7 +89,7 @@ def loop(
         gateway_url=gateway_url(), broker_url=broker_url(), runner_url=service_url("agent-runner"),
         miner_url=service_url("log-miner"), api_key=creds.api_key, token=creds.token, tasks_file=tasks,
         traffic=traffic, heldout=heldout, concurrency=concurrency, max_tokens=max_tokens,
-        heldout_part=heldout_part, groupthink=groupthink, constrained=constrained,
+        heldout_part=heldout_part, groupthink=groupthink, constrained=constrained, val_fraction=val_fraction,
         training=training_options(max_steps, learning_rate, training), follow_timeout_s=timeout, report_path=report,
     )
     console = Console()
