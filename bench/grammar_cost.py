@@ -49,10 +49,10 @@ class RejectionCounter:
     """Counts the grammar's verdicts on the sampler's picks (wraps the engine's check; bench only)."""
 
     def __init__(self) -> None:
-        from agent_runner.adapters import llamacpp_engine
+        from modelkit import decoding
 
-        self.module = llamacpp_engine
-        self.check = llamacpp_engine._allowed
+        self.module = decoding  # the decoder the engine uses (modelkit.decoding.decode calls `allowed`)
+        self.check = decoding.allowed
         self.checks = self.rejections = 0
 
     def __enter__(self) -> RejectionCounter:
@@ -62,11 +62,11 @@ class RejectionCounter:
             self.rejections += not allowed
             return allowed
 
-        self.module._allowed = counted
+        self.module.allowed = counted
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.module._allowed = self.check
+        self.module.allowed = self.check
 
 
 def judge(item: dict[str, Any], tools: list[dict[str, Any]], text: str) -> tuple[bool, bool | None]:

@@ -189,6 +189,20 @@ def migrate(database_url: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def migrated_database(prefix: str) -> Iterator[str]:
+    """A fresh database with every service's migrations applied, dropped afterwards: its
+    SQLAlchemy asyncpg URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    create_database(name)
+    try:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        migrate(url)
+        yield url
+    finally:
+        drop_database(name)
+
+
 def generate_rsa_key(keys_dir: Path, kid: str) -> Path:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -25,20 +25,14 @@ from log_miner.service import RecordRuns
 from log_miner.service.record import feedback_of, run_of
 from servicekit.db import make_engine
 from servicekit.outbox import Outbox
-from tests.harness import create_database, drop_database, migrate
+from tests.harness import migrated_database
 from tests.log_miner.runs import WEATHER, Trajectory, feedback
 
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
-    name = f"agentloop_test_batch_{uuid.uuid4().hex[:10]}"
-    create_database(name)
-    try:
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-        migrate(url)
+    with migrated_database("agentloop_test_batch") as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 @pytest.fixture(scope="module")

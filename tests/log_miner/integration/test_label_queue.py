@@ -21,20 +21,14 @@ from log_miner.metrics import MinerMetrics
 from log_miner.service import RecordRuns
 from servicekit.db import make_engine
 from servicekit.outbox import Outbox
-from tests.harness import ROOT, PYTHON, create_database, drop_database, migrate
+from tests.harness import PYTHON, ROOT, migrated_database
 from tests.log_miner.runs import WEATHER, Trajectory, feedback
 
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
-    name = f"agentloop_test_labels_{uuid.uuid4().hex[:10]}"
-    create_database(name)
-    try:
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-        migrate(url)
+    with migrated_database("agentloop_test_labels") as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 @pytest.fixture(scope="module")
