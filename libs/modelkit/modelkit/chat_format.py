@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,36 @@ def format_tool_calls(calls: Iterable[dict[str, Any]]) -> str:
     )
 
 
+def canonical_schema(schema: Any) -> Any:
+    """The schema with every `properties` mapping in name order, recursively. Key order is not
+    data: storage (Postgres JSONB) and clients reorder keys, so the grammar (modelkit.tool_grammar)
+    decodes and the training text (`canonical_arguments`) writes arguments in one order that
+    depends only on the schema's names."""
+    if isinstance(schema, Mapping):
+        return {k: ({p: canonical_schema(v[p]) for p in sorted(v)} if k == "properties" and isinstance(v, Mapping)
+                    else canonical_schema(v)) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [canonical_schema(v) for v in schema]
+    return schema
+
+
+def canonical_arguments(schema: Any, value: Any) -> Any:
+    """`value` with its keys in the order the grammar writes them (llama.cpp's converter on the
+    `canonical_schema`): required properties by name, then optional ones by name, then keys the
+    schema does not name; nested objects and array items likewise."""
+    if not isinstance(schema, Mapping):
+        return value
+    props = schema.get("properties")
+    if isinstance(value, dict) and isinstance(props, Mapping):
+        required = set(schema.get("required") or [])
+        order = sorted(k for k in props if k in required) + sorted(k for k in props if k not in required)
+        keys = [k for k in order if k in value] + [k for k in value if k not in props]
+        return {k: canonical_arguments(props.get(k), value[k]) for k in keys}
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [canonical_arguments(schema["items"], v) for v in value]
+    return value
+
+
 def _tool_result(msg: Message) -> str:
     content = msg.get("content")
     text = content if isinstance(content, str) else json.dumps(content)
@@ -66,11 +96,12 @@ def _tool_result(msg: Message) -> str:
     return f'<tool_result name="{name}">{text}</tool_result>'
 
 
-def _assistant_text(msg: Message) -> str:
+def _assistant_text(msg: Message, schemas: Mapping[str, Any]) -> str:
     calls = msg.get("tool_calls") or []
     text = (msg.get("content") or "").strip()
     if calls:
         parsed = [_call_dict(c) for c in calls]
+        parsed = [{**c, "arguments": canonical_arguments(schemas.get(c["name"]), c["arguments"])} for c in parsed]
         return (text + "\n" if text else "") + format_tool_calls(parsed)
     return text
 
@@ -92,6 +123,7 @@ def render_segments(messages: Sequence[Message], tools: Sequence[dict[str, Any]]
     pending_user: list[str] = []
     system_parts = [m.get("content") or "" for m in messages if m["role"] == "system"]
     preamble = "\n\n".join(p for p in [*system_parts, tool_block(tools) if tools else ""] if p)
+    schemas = {fn.get("name"): fn.get("parameters") for fn in (t.get("function", t) for t in tools)}
     first_user = True
 
     def flush_user() -> None:
@@ -118,7 +150,7 @@ def render_segments(messages: Sequence[Message], tools: Sequence[dict[str, Any]]
                 pending_user.append("")
             flush_user()
             segments.append(Segment(f"{START}model\n", False))
-            segments.append(Segment(f"{_assistant_text(msg)}{END}", True))
+            segments.append(Segment(f"{_assistant_text(msg, schemas)}{END}", True))
             segments.append(Segment("\n", False))
         else:
             raise ValueError(f"unknown role {role!r}")

@@ -14,7 +14,9 @@ Each block's JSON comes from llama-cpp-python's JSON-Schema converter (`llama_gr
 SchemaConverter`, llama.cpp's json-schema-to-grammar port) applied to
 `{"name": <const>, "arguments": <the tool's parameters>}`. What that gives, and our decisions:
 
-- keys come in schema order, required ones first; whitespace is at most one space after `{`,
+- keys come in name order, required ones first (`chat_format.canonical_schema`: the schema's
+  own key order is not kept by storage, so training text is written in the same order by
+  `chat_format.canonical_arguments`); whitespace is at most one space after `{`,
   `,`, `:` and values, so the trained text (", " and ": " separators) is accepted as is;
 - an object schema with `properties` that does not say `additionalProperties` is closed (no
   unknown keys). The converter does this; we keep it: an output without extra keys is valid
@@ -41,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from .chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, canonical_schema
 
 Mode = Literal["auto", "required", "none"]
 MODES: tuple[str, ...] = ("auto", "required", "none")
@@ -254,6 +256,7 @@ def call_json_grammar(name: str, parameters: Any) -> str:
     """GBNF (start rule `root`) for one call's JSON of tool `name`; raises what the converter raises."""
     from llama_cpp.llama_grammar import SchemaConverter
 
+    parameters = canonical_schema(parameters)  # keys decode in name order (chat_format.canonical_arguments)
     schema = {
         "type": "object",
         "properties": {"name": {"const": name}, "arguments": parameters},
@@ -355,7 +358,8 @@ def call_schema(constraint: ToolConstraint) -> tuple[dict[str, Any], tuple[str, 
         if unsupported_reason(parameters) is not None or '"$ref"' in json.dumps(parameters):
             unconstrained.append(fn["name"])  # (a $ref would resolve against the wrapper, not the tool)
             parameters = _FREE_ARGUMENTS
-        branches.append({"type": "object", "properties": {"name": {"const": fn["name"]}, "arguments": parameters},
+        branches.append({"type": "object", "properties": {"name": {"const": fn["name"]},
+                                                          "arguments": canonical_schema(parameters)},
                          "required": ["name", "arguments"], "additionalProperties": False})
     return (branches[0] if len(branches) == 1 else {"anyOf": branches}), tuple(unconstrained)
 

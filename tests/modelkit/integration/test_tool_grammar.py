@@ -9,7 +9,7 @@ import ctypes
 
 import pytest
 
-from modelkit.chat_format import END_OF_TURN_ID, format_tool_calls
+from modelkit.chat_format import END_OF_TURN_ID, canonical_arguments, format_tool_calls, render_segments
 from modelkit.tool_grammar import GrammarCache, ToolConstraint, build_grammar
 from tests.modelkit.unit.test_tool_grammar import CALC, TOOLS, tool
 
@@ -108,8 +108,9 @@ def test_numbers_integers_nesting_and_arrays_hold(vocab_model):
     }, "required": ["qty", "price"]})
     g = grammar("required", tools=(order,))
 
-    def call(arguments):
-        return format_tool_calls([{"name": "order", "arguments": arguments}])
+    def call(arguments):  # as training writes it: arguments in the grammar's key order
+        return format_tool_calls([{"name": "order", "arguments": canonical_arguments(order["function"]["parameters"],
+                                                                                      arguments)}])
 
     assert accepts(vocab_model, g, call({"qty": 2, "price": 9.5, "items": [{"sku": "a"}, {"sku": "b"}]}))
     assert accepts(vocab_model, g, call({"qty": 2, "price": 9}))
@@ -124,3 +125,22 @@ def test_a_fallback_tool_takes_any_json_object_as_arguments(vocab_model):
     assert g.unconstrained_tools == ("lookup",)
     assert accepts(vocab_model, g.text, format_tool_calls([{"name": "lookup", "arguments": {"any": [1, {"x": None}]}}]))
     assert not accepts(vocab_model, g.text, format_tool_calls([{"name": "lookup", "arguments": [1]}]))
+
+
+def test_training_text_fits_the_grammar_whatever_order_storage_gave_the_keys(vocab_model):
+    """Postgres JSONB reorders keys (by length, then bytes): the tools and calls a dataset is built
+    from come back in another order than the client sent. Training text and grammar both follow
+    the schema's names only, so what the model learns is what it may decode."""
+    params = {"type": "object", "properties": {"value": {"type": "number"}, "from_unit": {"type": "string"},
+                                               "to_unit": {"type": "string"}, "note": {"type": "string"}},
+              "required": ["value", "from_unit", "to_unit"]}
+    shuffled = {**params, "properties": dict(reversed(list(params["properties"].items())))}
+    g = grammar("required", tools=(tool("convert", params),))
+    for schema in (params, shuffled):
+        messages = [{"role": "user", "content": "Convert 3 m to ft."},
+                    {"role": "assistant", "tool_calls": [{"id": "c", "name": "convert", "arguments":
+                                                          {"to_unit": "ft", "value": 3, "from_unit": "m"}}]}]
+        trained = [s.text for s in render_segments(messages, [tool("convert", schema)]) if s.trainable][0]
+        assert trained.startswith('<tool_call>{"name": "convert", "arguments": {"from_unit": "m", "to_unit": "ft", '
+                                  '"value": 3}}')
+        assert accepts(vocab_model, g, trained.removesuffix("<end_of_turn>"))
