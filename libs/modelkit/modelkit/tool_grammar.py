@@ -252,11 +252,32 @@ def _literal(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+MAX_REPETITION = 100  # length/item bounds above this are left to the validator (see `loosened`)
+
+
+def loosened(schema: Any) -> Any:
+    """The schema without repetition bounds above MAX_REPETITION (`maxLength`, `minLength`,
+    `maxItems`, `minItems`). The converter writes a bound of N as N nested optional repeats:
+    llama.cpp refuses a grammar past ~2000 and its parser overflowed the stack on the python
+    tool's `maxLength: 20000`. Such bounds constrain nothing a model writes in one turn; the
+    runner's validator still enforces them after decoding."""
+    if isinstance(schema, Mapping):
+        return {k: loosened(v) for k, v in schema.items()
+                if not (k in _BOUNDS and isinstance(v, int) and v > MAX_REPETITION)}
+    if isinstance(schema, list):
+        return [loosened(v) for v in schema]
+    return schema
+
+
+_BOUNDS = frozenset({"maxLength", "minLength", "maxItems", "minItems"})
+
+
 def call_json_grammar(name: str, parameters: Any) -> str:
     """GBNF (start rule `root`) for one call's JSON of tool `name`; raises what the converter raises."""
     from llama_cpp.llama_grammar import SchemaConverter
 
-    parameters = canonical_schema(parameters)  # keys decode in name order (chat_format.canonical_arguments)
+    # keys decode in name order (chat_format.canonical_arguments); huge bounds are left to the validator
+    parameters = loosened(canonical_schema(parameters))
     schema = {
         "type": "object",
         "properties": {"name": {"const": name}, "arguments": parameters},
@@ -359,7 +380,7 @@ def call_schema(constraint: ToolConstraint) -> tuple[dict[str, Any], tuple[str, 
             unconstrained.append(fn["name"])  # (a $ref would resolve against the wrapper, not the tool)
             parameters = _FREE_ARGUMENTS
         branches.append({"type": "object", "properties": {"name": {"const": fn["name"]},
-                                                          "arguments": canonical_schema(parameters)},
+                                                          "arguments": loosened(canonical_schema(parameters))},
                          "required": ["name", "arguments"], "additionalProperties": False})
     return (branches[0] if len(branches) == 1 else {"anyOf": branches}), tuple(unconstrained)
 

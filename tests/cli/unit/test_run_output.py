@@ -93,3 +93,17 @@ def test_credentials_come_from_the_flag_then_env_then_run_dir(tmp_path: Path, mo
     monkeypatch.setenv("AGENTLOOP_API_KEY", "al_env")
     assert credentials().api_key == "al_env"
     assert credentials("al_flag").api_key == "al_flag"
+
+
+def test_model_and_tool_text_is_printed_verbatim_never_as_markup():
+    p, out, _ = printer()
+    p.event(step("tool_call", tool_call={"id": "c1", "name": "lookup", "arguments": {"tags": ["a", "/b"]}}))
+    p.event(step("tool_result", tool_result={"rows": ["[/x]", "[bold]y"]}))
+    answer = 'Tools:\n{"required": ["expression"]} [/] [bold]not bold'
+    assert p.finish({"type": "completed", "answer": answer, "outcome": "answered",
+                     "client_tool_calls": [{"name": "c", "arguments": {"k": ["[/z]"]}}]}) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0] == '-> lookup({"tags": ["a", "/b"]})'
+    assert lines[1] == '<- {"rows": ["[/x]", "[bold]y"]}'
+    assert lines[2] == 'client tool call: c({"k": ["[/z]"]})'
+    assert "\n".join(lines[3:]) == "answer: " + answer

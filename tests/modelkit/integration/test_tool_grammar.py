@@ -144,3 +144,19 @@ def test_training_text_fits_the_grammar_whatever_order_storage_gave_the_keys(voc
         assert trained.startswith('<tool_call>{"name": "convert", "arguments": {"from_unit": "m", "to_unit": "ft", '
                                   '"value": 3}}')
         assert accepts(vocab_model, g, trained.removesuffix("<end_of_turn>"))
+
+
+def test_the_runners_own_tools_get_a_grammar_llama_cpp_loads(vocab_model):
+    """The python tool's `maxLength: 20000` once crashed llama.cpp's grammar parser (a stack
+    overflow in the load check); http_get's 2048 was refused. Large bounds are left to the
+    validator, so every server tool stays constrained."""
+    from agent_runner.tools.calculator import CalculatorTool
+    from agent_runner.tools.http_get import HttpGetTool
+    from agent_runner.tools.python_sandbox import PythonTool
+    from modelkit.decoding import grammar_loads
+
+    tools = tuple(t.spec.model_dump() for t in (CalculatorTool, HttpGetTool, PythonTool))
+    g = build_grammar(ToolConstraint(tools, "auto"), compiles=lambda text: grammar_loads(vocab_model, text),
+                      cache=GrammarCache())
+    assert g.unconstrained_tools == ()
+    assert accepts(vocab_model, g.text, format_tool_calls([{"name": "python", "arguments": {"code": "print(1)"}}]))

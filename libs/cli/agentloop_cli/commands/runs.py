@@ -65,7 +65,7 @@ class StepPrinter:
             call = step.get("tool_call") or {}
             if call.get("name"):
                 args = json.dumps(call.get("arguments") or {}, ensure_ascii=False)
-                self.out.print(f"[cyan]-> {call['name']}({args})[/]", highlight=False)
+                self.out.print(f"-> {call['name']}({args})", style="cyan", markup=False, highlight=False)
             else:
                 self.out.print("[yellow]-> (malformed tool call)[/]", highlight=False)
         elif kind == "tool_result":
@@ -73,7 +73,7 @@ class StepPrinter:
             result = step.get("tool_result")
             text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
             style = "red" if step.get("is_error") else "green"
-            self.out.print(f"[{style}]<- {text}[/]", highlight=False, markup=True)
+            self.out.print(f"<- {text}", style=style, markup=False, highlight=False)
         elif kind == "error":
             self._newline()
             self.err.print(f"[red]error: {step.get('text')}[/]")
@@ -97,9 +97,11 @@ class StepPrinter:
             return 1
         outcome = event.get("outcome")
         answer = event.get("answer")
-        for call in event.get("client_tool_calls") or []:
-            self.out.print(f"client tool call: {call.get('name')}({json.dumps(call.get('arguments', {}))})")
-        self.out.print(f"[bold]answer:[/] {answer}" if answer is not None else "[bold]answer:[/] (none)")
+        for call in event.get("client_tool_calls") or []:  # model text: never read as rich markup
+            self.out.print(f"client tool call: {call.get('name')}({json.dumps(call.get('arguments', {}))})",
+                           markup=False, highlight=False)
+        self.out.print("[bold]answer:[/] ", end="")
+        self.out.print(answer if answer is not None else "(none)", markup=False, highlight=False)
         facts = [f"outcome {outcome}"]
         if event.get("model_version"):
             facts.append(f"model {event['model_version']}")
