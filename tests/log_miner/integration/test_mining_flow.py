@@ -92,7 +92,7 @@ async def test_runs_and_feedback_are_taken_in_once_and_classified(miner, events,
         dups = miner.log_text().count("duplicate delivery ignored")
         return n_runs == len(run_ids) and n_fb == len(fb_ids) and dups >= len(run_ids) + len(fb_ids)
 
-    await eventually(settled, 30, "every run and feedback taken in, and every duplicate seen")
+    await eventually(settled, 90, "every run and feedback taken in, and every duplicate seen")
     labels = dict(rows(db, "SELECT run_id, label FROM log_miner.interactions WHERE run_id = ANY(%s)", run_ids))
     s = Scenario
     assert [labels[r.run_id] for r in s.ok] == ["valid_call", "valid_call"]
