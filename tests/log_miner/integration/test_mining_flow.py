@@ -22,7 +22,9 @@ BUILT, TRAINING = DatasetBuilt.routing_key, TrainingRequested.routing_key
 
 
 class Scenario:
-    """The runs and feedback of the first test, kept for the later ones."""
+    """The runs and feedback of the first test, kept for the later ones. The retrain test mines
+    every run of the package's shared database: test files that log runs into it must sort after
+    this one (test_queue_for_labels_command.py does)."""
 
     ok = [Trajectory("What is 17*23?").call("calculator", {"expression": "17*23"}, 391).answer("17*23 is 391.")
           for _ in range(2)]
@@ -77,6 +79,8 @@ def s3_bytes(s3, uri: str) -> bytes:
 
 
 async def test_runs_and_feedback_are_taken_in_once_and_classified(miner, events, db):
+    # The log-miner process and its database are shared by the package's tests: count our own.
+    received_before = metric(miner, "log_miner_messages_received_total", type="InteractionLogged")
     for logged in Scenario.runs():
         await events.publish(logged)
         await events.publish(logged)  # a duplicate delivery
@@ -101,14 +105,17 @@ async def test_runs_and_feedback_are_taken_in_once_and_classified(miner, events,
     assert labels[s.rejected.run_id] == "negative_feedback"
     assert labels[s.failing.run_id] == "tool_error"
     assert labels[s.long.run_id] == "direct_answer"
-    inbox = rows(db, "SELECT message_type, count(*) FROM log_miner.inbox GROUP BY 1 ORDER BY 1")
+    ours = [m.envelope.message_id for m in [*Scenario.runs(), *Scenario.fixes]]
+    inbox = rows(db, "SELECT message_type, count(*) FROM log_miner.inbox WHERE message_id = ANY(%s) GROUP BY 1 "
+                     "ORDER BY 1", ours)
     assert inbox == [("FeedbackSubmitted", len(fb_ids)), ("InteractionLogged", len(run_ids))]
     counts = dict(rows(db, "SELECT label, runs FROM log_miner.taxonomy_counts WHERE model_version = %s AND runs > 0",
                        "gemma-test@v1"))
     assert sum(counts.values()) == len(run_ids)
     assert counts["valid_call"] == 2 and counts["missed_call"] == 1 and counts["tool_error"] == 1
     assert metric(miner, "log_miner_runs_classified_total", model_version="gemma-test@v1", label="tool_error") == 1
-    assert metric(miner, "log_miner_messages_received_total", type="InteractionLogged") == len(run_ids)
+    received = metric(miner, "log_miner_messages_received_total", type="InteractionLogged") - received_before
+    assert received == len(run_ids)  # each delivered twice, taken in once
 
 
 async def test_a_retrain_request_builds_a_dataset_version_and_asks_for_training(miner, events, db, s3):
