@@ -46,10 +46,23 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    native_bf16 = (
-        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
-    return torch.bfloat16 if native_bf16 else torch.float32  # emulated bf16 is slower than fp32
+    return torch.bfloat16 if native_cpu_bf16() else torch.float32  # emulated bf16 is slower than fp32
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). oneDNN's own check
+    (`_is_mkldnn_bf16_supported`) is true on any AVX512 CPU, where bf16 is emulated: a 1024x640 @
+    640x2048 matmul took 49 ms in bf16 against 8.5 ms in fp32 on such a Xeon, and training ran at a
+    third of its fp32 speed."""
+    cpu = torch.cpu
+    probes = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(p is None for p in probes):  # a torch without the probes: read the CPU's flags
+        try:
+            flags = Path("/proc/cpuinfo").read_text().split()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return any(bool(p()) for p in probes if p is not None)
 
 
 def usable_cores() -> int:
