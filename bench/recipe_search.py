@@ -12,7 +12,9 @@ what a user's corrections of the traffic would give (`loopdemo.judge.feedback_fo
 calls, or the no-tool answer), weighted by kind as the log-miner weights them
 (`--kind-weights no_call=2,parallel=2`). Each variant: train (the trainer's recipe in its own
 subprocess, progress on stderr) → merge + GGUF + one quant (no parity) → the validation part
-through llama.cpp, free and grammar-constrained where `modelkit.tool_grammar` is available.
+through llama.cpp, free and grammar-constrained where `modelkit.tool_grammar` is available, and
+`p_continue` per category: how likely the model is to write a second call block right after the
+first reference call (`continuation`), the decision that parallel calls hinge on.
 """
 
 from __future__ import annotations
@@ -122,6 +124,43 @@ def score(gguf: Path, tasks: list[Any], *, constrained: bool, max_tokens: int) -
             "p50_s": round(secs[len(secs) // 2], 3), "seconds": round(result.seconds, 1)}
 
 
+def continuation(gguf: Path, tasks: list[Any]) -> dict[str, float]:
+    """Does the model know when a turn's calls are done? For every task that expects calls, the
+    model is shown the prompt and the first reference call up to `</tool_call` (teacher-forced),
+    and we read the probability of the token that continues with a second block (`><`) against
+    the one that closes the turn (`>`). Mean P(continue) per category: a recipe that learned the
+    decision gives high values on parallel items and low ones on simple/multiple; equal values mean
+    it learned a prior, not the decision."""
+    import math
+
+    import numpy as np
+    from modelkit.chat_format import canonical_arguments, format_tool_calls, render_prompt
+    from modelkit.llama import load_llama, next_token_logits, tokenize_prompt
+
+    llm = load_llama(gguf, n_ctx=4096)
+    try:
+        more, done = (llm.tokenize(t, add_bos=False, special=True) for t in (b"><", b">"))
+        if len(more) != 1 or len(done) != 1:
+            raise RuntimeError(f"'><' and '>' are not single tokens for {gguf}")
+        by_category: dict[str, list[float]] = {}
+        for task in tasks:
+            if task.expect == "no_call":
+                continue
+            tools = task.tools()
+            schemas = {t["function"]["name"]: t["function"].get("parameters") for t in tools}
+            first = task.reference_calls()[0]
+            first = {"name": first["name"], "arguments": canonical_arguments(schemas.get(first["name"]), first["arguments"])}
+            prompt = render_prompt(task.messages(), tools) + format_tool_calls([first])[: -len(">")]
+            llm.reset()
+            llm.eval(tokenize_prompt(llm, prompt))
+            logits = next_token_logits(llm).astype(np.float64)
+            p_more, p_done = (math.exp(logits[t[0]] - logits.max()) for t in (more, done))
+            by_category.setdefault(task.category, []).append(p_more / (p_more + p_done))
+    finally:
+        llm.close()
+    return {c: round(float(np.mean(v)), 3) for c, v in sorted(by_category.items())}
+
+
 def _constrained(model: Any) -> Any:
     """The evaluator's model, decoding under the tools' grammar (evalkit's own switch)."""
     from evalkit.scoring import GgufModel
@@ -137,6 +176,9 @@ def main() -> int:
                         help="score this GGUF (e.g. one kept by --keep) instead of training")
     parser.add_argument("--traffic", type=int, default=None, help="at most N traffic tasks (categories in proportion)")
     parser.add_argument("--val", type=int, default=None, help="at most N validation tasks")
+    parser.add_argument("--score-part", choices=("val", "heldout"), default="val",
+                        help="score on the validation half (default) or the whole held-out part: for a task set "
+                             "too small to halve (the demo's 70 tasks); never choose options on a part you report")
     parser.add_argument("--quant", default="Q8_0")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--decoding", default="free,grammar", help="free, grammar or both")
@@ -153,6 +195,8 @@ def main() -> int:
     parts = split(tasks)
     val, _test = validation_test(parts.heldout)
     traffic = parts.traffic if args.traffic is None else parts.limited(args.traffic).traffic
+    if args.score_part == "heldout":
+        val = list(parts.heldout)
     val = val if args.val is None else val[: args.val]
     base_gguf = bundled_gguf_path()
     decodings = [d for d in args.decoding.split(",") if d]
@@ -166,6 +210,7 @@ def main() -> int:
         row = {"gguf": str(gguf)}
         for d in decodings:
             row[d] = score(gguf, val, constrained=d == "grammar", max_tokens=args.max_tokens)
+        row["p_continue"] = continuation(gguf, val)
         report["variants"].append(row)
         print(json.dumps(row), flush=True)
     for variant in args.variant:
@@ -186,6 +231,7 @@ def main() -> int:
                    "export_s": round(export_s, 1)}
             for d in decodings:
                 row[d] = score(gguf, val, constrained=d == "grammar", max_tokens=args.max_tokens)
+            row["p_continue"] = continuation(gguf, val)
         report["variants"].append(row)
         print(json.dumps(row), flush=True)
         if args.json:
