@@ -72,6 +72,7 @@ class LoopConfig:
     groupthink: int | None = None  # GroupThink samples for the held-out replays (None: greedy)
     constrained: str | None = None  # auto | off for every run; None: the engine's setting
     val_fraction: float = 0.0  # of the mined dataset, for the evaluator's dataset-val suite (EVAL__PRIMARY)
+    shape_weights: dict[str, float] = field(default_factory=dict)  # DatasetOptions.shape_weights; {}: the miner's
     run_timeout_s: float = 180.0
     training: dict[str, Any] = field(default_factory=lambda: dict(DEMO_TRAINING))
     reason: str = "agentloop loop: demo of the closed loop"
@@ -241,7 +242,8 @@ class ClosedLoop:
         b.start("dataset", "POST /v1/ops/retrain")
         body = {
             "reason": self.cfg.reason,
-            "dataset": {"sources": ["mined"], "since": since, "val_fraction": self.cfg.val_fraction},
+            "dataset": {"sources": ["mined"], "since": since, "val_fraction": self.cfg.val_fraction,
+                        **({"shape_weights": self.cfg.shape_weights} if self.cfg.shape_weights else {})},
             "training": self.cfg.training,
         }
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from agentloop_cli.commands.loop import training_options
+from agentloop_cli.commands.loop import shape_weights, training_options
 from agentloop_cli.config import ConfigError
 from agentloop_cli.main import app
 from loopdemo.loop import DEMO_TRAINING
@@ -38,3 +38,12 @@ def test_the_command_is_mounted_with_its_options():
 def test_a_missing_task_file_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, ["loop", "--tasks", str(tmp_path / "none.jsonl")])
     assert result.exit_code == 2
+
+
+def test_shape_weights_are_parsed_and_checked_against_the_dataset_contract():
+    assert shape_weights([]) == {}
+    assert shape_weights(["no_call=1", "parallel=3"]) == {"no_call": 1.0, "parallel": 3.0}
+    with pytest.raises(ConfigError, match="SHAPE=NUMBER"):
+        shape_weights(["parallel"])
+    with pytest.raises(ConfigError, match="invalid --shape-weight"):
+        shape_weights(["sideways=2"])

@@ -40,3 +40,17 @@ def test_a_malformed_weight_is_refused_before_sending(weight):
 def test_options_the_contracts_refuse_are_refused_before_sending():
     with pytest.raises(ConfigError):
         retrain_body(val_fraction=1.5)
+
+
+def test_shape_weights_travel_in_the_dataset_options():
+    body = retrain_body(shape_weights=["no_call=1", "parallel=3.5"])
+
+    assert body == {"reason": "", "dataset": {"shape_weights": {"no_call": 1.0, "parallel": 3.5}}}
+
+
+@pytest.mark.parametrize("item", ["parallel", "parallel=x", "=2", "sideways=2", "no_call=-1"])
+def test_a_bad_shape_weight_is_refused_before_sending(item):
+    with pytest.raises(ConfigError) as info:
+        retrain_body(shape_weights=[item])
+
+    assert "shape" in str(info.value).lower()

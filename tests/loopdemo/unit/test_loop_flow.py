@@ -134,9 +134,9 @@ class FakeProbes:
         return {"FeedbackSubmitted": len(self.world.feedback), "InteractionLogged": len(self.world.runs)}
 
 
-def _loop(world: FakeWorld, probes: FakeProbes | None = None) -> ClosedLoop:
+def _loop(world: FakeWorld, probes: FakeProbes | None = None, **options: Any) -> ClosedLoop:
     cfg = LoopConfig(gateway_url="http://gw", broker_url="amqp://x", runner_url="http://r", miner_url="http://m",
-                     api_key="k", concurrency=3, settle_timeout_s=2)
+                     api_key="k", concurrency=3, settle_timeout_s=2, **options)
     return ClosedLoop(cfg, Console(record=True, width=160), gateway=FakeGateway(world), feed=FakeFeed(world),
                       probes=probes or FakeProbes(world))
 
@@ -172,6 +172,14 @@ def test_the_retrain_mines_only_runs_after_the_heldout_replay_with_demo_training
     (body,) = world.retrains
     assert body["dataset"]["sources"] == ["mined"] and body["dataset"]["since"]
     assert body["training"]["max_steps"] >= 1 and body["training"]["learning_rate"] > 0
+    assert "shape_weights" not in body["dataset"], "no --shape-weight: the log-miner's defaults"
+
+
+def test_shape_weights_given_to_the_loop_travel_with_its_retrain():
+    world = FakeWorld()
+    asyncio.run(_loop(world, shape_weights={"no_call": 1.0, "parallel": 3.0}).run(PARTS))
+    (body,) = world.retrains
+    assert body["dataset"]["shape_weights"] == {"no_call": 1.0, "parallel": 3.0}
 
 
 def test_a_rejected_candidate_fails_the_loop_with_the_gates_reason_and_no_after_replay():

@@ -15,9 +15,21 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from contracts import LoraOptions
+from contracts import DatasetOptions, LoraOptions
 
 from ..config import ConfigError, credentials, gateway_url, service_url
+
+
+def shape_weights(items: list[str]) -> dict[str, float]:
+    """`--shape-weight` items as DatasetOptions.shape_weights, checked against the contract."""
+    from .retrain import name_numbers
+
+    weights = name_numbers(items, "--shape-weight", "SHAPE")
+    try:
+        DatasetOptions.model_validate({"shape_weights": weights})
+    except ValidationError as exc:
+        raise ConfigError(f"invalid --shape-weight:\n{exc}") from None
+    return weights
 
 
 def training_options(max_steps: int | None, learning_rate: float | None, extra: str | None) -> dict[str, Any]:
@@ -71,6 +83,9 @@ def loop(
     max_steps: Annotated[int | None, typer.Option(min=1, help="training steps (default 28)")] = None,
     learning_rate: Annotated[float | None, typer.Option(min=0.0, help="LoRA learning rate (default 1e-3)")] = None,
     training: Annotated[str | None, typer.Option(help='more LoRA options as JSON, e.g. \'{"rank": 8}\'')] = None,
+    shape_weight: Annotated[list[str] | None, typer.Option(
+        "--shape-weight", help="SHAPE=NUMBER: copies per mined train example of that shape (no_call, parallel, "
+                               "multi_turn, single_call, text, corrected), over the log-miner's defaults")] = None,
     timeout: Annotated[float, typer.Option(min=60, help="seconds the loop may take after the retrain")] = 2700,
     report: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
     api_key: Annotated[str | None, typer.Option(help="operator key; default AGENTLOOP_API_KEY, then .run/api-key")] = None,
@@ -91,6 +106,7 @@ def loop(
         traffic=traffic, heldout=heldout, concurrency=concurrency, max_tokens=max_tokens,
         heldout_part=heldout_part, groupthink=groupthink, constrained=constrained, val_fraction=val_fraction,
         training=training_options(max_steps, learning_rate, training), follow_timeout_s=timeout, report_path=report,
+        shape_weights=shape_weights(shape_weight or []),
     )
     console = Console()
     if not console.is_terminal:  # piped (make demo | tee, CI): wide lines instead of rich's 80 columns

@@ -31,25 +31,34 @@ def absolute_source(source: str, cwd: Path | None = None) -> str:
     return f"{fmt}:{location}" if fmt else location
 
 
+def name_numbers(items: list[str], flag: str, what: str) -> dict[str, float]:
+    """`["a=2", "b=0.5"]` → `{"a": 2.0, "b": 0.5}`; ConfigError naming `flag` for a malformed item."""
+    parsed: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not name or number is None:
+            raise ConfigError(f"{flag} takes {what}=NUMBER, got {item!r}")
+        parsed[name] = number
+    return parsed
+
+
 def retrain_body(*, reason: str = "", sources: list[str] | None = None, weights: list[str] | None = None,
                  max_steps: int | None = None, base_model: str | None = None, val_fraction: float | None = None,
-                 max_examples: int | None = None, cwd: Path | None = None) -> dict[str, Any]:
+                 max_examples: int | None = None, shape_weights: list[str] | None = None,
+                 cwd: Path | None = None) -> dict[str, Any]:
     """The JSON body of POST /v1/ops/retrain; checked against the contracts before sending."""
     dataset: dict[str, Any] = {}
     if sources:
         dataset["sources"] = [absolute_source(s, cwd) for s in sources]
     if weights:
-        parsed: dict[str, float] = {}
-        for item in weights:
-            name, sep, value = item.rpartition("=")
-            try:
-                number = float(value)
-            except ValueError:
-                number = None
-            if not sep or not name or number is None:
-                raise ConfigError(f"--weight takes SOURCE=NUMBER, got {item!r}")
-            parsed[name if name in ("mined", *FORMATS) else absolute_source(name, cwd)] = number
-        dataset["weights"] = parsed
+        dataset["weights"] = {name if name in ("mined", *FORMATS) else absolute_source(name, cwd): number
+                              for name, number in name_numbers(weights, "--weight", "SOURCE").items()}
+    if shape_weights:
+        dataset["shape_weights"] = name_numbers(shape_weights, "--shape-weight", "SHAPE")
     if val_fraction is not None:
         dataset["val_fraction"] = val_fraction
     if max_examples is not None:
@@ -81,11 +90,14 @@ def retrain(
     base_model: Annotated[str | None, typer.Option(help="base model to train (default: the log-miner's)")] = None,
     val_fraction: Annotated[float | None, typer.Option(min=0.0, max=0.99, help="share kept for validation")] = None,
     max_examples: Annotated[int | None, typer.Option(min=1, help="cap on the dataset's size")] = None,
+    shape_weight: Annotated[list[str] | None, typer.Option(
+        "--shape-weight", help="SHAPE=NUMBER: copies per train example of that shape (no_call, parallel, multi_turn, "
+                               "single_call, text, corrected), over the log-miner's defaults; repeatable")] = None,
     api_key: Annotated[str | None, typer.Option(help="default: AGENTLOOP_API_KEY, then .run/api-key")] = None,
 ) -> None:
     """Ask for a new dataset (mined runs and feedback, plus any corpora) and a training run on it."""
     body = retrain_body(reason=reason, sources=source, weights=weight, max_steps=max_steps, base_model=base_model,
-                        val_fraction=val_fraction, max_examples=max_examples)
+                        val_fraction=val_fraction, max_examples=max_examples, shape_weights=shape_weight)
     client = GatewayClient(gateway_url())
     token = client.token_for(credentials(api_key))
     try:
