@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 from modelkit.chat_format import STOP_STRINGS, render_prompt
-from modelkit.export.modelfile import (
-    TEMPLATE,
-    GoTemplate,
-    TemplateError,
-    go_json,
-    modelfile_text,
-    ollama_values,
-    render_modelfile_template,
-)
+from modelkit.export.modelfile import TEMPLATE, modelfile_text
+
+from tests.modelkit.gotemplate import GoTemplate, TemplateError, go_json, ollama_values, render_modelfile_template
 
 CALCULATOR = {
     "type": "function",

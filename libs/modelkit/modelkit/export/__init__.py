@@ -4,7 +4,7 @@ The exporter service runs `export_adapter` in a subprocess; this package holds n
 """
 
 from .gguf_io import GGUFConversionError
-from .modelfile import modelfile_text, render_modelfile_template
+from .modelfile import modelfile_text
 from .parity import PARITY_CONVERSATIONS, ParityError, default_parity_prompts
 from .pipeline import (
     DEFAULT_QUANTS,
@@ -29,6 +29,5 @@ __all__ = [
     "file_stem",
     "merge_adapter",
     "modelfile_text",
-    "render_modelfile_template",
     "sha256_file",
 ]
