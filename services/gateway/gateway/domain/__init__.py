@@ -1,0 +1,77 @@
+"""Rules and entities of the gateway, no I/O, by role: who calls (`identities`), what they may send
+(`requests`), what the use cases exchange with their ports (`records`) and the domain errors (`errors`,
+mapped to HTTP in `api/errors.py`, the one place that knows about status codes)."""
+
+from __future__ import annotations
+
+from .identities import (
+    Role,
+    Identity,
+    SigningKey,
+)
+from .errors import (
+    GatewayError,
+    AuthenticationError,
+    PermissionDeniedError,
+    RunNotFoundError,
+    RunNotFinishedError,
+    RateLimitedError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelCommandConflictError,
+)
+from .requests import (
+    StrictRunOptions,
+    StrictDatasetOptions,
+    StrictLoraOptions,
+    RunSubmission,
+    RunRules,
+    CorrectedToolCall,
+    FeedbackSubmission,
+    PromoteSubmission,
+    RollbackSubmission,
+    RetrainSubmission,
+)
+from .records import (
+    RunStatus,
+    RunRecord,
+    NewRun,
+    RunFinish,
+    NewFeedback,
+    AuditEntry,
+    ApiKeyRecord,
+    primary_score,
+)
+
+__all__ = [
+    "ApiKeyRecord",
+    "AuditEntry",
+    "AuthenticationError",
+    "CorrectedToolCall",
+    "FeedbackSubmission",
+    "GatewayError",
+    "Identity",
+    "InvalidRequestError",
+    "ModelCommandConflictError",
+    "ModelNotFoundError",
+    "NewFeedback",
+    "NewRun",
+    "PermissionDeniedError",
+    "PromoteSubmission",
+    "RateLimitedError",
+    "RetrainSubmission",
+    "Role",
+    "RollbackSubmission",
+    "RunFinish",
+    "RunNotFinishedError",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunRules",
+    "RunStatus",
+    "RunSubmission",
+    "SigningKey",
+    "StrictDatasetOptions",
+    "StrictLoraOptions",
+    "StrictRunOptions",
+    "primary_score",
+]
