@@ -81,6 +81,11 @@ class LoraOptions(BaseModel):
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int | None = Field(default=None, ge=1)
     max_seq_len: int = Field(default=1024, ge=64)
+    decision_weight: float = Field(
+        default=1.0, ge=1.0, le=100.0,
+        description="loss weight of the token after each `</tool_call` in a model turn, where the model decides "
+                    "between another call and the end of its turn (parallel calls); 1: every label alike",
+    )
     seed: int = 0
     checkpoint_every: int = Field(default=20, ge=1)
     quantization: Literal["none", "4bit"] = "none"

@@ -248,3 +248,47 @@ def test_without_packing_every_example_gets_its_own_row():
     rows, stats = build_rows(records, TOK, max_seq_len=4096, seed=None, packing=False)
 
     assert stats.rows == 3 and all(r.n_examples == 1 and r.position_ids[0] == 0 for r in rows)
+
+
+class OffsetCharTokenizer(CharTokenizer):
+    """CharTokenizer with a fast tokenizer's `__call__(..., return_offsets_mapping=True)`."""
+
+    def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False):
+        ids, offsets, at = [], [], 0
+        for piece in re.split(f"({re.escape(START)}|{re.escape(END)})", text):
+            if piece in SPECIAL:
+                ids.append(SPECIAL[piece])
+                offsets.append((at, at + len(piece)))
+            else:
+                ids.extend(1000 + ord(c) for c in piece)
+                offsets.extend((at + i, at + i + 1) for i in range(len(piece)))
+            at += len(piece)
+        return {"input_ids": ids, "offset_mapping": offsets}
+
+
+TWO_CALLS = [
+    {"role": "user", "content": "17*23 and 2+2?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "a", "name": "calculator", "arguments": {"expression": "17*23"}},
+        {"id": "b", "name": "calculator", "arguments": {"expression": "2+2"}},
+    ]},
+]
+
+
+def test_the_tokens_after_each_tool_call_close_are_the_decisions():
+    tok = OffsetCharTokenizer()
+    ex = tokenize_example(TWO_CALLS, TOOLS, tok, max_seq_len=4096)
+
+    assert len(ex.decisions) == 2
+    assert [tok.decode([ex.input_ids[i]]) for i in ex.decisions] == [">", ">"]
+    for i in ex.decisions:
+        assert ex.labels[i] != IGNORE, "a decision is a trained token"
+        assert tok.decode(ex.input_ids[i - 11 : i]) == "</tool_call"
+    assert ex.input_ids[ex.decisions[1] + 1] == SPECIAL[END], "the last decision ends the turn"
+
+
+def test_a_tokenizer_without_offsets_marks_no_decision_and_truncation_drops_cut_ones():
+    assert tokenize_example(TWO_CALLS, TOOLS, TOK, max_seq_len=4096).decisions == ()
+    full = tokenize_example(TWO_CALLS, TOOLS, OffsetCharTokenizer(), max_seq_len=4096)
+    cut = tokenize_example(TWO_CALLS, TOOLS, OffsetCharTokenizer(), max_seq_len=full.decisions[1])
+    assert cut.decisions == full.decisions[:1]

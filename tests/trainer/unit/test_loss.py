@@ -98,3 +98,25 @@ def test_per_example_attention_gives_the_masked_sdpa_results_and_gradients(tiny_
     grads = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None}
     for name, p in ours.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5)
+
+
+@torch.no_grad()
+def test_decision_weight_scales_only_the_decision_tokens_loss(tiny_model):
+    a, b = random_example(30, 10, 3), random_example(24, 8, 4)
+    a = TokenizedExample(a.input_ids, a.labels, decisions=(15, 22))
+    b = TokenizedExample(b.input_ids, b.labels, decisions=(12,))
+    (row,) = pack([a, b], max_seq_len=64)
+    assert row.decisions == (15, 22, 30 + 12), "decisions move with their example into the row"
+
+    plain = collate([row], pad_id=0)
+    weighted = collate([row], pad_id=0, decision_weight=4.0)
+    assert plain.weights is None and collate([row], 0, decision_weight=1.0).weights is None
+    assert weighted.weights[0, list(row.decisions)].tolist() == [4.0, 4.0, 4.0]
+    assert float(weighted.weights.sum()) == weighted.weights.numel() + 3 * 3.0
+
+    logits = tiny_model(input_ids=plain.input_ids, position_ids=plain.position_ids, use_cache=False).logits[0].float()
+    at = [i - 1 for i in row.decisions]  # the position that predicts each decision token
+    decision_ce = torch.nn.functional.cross_entropy(logits[at], plain.input_ids[0, list(row.decisions)],
+                                                    reduction="sum")
+    torch.testing.assert_close(summed_token_loss(tiny_model, weighted) - summed_token_loss(tiny_model, plain),
+                               3.0 * decision_ce, rtol=1e-4, atol=1e-4)

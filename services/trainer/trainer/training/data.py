@@ -21,6 +21,12 @@ so tokens attend only within their own example: packing removes padding waste wi
 cross-example contamination, and the sliding-window layers see per-example positions. The label of
 an example's first token is always -100 (BOS), so no loss term spans two examples either.
 
+Decisions. In a model turn with calls, the token right after each `</tool_call` decides whether the
+turn goes on with another call (`><`) or ends (`>` then `<end_of_turn>`): the whole difference
+between one call and parallel calls. Their positions are kept (`TokenizedExample.decisions`), so the
+loss can weigh them (`LoraOptions.decision_weight`, loss.collate). They are found by the
+tokenizer's character offsets; a tokenizer without offsets yields none.
+
 Order. Rows are built once from a seeded shuffle; each epoch visits the rows in its own seeded
 order. A training step is `gradient_accumulation` micro-batches of `batch_size` rows, and the
 whole schedule is a pure function of (data, options): resuming at step k only needs k.
@@ -37,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from modelkit.chat_format import render_segments
+from modelkit.chat_format import TOOL_CALL_CLOSE, render_segments
 
 IGNORE = -100
 
@@ -56,6 +62,7 @@ class TokenizedExample:
     input_ids: list[int]
     labels: list[int]  # aligned with input_ids (label of token i is input_ids[i] or IGNORE)
     truncated: bool = False
+    decisions: tuple[int, ...] = ()  # indices of the tokens that end or continue a turn's calls
 
     @property
     def trainable_tokens(self) -> int:
@@ -68,6 +75,7 @@ class PackedRow:
     labels: list[int]
     position_ids: list[int]
     n_examples: int
+    decisions: tuple[int, ...] = ()  # indices into the row (see TokenizedExample.decisions)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -81,6 +89,7 @@ class DatasetStats:
     rows: int
     tokens: int  # real (non-padding) tokens in all rows
     trainable_tokens: int
+    decisions: int = 0  # call-ending/continuing tokens found (TokenizedExample.decisions)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -108,12 +117,37 @@ def tokenize_example(
     if tokenizer.bos_token_id is not None:
         ids.append(tokenizer.bos_token_id)
         labels.append(IGNORE)
+    decisions: list[int] = []
     for segment in render_segments(messages, tools):
         piece = tokenizer.encode(segment.text, add_special_tokens=False)
+        if segment.trainable and TOOL_CALL_CLOSE in segment.text:
+            decisions += [len(ids) + i for i in decision_tokens(tokenizer, segment.text, piece)]
         ids.extend(piece)
         labels.extend(piece if segment.trainable else [IGNORE] * len(piece))
     truncated = len(ids) > max_seq_len
-    return TokenizedExample(ids[:max_seq_len], labels[:max_seq_len], truncated)
+    return TokenizedExample(ids[:max_seq_len], labels[:max_seq_len], truncated,
+                            tuple(i for i in decisions if i < max_seq_len))
+
+
+def decision_tokens(tokenizer: Any, text: str, piece: Sequence[int]) -> list[int]:
+    """Indices into `piece` (the tokens of `text`) of the tokens holding the closing `>` of each
+    `</tool_call>`: where the model decides between another call and the end of its turn. Found
+    by the tokenizer's character offsets (Hugging Face fast tokenizers); [] without them, or when
+    the offsets come with other tokens than `piece`."""
+    ends = []
+    at = text.find(TOOL_CALL_CLOSE)
+    while at >= 0:
+        ends.append(at + len(TOOL_CALL_CLOSE) - 1)
+        at = text.find(TOOL_CALL_CLOSE, at + 1)
+    try:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        same = list(encoded["input_ids"]) == list(piece)
+    except (TypeError, KeyError, NotImplementedError, ValueError):
+        return []
+    if not same:
+        return []
+    return [i for i, (start, end) in enumerate(offsets) if any(start <= c < end for c in ends)]
 
 
 def tokenize_records(
@@ -136,7 +170,7 @@ def tokenize_records(
 
 def pack(examples: Sequence[TokenizedExample], max_seq_len: int) -> list[PackedRow]:
     """First-fit packing into rows of at most `max_seq_len` tokens, positions reset per example."""
-    rows: list[tuple[list[int], list[int], list[int], list[int]]] = []  # ids, labels, pos, [count]
+    rows: list[tuple[list[int], list[int], list[int], list[int], list[int]]] = []  # ids, labels, pos, [count], decisions
     free: list[int] = []
     for ex in examples:
         n = len(ex.input_ids)
@@ -146,16 +180,17 @@ def pack(examples: Sequence[TokenizedExample], max_seq_len: int) -> list[PackedR
             )
         slot = next((i for i, room in enumerate(free) if room >= n), None)
         if slot is None:
-            rows.append(([], [], [], [0]))
+            rows.append(([], [], [], [0], []))
             free.append(max_seq_len)
             slot = len(rows) - 1
-        ids, labels, pos, count = rows[slot]
+        ids, labels, pos, count, decisions = rows[slot]
+        decisions.extend(len(ids) + i for i in ex.decisions)
         ids.extend(ex.input_ids)
         labels.extend(ex.labels)
         pos.extend(range(n))
         count[0] += 1
         free[slot] -= n
-    return [PackedRow(ids, labels, pos, count[0]) for ids, labels, pos, count in rows]
+    return [PackedRow(ids, labels, pos, count[0], tuple(decisions)) for ids, labels, pos, count, decisions in rows]
 
 
 def fingerprint(rows: Sequence[PackedRow]) -> str:
@@ -218,7 +253,7 @@ def shuffled(records: Sequence[dict[str, Any]], seed: int) -> list[dict[str, Any
 
 
 def one_per_row(examples: Sequence[TokenizedExample]) -> list[PackedRow]:
-    return [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids))), 1) for e in examples]
+    return [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids))), 1, e.decisions) for e in examples]
 
 
 def build_rows(
@@ -239,5 +274,6 @@ def build_rows(
         rows=len(rows),
         tokens=sum(len(r) for r in rows),
         trainable_tokens=sum(e.trainable_tokens for e in examples),
+        decisions=sum(len(e.decisions) for e in examples),
     )
     return rows, stats

@@ -24,15 +24,18 @@ class Batch:
     position_ids: torch.Tensor  # (B, T) long, reset to 0 at every packed example
     labels: torch.Tensor  # (B, T) long, IGNORE where not trained
     tokens: int  # real tokens (padding excluded)
+    weights: torch.Tensor | None = None  # (B, T) float loss weight of each position's label; None: all 1
 
     @property
     def label_count(self) -> int:
         return int((self.labels[:, 1:] != IGNORE).sum())
 
 
-def collate(rows: list[PackedRow], pad_id: int, multiple: int = 1) -> Batch:
+def collate(rows: list[PackedRow], pad_id: int, multiple: int = 1, decision_weight: float = 1.0) -> Batch:
     """Rows right-padded to the longest one, rounded up to `multiple`. Padding gets its own
     position run, so it forms a separate 'example' in the packed mask, and IGNORE labels.
+    `decision_weight` ≠ 1 weighs the loss of each row's decision tokens (`PackedRow.decisions`:
+    another call, or the end of the turn) by that factor; every other label keeps weight 1.
 
     Why round up: on CPU, oneDNN builds (JIT-compiles) a kernel per new matmul shape, ~20 ms for a
     bf16 640×2048 projection against ~13 ms to run it; a handful of row widths keeps them cached."""
@@ -47,13 +50,19 @@ def collate(rows: list[PackedRow], pad_id: int, multiple: int = 1) -> Batch:
         labels[i, :n] = torch.tensor(r.labels)
         pos[i, :n] = torch.tensor(r.position_ids)
         pos[i, n:] = torch.arange(width - n)
-    return Batch(ids, pos, labels, tokens=sum(len(r) for r in rows))
+    weights = None
+    if decision_weight != 1.0 and any(r.decisions for r in rows):
+        weights = torch.ones((len(rows), width), dtype=torch.float32)
+        for i, r in enumerate(rows):
+            weights[i, list(r.decisions)] = decision_weight
+    return Batch(ids, pos, labels, tokens=sum(len(r) for r in rows), weights=weights)
 
 
 def summed_token_loss(
     causal_lm: torch.nn.Module, batch: Batch, label_multiple: int = 1
 ) -> torch.Tensor:
-    """Sum of next-token cross-entropies over labelled positions (divide by the label count).
+    """Sum of next-token cross-entropies over labelled positions (divide by the label count),
+    each times its label's weight where the batch has weights (`collate(decision_weight=...)`).
 
     `causal_lm` is a *ForCausalLM module (peft's LoRA layers live inside it): `.model` is the
     decoder, `.lm_head` the vocabulary projection. `use_cache=False` matters: with a cache object
@@ -75,4 +84,8 @@ def summed_token_loss(
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    return F.cross_entropy(logits.float(), targets[index], ignore_index=IGNORE, reduction="sum")
+    if batch.weights is None:
+        return F.cross_entropy(logits.float(), targets[index], ignore_index=IGNORE, reduction="sum")
+    per_label = F.cross_entropy(logits.float(), targets[index], ignore_index=IGNORE, reduction="none")
+    weights = batch.weights[:, 1:].reshape(-1)[index].to(per_label.device)
+    return (per_label * weights).sum()

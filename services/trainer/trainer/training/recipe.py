@@ -199,6 +199,7 @@ class LoraRecipe:
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "examples": self.stats.examples,
                 "rows": self.stats.rows,
+                "decisions": self.stats.decisions,
                 "steps_per_epoch": self.schedule.steps_per_epoch,
             },
         )
@@ -207,7 +208,7 @@ class LoraRecipe:
         tokens_here = 0
         for step, micro_batches in self.schedule.steps(self.start_step, self.total_steps):
             batches = [
-                collate([self.rows[i] for i in mb], self.pad_id, self.row_multiple)
+                collate([self.rows[i] for i in mb], self.pad_id, self.row_multiple, opts.decision_weight)
                 for mb in micro_batches
             ]
             n_labels = sum(b.label_count for b in batches)
@@ -258,6 +259,7 @@ class LoraRecipe:
             batch.position_ids.to(self.device),
             batch.labels.to(self.device),
             batch.tokens,
+            None if batch.weights is None else batch.weights.to(self.device),
         )
 
     def _metrics(self, tokens_here: int, elapsed: float) -> dict[str, float]:
