@@ -27,7 +27,9 @@ from tests.e2e.broken_adapter import upload_broken_adapter
 from tests.e2e.conftest import cli
 from tests.harness import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# The module's first test also runs the whole loop in its fixture (the suite's per-test timeout
+# counts fixture time): ~8 min on a 2-core CPU with native bf16, ~11 min on one without.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 # The services' settings for the loop: the demo's (the gate scores the demo's held-out tasks with
 # short answers, threshold in the suite header); one quant is exported (the ladder is the
