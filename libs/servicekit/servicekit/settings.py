@@ -5,7 +5,9 @@ Environment variables nest with `__` (e.g. `DATABASE__URL`). Secrets have no def
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr
+from typing import ClassVar, Self
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +44,28 @@ class HttpSettings(BaseModel):
 class LogSettings(BaseModel):
     level: str = "INFO"
     json_format: bool = True
+
+
+class LeaseSettings(BaseModel):
+    """The fields of a service whose jobs are leased rows (trainer, evaluator, exporter): the job
+    section of its settings extends this. `env_prefix` names the section in the error."""
+
+    env_prefix: ClassVar[str] = "JOBS"
+
+    lease_ttl_s: float = Field(default=60.0, gt=0)
+    heartbeat_s: float = Field(default=15.0, gt=0)
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    retry_delay_s: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_ttl(self) -> Self:
+        if self.heartbeat_s * 2 > self.lease_ttl_s:
+            raise ValueError(
+                f"{self.env_prefix}__HEARTBEAT_S ({self.heartbeat_s}) must be at most half of "
+                f"{self.env_prefix}__LEASE_TTL_S ({self.lease_ttl_s}), or one late heartbeat loses the lease"
+            )
+        return self
 
 
 class ServiceSettings(BaseSettings):

@@ -29,9 +29,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from servicekit.settings import HttpSettings, S3Settings, ServiceSettings
+from servicekit.settings import HttpSettings, LeaseSettings, S3Settings, ServiceSettings
 
 SHIPPED_SUITES = Path(__file__).resolve().parent / "suites"
 
@@ -40,7 +40,9 @@ def _default_work_dir() -> Path:
     return Path(os.environ.get("AGENTLOOP_MODEL_CACHE", Path.home() / ".cache" / "agentloop")) / "evaluator"
 
 
-class EvalSettings(BaseModel):
+class EvalSettings(LeaseSettings):
+    env_prefix = "EVAL"
+
     suites: str = str(SHIPPED_SUITES)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     tolerance: float | None = Field(default=None, ge=0.0)
@@ -56,11 +58,6 @@ class EvalSettings(BaseModel):
     n_threads: int | None = Field(default=None, ge=1)
     work_dir: Path = Field(default_factory=_default_work_dir)
     log_every: int = Field(default=10, ge=1)
-    lease_ttl_s: float = Field(default=60.0, gt=0)
-    heartbeat_s: float = Field(default=15.0, gt=0)
-    poll_interval_s: float = Field(default=5.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
-    retry_delay_s: float = Field(default=10.0, ge=0)
 
     @property
     def suite_paths(self) -> list[str]:
@@ -71,12 +68,6 @@ class EvalSettings(BaseModel):
     def _primary_named(cls, value: str | None) -> str | None:
         return (value or "").strip() or None  # EVAL__PRIMARY= (empty) means the suites decide
 
-    @model_validator(mode="after")
-    def _heartbeat_within_ttl(self) -> EvalSettings:
-        if self.heartbeat_s * 2 > self.lease_ttl_s:
-            raise ValueError(f"EVAL__HEARTBEAT_S ({self.heartbeat_s}) must be at most half of EVAL__LEASE_TTL_S "
-                             f"({self.lease_ttl_s})")
-        return self
 
 
 class EvaluatorSettings(ServiceSettings):

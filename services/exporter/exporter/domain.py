@@ -25,6 +25,7 @@ from typing import Any
 
 from contracts import TrainingCompleted
 from modelkit.base_model import BUNDLED_MODEL_VERSION
+from servicekit.attempts import JobError
 
 
 class JobStatus(StrEnum):
@@ -81,14 +82,8 @@ def model_prefix(version: str) -> str:
 
 # ------------------------------------------------------------------ errors
 
-class ExportError(Exception):
+class ExportError(JobError):
     """An export could not be done. `permanent`: retrying cannot help."""
-
-    permanent = False
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class PermanentExportError(ExportError):
@@ -110,9 +105,6 @@ class ExportFailedError(PermanentExportError):
 class ExportCrashedError(ExportError):
     """The export process ended without saying why (killed, out of memory): retried."""
 
-
-class LeaseLostError(Exception):
-    """Another instance owns the job now: stop without touching it."""
 
 
 # ------------------------------------------------------------------ export process events

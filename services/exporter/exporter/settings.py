@@ -25,37 +25,26 @@ import os
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
-from servicekit.settings import HttpSettings, S3Settings, ServiceSettings
+from servicekit.settings import HttpSettings, LeaseSettings, S3Settings, ServiceSettings
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("AGENTLOOP_MODEL_CACHE", Path.home() / ".cache" / "agentloop"))
 
 
-class ExportSettings(BaseModel):
+class ExportSettings(LeaseSettings):
+    env_prefix = "EXPORT"
+
     work_dir: Path = Field(default_factory=lambda: cache_root() / "exporter")
     model_cache_dir: Path | None = None
     quants: list[str] = Field(default_factory=lambda: ["Q4_K_M", "Q5_K_M", "Q8_0"], min_length=1)
     parity_tokens: int = Field(default=16, ge=1)
     upload_f16: bool = True
-    lease_ttl_s: float = Field(default=60.0, gt=0)
-    heartbeat_s: float = Field(default=15.0, gt=0)
-    poll_interval_s: float = Field(default=5.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
-    retry_delay_s: float = Field(default=10.0, ge=0)
     nice: int = Field(default=10, ge=0, le=19)
     python: str = sys.executable
 
-    @model_validator(mode="after")
-    def _heartbeat_within_ttl(self) -> ExportSettings:
-        if self.heartbeat_s * 2 > self.lease_ttl_s:
-            raise ValueError(
-                f"EXPORT__HEARTBEAT_S ({self.heartbeat_s}) must be at most half of EXPORT__LEASE_TTL_S "
-                f"({self.lease_ttl_s}), or one late heartbeat loses the lease"
-            )
-        return self
 
 
 class OllamaSettings(BaseModel):

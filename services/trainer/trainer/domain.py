@@ -24,6 +24,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from contracts import TrainingRequested
+from servicekit.attempts import JobError
 
 
 class JobStatus(StrEnum):
@@ -79,14 +80,8 @@ def checkpoint_name(uri_or_path: str) -> str:
 
 # ------------------------------------------------------------------ errors
 
-class TrainingError(Exception):
+class TrainingError(JobError):
     """A job could not be trained. `permanent`: retrying cannot help."""
-
-    permanent = False
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class PermanentTrainingError(TrainingError):
@@ -108,9 +103,6 @@ class RecipeFailedError(PermanentTrainingError):
 class TrainingCrashedError(TrainingError):
     """The training process ended without saying why (killed, out of memory): retried."""
 
-
-class LeaseLostError(Exception):
-    """Another instance owns the job now (our lease expired): stop without touching it."""
 
 
 # ------------------------------------------------------------------ recipe events (run.py's JSON lines)

@@ -24,22 +24,19 @@ import os
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field
 
-from servicekit.settings import HttpSettings, S3Settings, ServiceSettings
+from servicekit.settings import HttpSettings, LeaseSettings, S3Settings, ServiceSettings
 
 
 def _default_work_dir() -> Path:
     return Path(os.environ.get("AGENTLOOP_MODEL_CACHE", Path.home() / ".cache" / "agentloop")) / "trainer"
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(LeaseSettings):
+    env_prefix = "TRAINING"
+
     work_dir: Path = Field(default_factory=_default_work_dir)
-    lease_ttl_s: float = Field(default=60.0, gt=0)
-    heartbeat_s: float = Field(default=15.0, gt=0)
-    poll_interval_s: float = Field(default=5.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
-    retry_delay_s: float = Field(default=10.0, ge=0)
     progress_interval_s: float = Field(default=1.0, ge=0)
     nice: int = Field(default=10, ge=0, le=19)
     num_threads: int | None = Field(default=None, ge=1)
@@ -47,14 +44,6 @@ class TrainingSettings(BaseModel):
     model_cache_dir: Path | None = None
     python: str = sys.executable
 
-    @model_validator(mode="after")
-    def _heartbeat_within_ttl(self) -> TrainingSettings:
-        if self.heartbeat_s * 2 > self.lease_ttl_s:
-            raise ValueError(
-                f"TRAINING__HEARTBEAT_S ({self.heartbeat_s}) must be at most half of TRAINING__LEASE_TTL_S "
-                f"({self.lease_ttl_s}), or one late heartbeat loses the lease"
-            )
-        return self
 
 
 class TrainerSettings(ServiceSettings):

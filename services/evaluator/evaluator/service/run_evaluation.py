@@ -17,7 +17,7 @@
    model.promoted (when a quant passed) are staged in the outbox with the outcome, one transaction.
 
 The model work runs in a worker thread (`Scorer`), so the event loop keeps serving health,
-heartbeating the lease and the AMQP connection. What ends an attempt:
+heartbeating the lease and the AMQP connection. What ends an attempt (servicekit.attempts):
 - a verdict: completed (passed or not).
 - Postgres/S3/registry trouble or a crash: the lease is given back and the evaluation retried
   after `retry_delay_s`, until `max_attempts`; then it fails with an evaluation.completed that
@@ -42,7 +42,7 @@ from evalkit.dataset_suite import DATASET_SUITE, DatasetItems, dataset_suite, su
 from evalkit.gate import GateResult, decide, policy_for
 from evalkit.scoring import Evaluation, EvaluationCancelledError, ItemResult, Progress, SuiteResult, score_suites
 from evalkit.suites import CANDIDATE_DATASET, GENERATIVE, REGRESSION, Suite, primary_suite, regression_items
-from servicekit.lease import LeaseKeeper, run_under_lease
+from servicekit.attempts import Attempt, AttemptRunner, LeaseLostError
 from servicekit.logs import correlation_id, log_fields
 
 from ..domain import (
@@ -117,10 +117,6 @@ class EvalState:
                 "since": self.since.isoformat(), "verdicts": dict(self.verdicts)}
 
 
-class LeaseLostError(Exception):
-    pass
-
-
 @dataclass
 class QuantOutcome:
     file: ExportedFile
@@ -147,6 +143,8 @@ class RunEvaluation:
         self.policy = policy
         self.clock = clock
         self.current: EvalState | None = None
+        self.attempts = AttemptRunner(store, policy, what="evaluation", kind="eval", stopped_by="evaluator",
+                                      logger=logger, clock=clock)
 
     def describe(self) -> dict[str, Any] | None:
         return self.current.describe() if self.current else None
@@ -158,16 +156,17 @@ class RunEvaluation:
         state = EvalState(job.evaluation_id, job.export.model_version, attempt=job.attempts)
         self.current = state
         stop = threading.Event()  # tells the scoring thread to stop after the current item
-        keeper = LeaseKeeper(
-            lambda: self.store.heartbeat(job.evaluation_id, p.owner, p.lease_ttl_s, state.describe()),
-            what=f"evaluation {job.evaluation_id}", ttl_s=p.lease_ttl_s, interval_s=p.heartbeat_s,
-            active=lambda: not state.settled, clock=self.clock,
-        )
         outcome = "error"
         self.metrics.running.set(1)
         try:
-            outcome = await run_under_lease(self._attempt(job, state, stop), keeper, state, job_id=job.evaluation_id,
-                                            kind="eval", stop=stop.set)
+            outcome = await self.attempts.run(
+                job.evaluation_id, state, last_error=job.last_error,
+                heartbeat=lambda: self.store.heartbeat(job.evaluation_id, p.owner, p.lease_ttl_s, state.describe()),
+                work=lambda attempt: self._attempt(job, state, stop, attempt),
+                fail=lambda reason: self._give_up(job, reason), stop=stop.set, stop_errors=(EvaluationCancelledError,),
+            )
+            if outcome == "error":
+                self.metrics.gate_outcomes.labels(outcome="error").inc()
         except asyncio.CancelledError:
             outcome = "stopped"
             raise
@@ -179,40 +178,14 @@ class RunEvaluation:
             correlation_id.reset(token)
         return outcome
 
-    # ------------------------------------------------------------------ one attempt
+    # ------------------------------------------------------------------ one attempt (servicekit.attempts ends it)
 
-    async def _attempt(self, job: EvaluationJob, state: EvalState, stop: threading.Event) -> str:
-        p = self.policy
+    async def _attempt(self, job: EvaluationJob, state: EvalState, stop: threading.Event, attempt: Attempt) -> str:
         started = self.clock()
-        try:
-            if job.attempts >= p.max_attempts:
-                return await self._give_up(job, state, f"gave up after {job.attempts} attempts; last error: "
-                                                       f"{job.last_error or 'the evaluator stopped'}")
-            attempt = await self.store.start_attempt(job.evaluation_id, p.owner)
-            if attempt is None:
-                raise LeaseLostError(job.evaluation_id)
-            state.attempt = attempt
-            outcome = await self._evaluate(job, state, stop)
-            self.metrics.duration.observe(self.clock() - started)
-            return outcome
-        except LeaseLostError:
-            state.lease_lost = True
-            return "lost_lease"
-        except (asyncio.CancelledError, EvaluationCancelledError):
-            stop.set()
-            if not state.lease_lost and not state.settled:
-                state.settled = True  # our own shutdown: the attempt does not count
-                await self.store.release(job.evaluation_id, p.owner, error=None, retry_after_s=0, refund_attempt=True)
-            raise asyncio.CancelledError from None
-        except Exception as exc:  # Postgres, S3 or registry trouble (or a bug): retried after the delay
-            logger.exception("evaluation %s attempt failed; retrying in %.0fs", job.evaluation_id, p.retry_delay_s,
-                             extra=log_fields(evaluation_id=job.evaluation_id))
-            self.metrics.gate_outcomes.labels(outcome="error").inc()
-            if not state.settled:
-                state.settled = True
-                await self.store.release(job.evaluation_id, p.owner, error=_reason(exc), retry_after_s=p.retry_delay_s,
-                                         refund_attempt=False)
-            return "error"
+        await attempt.begin()
+        outcome = await self._evaluate(job, state, stop)
+        self.metrics.duration.observe(self.clock() - started)
+        return outcome
 
     async def _evaluate(self, job: EvaluationJob, state: EvalState, stop: threading.Event) -> str:
         export = job.export
@@ -367,22 +340,21 @@ class RunEvaluation:
         have.update({c.suite: c for c in fresh})
         return have
 
-    async def _give_up(self, job: EvaluationJob, state: EvalState, reason: str) -> str:
+    async def _give_up(self, job: EvaluationJob, reason: str) -> bool:
+        """A failed evaluation: a negative verdict that says why (evaluation.completed, passed=false)."""
         export = job.export
         event = EvaluationCompleted.create(
             correlation_id=export.envelope.correlation_id, causation=export,
             message_id=deterministic_id("evaluation-completed", job.evaluation_id),
             evaluation_id=job.evaluation_id, job_id=job.job_id, candidate=export.model_version, passed=False,
-            reasons=[reason[:MAX_REASON_CHARS]],
+            reasons=[reason],
         )
-        state.settled = True
         if not await self.store.finish(job.evaluation_id, self.policy.owner, passed=False, quantization=None,
-                                       report_uri=None, error=reason[:MAX_REASON_CHARS], events=[event]):
-            return "lost_lease"
+                                       report_uri=None, error=reason, events=[event]):
+            return False
         self.metrics.gate_outcomes.labels(outcome="failed").inc()
         await self.store.publish(event)
-        logger.error("evaluation %s failed: %s", job.evaluation_id, reason)
-        return "failed"
+        return True
 
     # ------------------------------------------------------------------ outputs
 
@@ -493,8 +465,3 @@ def _item_result(doc: dict[str, Any]) -> ItemResult:
 def _read_of(built: DatasetItems) -> str:
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(built.skipped.items()))
     return f"{built.read} read" + (f"; skipped: {skipped}" if skipped else "")
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
-

@@ -3,15 +3,12 @@
 metrics and the job's progress) → every file to S3 under `models/<version>/` → one transaction:
 version registered as `candidate` with lineage + job completed + ExportCompleted in the outbox.
 
-What ends an attempt:
-- `completed` line: files uploaded, version registered, export.completed published.
-- `failed` line (parity mismatch, bad adapter), unknown base, missing adapter: the job fails with
-  export.failed and nothing is registered (retrying the same adapter cannot help).
-- the process ends without either line (killed, out of memory): the lease is given back and the
-  job retried after `retry_delay_s` until it was started `max_attempts` times; then it fails.
-- the lease is lost: the process is killed and the job left to its new owner.
-- the service stops: the process is killed, the lease given back at once, the attempt refunded.
-- S3/Postgres trouble around the process: the lease is given back, retried after the delay.
+What ends an attempt is servicekit.attempts' ladder: a `failed` line (parity mismatch, bad adapter),
+an unknown base or a missing adapter fail the job with export.failed and register nothing; a
+process that ends without a result line is retried after `retry_delay_s` until it was started
+`max_attempts` times; a lost lease kills the process and leaves the job to its new owner; a stopping
+service kills the process, gives the lease back at once and refunds the attempt; S3/Postgres trouble
+gives the lease back for a retry after the delay.
 A re-run writes the same version name and the same S3 keys, so a takeover is harmless.
 """
 
@@ -29,18 +26,15 @@ from typing import Any
 
 from contracts import ExportCompleted, ExportedFile, ExportFailed, deterministic_id, utcnow
 from modelregistry import ModelFile, RegistryError
-from servicekit.lease import LeaseKeeper, run_under_lease
+from servicekit.attempts import Attempt, AttemptRunner, LeaseLostError, last_line
 from servicekit.logs import correlation_id, log_fields
 
 from ..domain import (
     ExportCrashedError,
-    ExportError,
     ExportFailedError,
     ExportJob,
     ExportOutput,
     Failed,
-    LeaseLostError,
-    PermanentExportError,
     Stage,
     model_prefix,
     parse_event,
@@ -51,8 +45,6 @@ from ..ports import Artifacts, Candidate, ExportJobStore, ExportLauncher, Export
 from .lineage import LineageReader
 
 logger = logging.getLogger("exporter.job")
-
-MAX_REASON_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -111,6 +103,8 @@ class RunExportJob:
         self.policy = policy
         self.clock = clock
         self.current: ExportState | None = None
+        self.attempts = AttemptRunner(store, policy, what="export job", kind="export", stopped_by="exporter",
+                                      logger=logger)
 
     def describe(self) -> dict[str, Any] | None:
         return self.current.describe() if self.current else None
@@ -123,14 +117,15 @@ class RunExportJob:
         state = ExportState(job.job_id, job.version, attempt=job.attempts)
         self.current = state
         self.metrics.running.labels(job_id=job.job_id, version=job.version).set(1)
-        keeper = LeaseKeeper(
-            lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.stage, state.progress_doc()),
-            what=f"export job {job.job_id}", ttl_s=p.lease_ttl_s, interval_s=p.heartbeat_s,
-            active=lambda: not state.settled,
-        )
         outcome = "error"
         try:
-            outcome = await run_under_lease(self._attempt(job, state), keeper, state, job_id=job.job_id, kind="export")
+            outcome = await self.attempts.run(
+                job.job_id, state, last_error=job.last_error,
+                heartbeat=lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.stage,
+                                                       state.progress_doc()),
+                work=lambda attempt: self._attempt(job, state, attempt), fail=lambda reason: self._fail(job, reason),
+                workdir=p.work_dir / job.version,
+            )
         except asyncio.CancelledError:
             outcome = "stopped"
             raise
@@ -142,63 +137,25 @@ class RunExportJob:
             correlation_id.reset(token)
         return outcome
 
-    # ------------------------------------------------------------------ one attempt
+    # ------------------------------------------------------------------ one attempt (servicekit.attempts ends it)
 
-    async def _attempt(self, job: ExportJob, state: ExportState) -> str:
+    async def _attempt(self, job: ExportJob, state: ExportState, attempt: Attempt) -> str:
         workdir = self.policy.work_dir / job.version
-        proc: ExportProcess | None = None
-        try:
-            if job.attempts >= self.policy.max_attempts:
-                raise PermanentExportError(
-                    f"gave up after {job.attempts} attempts; last error: {job.last_error or 'the exporter stopped'}"
-                )
-            config = await self._prepare(job, workdir, state)
-            attempt = await self.store.start_attempt(job.job_id, self.policy.owner)
-            if attempt is None:
-                raise LeaseLostError(job.job_id)
-            state.attempt = attempt
-            proc = await self.launcher.start(config, workdir / "export.log")
-            result = await self._follow(job, proc, state)
-            status = await proc.wait()
-            if isinstance(result, ExportOutput):
-                await self._complete(job, state, result)
-                return "completed"
-            if isinstance(result, Failed):
-                reason = result.describe()
-                raise ExportFailedError(reason) if result.permanent else ExportCrashedError(reason)
-            last = _last_line(proc.stderr_tail())
-            raise ExportCrashedError(
-                f"the export process exited with status {status} without a result" + (f": {last}" if last else "")
-            )
-        except LeaseLostError:
-            state.lease_lost = True
-            return "lost_lease"
-        except ExportError as exc:
-            if proc is not None:
-                _log_stderr(job, proc)
-            return await self._settle(job, state, exc)
-        except asyncio.CancelledError:
-            if proc is not None:
-                await proc.kill()  # before the lease goes back: nothing may write for this job any more
-            if not state.lease_lost:
-                state.settled = True
-                await self.store.release(job.job_id, self.policy.owner, error=None, retry_after_s=0,
-                                         refund_attempt=proc is not None)
-            raise
-        except Exception as exc:  # S3 or Postgres trouble (or a bug): the job goes back and is retried
-            logger.exception("export job %s attempt failed; retrying in %.0fs", job.job_id, self.policy.retry_delay_s,
-                             extra=log_fields(job_id=job.job_id))
-            if proc is not None:
-                await proc.kill()
-            state.settled = True
-            await self.store.release(job.job_id, self.policy.owner, error=_reason(exc),
-                                     retry_after_s=self.policy.retry_delay_s, refund_attempt=False)
-            return "error"
-        finally:
-            if proc is not None:
-                await proc.kill()
-            if not state.lease_lost:
-                await asyncio.to_thread(shutil.rmtree, workdir, True)
+        config = await self._prepare(job, workdir, state)
+        await attempt.begin()
+        proc = attempt.process = await self.launcher.start(config, workdir / "export.log")
+        result = await self._follow(job, proc, state)
+        status = await proc.wait()
+        if isinstance(result, ExportOutput):
+            await self._complete(job, state, result)
+            return "completed"
+        if isinstance(result, Failed):
+            reason = result.describe()
+            raise ExportFailedError(reason) if result.permanent else ExportCrashedError(reason)
+        last = last_line(proc.stderr_tail())
+        raise ExportCrashedError(
+            f"the export process exited with status {status} without a result" + (f": {last}" if last else "")
+        )
 
     def _stage_done(self, state: ExportState, name: str, seconds: float) -> None:
         state.stage_seconds[name] = round(state.stage_seconds.get(name, 0.0) + seconds, 3)
@@ -313,44 +270,13 @@ class RunExportJob:
                     len(files), extra=log_fields(job_id=job.job_id, version=job.version,
                                                  stage_seconds=state.stage_seconds))
 
-    async def _settle(self, job: ExportJob, state: ExportState, exc: ExportError) -> str:
-        """A failed attempt: fail the job for good (export.failed), or give it back for another attempt."""
-        attempts = max(state.attempt, job.attempts)
-        reason = exc.reason
-        if not exc.permanent:
-            if attempts < self.policy.max_attempts:
-                logger.warning("export job %s attempt %d crashed (%s); retrying in %.0fs", job.job_id, attempts,
-                               reason, self.policy.retry_delay_s, extra=log_fields(job_id=job.job_id))
-                state.settled = True
-                await self.store.release(job.job_id, self.policy.owner, error=reason,
-                                         retry_after_s=self.policy.retry_delay_s, refund_attempt=False)
-                return "crashed"
-            reason = f"{reason} (gave up after {attempts} attempts)"
+    async def _fail(self, job: ExportJob, reason: str) -> bool:
         req = job.request
-        reason = reason[:MAX_REASON_CHARS]
         event = ExportFailed.create(
             correlation_id=req.envelope.correlation_id, causation=req,
             message_id=deterministic_id("export-failed", job.job_id), job_id=job.job_id, reason=reason,
         )
-        state.settled = True
         if not await self.store.fail(job.job_id, self.policy.owner, reason=reason, event=event):
-            return "lost_lease"
+            return False
         await self.store.publish(event)
-        logger.error("export job %s failed: %s", job.job_id, reason, extra=log_fields(job_id=job.job_id))
-        return "failed"
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:500] if lines else ""
-
-
-def _log_stderr(job: ExportJob, proc: ExportProcess) -> None:
-    tail = proc.stderr_tail()
-    if tail:
-        logger.warning("stderr of export job %s's process (tail):\n%s", job.job_id, tail,
-                       extra=log_fields(job_id=job.job_id))
+        return True

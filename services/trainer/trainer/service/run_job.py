@@ -3,16 +3,12 @@ lines become metrics, TrainingProgress events and checkpoints in S3 → the adap
 the job completes with TrainingCompleted (or fails with TrainingFailed), each in one transaction
 with its outbox row.
 
-What ends an attempt, and what happens to the job:
-- `completed` line: adapter uploaded, job completed.
-- `failed` line, unknown base model, missing dataset: job failed (retrying cannot help).
-- the process ends without either line (killed, out of memory): the lease is given back and the
-  job is retried after `retry_delay_s`, resuming from its last recorded checkpoint, until it has
-  been started `max_attempts` times; then it fails.
-- the lease is lost (no heartbeat got through for a TTL, another instance took over): the process
-  is killed and the job left alone.
-- the service stops: the process is killed, the lease given back at once and the attempt refunded.
-- S3/Postgres trouble before or after training: the lease is given back, retried after the delay.
+What ends an attempt is servicekit.attempts' ladder: a `failed` line, an unknown base model or a
+missing dataset fail the job for good; a process that ends without a `completed` or `failed` line
+(killed, out of memory) is retried after `retry_delay_s`, resuming from its last recorded
+checkpoint, until it has been started `max_attempts` times; a lost lease kills the process and
+leaves the job alone; a stopping service kills the process, gives the lease back at once and
+refunds the attempt; S3/Postgres trouble gives the lease back for a retry after the delay.
 """
 
 from __future__ import annotations
@@ -29,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import TrainingCompleted, TrainingFailed, TrainingProgress, deterministic_id, utcnow
-from servicekit.lease import LeaseKeeper, run_under_lease
+from servicekit.attempts import Attempt, AttemptRunner, LeaseLostError, last_line
 from servicekit.logs import correlation_id, log_fields
 
 from ..domain import (
@@ -37,13 +33,10 @@ from ..domain import (
     Completed,
     Failed,
     Job,
-    LeaseLostError,
-    PermanentTrainingError,
     Progress,
     RecipeFailedError,
     Started,
     TrainingCrashedError,
-    TrainingError,
     adapter_prefix,
     checkpoint_name,
     checkpoint_prefix,
@@ -56,8 +49,6 @@ from ..ports import Artifacts, BaseModelResolver, JobStore, ProgressPublisher, T
 from ..training.job import TrainingJobSpec
 
 logger = logging.getLogger("trainer.job")
-
-MAX_REASON_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -130,6 +121,8 @@ class RunTrainingJob:
         self.clock = clock
         self.current: JobState | None = None
         self._last_published = float("-inf")
+        self.attempts = AttemptRunner(store, policy, what="training job", kind="train", stopped_by="trainer",
+                                      logger=logger)
 
     def describe(self) -> dict[str, Any] | None:
         return self.current.describe() if self.current else None
@@ -143,13 +136,14 @@ class RunTrainingJob:
                          checkpoint_uri=job.last_checkpoint_uri, checkpoint_step=job.last_checkpoint_step)
         self.current = state
         self.metrics.job_started(job.job_id, job.dataset_id, job.base_model)
-        keeper = LeaseKeeper(
-            lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.progress_doc()),
-            what=f"job {job.job_id}", ttl_s=p.lease_ttl_s, interval_s=p.heartbeat_s, active=lambda: not state.settled,
-        )
         outcome = "error"
         try:
-            outcome = await run_under_lease(self._attempt(job, state), keeper, state, job_id=job.job_id, kind="train")
+            outcome = await self.attempts.run(
+                job.job_id, state, last_error=job.last_error,
+                heartbeat=lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.progress_doc()),
+                work=lambda attempt: self._attempt(job, state, attempt), fail=lambda reason: self._fail(job, reason),
+                workdir=p.work_dir / storage_name(job.job_id),
+            )
         except asyncio.CancelledError:
             outcome = "stopped"
             raise
@@ -161,63 +155,26 @@ class RunTrainingJob:
             correlation_id.reset(token)
         return outcome
 
-    # ------------------------------------------------------------------ one attempt
+    # ------------------------------------------------------------------ one attempt (servicekit.attempts ends it)
 
-    async def _attempt(self, job: Job, state: JobState) -> str:
+    async def _attempt(self, job: Job, state: JobState, attempt: Attempt) -> str:
         workdir = self.policy.work_dir / storage_name(job.job_id)
-        proc: TrainingProcess | None = None
-        try:
-            if job.attempts >= self.policy.max_attempts:
-                raise PermanentTrainingError(
-                    f"gave up after {job.attempts} attempts; last error: {job.last_error or 'the trainer stopped'}"
-                )
-            config = await self._prepare(job, workdir, state)
-            attempt = await self.store.start_attempt(job.job_id, self.policy.owner)
-            if attempt is None:
-                raise LeaseLostError(job.job_id)
-            state.attempt, state.phase = attempt, "training"
-            proc = await self.launcher.start(config, workdir / "train.log")
-            result = await self._follow(job, proc, state, workdir)
-            status = await proc.wait()
-            if isinstance(result, Completed):
-                state.phase = "uploading"
-                await self._complete(job, state, result, attempt)
-                return "completed"
-            if isinstance(result, Failed):
-                raise RecipeFailedError(result.reason)
-            last = _last_line(proc.stderr_tail())
-            raise TrainingCrashedError(
-                f"the training process exited with status {status} without a result" + (f": {last}" if last else "")
-            )
-        except LeaseLostError:
-            state.lease_lost = True
-            return "lost_lease"
-        except TrainingError as exc:
-            if proc is not None:
-                _log_stderr(job, proc)
-            return await self._settle(job, state, exc)
-        except asyncio.CancelledError:
-            if proc is not None:
-                await proc.kill()  # before the lease goes back: nothing may write for this job any more
-            if not state.lease_lost:
-                state.settled = True
-                await self.store.release(job.job_id, self.policy.owner, error=None, retry_after_s=0,
-                                         refund_attempt=proc is not None)
-            raise
-        except Exception as exc:  # S3 or Postgres trouble (or a bug): the job goes back and is retried
-            logger.exception("job %s attempt failed; retrying in %.0fs", job.job_id, self.policy.retry_delay_s,
-                             extra=log_fields(job_id=job.job_id))
-            if proc is not None:
-                await proc.kill()
-            state.settled = True
-            await self.store.release(job.job_id, self.policy.owner, error=_reason(exc),
-                                     retry_after_s=self.policy.retry_delay_s, refund_attempt=False)
-            return "error"
-        finally:
-            if proc is not None:
-                await proc.kill()
-            if not state.lease_lost:  # after a takeover on this host the directory may be the new owner's
-                await asyncio.to_thread(shutil.rmtree, workdir, True)
+        config = await self._prepare(job, workdir, state)
+        number = await attempt.begin()
+        state.phase = "training"
+        proc = attempt.process = await self.launcher.start(config, workdir / "train.log")
+        result = await self._follow(job, proc, state, workdir)
+        status = await proc.wait()
+        if isinstance(result, Completed):
+            state.phase = "uploading"
+            await self._complete(job, state, result, number)
+            return "completed"
+        if isinstance(result, Failed):
+            raise RecipeFailedError(result.reason)
+        last = last_line(proc.stderr_tail())
+        raise TrainingCrashedError(
+            f"the training process exited with status {status} without a result" + (f": {last}" if last else "")
+        )
 
     async def _prepare(self, job: Job, workdir: Path, state: JobState) -> Path:
         req = job.request
@@ -328,44 +285,13 @@ class RunTrainingJob:
         logger.info("job %s completed: %d steps, adapter %s", job.job_id, done.steps, uri,
                     extra=log_fields(job_id=job.job_id, metrics=metrics))
 
-    async def _settle(self, job: Job, state: JobState, exc: TrainingError) -> str:
-        """A failed attempt: fail the job for good, or give it back for another attempt."""
-        attempts = max(state.attempt, job.attempts)
-        reason = exc.reason
-        if not exc.permanent:
-            if attempts < self.policy.max_attempts:
-                logger.warning("job %s attempt %d crashed (%s); retrying in %.0fs", job.job_id, attempts, reason,
-                               self.policy.retry_delay_s, extra=log_fields(job_id=job.job_id))
-                state.settled = True
-                await self.store.release(job.job_id, self.policy.owner, error=reason,
-                                         retry_after_s=self.policy.retry_delay_s, refund_attempt=False)
-                return "crashed"
-            reason = f"{reason} (gave up after {attempts} attempts)"
+    async def _fail(self, job: Job, reason: str) -> bool:
         req = job.request
-        reason = reason[:MAX_REASON_CHARS]
         event = TrainingFailed.create(
             correlation_id=req.envelope.correlation_id, causation=req,
             message_id=deterministic_id("training-failed", job.job_id), job_id=job.job_id, reason=reason,
         )
-        state.settled = True
         if not await self.store.fail(job.job_id, self.policy.owner, reason=reason, event=event):
-            return "lost_lease"
+            return False
         await self.store.publish(event)
-        logger.error("job %s failed: %s", job.job_id, reason, extra=log_fields(job_id=job.job_id))
-        return "failed"
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:500] if lines else ""
-
-
-def _log_stderr(job: Job, proc: TrainingProcess) -> None:
-    tail = proc.stderr_tail()
-    if tail:
-        logger.warning("stderr of job %s's training process (tail):\n%s", job.job_id, tail,
-                       extra=log_fields(job_id=job.job_id))
+        return True
