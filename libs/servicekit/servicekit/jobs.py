@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+from contracts import Contract
+
+from .logs import log_fields
 
 J = TypeVar("J")
 J_co = TypeVar("J_co", covariant=True)
@@ -92,3 +96,28 @@ class JobScheduler(Generic[J]):
             except Exception:  # the gauges stay stale until Postgres answers again
                 self.logger.debug("%s counts not refreshed", self.what, exc_info=True)
             await asyncio.sleep(max(self.poll_interval_s, 1.0))
+
+
+class JobIntake:
+    """Takes a request in as a queued job, so that its delivery can be acked at once (the job runs far
+    longer than a delivery may stay unacked): `accepted` is the store's accept (inbox claim and job
+    row, one transaction). A duplicate (same message, or same job) is logged and ignored; a first
+    delivery is counted in `received` (a Counter labelled by message type), logged, and wakes the
+    scheduler (`on_queued`)."""
+
+    def __init__(self, received: Any, on_queued: Callable[[], None], logger: logging.Logger) -> None:
+        self.received = received
+        self.on_queued = on_queued
+        self.logger = logger
+
+    async def take(self, msg: Contract, accepted: Awaitable[bool], queued: str, **fields: Any) -> bool:
+        """True when a job was queued (`queued` is the log line); False for a duplicate."""
+        env = msg.envelope
+        extra = log_fields(message_id=env.message_id, message_type=env.message_type, **fields)
+        if not await accepted:
+            self.logger.info("duplicate delivery ignored", extra=extra)
+            return False
+        self.received.labels(type=env.message_type).inc()
+        self.logger.info(queued, extra=extra)
+        self.on_queued()
+        return True
