@@ -3,9 +3,6 @@ context, set by the composition root)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from faststream import Context
 from faststream.rabbit import RabbitBroker
 
 from contracts import EvaluationCompleted, ExportCompleted, ModelPromoted
@@ -14,16 +11,20 @@ from servicekit.messaging import EVENTS, work_queue
 from . import SERVICE
 from .service import AcceptExport
 
-ACCEPT_EXPORT_KEY = "evaluator_accept_export"  # no dots: Context() reads them as attribute access
-
-AcceptExportDep = Annotated[AcceptExport, Context(ACCEPT_EXPORT_KEY)]
+# The composition root provides the use cases with `broker.context.set_global(KEY, ...)`. The
+# handlers read them with `broker.context.get` rather than through `Context()` parameters:
+# FastDepends resolves such parameters in a worker thread, a thread hop per message.
+ACCEPT_EXPORT_KEY = "evaluator_accept_export"
 
 
 def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
+    context = broker.context
+
     @broker.subscriber(work_queue(SERVICE, ExportCompleted, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_export_completed(msg: ExportCompleted, accept: AcceptExportDep) -> None:
+    async def on_export_completed(msg: ExportCompleted) -> None:
         """A candidate's quant ladder is in S3: queue its evaluation against production (acked at
         once; the evaluation runs under a lease)."""
+        accept: AcceptExport = context.get(ACCEPT_EXPORT_KEY)
         await accept(msg)
 
     # Declared for the AsyncAPI document only: both go out through the outbox.

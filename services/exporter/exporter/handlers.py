@@ -3,9 +3,6 @@ context, set by the composition root)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from faststream import Context
 from faststream.rabbit import RabbitBroker
 
 from contracts import (
@@ -23,40 +20,47 @@ from servicekit.messaging import EVENTS, work_queue
 from . import SERVICE
 from .service import AcceptExport, DeployModels
 
-ACCEPT_EXPORT_KEY = "exporter_accept_export"  # no dots: Context() reads them as attribute access
+# The composition root provides the use cases with `broker.context.set_global(KEY, ...)`. The
+# handlers read them with `broker.context.get` rather than through `Context()` parameters:
+# FastDepends resolves such parameters in a worker thread, a thread hop per message.
+ACCEPT_EXPORT_KEY = "exporter_accept_export"
 DEPLOY_KEY = "exporter_deploy_models"
-
-AcceptExportDep = Annotated[AcceptExport, Context(ACCEPT_EXPORT_KEY)]
-DeployDep = Annotated[DeployModels, Context(DEPLOY_KEY)]
 
 
 def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
+    context = broker.context
+
     @broker.subscriber(work_queue(SERVICE, TrainingCompleted, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_training_completed(msg: TrainingCompleted, accept: AcceptExportDep) -> None:
+    async def on_training_completed(msg: TrainingCompleted) -> None:
         """A trained adapter: queue its export (acked at once; the export runs under a lease)."""
+        accept: AcceptExport = context.get(ACCEPT_EXPORT_KEY)
         await accept(msg)
 
     @broker.subscriber(work_queue(SERVICE, ModelPromoted, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_model_promoted(msg: ModelPromoted, deploy: DeployDep) -> None:
+    async def on_model_promoted(msg: ModelPromoted) -> None:
         """The gate passed: make the version production (previous ← production) and announce it."""
+        deploy: DeployModels = context.get(DEPLOY_KEY)
         await deploy.promoted(msg)
 
     @broker.subscriber(work_queue(SERVICE, EvaluationCompleted, delivery_limit=delivery_limit), EVENTS,
                        no_reply=True)
-    async def on_evaluation_completed(msg: EvaluationCompleted, deploy: DeployDep) -> None:
+    async def on_evaluation_completed(msg: EvaluationCompleted) -> None:
         """The gate's verdict: recorded on the version; a candidate that failed it is marked rejected."""
+        deploy: DeployModels = context.get(DEPLOY_KEY)
         await deploy.evaluated(msg)
 
     @broker.subscriber(work_queue(SERVICE, ModelPromoteRequested, delivery_limit=delivery_limit), EVENTS,
                        no_reply=True)
-    async def on_promote_requested(msg: ModelPromoteRequested, deploy: DeployDep) -> None:
+    async def on_promote_requested(msg: ModelPromoteRequested) -> None:
         """An operator promotes a registered, evaluated version."""
+        deploy: DeployModels = context.get(DEPLOY_KEY)
         await deploy.promote_requested(msg)
 
     @broker.subscriber(work_queue(SERVICE, ModelRollbackRequested, delivery_limit=delivery_limit), EVENTS,
                        no_reply=True)
-    async def on_rollback_requested(msg: ModelRollbackRequested, deploy: DeployDep) -> None:
+    async def on_rollback_requested(msg: ModelRollbackRequested) -> None:
         """An operator moves production back to previous."""
+        deploy: DeployModels = context.get(DEPLOY_KEY)
         await deploy.rollback_requested(msg)
 
     # Declared for the AsyncAPI document only: these go out through the outbox.
