@@ -424,10 +424,10 @@ def ensure_api_key(env: dict[str, str]) -> None:
         if code == 200:
             return
         say(f"the key in .run/api-key is refused by the gateway ({code}); creating a new one")
-    proc = subprocess.run([str(BIN / "agentloop"), "api-key", "create", "--role", "operator", "--name", "local-operator"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run([str(BIN / "python"), "-m", "gateway.admin", "api-key", "create", "--role", "operator",
+                           "--name", "local-operator"], cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise StackError(f"agentloop api-key create failed:\n{proc.stderr}")
+        raise StackError(f"python -m gateway.admin api-key create failed:\n{proc.stderr}")
     API_KEY_FILE.write_text(proc.stdout.strip() + "\n")
     API_KEY_FILE.chmod(0o600)
     say("operator API key written to .run/api-key")

@@ -203,6 +203,19 @@ def migrated_database(prefix: str) -> Iterator[str]:
         drop_database(name)
 
 
+def admin_command(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The gateway's admin entry point (`python -m gateway.admin ...`) on `env`'s DATABASE__URL."""
+    return subprocess.run([sys.executable, "-m", "gateway.admin", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def make_api_key(env: dict[str, str], role: str, name: str) -> str:
+    """A new API key, made as the first key is: `python -m gateway.admin api-key create`."""
+    made = admin_command(env, "api-key", "create", "--role", role, "--name", name)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
 def generate_rsa_key(keys_dir: Path, kid: str) -> Path:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.harness import IsolatedEnv
+from tests.harness import IsolatedEnv, admin_command
 
 KEY_RE = re.compile(r"\bal_[A-Za-z0-9_\-]+")
 
@@ -35,10 +35,10 @@ def api_key(infra: IsolatedEnv) -> Callable[[str], str]:
 
     def make(role: str) -> str:
         if role not in cache:
-            out = cli(infra, "api-key", "create", "--role", role, "--name", f"e2e-{role}")
+            out = admin_command(infra.env, "api-key", "create", "--role", role, "--name", f"e2e-{role}")
             assert out.returncode == 0, out.stderr
             match = KEY_RE.search(out.stdout)
-            assert match, f"no API key in CLI output: {out.stdout!r}"
+            assert match, f"no API key in the admin command's output: {out.stdout!r}"
             cache[role] = match.group(0)
         return cache[role]
 

@@ -28,7 +28,7 @@ from modelregistry.write import register_candidate
 from servicekit.artifacts import ArtifactStore
 from servicekit.db import asyncpg_dsn
 from tests.conftest import Stack
-from tests.harness import IsolatedEnv, create_database, create_vhost, delete_vhost, drop_database, migrate, wait_until
+from tests.harness import IsolatedEnv, create_database, make_api_key, create_vhost, delete_vhost, drop_database, migrate, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -80,9 +80,7 @@ def cli_env(services, infra: IsolatedEnv) -> dict[str, str]:
     base = {**infra.env, **env, "AGENTLOOP_URL": stack.gateway_url}
     keys = {}
     for role in ("operator", "user"):
-        made = agentloop(base, "api-key", "create", "--role", role, "--name", f"e2e-ops-{role}")
-        assert made.returncode == 0, made.stderr
-        keys[role] = made.stdout.strip()
+        keys[role] = make_api_key(base, role, f"e2e-ops-{role}")
     return {**base, "AGENTLOOP_API_KEY": keys["operator"], "USER_KEY": keys["user"]}
 
 

@@ -8,7 +8,7 @@ from typing import Protocol
 from contracts import Contract
 from modelregistry import ModelVersion
 
-from .domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, RunFinish, RunRecord
+from .domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, Role, RunFinish, RunRecord
 
 
 class RunStore(Protocol):
@@ -56,6 +56,15 @@ class ApiKeyStore(Protocol):
 
     async def touch(self, key_id: str) -> None:
         """Note that the key was just used."""
+
+    async def insert(self, key_id: str, secret_hash: str, role: Role, name: str, audit: AuditEntry) -> None:
+        """A new key, with its audit entry, in one transaction."""
+
+    async def revoke(self, key_id: str, audit: AuditEntry) -> bool:
+        """False when no active key has this id; the audit entry is written only when one was revoked."""
+
+    async def list(self) -> list[dict]:
+        """Every key's id, name, role and times, oldest first (never a secret)."""
 
 
 class Publisher(Protocol):

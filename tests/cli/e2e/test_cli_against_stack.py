@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import make_api_key
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EXE = Path(sys.executable).parent / "agentloop"
@@ -21,9 +23,8 @@ def agentloop(env: dict[str, str], *args: str, timeout: float = 240) -> subproce
 
 @pytest.fixture(scope="module")
 def cli_env(stack, infra, tmp_path_factory) -> dict[str, str]:
-    made = agentloop(infra.env, "api-key", "create", "--role", "user", "--name", "cli-e2e")
-    assert made.returncode == 0, made.stderr
-    env = {**infra.env, "AGENTLOOP_URL": stack.gateway_url, "AGENTLOOP_API_KEY": made.stdout.strip()}
+    key = make_api_key(infra.env, "user", "cli-e2e")
+    env = {**infra.env, "AGENTLOOP_URL": stack.gateway_url, "AGENTLOOP_API_KEY": key}
     for module, proc in stack.services.items():
         env[f"AGENTLOOP_{module.upper()}_URL"] = proc.url
     env.pop("AGENTLOOP_TOKEN", None)

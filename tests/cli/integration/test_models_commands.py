@@ -23,7 +23,7 @@ from modelregistry import BASE_VERSION, GateEvaluation, ModelFile
 from modelregistry.write import promote, record_evaluation, register_candidate
 from servicekit.db import asyncpg_dsn
 from tests.harness import IsolatedEnv, ServiceProcess, create_database, create_vhost, delete_vhost, drop_database, \
-    migrate
+    make_api_key, migrate
 from tests.registry.state import reset_registry
 
 EXE = Path(sys.executable).parent / "agentloop"
@@ -72,12 +72,11 @@ async def agentloop_async(env: dict[str, str], *args: str) -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def keys(setup: dict[str, str], gateway: ServiceProcess) -> dict[str, dict[str, str]]:
-    """CLI environments with an operator's and a user's API key (made with `agentloop api-key`)."""
+    """CLI environments with an operator's and a user's API key (made with `python -m gateway.admin`)."""
     envs = {}
     for role in ("operator", "user"):
-        made = agentloop(setup, "api-key", "create", "--role", role, "--name", f"cli-models-{role}")
-        assert made.returncode == 0, made.stderr
-        envs[role] = {**setup, "AGENTLOOP_URL": gateway.url, "AGENTLOOP_API_KEY": made.stdout.strip()}
+        key = make_api_key(setup, role, f"cli-models-{role}")
+        envs[role] = {**setup, "AGENTLOOP_URL": gateway.url, "AGENTLOOP_API_KEY": key}
         envs[role].pop("AGENTLOOP_TOKEN", None)
     return envs
 

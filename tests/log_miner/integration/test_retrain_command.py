@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from contracts import TrainingRequested
-from tests.harness import ROOT, ServiceProcess
+from tests.harness import ROOT, ServiceProcess, make_api_key
 from tests.log_miner.integration.conftest import EVAL_DIR, MinerEnv, eventually
 
 EXE = Path(sys.executable).parent / "agentloop"
@@ -36,9 +36,8 @@ def gateway(miner_env: MinerEnv, miner, session_tmp: Path) -> Iterator[ServicePr
 
 
 def cli_env(miner_env: MinerEnv, gateway: ServiceProcess, role: str) -> dict[str, str]:
-    made = agentloop(miner_env.env, "api-key", "create", "--role", role, "--name", f"miner-{role}")
-    assert made.returncode == 0, made.stderr
-    env = {**miner_env.env, "AGENTLOOP_URL": gateway.url, "AGENTLOOP_API_KEY": made.stdout.strip()}
+    key = make_api_key(miner_env.env, role, f"miner-{role}")
+    env = {**miner_env.env, "AGENTLOOP_URL": gateway.url, "AGENTLOOP_API_KEY": key}
     env.pop("AGENTLOOP_TOKEN", None)
     return env
 

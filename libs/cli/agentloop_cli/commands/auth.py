@@ -1,13 +1,13 @@
-"""`agentloop api-key create|list|revoke` (database) and `agentloop token` (gateway)."""
+"""`agentloop api-key create|list|revoke` (the gateway's admin routes, an admin's key) and `agentloop token`.
+
+The first key comes from the gateway's own admin entry point, on its database:
+`python -m gateway.admin api-key create --role admin --name OWNER`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import getpass
-import os
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,12 +16,14 @@ from rich.table import Column, Table
 from ..client import GatewayClient
 from ..config import credentials, gateway_url
 
-T = TypeVar("T")
 err = Console(stderr=True)
 
 api_key_app = typer.Typer(
-    help="Manage API keys, directly in the gateway's database (DATABASE__URL).", no_args_is_help=True
+    help="Manage API keys through the gateway (/v1/admin/api-keys; an admin's key). The first key: "
+         "python -m gateway.admin api-key create.", no_args_is_help=True,
 )
+
+ApiKey = Annotated[str | None, typer.Option(help="an admin's key; default: AGENTLOOP_API_KEY, then .run/api-key")]
 
 
 class RoleName(str, enum.Enum):
@@ -30,65 +32,45 @@ class RoleName(str, enum.Enum):
     admin = "admin"
 
 
-def _database_url() -> str:
-    from servicekit.settings import DatabaseSettings
-
-    return os.environ.get("DATABASE__URL", DatabaseSettings().url)
-
-
-def _with_engine(work: Callable[[Any], Awaitable[T]]) -> T:
-    from servicekit.db import make_engine
-
-    async def go() -> T:
-        engine = make_engine(_database_url(), pool_size=1)
-        try:
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
 @api_key_app.command("create")
 def create(
     role: Annotated[RoleName, typer.Option(help="what the key's tokens may do")],
-    name: Annotated[str | None, typer.Option(help="owner of the key: the subject of its tokens")] = None,
+    name: Annotated[str, typer.Option(help="owner of the key: the subject of its tokens")],
+    api_key: ApiKey = None,
 ) -> None:
     """Create an API key and print it (it is shown once: only its hash is stored)."""
-    from gateway.service.api_keys import create_api_key
-
-    owner = name or f"{getpass.getuser()}-{role.value}"
-    key = _with_engine(lambda engine: create_api_key(engine, role.value, owner, created_by=f"cli:{getpass.getuser()}"))
-    err.print(f"API key for [bold]{owner}[/] (role {role.value}); shown once, store it now:")
-    typer.echo(key)
+    client = GatewayClient(gateway_url())
+    token = client.token_for(credentials(api_key))
+    made = client.call(token, "POST", "/v1/admin/api-keys", json={"role": role.value, "name": name},
+                       expect=(201,)).json()
+    err.print(f"API key for [bold]{made['name']}[/] (role {made['role']}); shown once, store it now:")
+    typer.echo(made["key"])
 
 
 @api_key_app.command("list")
-def list_keys() -> None:
+def list_keys(api_key: ApiKey = None) -> None:
     """List API keys (ids, owners, roles, times; never secrets)."""
-    from gateway.service.api_keys import list_api_keys
-
-    rows = _with_engine(list_api_keys)
+    client = GatewayClient(gateway_url())
+    rows = client.call(client.token_for(credentials(api_key)), "GET", "/v1/admin/api-keys").json()
     table = Table("name", "role", "created", "last used", "revoked")
     table.columns.insert(0, Column("key id", no_wrap=True, min_width=16))
     for row in rows:
-        table.add_row(
-            row["key_id"], row["name"], str(row["role"]),
-            *(_when(row.get(k)) for k in ("created_at", "last_used_at", "revoked_at")),
-        )
-    Console().print(table)
-
-
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else str(value or "")
+        table.add_row(row["key_id"], row["name"], str(row["role"]),
+                      *((row.get(k) or "")[:16].replace("T", " ") for k in ("created_at", "last_used_at", "revoked_at")))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(table)
 
 
 @api_key_app.command("revoke")
-def revoke(key: Annotated[str, typer.Argument(help="the key id or the whole key")]) -> None:
+def revoke(key: Annotated[str, typer.Argument(help="the key id or the whole key")], api_key: ApiKey = None) -> None:
     """Revoke an API key; tokens already issued stay valid until they expire."""
-    from gateway.service.api_keys import revoke_api_key
-
-    if not _with_engine(lambda engine: revoke_api_key(engine, key, revoked_by=f"cli:{getpass.getuser()}")):
+    key_id = key.split("_")[1] if key.startswith("al_") and key.count("_") >= 2 else key
+    client = GatewayClient(gateway_url())
+    resp = client.call(client.token_for(credentials(api_key)), "DELETE", f"/v1/admin/api-keys/{key_id}",
+                       expect=(204, 404))
+    if resp.status_code == 404:
         err.print("no active key matched")
         raise typer.Exit(1)
     err.print("revoked")

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..domain import (
+    ApiKeyNotFoundError,
     AuthenticationError,
     InvalidRequestError,
     ModelCommandConflictError,
@@ -29,7 +30,7 @@ async def _forbidden(_: Request, exc: PermissionDeniedError) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "required_role": exc.required.label}, status_code=403)
 
 
-async def _not_found(_: Request, exc: RunNotFoundError | ModelNotFoundError) -> JSONResponse:
+async def _not_found(_: Request, exc: RunNotFoundError | ModelNotFoundError | ApiKeyNotFoundError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
@@ -60,6 +61,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RunNotFoundError, _not_found)
     app.add_exception_handler(RunNotFinishedError, _conflict)
     app.add_exception_handler(ModelNotFoundError, _not_found)
+    app.add_exception_handler(ApiKeyNotFoundError, _not_found)
     app.add_exception_handler(ModelCommandConflictError, _conflict)
     app.add_exception_handler(RateLimitedError, _rate_limited)
     app.add_exception_handler(InvalidRequestError, _invalid)

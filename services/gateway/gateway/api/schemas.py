@@ -151,3 +151,21 @@ class ModelCommandAccepted(BaseModel):
     status: str  # accepted (sent), done (waited: production moved), pending (waited: not yet)
     production: str | None  # production now (as last read)
     aliases: dict[str, str] | None = None
+
+
+class ApiKeyCreated(BaseModel):
+    """The new key, shown this once: only a hash of its secret is stored."""
+
+    key: str
+    key_id: str
+    name: str
+    role: str
+
+
+class ApiKeyView(BaseModel):
+    key_id: str
+    name: str
+    role: str
+    created_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None

@@ -11,6 +11,7 @@ from .identities import (
 )
 from .errors import (
     GatewayError,
+    ApiKeyNotFoundError,
     AuthenticationError,
     PermissionDeniedError,
     RunNotFoundError,
@@ -31,6 +32,7 @@ from .requests import (
     PromoteSubmission,
     RollbackSubmission,
     RetrainSubmission,
+    ApiKeySubmission,
 )
 from .records import (
     RunStatus,
@@ -44,7 +46,9 @@ from .records import (
 )
 
 __all__ = [
+    "ApiKeyNotFoundError",
     "ApiKeyRecord",
+    "ApiKeySubmission",
     "AuditEntry",
     "AuthenticationError",
     "CorrectedToolCall",

@@ -61,6 +61,12 @@ class InvalidRequestError(GatewayError):
         return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.loc).lstrip(".")
 
 
+class ApiKeyNotFoundError(GatewayError):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no active API key {key_id}")
+        self.key_id = key_id
+
+
 class ModelNotFoundError(GatewayError):
     def __init__(self, version: str) -> None:
         super().__init__(f"model version {version} is not registered")

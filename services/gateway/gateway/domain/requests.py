@@ -131,3 +131,12 @@ class RetrainSubmission(BaseModel):
     dataset: StrictDatasetOptions | None = None
     training: StrictLoraOptions | None = None
     base_model: str | None = None
+
+
+class ApiKeySubmission(BaseModel):
+    """An admin's new API key: its role and its owner (the subject of its tokens)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "operator", "admin"]
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")

@@ -8,8 +8,10 @@ guess, so a slow KDF or a server-side pepper would add cost without adding safet
 The token's subject is the key's `name` (its owner), so a user who rotates API keys keeps
 access to the runs made with the old one.
 
-`create_api_key`, `revoke_api_key` and `list_api_keys` are what the `agentloop api-key` CLI
-calls against the database directly.
+Keys are issued and withdrawn by `issue_key` / `withdraw_key`, the one place for those rules: the
+admin routes (`/v1/admin/api-keys`, through `ApiKeyService`) use them, and so does the gateway's
+admin entry point for the first key, `python -m gateway.admin api-key create` (`create_api_key`,
+`revoke_api_key`, `list_api_keys`: on the database directly).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import secrets
 from collections.abc import Callable
 
 from ..adapters.postgres import Database, PostgresApiKeys
-from ..domain import AuditEntry, AuthenticationError, RateLimitedError, Role
+from ..domain import ApiKeyNotFoundError, AuditEntry, AuthenticationError, Identity, RateLimitedError, Role
 from ..ports import ApiKeyStore, AuditLog, RateLimiter
 from .tokens import IssuedToken, TokenService
 
@@ -93,36 +95,62 @@ class ApiKeyService:
             )
         return token
 
+    async def create(self, who: Identity, role: Role, name: str, client_ip: str | None) -> tuple[str, str]:
+        """An admin issues a key (POST /v1/admin/api-keys): (the key, shown once; its key_id)."""
+        return await issue_key(self.store, role, name, created_by=who.subject, creator_role=who.role.label,
+                               client_ip=client_ip)
+
+    async def revoke(self, who: Identity, key_id: str, client_ip: str | None) -> None:
+        if not await withdraw_key(self.store, key_id, revoked_by=who.subject, revoker_role=who.role.label,
+                                  client_ip=client_ip):
+            raise ApiKeyNotFoundError(key_id)
+
+    async def list(self) -> list[dict]:
+        return await self.store.list()
+
     def _fail(self, reason: str, detail: str) -> AuthenticationError:
         if self._on_failure is not None:
             self._on_failure(reason)
         return AuthenticationError(reason, detail)
 
 
-# --------------------------------------------------------------------------- CLI entry points
+# --------------------------------------------------------------------------- issuing and withdrawing keys
 
 
-async def create_api_key(db: Database, role: str | Role, name: str, *, created_by: str = "cli") -> str:
-    """Create an API key with `role` for `name` (the token subject); returns the key, shown once.
-
-    `db` is an AsyncEngine or an AsyncConnection (joined if it is inside a transaction).
-    """
+async def issue_key(store: ApiKeyStore, role: str | Role, name: str, *, created_by: str, creator_role: str = "admin",
+                    client_ip: str | None = None) -> tuple[str, str]:
+    """A new key with `role` for `name` (the token subject): (the key, shown once; its key_id)."""
     role = role if isinstance(role, Role) else Role.parse(role)
     name = name.strip()
     if not name:
         raise ValueError("an API key needs a name (its owner: the subject of its tokens)")
     key, key_id, secret_hash = new_api_key()
-    audit = AuditEntry(subject=created_by, role="admin", action="api_key.create", target=key_id, outcome="ok",
-                       details={"name": name, "role": role.label})
-    await PostgresApiKeys(db).insert(key_id, secret_hash, role, name, audit)
-    return key
+    audit = AuditEntry(subject=created_by, role=creator_role, action="api_key.create", target=key_id, outcome="ok",
+                       client_ip=client_ip, details={"name": name, "role": role.label})
+    await store.insert(key_id, secret_hash, role, name, audit)
+    return key, key_id
 
 
-async def revoke_api_key(db: Database, key: str, *, revoked_by: str = "cli") -> bool:
+async def withdraw_key(store: ApiKeyStore, key: str, *, revoked_by: str, revoker_role: str = "admin",
+                       client_ip: str | None = None) -> bool:
     """Revoke by key id or by the full key; False when no active key matched."""
     key_id = parse_api_key(key)[0] if key.startswith(f"{PREFIX}_") else key
-    audit = AuditEntry(subject=revoked_by, role="admin", action="api_key.revoke", target=key_id, outcome="ok")
-    return await PostgresApiKeys(db).revoke(key_id, audit)
+    audit = AuditEntry(subject=revoked_by, role=revoker_role, action="api_key.revoke", target=key_id, outcome="ok",
+                       client_ip=client_ip)
+    return await store.revoke(key_id, audit)
+
+
+# --------------------------------------------------------------------------- the admin entry point's (database)
+
+
+async def create_api_key(db: Database, role: str | Role, name: str, *, created_by: str = "admin-cli") -> str:
+    """Create an API key; returns the key, shown once. `db` is an AsyncEngine or an AsyncConnection
+    (joined if it is inside a transaction)."""
+    return (await issue_key(PostgresApiKeys(db), role, name, created_by=created_by))[0]
+
+
+async def revoke_api_key(db: Database, key: str, *, revoked_by: str = "admin-cli") -> bool:
+    return await withdraw_key(PostgresApiKeys(db), key, revoked_by=revoked_by)
 
 
 async def list_api_keys(db: Database) -> list[dict]:
