@@ -42,7 +42,7 @@ from evalkit.dataset_suite import DATASET_SUITE, DatasetItems, dataset_suite, su
 from evalkit.gate import GateResult, decide, policy_for
 from evalkit.scoring import Evaluation, EvaluationCancelledError, ItemResult, Progress, SuiteResult, score_suites
 from evalkit.suites import CANDIDATE_DATASET, GENERATIVE, REGRESSION, Suite, primary_suite, regression_items
-from servicekit.attempts import Attempt, AttemptRunner, LeaseLostError
+from servicekit.attempts import MAX_REASON_CHARS, Attempt, AttemptRunner, LeaseLostError
 from servicekit.logs import correlation_id, log_fields
 
 from ..domain import (
@@ -58,7 +58,6 @@ from ..ports import CachedScore, Datasets, EvaluationStore, ModelFiles, Reports,
 
 logger = logging.getLogger("evaluator.evaluation")
 
-MAX_REASON_CHARS = 2000
 MAX_OUTPUT_CHARS = 2000  # of a model output kept in the report
 
 
