@@ -18,11 +18,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from servicekit.uow import UnitOfWork
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -201,6 +205,23 @@ def migrated_database(prefix: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(name)
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(database_url: str, schema: str, *, max_size: int = 4) -> AsyncIterator[UnitOfWork]:
+    """A service schema's unit of work on a pool of its own, for store tests. Its broker is never
+    connected: staged rows stay in the outbox (the publish after commit fails and is left to the relay)."""
+    from faststream.rabbit import RabbitBroker
+
+    from servicekit.db import AsyncpgPool
+    from servicekit.uow import UnitOfWork
+
+    db = AsyncpgPool(database_url, what="the test's pool", max_size=max_size)
+    await db.open()
+    try:
+        yield UnitOfWork.of_schema(db, schema, RabbitBroker("amqp://unused/"))
+    finally:
+        await db.close()
 
 
 def admin_command(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ from faststream.rabbit import RabbitBroker
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .db import AsyncpgPool
 from .health import Check, health_router
 from .messaging import declare_dead_letter_queues
 from .metrics import metrics_router
@@ -36,6 +37,7 @@ class ServiceRuntime:
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
+    db: AsyncpgPool | None = None  # the service's asyncpg pool: open from before the start-up hooks to the end
 
 
 def create_service_app(rt: ServiceRuntime, routers: Sequence[APIRouter] = (), **fastapi_kwargs: Any) -> FastAPI:
@@ -44,6 +46,8 @@ def create_service_app(rt: ServiceRuntime, routers: Sequence[APIRouter] = (), **
         await rt.broker.connect()
         # The dead-letter queues must exist before any consumer can reject into them.
         await declare_dead_letter_queues(rt.broker, rt.work_queues)
+        if rt.db is not None:
+            await rt.db.open()
         for hook in rt.on_startup:
             await hook()
         await rt.broker.start()
@@ -58,6 +62,8 @@ def create_service_app(rt: ServiceRuntime, routers: Sequence[APIRouter] = (), **
             await rt.broker.stop()
             for hook in reversed(rt.on_shutdown):
                 await hook()
+            if rt.db is not None:
+                await rt.db.close()
             if rt.engine is not None:
                 await rt.engine.dispose()
             logger.info("%s stopped", rt.name)

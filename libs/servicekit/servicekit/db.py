@@ -1,9 +1,11 @@
-"""Postgres access (SQLAlchemy Core on asyncpg) and the inbox/outbox tables every service has.
+"""Postgres access and the inbox/outbox tables every service has.
 
-Each service owns one Postgres schema; its inbox and outbox live there. Hot paths (a write per
-message or request) may use a plain asyncpg pool instead (`asyncpg_pool`): one prepared
-statement on an asyncpg connection costs ~0.15 ms of CPU, the same transaction through
-SQLAlchemy's async layer (greenlet hop, pool checkout with pre-ping, BEGIN/COMMIT) ~1 ms.
+Each service owns one Postgres schema; its inbox and outbox live there. Every write path runs on
+asyncpg (`AsyncpgPool`; the inbox/outbox statements are `messagesql`'s, the unit of work `uow`'s,
+leased jobs `jobstore`'s): one prepared statement on an asyncpg connection costs ~0.15 ms of
+CPU, the same transaction through SQLAlchemy's async layer (greenlet hop, pool checkout with
+pre-ping, BEGIN/COMMIT) ~1 ms. SQLAlchemy Core stays for the table definitions (Alembic) and
+for a few composed reads off the hot path (`make_engine`). Decision 0016.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import json
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -101,24 +103,3 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
     )
-
-
-class Inbox:
-    """Idempotent consumption: claim a message id inside the transaction of the side effect."""
-
-    def __init__(self, table: sa.Table) -> None:
-        self.table = table
-
-    async def claim(self, conn: AsyncConnection, message_id: str, message_type: str) -> bool:
-        """True the first time a message id is seen; False for a duplicate delivery."""
-        stmt = (
-            insert(self.table)
-            .values(message_id=message_id, message_type=message_type)
-            .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(self.table.c.message_id)
-        )
-        return (await conn.execute(stmt)).first() is not None
-
-    async def seen(self, conn: AsyncConnection, message_id: str) -> bool:
-        stmt = sa.select(self.table.c.message_id).where(self.table.c.message_id == message_id)
-        return (await conn.execute(stmt)).first() is not None

@@ -6,7 +6,7 @@ in batches by the background task (`run_relay`: one UPDATE per batch instead of 
 per call). The relay in the same task publishes anything left behind: a crash between commit
 and publish, a refused publish, or a mark lost with its batch (rows are only relayed once they
 are older than `min_age_s`, well above the mark interval). Publishing is at-least-once;
-consumers dedupe by message id.
+consumers dedupe by message id. The statements are `MessageSql`'s, on the service's asyncpg pool.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import sqlalchemy as sa
+import asyncpg
 from faststream.rabbit import RabbitBroker
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import BY_TYPE, Contract
 
+from .db import AsyncpgPool
+from .messagesql import MessageSql, OutboxRows
 from .messaging import EVENTS, amqp_properties, json_body
 
 logger = logging.getLogger("servicekit.outbox")
@@ -31,15 +31,15 @@ MarkPublished = Callable[[list[str]], Awaitable[None]]
 
 
 class Outbox:
-    """`mark_published(message_ids)` writes the fast path's marks (default: an UPDATE through
-    `engine`); a service with a hot-path asyncpg pool passes its own, e.g. one whose commit
+    """The outbox of `sql`'s schema on `db`. `mark_published(message_ids)` writes the fast path's
+    marks (default: an UPDATE on `db`); a service may pass its own, e.g. on a pool whose commit
     does not wait for the WAL flush (a lost mark only means a harmless republish)."""
 
-    def __init__(self, table: sa.Table, engine: AsyncEngine, broker: RabbitBroker, *,
+    def __init__(self, db: AsyncpgPool, sql: MessageSql, broker: RabbitBroker, *,
                  mark_published: MarkPublished | None = None, mark_interval_s: float = 0.1,
                  mark_batch: int = 500) -> None:
-        self.table = table
-        self.engine = engine
+        self.db = db
+        self.sql = sql
         self.broker = broker
         self.mark_published = mark_published or self._mark_published
         self.mark_interval_s = mark_interval_s
@@ -52,20 +52,10 @@ class Outbox:
         self._batch_full = asyncio.Event()
         self._marking = False  # the background task flushes marks (else publish_now marks at once)
 
-    async def add(self, conn: AsyncConnection, *messages: Contract) -> None:
+    async def add(self, conn: asyncpg.Connection, *messages: Contract) -> None:
         """Stage messages inside the caller's transaction (idempotent on message id)."""
-        if not messages:
-            return
-        rows = [
-            {
-                "message_id": m.envelope.message_id,
-                "message_type": m.envelope.message_type,
-                "routing_key": m.routing_key,
-                "body": m.model_dump(mode="json"),
-            }
-            for m in messages
-        ]
-        await conn.execute(insert(self.table).values(rows).on_conflict_do_nothing(index_elements=["message_id"]))
+        if messages:
+            await conn.execute(self.sql.stage_all(), *OutboxRows.of(messages))
 
     async def publish_now(self, *messages: Contract) -> None:
         """After commit: publish these messages and have them marked sent; failures are left to the relay.
@@ -97,10 +87,7 @@ class Outbox:
                                   **amqp_properties(message))
 
     async def _mark_published(self, message_ids: list[str]) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                sa.update(self.table).where(self.table.c.message_id.in_(message_ids)).values(published_at=sa.func.now())
-            )
+        await self.db.pool.execute(self.sql.mark_published, message_ids)
 
     async def flush_marks(self) -> int:
         """Mark what the fast path published since the last flush; returns how many rows."""
@@ -118,39 +105,29 @@ class Outbox:
         """
         now = time.monotonic()
         parked = [row_id for row_id, until in self._parked.items() if until > now]
-        async with self._lock, self.engine.begin() as conn:
-            t = self.table
-            query = (
-                sa.select(t.c.id, t.c.routing_key, t.c.body)
-                .where(t.c.published_at.is_(None))
-                .where(t.c.created_at < sa.func.now() - sa.text(f"interval '{float(min_age_s)} seconds'"))
-                .order_by(t.c.id)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-            if parked:
-                query = query.where(t.c.id.not_in(parked))
-            rows = (await conn.execute(query)).all()
+        async with self._lock, self.db.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(self.sql.pending, float(min_age_s), batch, parked)
             sent: list[int] = []
             for row in rows:
+                row_id, body = row["id"], row["body"]
                 try:
-                    contract = BY_TYPE[row.body["envelope"]["message_type"]].model_validate(row.body)
+                    contract = BY_TYPE[body["envelope"]["message_type"]].model_validate(body)
                     await self.broker.publish(
-                        row.body, exchange=EVENTS, routing_key=row.routing_key, **amqp_properties(contract)
+                        body, exchange=EVENTS, routing_key=row["routing_key"], **amqp_properties(contract)
                     )
                 except Exception as exc:  # this row waits; the others go out
-                    tries = self._tries.get(row.id, 0) + 1
-                    self._tries[row.id] = tries
+                    tries = self._tries.get(row_id, 0) + 1
+                    self._tries[row_id] = tries
                     delay = min(2.0**tries, 300.0)
-                    self._parked[row.id] = time.monotonic() + delay
-                    logger.error("outbox row %s (%s) not published, retry in %.0fs: %r", row.id, row.routing_key,
+                    self._parked[row_id] = time.monotonic() + delay
+                    logger.error("outbox row %s (%s) not published, retry in %.0fs: %r", row_id, row["routing_key"],
                                  delay, exc)
                     continue
-                sent.append(row.id)
-                self._parked.pop(row.id, None)
-                self._tries.pop(row.id, None)
+                sent.append(row_id)
+                self._parked.pop(row_id, None)
+                self._tries.pop(row_id, None)
             if sent:
-                await conn.execute(sa.update(t).where(t.c.id.in_(sent)).values(published_at=sa.func.now()))
+                await conn.execute(self.sql.mark_rows, sent)
             return len(sent)
 
     async def run_relay(self, interval_s: float = 1.0) -> None:

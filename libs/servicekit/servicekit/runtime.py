@@ -16,7 +16,7 @@ from faststream.rabbit import RabbitBroker
 
 from .app import ServiceRuntime
 from .artifacts import ArtifactStore
-from .db import make_engine
+from .db import AsyncpgPool, make_engine
 from .health import broker_check, postgres_check, s3_check
 from .metrics import message_metrics_middleware, new_registry
 from .settings import BrokerSettings, HttpSettings, S3Settings, ServiceSettings
@@ -47,7 +47,8 @@ def standard_runtime(
     *,
     artifacts: ArtifactStore | None = None,
 ) -> ServiceRuntime:
-    """Broker (with FastStream's Prometheus middleware) + engine + checks; S3 when given.
+    """Broker (with FastStream's Prometheus middleware) + engine + asyncpg pool (`rt.db`) + checks;
+    S3 when given.
 
     With `artifacts`, its bucket is created at start-up and `/health/ready` checks it.
     """
@@ -62,6 +63,7 @@ def standard_runtime(
         registry=registry,
         checks={"broker": broker_check(broker), "postgres": postgres_check(engine)},
         work_queues=work_queue_names(broker),
+        db=AsyncpgPool(settings.database.url, what=f"the {name} database pool", max_size=settings.database.pool_size),
     )
     if artifacts is not None:
         rt.checks["s3"] = s3_check(artifacts)

@@ -16,12 +16,10 @@ from servicekit.app import create_service_app
 from servicekit.artifacts import ArtifactStore
 from servicekit.logs import setup_logging
 from servicekit.messaging import delete_retired_queues, make_broker
-from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
 
 from . import SERVICE, handlers
-from .adapters import tables
 from .adapters.model_loaders import FixedEngine, GgufFiles, LlamaCppLoader, LlamaParams, OllamaLoader, bundled_model
 from .adapters.postgres_runs import PostgresRunStore
 from .adapters.rabbit_steps import reply_sinks
@@ -116,10 +114,9 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
     own_queue = handlers.deployments_queue(instance).name
     rt.work_queues = [handlers.DEPLOYMENTS_DLQ_KEY if q == own_queue else q for q in rt.work_queues]
     metrics = RunnerMetrics(rt.registry)
-    store = PostgresRunStore(settings.database.url, max_size=settings.database.pool_size)
-    # Staging is in the store's record statement; the outbox publishes after commit, marks in
-    # batches through the store's pool, and relays what a crash left behind.
-    store.outbox = outbox = Outbox(tables.outbox, rt.engine, rt.broker, mark_published=store.mark_published)
+    # Staging is in the store's record statement; its outbox publishes after commit, marks in
+    # batches, and relays what a crash left behind.
+    store = PostgresRunStore(rt.db, rt.broker)
 
     # llama.cpp without an explicit file serves the registry's production version (loaded at
     # start-up, below); an explicit file or another engine kind is built here.
@@ -157,14 +154,13 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
 
     rt.checks["engine"] = lambda: slot.engine.ping()
     rt.details = lambda: {**slot.describe(), "instance": instance, "server_tools": sorted(tools)}
-    rt.background.append(outbox.run_relay)
-    rt.on_startup.append(store.open)
+    rt.background.append(store.outbox.run_relay)
     # Upgrade step: before per-instance deployments queues (decision 0011) every replica shared
     # the durable `agent-runner.model.deployed.v1`; nothing consumes it any more.
     rt.on_startup.append(lambda: delete_retired_queues(rt.broker, list(handlers.RETIRED_QUEUES)))
     if from_registry:
         rt.on_startup.append(serve_production)  # before the broker starts: no run without a model
-    rt.on_shutdown += [close_engines, store.close]
+    rt.on_shutdown += [close_engines]
     app = create_service_app(rt)
     app.state.slot = slot
     return app

@@ -14,15 +14,16 @@ from faststream.rabbit import RabbitBroker
 from evalkit.suites import CANDIDATE_DATASET, SuiteError, load_suites
 from servicekit.app import create_service_app
 from servicekit.logs import setup_logging
+from servicekit.jobstore import PostgresJobQueue
 from servicekit.messaging import make_broker
-from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
+from servicekit.uow import UnitOfWork
 
-from . import SERVICE, handlers
-from .adapters import tables
+from . import SCHEMA, SERVICE, handlers
+from .adapters import evaluation_store
+from .adapters.evaluation_store import EvaluationJobStore, PostgresScores
 from .adapters.llama_scorer import LlamaScorer
-from .adapters.postgres_store import PostgresEvaluationStore
 from .adapters.registry_models import RegistryModelFiles
 from .adapters.s3_files import S3Datasets, S3Reports
 from .domain import configured_suites
@@ -51,8 +52,9 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
     store_s3 = artifact_store(settings.s3)
     rt = standard_runtime(SERVICE, settings, build_broker, artifacts=store_s3)
     metrics = EvaluatorMetrics(rt.registry)
-    outbox = Outbox(tables.outbox, rt.engine, rt.broker)
-    store = PostgresEvaluationStore(rt.engine, outbox)
+    uow = UnitOfWork.of_schema(rt.db, SCHEMA, rt.broker)
+    store = EvaluationJobStore(PostgresJobQueue(uow, evaluation_store.TABLE, evaluation_store.KEY),
+                               PostgresScores(rt.db))
     owner = f"{settings.instance_id or f'{SERVICE}-{os.getpid()}'}:{uuid.uuid4().hex[:8]}"
     policy = EvalPolicy(
         owner=owner, lease_ttl_s=e.lease_ttl_s, heartbeat_s=e.heartbeat_s, max_attempts=e.max_attempts,
@@ -71,7 +73,7 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
     scheduler = evaluation_scheduler(store, run, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
                                       poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
     rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))
-    rt.background += [outbox.run_relay, scheduler.run, scheduler.run_gauges]
+    rt.background += [uow.outbox.run_relay, scheduler.run, scheduler.run_gauges]
     rt.details = lambda: {
         "instance": owner,
         "current_evaluation": run.describe(),

@@ -53,10 +53,8 @@ class EvaluationStore(Protocol):
 
     async def finish(self, evaluation_id: str, owner: str, *, passed: bool, quantization: str | None,
                      report_uri: str | None, error: str | None, events: Sequence[Contract]) -> bool:
-        """One transaction: the outcome + its events staged in the outbox. False if the lease is lost."""
-        ...
-
-    async def publish(self, *events: Contract) -> None:
+        """One transaction: the outcome + its events staged in the outbox, published after commit.
+        False if the lease is lost."""
         ...
 
     async def cached_scores(self, version: str, quantization: str, keys: Sequence[str]) -> dict[str, CachedScore]:

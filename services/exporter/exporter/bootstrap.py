@@ -14,15 +14,16 @@ from faststream.rabbit import RabbitBroker
 
 from servicekit.app import create_service_app
 from servicekit.logs import setup_logging
+from servicekit.jobstore import PostgresJobQueue
 from servicekit.messaging import make_broker
-from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
+from servicekit.uow import UnitOfWork
 from servicekit.worker_process import WorkerLauncher
 
-from . import SERVICE, handlers
-from .adapters import tables
-from .adapters.postgres_store import PostgresExportStore
+from . import SCHEMA, SERVICE, handlers
+from .adapters import export_store
+from .adapters.export_store import ExportStore, PostgresDeployments, PostgresRegistrar
 from .adapters.s3_artifacts import S3Artifacts
 from .metrics import ExporterMetrics
 from .ports import ModelServer
@@ -54,9 +55,9 @@ def build_app(settings: ExporterSettings) -> FastAPI:
     s3 = artifact_store(settings.s3)
     rt = standard_runtime(SERVICE, settings, build_broker, artifacts=s3)  # /health/ready checks S3 too
     metrics = ExporterMetrics(rt.registry)
-    store = PostgresExportStore(settings.database.url)
-    outbox = Outbox(tables.outbox, rt.engine, rt.broker, mark_published=store.mark_published)
-    store.outbox = outbox
+    uow = UnitOfWork.of_schema(rt.db, SCHEMA, rt.broker)
+    store = ExportStore(PostgresJobQueue(uow, export_store.TABLE, export_store.KEY), PostgresRegistrar())
+    deployments = PostgresDeployments(uow)
     e = settings.export
     cache = e.model_cache_dir or cache_root()
     artifacts = S3Artifacts(s3, cache / "registry")
@@ -73,20 +74,18 @@ def build_app(settings: ExporterSettings) -> FastAPI:
     scheduler = export_scheduler(store, run_job, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
                                   poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
     server = model_server(settings.ollama)
-    deploy = DeployModels(store, store, artifacts, metrics, server=server)
+    deploy = DeployModels(deployments, artifacts, metrics, server=server)
     rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))
     rt.broker.context.set_global(handlers.DEPLOY_KEY, deploy)
 
-    async def open_store() -> None:
-        await store.open()
-        production = (await store.aliases()).get("production")
+    async def show_production() -> None:
+        production = (await deployments.aliases()).get("production")
         if production:
             metrics.production_changed(production, None)
         logger.info("registry production version: %s", production)
 
-    rt.on_startup.insert(0, open_store)
-    rt.on_shutdown.append(store.close)
-    rt.background += [outbox.run_relay, scheduler.run, scheduler.run_gauges]
+    rt.on_startup.insert(0, show_production)
+    rt.background += [uow.outbox.run_relay, scheduler.run, scheduler.run_gauges]
     last: dict[str, object] = {}
 
     async def refresh_last() -> None:

@@ -55,15 +55,12 @@ class ExportJobStore(Protocol):
 
     async def complete(self, job_id: str, owner: str, *, candidate: Candidate, result: dict[str, Any],
                        event: ExportCompleted) -> bool:
-        """One transaction: version registered as candidate + job completed + event in the outbox."""
+        """One transaction: version registered as candidate + job completed + event in the outbox;
+        the event is published after commit (the outbox relay retries a failed publish)."""
         ...
 
     async def fail(self, job_id: str, owner: str, *, reason: str, event: ExportFailed) -> bool:
         """One transaction: job failed + event in the outbox; nothing registered."""
-        ...
-
-    async def publish(self, *events: ExportCompleted | ExportFailed | ModelDeployed) -> None:
-        """After commit: publish staged events now (the outbox relay retries failures)."""
         ...
 
     async def counts(self) -> dict[str, int]:
@@ -76,7 +73,8 @@ class ExportJobStore(Protocol):
 
 class Deployments(Protocol):
     """Alias moves through the registry writer: inbox claim + move + ModelDeployed in the outbox,
-    in one transaction. A RegistryError leaves everything unchanged (the claim included)."""
+    in one transaction; the event is published after commit. A RegistryError leaves everything
+    unchanged (the claim included)."""
 
     async def version(self, name: str) -> ModelVersion | None:
         ...

@@ -25,7 +25,7 @@ from servicekit.settings import BrokerSettings
 
 from . import SERVICE, handlers
 from . import metrics as gateway_metrics
-from .adapters import tables
+from .adapters import run_index as run_index_sql
 from .adapters.key_files import KeyDirectory
 from .adapters.log_miner import LogMinerLabelQueue
 from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore
@@ -114,7 +114,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
                                 on_flush=lambda kind, size: metrics.write_batch_size.labels(kind=kind).observe(size))
     # Fast-path publishing with batched marks (on the run index's relaxed-commit pool), and the
     # relay that covers crashes; staging happens in the run index's statements (and `outbox.add`).
-    outbox = Outbox(tables.outbox, engine, broker, mark_published=run_index.mark_published)
+    outbox = Outbox(run_index.db, run_index_sql.SQL, broker, mark_published=run_index.mark_published)
 
     # Adapters → use cases.
     def count_auth_failure(reason: str) -> None:
@@ -133,7 +133,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         f"{settings.redis.key_prefix}:{SERVICE}:limits",
         {"runs": settings.limits.runs, "token": settings.limits.token},
     )
-    audit = PostgresAuditLog(engine)
+    audit = PostgresAuditLog(run_index.db)
     replies = ReplyRouter(on_steps_forwarded=metrics.steps_forwarded.inc)
     runs = RunService(
         run_index,
@@ -146,7 +146,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         wait_grace_s=settings.runs.wait_grace_s,
         rules=RunRules(groupthink_max_samples=settings.runs.groupthink_max_samples),
     )
-    ops_store = PostgresOpsStore(engine, outbox)
+    ops_store = PostgresOpsStore(outbox)
     model_registry = PostgresModelRegistry(settings.database.url)
     label_queue = LogMinerLabelQueue(settings.log_miner_url)
     container = Container(

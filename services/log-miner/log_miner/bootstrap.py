@@ -11,12 +11,12 @@ from faststream.rabbit import RabbitBroker
 from servicekit.app import create_service_app
 from servicekit.logs import setup_logging
 from servicekit.messaging import make_broker
+from servicekit.messagesql import MessageSql
 from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
 
-from . import SERVICE, api, handlers
-from .adapters import tables
+from . import SCHEMA, SERVICE, api, handlers
 from .adapters.asyncpg_interactions import AsyncpgInteractionLog
 from .adapters.postgres_store import PostgresMinerStore
 from .adapters.s3_files import CorpusFiles, S3DatasetFiles
@@ -39,7 +39,7 @@ def build_app(settings: LogMinerSettings) -> FastAPI:
     artifacts = artifact_store(settings.s3)
     rt = standard_runtime(SERVICE, settings, build_broker, artifacts=artifacts)  # /health/ready checks S3 too
     metrics = MinerMetrics(rt.registry)
-    outbox = Outbox(tables.outbox, rt.engine, rt.broker)
+    outbox = Outbox(rt.db, MessageSql(SCHEMA), rt.broker)
     store = PostgresMinerStore(rt.engine, outbox)
     mining, policy = settings.mining, settings.policy
     roots = [r.strip() for r in mining.corpus_roots.split(",") if r.strip()]

@@ -14,16 +14,17 @@ from faststream.rabbit import RabbitBroker
 from modelkit.base_model import bundled_gguf_path
 from servicekit.app import create_service_app
 from servicekit.logs import setup_logging
+from servicekit.jobstore import PostgresJobQueue
 from servicekit.messaging import make_broker
-from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
+from servicekit.uow import UnitOfWork
 from servicekit.worker_process import WorkerLauncher
 
-from . import SERVICE, handlers
-from .adapters import tables
+from . import SCHEMA, SERVICE, handlers
+from .adapters import job_store
 from .adapters.base_models import BundledModel, ChainResolver, LocalPath
-from .adapters.postgres_jobs import PostgresJobStore
+from .adapters.job_store import TrainingJobStore
 from .adapters.rabbit_progress import RabbitProgressPublisher
 from .adapters.s3_artifacts import S3Artifacts
 from .metrics import TrainerMetrics
@@ -42,8 +43,8 @@ def build_app(settings: TrainerSettings) -> FastAPI:
     store_s3 = artifact_store(settings.s3)
     rt = standard_runtime(SERVICE, settings, build_broker, artifacts=store_s3)  # /health/ready checks S3 too
     metrics = TrainerMetrics(rt.registry)
-    outbox = Outbox(tables.outbox, rt.engine, rt.broker)
-    store = PostgresJobStore(rt.engine, outbox)
+    uow = UnitOfWork.of_schema(rt.db, SCHEMA, rt.broker)
+    store = TrainingJobStore(PostgresJobQueue(uow, job_store.TABLE, job_store.KEY))
     t = settings.training
     # The lease identity is per process: a restarted instance with the same INSTANCE_ID must not
     # pass for the one that died holding the lease.
@@ -61,7 +62,7 @@ def build_app(settings: TrainerSettings) -> FastAPI:
     scheduler = training_scheduler(store, run_job, metrics, owner=owner, lease_ttl_s=t.lease_ttl_s,
                                    poll_interval_s=t.poll_interval_s, retry_delay_s=t.retry_delay_s)
     rt.broker.context.set_global(handlers.ACCEPT_TRAINING_KEY, AcceptTraining(store, metrics, scheduler.poke))
-    rt.background += [outbox.run_relay, scheduler.run, scheduler.run_gauges]
+    rt.background += [uow.outbox.run_relay, scheduler.run, scheduler.run_gauges]
     rt.details = lambda: {
         "instance": owner,
         "current_job": run_job.describe(),

@@ -43,15 +43,12 @@ class JobStore(Protocol):
 
     async def complete(self, job_id: str, owner: str, *, adapter_uri: str, metrics: dict[str, float],
                        steps: int, event: TrainingCompleted) -> bool:
-        """One transaction: job completed + the event staged in the outbox. False if the lease is lost."""
+        """One transaction: job completed + the event staged in the outbox, published after commit (the
+        outbox relay retries a failed publish). False if the lease is lost."""
         ...
 
     async def fail(self, job_id: str, owner: str, *, reason: str, event: TrainingFailed) -> bool:
         """One transaction: job failed + the event staged in the outbox. False if the lease is lost."""
-        ...
-
-    async def publish(self, *events: TrainingCompleted | TrainingFailed) -> None:
-        """After commit: publish staged events now (the outbox relay retries failures)."""
         ...
 
     async def counts(self) -> dict[str, int]:

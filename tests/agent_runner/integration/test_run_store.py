@@ -7,23 +7,25 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from faststream.rabbit import RabbitBroker
 
 from agent_runner.adapters.postgres_runs import PostgresRunStore
 from agent_runner.ports import RunRecord
 from agent_runner.service import completed_id, logged_id
 from contracts import AgentRunCompleted, ChatMessage, InteractionLogged, TrajectoryStep, Usage, utcnow
+from servicekit.db import AsyncpgPool
 
 from .conftest import fetch_all
 
 
 @pytest.fixture(scope="module")
 async def store(infra) -> AsyncIterator[PostgresRunStore]:
-    store = PostgresRunStore(infra.database_url, max_size=2)
-    await store.open()
+    db = AsyncpgPool(infra.database_url, what="the test's pool", max_size=2)
+    await db.open()
     try:
-        yield store
+        yield PostgresRunStore(db, RabbitBroker("amqp://unused/"))  # never connected: rows stay staged
     finally:
-        await store.close()
+        await db.close()
 
 
 def run_record(run_id: str | None = None, message_id: str | None = None) -> RunRecord:
@@ -95,7 +97,7 @@ async def test_the_same_run_under_another_message_id_is_claimed_but_not_recorded
 async def test_published_rows_are_marked(store, db):
     record = run_record()
     assert await store.record(record)
-    await store.mark_published([m.envelope.message_id for m in record.outbox])
+    await store.outbox.mark_published([m.envelope.message_id for m in record.outbox])
     assert await outbox_rows(db, record.row["run_id"]) == [("AgentRunCompleted", True), ("InteractionLogged", True)]
 
 

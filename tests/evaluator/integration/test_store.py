@@ -10,13 +10,12 @@ import psycopg
 import pytest
 
 from contracts import EvaluationCompleted, ExportCompleted
-from evaluator.adapters import tables
-from evaluator.adapters.postgres_store import PostgresEvaluationStore
+from evaluator import SCHEMA
+from evaluator.adapters import evaluation_store
+from evaluator.adapters.evaluation_store import EvaluationJobStore, PostgresScores
 from evaluator.ports import CachedScore
-from servicekit.db import make_engine
-from servicekit.messaging import make_broker
-from servicekit.outbox import Outbox
-from tests.harness import create_database, drop_database, migrate
+from servicekit.jobstore import PostgresJobQueue
+from tests.harness import create_database, drop_database, migrate, unit_of_work
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +31,10 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[PostgresEvaluationStore]:
-    engine = make_engine(database_url, pool_size=2)
-    broker = make_broker("amqp://guest:guest@127.0.0.1:5672/", prefetch=1, app_id="test")  # never connected
-    try:
-        yield PostgresEvaluationStore(engine, Outbox(tables.outbox, engine, broker))
-    finally:
-        await engine.dispose()
+async def store(database_url: str) -> AsyncIterator[EvaluationJobStore]:
+    async with unit_of_work(database_url, SCHEMA) as uow:
+        yield EvaluationJobStore(PostgresJobQueue(uow, evaluation_store.TABLE, evaluation_store.KEY),
+                                 PostgresScores(uow.db))
 
 
 @pytest.fixture
@@ -53,7 +49,7 @@ def export() -> ExportCompleted:
         {"uri": f"s3://b/{key}.gguf", "sha256": "a" * 64, "size_bytes": 1, "kind": "gguf", "quantization": "Q4_K_M"}])
 
 
-async def test_an_export_is_taken_in_once_and_claimed_by_one_owner(store: PostgresEvaluationStore):
+async def test_an_export_is_taken_in_once_and_claimed_by_one_owner(store: EvaluationJobStore):
     msg = export()
     eid = f"ev-{uuid.uuid4().hex[:8]}"
     assert await store.accept(eid, msg) is True
@@ -68,7 +64,7 @@ async def test_an_export_is_taken_in_once_and_claimed_by_one_owner(store: Postgr
     assert await store.start_attempt(eid, "b") is None
 
 
-async def test_a_released_evaluation_is_claimable_again_after_the_delay(store: PostgresEvaluationStore):
+async def test_a_released_evaluation_is_claimable_again_after_the_delay(store: EvaluationJobStore):
     eid = f"ev-{uuid.uuid4().hex[:8]}"
     await store.accept(eid, export())
     while (job := await store.claim("a", 30)) is not None and job.evaluation_id != eid:
@@ -82,7 +78,7 @@ async def test_a_released_evaluation_is_claimable_again_after_the_delay(store: P
     assert await store.heartbeat(eid, "a", 30, None) is False  # the old owner's lease is gone
 
 
-async def test_the_outcome_and_its_events_are_one_transaction_under_the_lease(store: PostgresEvaluationStore,
+async def test_the_outcome_and_its_events_are_one_transaction_under_the_lease(store: EvaluationJobStore,
                                                                                db: psycopg.Connection):
     msg = export()
     eid = f"ev-{uuid.uuid4().hex[:8]}"
@@ -105,7 +101,7 @@ async def test_the_outcome_and_its_events_are_one_transaction_under_the_lease(st
     assert counts.get("completed", 0) >= 1
 
 
-async def test_production_scores_are_cached_per_version_quant_and_key(store: PostgresEvaluationStore):
+async def test_production_scores_are_cached_per_version_quant_and_key(store: EvaluationJobStore):
     version = f"base-{uuid.uuid4().hex[:6]}"
     score = CachedScore("tools", "k1", "ast", 0.5, {"simple": 0.5}, {"items": 2}, [{"id": "x", "ok": True}])
     await store.save_scores(version, "Q4_K_M", [score])

@@ -4,6 +4,7 @@ first, the first passing quant wins, production scored once and cached, the even
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,7 +16,9 @@ from evaluator.service import AcceptExport, EvalPolicy, RunEvaluation, evaluatio
 from modelkit.chat_format import format_tool_calls
 from prometheus_client import CollectorRegistry
 from servicekit.messaging import PermanentError
-from tests.evaluator.unit.fakes import FakeDatasets, FakeModels, FakeReports, FakeScorer, FakeStore
+from evaluator.adapters.evaluation_store import EvaluationJobStore
+from tests.evaluator.unit.fakes import FakeDatasets, FakeModels, FakeReports, FakeScorer, FakeScores
+from tests.servicekit.fakes import FakeJobQueue
 
 WEATHER = {"name": "weather", "description": "", "parameters": {"type": "dict", "properties": {
     "city": {"type": "string"}}, "required": ["city"]}}
@@ -54,7 +57,9 @@ LADDER = [quant("Q8_0", 300), quant("Q4_K_M", 100), quant("Q5_K_M", 150)]
 class World:
     def __init__(self, models: dict, *, threshold: float = 0.5, max_attempts: int = 3, missing=(),
                  production_error=None, suites=SUITES, **policy_extra) -> None:
-        self.store = FakeStore()
+        self.queue = FakeJobQueue("evaluation_id")  # the shared fake under the evaluator's real row mapping
+        self.scores = FakeScores()
+        self.store = EvaluationJobStore(self.queue, self.scores)
         self.models = FakeModels(set(missing), production_error)
         self.datasets = FakeDatasets()
         self.reports = FakeReports()
@@ -73,7 +78,13 @@ class World:
         return await self.scheduler.run_once()
 
     def events(self, kind):
-        return [e for e in self.store.published if isinstance(e, kind)]
+        return [e for e in self.queue.published if isinstance(e, kind)]
+
+    def row(self, evaluation_id: str) -> SimpleNamespace:
+        return SimpleNamespace(**self.queue.rows[evaluation_id])
+
+    def rows(self) -> list[SimpleNamespace]:
+        return [self.row(key) for key in self.queue.rows]
 
 
 async def test_the_smallest_passing_quant_wins_and_larger_ones_are_not_evaluated():
@@ -95,13 +106,13 @@ async def test_the_smallest_passing_quant_wins_and_larger_ones_are_not_evaluated
     assert (promoted.adapter_uri, promoted.job_id, promoted.evaluation_id) == ("s3://bucket/adapters/job-1", "job-1",
                                                                               done.evaluation_id)
     assert promoted.envelope.causation_id == done.envelope.message_id
-    assert w.store.outbox == w.store.published  # staged with the outcome, then published
+    assert w.queue.outbox == w.queue.published  # staged with the outcome, then published
     report = w.reports.reports[done.evaluation_id]
     assert [c["quantization"] for c in report["candidates"]] == ["Q4_K_M", "Q5_K_M"]
     assert report["candidates"][0]["passed"] is False
     assert {i["id"]: i["code"] for i in report["candidates"][0]["items"]}["w0"] == "no_call"
     assert len(report["baseline"]["items"]) == 4
-    row = w.store.rows[done.evaluation_id]
+    row = w.row(done.evaluation_id)
     assert (row.status, row.passed, row.quantization) == ("completed", True, "Q5_K_M")
 
 
@@ -113,7 +124,7 @@ async def test_no_passing_quant_means_a_negative_verdict_and_no_promotion():
     assert not done.passed and done.quantization is None and w.events(ModelPromoted) == []
     assert any(r.startswith("Q8_0: FAIL tools") for r in done.reasons)
     assert len(w.scorer.calls) == 4
-    assert w.store.rows[done.evaluation_id].status == "completed"
+    assert w.row(done.evaluation_id).status == "completed"
 
 
 async def test_the_verdict_names_the_gate_policys_primary_suite_whatever_its_position():
@@ -139,7 +150,7 @@ async def test_production_is_scored_once_and_taken_from_the_cache_afterwards():
     await w.evaluate(export([quant("Q4_K_M", 1)]))  # another export message: another evaluation
     assert [name for name, _ in w.scorer.calls] == ["production.gguf", "Q4_K_M.gguf", "Q4_K_M.gguf"]
     keys = suite_keys([s.limited(50) for s in SUITES], max_tokens=128, n_ctx=4096)
-    assert {k for (_, _, k) in w.store.scores} == {keys["tools"], keys["json"]}  # replay had no items
+    assert {k for (_, _, k) in w.scores.scores} == {keys["tools"], keys["json"]}  # replay had no items
     assert len(w.events(ModelPromoted)) == 2
 
 
@@ -183,15 +194,15 @@ async def test_a_transient_failure_is_retried_then_given_up_with_a_verdict():
     (done,) = w.events(EvaluationCompleted)
     assert not done.passed and "registry down" in done.reasons[0] and "gave up after 2 attempts" in done.reasons[0]
     assert done.primary_suite is None and done.candidate_scores == []  # the gate never ran
-    assert w.store.rows[done.evaluation_id].status == "failed"
+    assert w.row(done.evaluation_id).status == "failed"
     assert await w.scheduler.run_once() is None
 
 
 async def test_production_unavailable_is_transient():
     w = World({}, production_error=ProductionUnavailableError("no GGUF"))
     assert await w.evaluate(export([quant("Q4_K_M", 1)])) == "error"
-    row = next(iter(w.store.rows.values()))
-    assert row.status == "running" and row.owner is None and "no GGUF" in row.last_error
+    row = w.rows()[0]
+    assert row.status == "running" and row.lease_owner is None and "no GGUF" in row.last_error
 
 
 async def test_a_redelivered_export_is_taken_in_once():
@@ -199,7 +210,7 @@ async def test_a_redelivered_export_is_taken_in_once():
     msg = export([quant("Q4_K_M", 1)])
     assert await w.accept(msg) is True
     assert await w.accept(msg) is False
-    assert len(w.store.rows) == 1
+    assert len(w.queue.rows) == 1
 
 
 async def test_an_export_without_a_gguf_is_refused_for_good():
@@ -207,7 +218,7 @@ async def test_an_export_without_a_gguf_is_refused_for_good():
     msg = export([ExportedFile(uri="s3://b/Modelfile", sha256="b" * 64, size_bytes=1, kind="modelfile")])
     with pytest.raises(PermanentError, match="no GGUF"):
         await w.accept(msg)
-    assert w.store.rows == {}
+    assert w.queue.rows == {}
 
 
 async def test_a_stopping_service_gives_the_lease_back_and_the_attempt_is_not_counted():
@@ -228,9 +239,9 @@ async def test_a_stopping_service_gives_the_lease_back_and_the_attempt_is_not_co
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    row = next(iter(w.store.rows.values()))
-    assert (row.status, row.owner, row.attempts) == ("running", None, 0)
-    assert w.store.published == [] and w.run.describe() is None
+    row = w.rows()[0]
+    assert (row.status, row.lease_owner, row.attempts) == ("running", None, 0)
+    assert w.queue.published == [] and w.run.describe() is None
 
 
 # --------------------------------------------------------------------------- the gate per category
@@ -262,7 +273,7 @@ async def test_a_candidate_that_loses_one_category_is_refused_while_its_total_ri
     assert cand.details["category_items"] == base.details["category_items"] == {"irrelevance": 2, "simple": 4}
     assert base.per_category == {"irrelevance": 1.0, "simple": 0.25}
     # production's cached scores carry the categories and their item counts for the next evaluation
-    (cached,) = [c for c in w.store.scores.values() if c.suite == "tools"]
+    (cached,) = [c for c in w.scores.scores.values() if c.suite == "tools"]
     assert cached.per_category == base.per_category and cached.details["category_items"]["simple"] == 4
     report = w.reports.reports[done.evaluation_id]
     assert report["gate"]["min_category_items"] == 2

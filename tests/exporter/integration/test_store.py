@@ -1,4 +1,4 @@
-"""PostgresExportStore on a migrated database of its own (no service polls it): intake is
+"""The exporter's job store (the servicekit job queue on Postgres) on a migrated database of its own (no service polls it): intake is
 idempotent, leases expire and are taken over, and a writer that lost its lease changes nothing;
 completing registers the candidate and stages the event in one transaction."""
 
@@ -12,11 +12,14 @@ import pytest
 
 import modelregistry as reg
 from contracts import ExportCompleted, ExportFailed, TrainingCompleted, new_id
-from exporter.adapters.postgres_store import PostgresExportStore
+from exporter import SCHEMA
+from exporter.adapters import export_store
+from exporter.adapters.export_store import ExportStore, PostgresRegistrar
 from exporter.domain import JobStatus, version_name
 from exporter.ports import Candidate
 from modelregistry import ModelFile
-from tests.harness import IsolatedEnv, create_database, drop_database, migrate
+from servicekit.jobstore import PostgresJobQueue
+from tests.harness import IsolatedEnv, create_database, drop_database, migrate, unit_of_work
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +35,12 @@ def database_url(infra: IsolatedEnv) -> Iterator[str]:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[PostgresExportStore]:
-    s = PostgresExportStore(database_url)
-    await s.open()
-    await s.pool.execute("DELETE FROM exporter.export_jobs")  # claim takes the oldest job: start with none
-    try:
+async def store(database_url: str) -> AsyncIterator[ExportStore]:
+    async with unit_of_work(database_url, SCHEMA) as uow:
+        s = ExportStore(PostgresJobQueue(uow, export_store.TABLE, export_store.KEY), PostgresRegistrar())
+        s.pool = uow.db.pool  # for the test's own reads
+        await s.pool.execute("DELETE FROM exporter.export_jobs")  # claim takes the oldest job: start with none
         yield s
-    finally:
-        await s.close()
 
 
 def _training() -> TrainingCompleted:
@@ -47,11 +48,11 @@ def _training() -> TrainingCompleted:
                                     adapter_uri="s3://b/training/x/adapter/")
 
 
-async def _outbox(store: PostgresExportStore, message_id: str) -> dict | None:
+async def _outbox(store: ExportStore, message_id: str) -> dict | None:
     return await store.pool.fetchval("SELECT body FROM exporter.outbox WHERE message_id = $1", message_id)
 
 
-async def test_intake_is_idempotent_per_message_and_per_job(store: PostgresExportStore) -> None:
+async def test_intake_is_idempotent_per_message_and_per_job(store: ExportStore) -> None:
     msg = _training()
     version = version_name("bundled", msg.job_id)
     assert await store.accept(msg, version)
@@ -62,7 +63,7 @@ async def test_intake_is_idempotent_per_message_and_per_job(store: PostgresExpor
     assert (row["status"], row["version"]) == ("queued", version)
 
 
-async def test_an_expired_lease_is_taken_over_and_the_old_owner_changes_nothing(store: PostgresExportStore) -> None:
+async def test_an_expired_lease_is_taken_over_and_the_old_owner_changes_nothing(store: ExportStore) -> None:
     msg = _training()
     await store.accept(msg, version_name("bundled", msg.job_id))
     first = await store.claim("owner-a", ttl_s=0.3)
@@ -81,7 +82,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_changes_nothing(
     assert row["stage"] == "quantize" and row["progress"] == {"attempt": 2}
 
 
-async def test_release_makes_the_job_claimable_after_the_delay(store: PostgresExportStore) -> None:
+async def test_release_makes_the_job_claimable_after_the_delay(store: ExportStore) -> None:
     msg = _training()
     await store.accept(msg, version_name("bundled", msg.job_id))
     assert await store.claim("a", 30) is not None
@@ -93,7 +94,7 @@ async def test_release_makes_the_job_claimable_after_the_delay(store: PostgresEx
     assert job is not None and job.attempts == 0 and job.last_error == "crashed"
 
 
-async def test_complete_registers_the_candidate_and_stages_the_event_together(store: PostgresExportStore) -> None:
+async def test_complete_registers_the_candidate_and_stages_the_event_together(store: ExportStore) -> None:
     msg = _training()
     version = version_name("bundled", msg.job_id)
     await store.accept(msg, version)

@@ -11,91 +11,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contracts import Contract, TrainingCompleted
-from exporter.domain import ExportJob, JobStatus
+from exporter.adapters.export_store import ExportStore
 from exporter.ports import Candidate
 from modelregistry import ModelFile, ModelVersion
+from tests.servicekit.fakes import FakeJobQueue
 
 
 @dataclass
-class FakeJobStore:
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    inbox: set[str] = field(default_factory=set)
+class FakeRegistrar:
     registered: dict[str, Candidate] = field(default_factory=dict)
-    staged: list[Contract] = field(default_factory=list)
-    published: list[Contract] = field(default_factory=list)
-    heartbeats: int = 0
 
-    async def accept(self, msg: TrainingCompleted, version: str) -> bool:
-        if msg.envelope.message_id in self.inbox:
-            return False
-        self.inbox.add(msg.envelope.message_id)
-        if msg.job_id in self.jobs:
-            return False
-        self.jobs[msg.job_id] = {"version": version, "request": msg, "status": JobStatus.QUEUED, "attempts": 0,
-                                 "owner": None, "error": None}
-        return True
-
-    async def claim(self, owner: str, ttl_s: float) -> ExportJob | None:
-        for job_id, j in self.jobs.items():
-            if j["status"] in (JobStatus.QUEUED, JobStatus.RUNNING) and j["owner"] is None:
-                j.update(status=JobStatus.RUNNING, owner=owner)
-                return ExportJob(job_id, j["version"], j["request"], JobStatus.RUNNING, j["attempts"], j["error"],
-                                 started_at=datetime.now(UTC))
-        return None
-
-    def _held(self, job_id: str, owner: str) -> bool:
-        j = self.jobs.get(job_id)
-        return j is not None and j["owner"] == owner and j["status"] == JobStatus.RUNNING
-
-    async def heartbeat(self, job_id: str, owner: str, ttl_s: float, stage: str | None,
-                        progress: dict[str, Any] | None) -> bool:
-        self.heartbeats += 1
-        return self._held(job_id, owner)
-
-    async def start_attempt(self, job_id: str, owner: str) -> int | None:
-        if not self._held(job_id, owner):
-            return None
-        self.jobs[job_id]["attempts"] += 1
-        return self.jobs[job_id]["attempts"]
-
-    async def release(self, job_id: str, owner: str, *, error: str | None, retry_after_s: float,
-                      refund_attempt: bool) -> bool:
-        if not self._held(job_id, owner):
-            return False
-        j = self.jobs[job_id]
-        j.update(owner=None, error=error or j["error"])
-        if refund_attempt:
-            j["attempts"] = max(0, j["attempts"] - 1)
-        return True
-
-    async def complete(self, job_id: str, owner: str, *, candidate: Candidate, result: dict[str, Any],
-                       event: Contract) -> bool:
-        if not self._held(job_id, owner):
-            return False
-        self.jobs[job_id].update(status=JobStatus.COMPLETED, owner=None, result=result)
+    async def register(self, conn: Any, candidate: Candidate) -> None:
         self.registered[candidate.version] = candidate
-        self.staged.append(event)
-        return True
 
-    async def fail(self, job_id: str, owner: str, *, reason: str, event: Contract) -> bool:
-        if not self._held(job_id, owner):
-            return False
-        self.jobs[job_id].update(status=JobStatus.FAILED, owner=None, error=reason)
-        self.staged.append(event)
-        return True
 
-    async def publish(self, *events: Contract) -> None:
-        self.published.extend(events)
-
-    async def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for j in self.jobs.values():
-            out[j["status"].value] = out.get(j["status"].value, 0) + 1
-        return out
-
-    async def last_finished(self) -> dict[str, Any] | None:
-        return None
+def fake_export_store() -> ExportStore:
+    """The exporter's real job store on the shared fake queue (`store.queue`) and a fake registrar."""
+    return ExportStore(FakeJobQueue("job_id"), FakeRegistrar())
 
 
 @dataclass

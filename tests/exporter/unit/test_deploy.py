@@ -23,7 +23,7 @@ from exporter.service import DeployModels
 from modelregistry import BASE_VERSION, ModelVersion, NoPreviousVersionError, UnknownVersionError
 from modelregistry.write import AliasMove
 from servicekit.messaging import PermanentError
-from tests.exporter.unit.fakes import FakeArtifacts, FakeJobStore, version
+from tests.exporter.unit.fakes import FakeArtifacts, version
 
 
 @dataclass
@@ -34,6 +34,7 @@ class FakeDeployments:
     aliases_: dict[str, str] = field(default_factory=lambda: {"production": BASE_VERSION})
     inbox: set[str] = field(default_factory=set)
     staged: list[ModelDeployed] = field(default_factory=list)
+    published: list[ModelDeployed] = field(default_factory=list)  # after "commit"
     rejected: tuple[str, str, str] | None = None  # (version, evaluation id, reason) of the last rejection
 
     async def version(self, name: str) -> ModelVersion | None:
@@ -53,6 +54,7 @@ class FakeDeployments:
         self.inbox.add(message_id)
         if event is not None:
             self.staged.append(event)
+            self.published.append(event)
         self.aliases_ = new
         return move
 
@@ -105,9 +107,9 @@ class LocalFiles(FakeArtifacts):
 
 def _setup(server: FakeServer | None = None):  # noqa: ANN202
     deployments = FakeDeployments({"v1": version("v1"), BASE_VERSION: version(BASE_VERSION, status="production")})
-    store, registry = FakeJobStore(), CollectorRegistry()
-    use_case = DeployModels(deployments, store, LocalFiles(), ExporterMetrics(registry), server=server)
-    return use_case, deployments, store, registry
+    registry = CollectorRegistry()
+    use_case = DeployModels(deployments, LocalFiles(), ExporterMetrics(registry), server=server)
+    return use_case, deployments, deployments, registry
 
 
 def _promoted(**kw) -> ModelPromoted:  # noqa: ANN003

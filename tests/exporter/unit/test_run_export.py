@@ -15,7 +15,8 @@ from contracts import ExportCompleted, ExportFailed, TrainingCompleted
 from exporter.domain import JobStatus, version_name
 from exporter.metrics import ExporterMetrics
 from exporter.service import ExportPolicy, LineageReader, RunExportJob
-from tests.exporter.unit.fakes import FakeArtifacts, FakeJobStore, FakeLauncher, FakeProcess
+from exporter.adapters.export_store import ExportStore
+from tests.exporter.unit.fakes import FakeArtifacts, FakeLauncher, FakeProcess, fake_export_store
 
 JOB = "3f2a9c1e-0000-4000-8000-000000000001"
 ADAPTER = "s3://bucket/training/job/adapter/"
@@ -60,7 +61,7 @@ def _completed(spec: dict[str, Any]) -> FakeProcess:
     ])
 
 
-def _use_case(tmp_path: Path, store: FakeJobStore, artifacts: FakeArtifacts, launcher: FakeLauncher,
+def _use_case(tmp_path: Path, store: ExportStore, artifacts: FakeArtifacts, launcher: FakeLauncher,
               **policy: Any) -> tuple[RunExportJob, ExporterMetrics, CollectorRegistry]:
     registry = CollectorRegistry()
     metrics = ExporterMetrics(registry)
@@ -69,14 +70,14 @@ def _use_case(tmp_path: Path, store: FakeJobStore, artifacts: FakeArtifacts, lau
     return RunExportJob(store, artifacts, launcher, LineageReader(artifacts), metrics, p), metrics, registry
 
 
-async def _run_once(run: RunExportJob, store: FakeJobStore) -> str:
+async def _run_once(run: RunExportJob, store: ExportStore) -> str:
     job = await store.claim("me", 1.0)
     assert job is not None
     return await run(job)
 
 
 async def test_a_completed_export_registers_the_candidate_with_lineage_and_publishes(tmp_path: Path) -> None:
-    store, artifacts, launcher = FakeJobStore(), _artifacts(), FakeLauncher(_completed)
+    store, artifacts, launcher = fake_export_store(), _artifacts(), FakeLauncher(_completed)
     run, _, registry = _use_case(tmp_path, store, artifacts, launcher)
     req = _request()
     version = version_name("bundled", JOB)
@@ -85,7 +86,7 @@ async def test_a_completed_export_registers_the_candidate_with_lineage_and_publi
 
     spec = launcher.started[0]
     assert spec["base_model"] == "bundled" and spec["version"] == version and spec["quants"] == ["Q4_K_M", "Q8_0"]
-    candidate = store.registered[version]
+    candidate = store.registrar.registered[version]
     assert {(f.quantization, f.kind) for f in candidate.files} == {
         ("Q4_K_M", "gguf"), ("Q8_0", "gguf"), ("F16", "gguf"), (None, "modelfile")}
     assert all(f.uri.startswith(f"s3://bucket/models/{version}/") for f in candidate.files)
@@ -95,53 +96,53 @@ async def test_a_completed_export_registers_the_candidate_with_lineage_and_publi
     assert candidate.lineage["dataset_manifest_uri"] == "s3://bucket/datasets/ds-1/v2/manifest.json"
     assert candidate.lineage["adapter_uri"] == ADAPTER and candidate.lineage["training_job_id"] == JOB
 
-    (event,) = store.published
+    (event,) = store.queue.published
     assert isinstance(event, ExportCompleted) and event.model_version == version and event.job_id == JOB
     assert event.envelope.correlation_id == "corr-1" and event.envelope.causation_id == req.envelope.message_id
     assert event.parity == {"mismatches": 0} and event.dataset_id == "ds-1" and event.adapter_uri == ADAPTER
     assert {"download", "resolve_base", "merge", "quantize", "upload"} <= set(event.stage_seconds)
-    assert len(event.files) == 4 and store.staged == store.published
+    assert len(event.files) == 4 and store.queue.outbox == store.queue.published
     assert registry.get_sample_value("exporter_exports_total", {"outcome": "completed"}) == 1
     assert registry.get_sample_value("exporter_export_stage_duration_seconds_count", {"stage": "upload"}) == 1
     assert not (tmp_path / "work" / version).exists()  # scratch removed
 
 
 async def test_a_parity_failure_fails_the_job_and_registers_nothing(tmp_path: Path) -> None:
-    store, artifacts = FakeJobStore(), _artifacts()
+    store, artifacts = fake_export_store(), _artifacts()
     launcher = FakeLauncher(lambda spec: FakeProcess(
         [{"event": "failed", "reason": "ParityError: F16 GGUF diverged at token 3", "details": {"prompt": 1}}],
         status=1))
     run, _, registry = _use_case(tmp_path, store, artifacts, launcher)
     await store.accept(_request(), version_name("bundled", JOB))
     assert await _run_once(run, store) == "failed"
-    assert store.registered == {}
-    (event,) = store.published
+    assert store.registrar.registered == {}
+    (event,) = store.queue.published
     assert isinstance(event, ExportFailed) and event.job_id == JOB
     assert "ParityError" in event.reason and '"prompt": 1' in event.reason
-    assert store.jobs[JOB]["status"] == JobStatus.FAILED
+    assert store.queue.rows[JOB]["status"] == JobStatus.FAILED
     assert not [u for u in artifacts.objects if "/models/" in u]
     assert registry.get_sample_value("exporter_exports_total", {"outcome": "failed"}) == 1
 
 
 async def test_a_missing_adapter_fails_without_starting_a_process(tmp_path: Path) -> None:
-    store, artifacts, launcher = FakeJobStore(), FakeArtifacts(), FakeLauncher(_completed)
+    store, artifacts, launcher = fake_export_store(), FakeArtifacts(), FakeLauncher(_completed)
     run, _, _ = _use_case(tmp_path, store, artifacts, launcher)
     await store.accept(_request(), version_name("bundled", JOB))
     assert await _run_once(run, store) == "failed"
     assert launcher.started == []
-    assert "nothing stored under" in store.published[0].reason
+    assert "nothing stored under" in store.queue.published[0].reason
 
 
 async def test_a_crash_is_retried_then_fails_after_max_attempts(tmp_path: Path) -> None:
-    store, artifacts = FakeJobStore(), _artifacts()
+    store, artifacts = fake_export_store(), _artifacts()
     launcher = FakeLauncher(lambda spec: FakeProcess([{"event": "stage", "name": "merge"}], status=-9))
     run, _, _ = _use_case(tmp_path, store, artifacts, launcher, max_attempts=2, retry_delay_s=0)
     await store.accept(_request(), version_name("bundled", JOB))
     assert await _run_once(run, store) == "crashed"
-    assert store.published == [] and store.jobs[JOB]["status"] == JobStatus.RUNNING
-    assert "without a result: MemoryError" in store.jobs[JOB]["error"]
+    assert store.queue.published == [] and store.queue.rows[JOB]["status"] == JobStatus.RUNNING
+    assert "without a result: MemoryError" in store.queue.rows[JOB]["last_error"]
     assert await _run_once(run, store) == "failed"
-    assert "gave up after 2 attempts" in store.published[0].reason
+    assert "gave up after 2 attempts" in store.queue.published[0].reason
     assert len(launcher.started) == 2
 
 
@@ -150,12 +151,12 @@ async def test_a_re_run_after_a_takeover_exports_to_the_same_version(tmp_path: P
     artifacts = _artifacts()
     keys = []
     for _ in range(2):
-        store = FakeJobStore()
+        store = fake_export_store()
         run, _, _ = _use_case(tmp_path, store, artifacts, FakeLauncher(_completed))
         await store.accept(_request(), version_name("bundled", JOB))
         assert await _run_once(run, store) == "completed"
-        keys.append(sorted(f.uri for c in store.registered.values() for f in c.files))
-        assert json.loads(store.published[0].model_dump_json())["model_version"] == version_name("bundled", JOB)
+        keys.append(sorted(f.uri for c in store.registrar.registered.values() for f in c.files))
+        assert json.loads(store.queue.published[0].model_dump_json())["model_version"] == version_name("bundled", JOB)
     assert keys[0] == keys[1]
 
 

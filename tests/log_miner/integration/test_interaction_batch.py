@@ -16,14 +16,15 @@ from faststream.rabbit import RabbitBroker
 from prometheus_client import CollectorRegistry
 
 from contracts import InteractionLogged
-from log_miner.adapters import tables
+from log_miner import SCHEMA
 from log_miner.adapters.asyncpg_interactions import AsyncpgInteractionLog
 from log_miner.adapters.postgres_store import PostgresMinerStore
 from log_miner.metrics import MinerMetrics
 from log_miner.domain.taxonomy import classify
 from log_miner.service import RecordRuns
 from log_miner.service.record import feedback_of, run_of
-from servicekit.db import make_engine
+from servicekit.db import AsyncpgPool, make_engine
+from servicekit.messagesql import MessageSql
 from servicekit.outbox import Outbox
 from tests.harness import migrated_database
 from tests.log_miner.runs import WEATHER, Trajectory, feedback
@@ -53,7 +54,9 @@ async def miner(database_url: str) -> AsyncIterator[Miner]:
     engine = make_engine(database_url, pool_size=2)
     log = AsyncpgInteractionLog(database_url)
     await log.open()
-    store = PostgresMinerStore(engine, Outbox(tables.outbox, engine, RabbitBroker()))  # the broker stays unused
+    pool = AsyncpgPool(database_url, what="the test's pool", max_size=2)
+    await pool.open()
+    store = PostgresMinerStore(engine, Outbox(pool, MessageSql(SCHEMA), RabbitBroker()))  # the broker stays unused
     metrics = MinerMetrics(CollectorRegistry())
     record = RecordRuns(store, log, metrics, include_unrated=True)
     try:
@@ -62,6 +65,7 @@ async def miner(database_url: str) -> AsyncIterator[Miner]:
         await record.close()
         await log.close()
         await engine.dispose()
+        await pool.close()
 
 
 def batch_sizes(metrics: MinerMetrics) -> tuple[float, float]:

@@ -14,12 +14,13 @@ from faststream.rabbit import RabbitBroker
 from prometheus_client import CollectorRegistry
 
 from contracts import InteractionLogged
-from log_miner.adapters import tables
+from log_miner import SCHEMA
 from log_miner.adapters.asyncpg_interactions import AsyncpgInteractionLog
 from log_miner.adapters.postgres_store import PostgresMinerStore
 from log_miner.metrics import MinerMetrics
 from log_miner.service import RecordRuns
-from servicekit.db import make_engine
+from servicekit.db import AsyncpgPool, make_engine
+from servicekit.messagesql import MessageSql
 from servicekit.outbox import Outbox
 from tests.harness import PYTHON, ROOT, migrated_database
 from tests.log_miner.runs import WEATHER, Trajectory, feedback
@@ -42,7 +43,9 @@ async def miner(database_url: str) -> AsyncIterator[tuple[RecordRuns, PostgresMi
     engine = make_engine(database_url, pool_size=2)
     log = AsyncpgInteractionLog(database_url)
     await log.open()
-    store = PostgresMinerStore(engine, Outbox(tables.outbox, engine, RabbitBroker()))  # the broker stays unused
+    pool = AsyncpgPool(database_url, what="the test's pool", max_size=2)
+    await pool.open()
+    store = PostgresMinerStore(engine, Outbox(pool, MessageSql(SCHEMA), RabbitBroker()))  # the broker stays unused
     record = RecordRuns(store, log, MinerMetrics(CollectorRegistry()), include_unrated=True)
     try:
         yield record, store
@@ -50,6 +53,7 @@ async def miner(database_url: str) -> AsyncIterator[tuple[RecordRuns, PostgresMi
         await record.close()
         await log.close()
         await engine.dispose()
+        await pool.close()
 
 
 def model() -> str:

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import EVENTS_EXCHANGE, FeedbackSubmitted, RetrainRequested
-from servicekit.db import outbox_table
+from servicekit.db import AsyncpgPool, outbox_table
+from servicekit.messagesql import MessageSql
 from servicekit.messaging import EVENTS, make_broker
 from servicekit.outbox import Outbox
 from tests.harness import create_vhost, delete_vhost
@@ -30,14 +31,17 @@ async def setting(infra):
     async with engine.begin() as conn:
         await conn.execute(sa.schema.CreateSchema(schema))
         await conn.run_sync(metadata.create_all)
+    db = AsyncpgPool(infra.database_url, what="the test's pool", max_size=4)
+    await db.open()
     broker = make_broker(url, prefetch=4, app_id="outbox-test")
     await broker.connect()
     await broker.declare_exchange(EVENTS)
     connection = await aio_pika.connect_robust(url)
     channel = await connection.channel()
     try:
-        yield Outbox(table, engine, broker), engine, table, channel
+        yield Outbox(db, MessageSql(schema), broker), engine, table, channel
     finally:
+        await db.close()
         await connection.close()
         await broker.stop()
         async with engine.begin() as conn:
@@ -72,7 +76,7 @@ async def test_relay_parks_an_unroutable_row_and_publishes_the_rows_behind_it(se
     outbox, engine, table, channel = setting
     queue = await bound_queue(channel, RetrainRequested.routing_key)  # nobody listens to feedback here
     first, second = feedback(), retrain()
-    async with engine.begin() as conn:
+    async with outbox.db.pool.acquire() as conn, conn.transaction():
         await outbox.add(conn, first, second)
 
     assert await outbox.relay_once(min_age_s=0) == 1
@@ -95,7 +99,7 @@ async def test_fast_path_publishes_after_commit_and_marks_rows_sent(setting):
     outbox, engine, table, channel = setting
     queue = await bound_queue(channel, RetrainRequested.routing_key)
     message = retrain()
-    async with engine.begin() as conn:
+    async with outbox.db.pool.acquire() as conn, conn.transaction():
         await outbox.add(conn, message)
         await outbox.add(conn, message)  # staged twice, e.g. by a retried handler: one row
     await outbox.publish_now(message)
@@ -110,7 +114,7 @@ async def test_with_the_background_task_running_published_rows_are_marked_in_a_b
     outbox, engine, table, channel = setting
     queue = await bound_queue(channel, RetrainRequested.routing_key)
     messages = [retrain() for _ in range(3)]
-    async with engine.begin() as conn:
+    async with outbox.db.pool.acquire() as conn, conn.transaction():
         await outbox.add(conn, *messages)
     background = asyncio.create_task(outbox.run_relay())
     try:
@@ -131,7 +135,7 @@ async def test_a_refused_message_does_not_hold_back_the_others_of_the_same_call(
     outbox, engine, table, channel = setting
     queue = await bound_queue(channel, RetrainRequested.routing_key)  # nobody listens to feedback here
     refused, accepted = feedback(), retrain()
-    async with engine.begin() as conn:
+    async with outbox.db.pool.acquire() as conn, conn.transaction():
         await outbox.add(conn, refused, accepted)
     await outbox.publish_now(refused, accepted)
     assert (await queue.get(timeout=5)).message_id == accepted.envelope.message_id
@@ -142,7 +146,7 @@ async def test_marks_still_pending_when_the_background_task_stops_are_written(se
     outbox, engine, table, channel = setting
     await bound_queue(channel, RetrainRequested.routing_key)
     message = retrain()
-    async with engine.begin() as conn:
+    async with outbox.db.pool.acquire() as conn, conn.transaction():
         await outbox.add(conn, message)
     outbox.mark_interval_s = 3600  # nothing flushes on its own while the task runs
     background = asyncio.create_task(outbox._run_marks())  # noqa: SLF001 - the marks without the relay

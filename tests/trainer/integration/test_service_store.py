@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import sqlalchemy as sa
-from faststream.rabbit import RabbitBroker
 
 from contracts import TrainingCompleted, TrainingFailed, TrainingRequested, deterministic_id
 from servicekit.db import make_engine
-from servicekit.outbox import Outbox
-from trainer.adapters import tables
-from trainer.adapters.postgres_jobs import PostgresJobStore
+from servicekit.jobstore import PostgresJobQueue
+from trainer import SCHEMA
+from trainer.adapters import job_store
+from trainer.adapters.job_store import TrainingJobStore
 from trainer.domain import JobStatus
-from tests.harness import IsolatedEnv, create_database, drop_database, migrate
+from tests.harness import IsolatedEnv, create_database, drop_database, migrate, unit_of_work
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +33,14 @@ def database_url(infra: IsolatedEnv) -> Iterator[str]:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[PostgresJobStore]:
-    engine = make_engine(database_url, pool_size=4)
-    # Never connected: these tests stage outbox rows and do not publish them.
-    outbox = Outbox(tables.outbox, engine, RabbitBroker("amqp://unused/"))
-    try:
-        yield PostgresJobStore(engine, outbox)
-    finally:
-        await engine.dispose()
+async def store(database_url: str) -> AsyncIterator[TrainingJobStore]:
+    async with unit_of_work(database_url, SCHEMA) as uow:
+        store = TrainingJobStore(PostgresJobQueue(uow, job_store.TABLE, job_store.KEY))
+        store.engine = make_engine(database_url, pool_size=2)  # for the test's own reads
+        try:
+            yield store
+        finally:
+            await store.engine.dispose()
 
 
 def request(job_id: str | None = None, message_id: str | None = None) -> TrainingRequested:
@@ -51,12 +51,12 @@ def request(job_id: str | None = None, message_id: str | None = None) -> Trainin
     )
 
 
-async def scalar(store: PostgresJobStore, sql: str, **params: object) -> object:
+async def scalar(store: TrainingJobStore, sql: str, **params: object) -> object:
     async with store.engine.connect() as conn:
         return (await conn.execute(sa.text(sql), params)).scalar_one()
 
 
-async def claim_mine(store: PostgresJobStore, job_id: str, owner: str, ttl_s: float = 30.0):
+async def claim_mine(store: TrainingJobStore, job_id: str, owner: str, ttl_s: float = 30.0):
     """Claim until our job comes up (other tests' jobs share the table); release the others at once."""
     while (job := await store.claim(owner, ttl_s)) is not None:
         if job.job_id == job_id:
@@ -65,7 +65,7 @@ async def claim_mine(store: PostgresJobStore, job_id: str, owner: str, ttl_s: fl
     return None
 
 
-async def test_intake_writes_inbox_and_job_together_and_ignores_duplicates(store: PostgresJobStore) -> None:
+async def test_intake_writes_inbox_and_job_together_and_ignores_duplicates(store: TrainingJobStore) -> None:
     req = request()
     assert await store.accept(req) is True
     assert await store.accept(req) is False
@@ -79,7 +79,7 @@ async def test_intake_writes_inbox_and_job_together_and_ignores_duplicates(store
                         m=req.envelope.message_id) == 1
 
 
-async def test_a_lease_holds_until_it_expires_and_then_another_owner_takes_the_job(store: PostgresJobStore) -> None:
+async def test_a_lease_holds_until_it_expires_and_then_another_owner_takes_the_job(store: TrainingJobStore) -> None:
     req = request()
     await store.accept(req)
     job = await claim_mine(store, req.job_id, "a:1", ttl_s=1.0)
@@ -99,7 +99,7 @@ async def test_a_lease_holds_until_it_expires_and_then_another_owner_takes_the_j
     assert await scalar(store, "SELECT progress->>'step' FROM trainer.jobs WHERE job_id = :j", j=req.job_id) == "3"
 
 
-async def test_concurrent_claims_never_give_one_job_to_two_owners(store: PostgresJobStore) -> None:
+async def test_concurrent_claims_never_give_one_job_to_two_owners(store: TrainingJobStore) -> None:
     reqs = [request() for _ in range(3)]
     for r in reqs:
         await store.accept(r)
@@ -112,7 +112,7 @@ async def test_concurrent_claims_never_give_one_job_to_two_owners(store: Postgre
 
 
 async def test_release_makes_the_job_claimable_after_the_delay_and_can_refund_the_attempt(
-    store: PostgresJobStore,
+    store: TrainingJobStore,
 ) -> None:
     req = request()
     await store.accept(req)
@@ -129,7 +129,7 @@ async def test_release_makes_the_job_claimable_after_the_delay_and_can_refund_th
     assert await scalar(store, "SELECT last_error FROM trainer.jobs WHERE job_id = :j", j=req.job_id) == "exit -9"
 
 
-async def test_completing_and_failing_write_the_outbox_row_in_the_same_transaction(store: PostgresJobStore) -> None:
+async def test_completing_and_failing_write_the_outbox_row_in_the_same_transaction(store: TrainingJobStore) -> None:
     done, bad = request(), request()
     for r in (done, bad):
         await store.accept(r)

@@ -1,5 +1,6 @@
-"""Fakes of the trainer's own ports, with the same rules as the real adapters (leases on a
-controllable clock, lease-guarded writes, an outbox) and a scripted recipe process."""
+"""Fakes of the trainer's own ports (S3, the base-model resolver, progress, a scripted recipe
+process). The job store is the real `TrainingJobStore` on the shared `tests.servicekit.fakes`
+job queue."""
 
 from __future__ import annotations
 
@@ -7,143 +8,13 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts import TrainingCompleted, TrainingFailed, TrainingProgress, TrainingRequested, utcnow
-from trainer.domain import RUNNABLE, DatasetUnavailableError, Job, JobStatus, UnknownBaseModelError
+from contracts import TrainingProgress
+from trainer.domain import DatasetUnavailableError, UnknownBaseModelError
 from trainer.training.job import TrainingJobSpec
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass
-class Row:
-    job: Job
-    lease_owner: str | None = None
-    lease_expires_at: float | None = None
-    progress: dict[str, Any] | None = None
-    adapter_uri: str | None = None
-    metrics: dict[str, float] | None = None
-    steps: int | None = None
-
-
-class FakeJobStore:
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.rows: dict[str, Row] = {}
-        self.inbox: set[str] = set()
-        self.outbox: list[TrainingCompleted | TrainingFailed] = []
-        self.published: list[TrainingCompleted | TrainingFailed] = []
-        self.heartbeats: list[tuple[str, str, dict[str, Any] | None]] = []
-
-    def job(self, job_id: str) -> Job:
-        return self.rows[job_id].job
-
-    def _set(self, job_id: str, **changes: Any) -> None:
-        row = self.rows[job_id]
-        row.job = replace(row.job, **changes)
-
-    def _leased(self, job_id: str, owner: str) -> bool:
-        row = self.rows.get(job_id)
-        return row is not None and row.lease_owner == owner and row.job.status == JobStatus.RUNNING
-
-    async def accept(self, request: TrainingRequested) -> bool:
-        if request.envelope.message_id in self.inbox:
-            return False
-        self.inbox.add(request.envelope.message_id)
-        if request.job_id in self.rows:
-            return False
-        self.rows[request.job_id] = Row(Job(request.job_id, request, JobStatus.QUEUED, attempts=0))
-        return True
-
-    async def claim(self, owner: str, ttl_s: float) -> Job | None:
-        for job_id, row in self.rows.items():  # insertion order = created_at order
-            free = row.lease_expires_at is None or row.lease_expires_at < self.clock.now
-            if row.job.status in RUNNABLE and free:
-                row.lease_owner, row.lease_expires_at = owner, self.clock.now + ttl_s
-                started = row.job.started_at or utcnow()
-                self._set(job_id, status=JobStatus.RUNNING, started_at=started)
-                return row.job
-        return None
-
-    async def heartbeat(self, job_id: str, owner: str, ttl_s: float, progress: dict[str, Any] | None) -> bool:
-        self.heartbeats.append((job_id, owner, progress))
-        if not self._leased(job_id, owner):
-            return False
-        row = self.rows[job_id]
-        row.lease_expires_at = self.clock.now + ttl_s
-        if progress is not None:
-            row.progress = progress
-        return True
-
-    async def start_attempt(self, job_id: str, owner: str) -> int | None:
-        if not self._leased(job_id, owner):
-            return None
-        self._set(job_id, attempts=self.job(job_id).attempts + 1)
-        return self.job(job_id).attempts
-
-    async def record_checkpoint(self, job_id: str, owner: str, step: int, uri: str) -> bool:
-        if not self._leased(job_id, owner):
-            return False
-        self._set(job_id, last_checkpoint_uri=uri, last_checkpoint_step=step)
-        return True
-
-    async def release(self, job_id: str, owner: str, *, error: str | None, retry_after_s: float,
-                      refund_attempt: bool) -> bool:
-        if not self._leased(job_id, owner):
-            return False
-        row = self.rows[job_id]
-        row.lease_owner = None
-        row.lease_expires_at = self.clock.now + retry_after_s if retry_after_s > 0 else None
-        job = row.job
-        self._set(job_id, last_error=error if error is not None else job.last_error,
-                  attempts=max(job.attempts - 1, 0) if refund_attempt else job.attempts)
-        return True
-
-    async def complete(self, job_id: str, owner: str, *, adapter_uri: str, metrics: dict[str, float],
-                       steps: int, event: TrainingCompleted) -> bool:
-        if not self._leased(job_id, owner):
-            return False
-        row = self.rows[job_id]
-        row.lease_owner = row.lease_expires_at = None
-        row.adapter_uri, row.metrics, row.steps = adapter_uri, metrics, steps
-        self._set(job_id, status=JobStatus.COMPLETED)
-        self._stage(event)
-        return True
-
-    async def fail(self, job_id: str, owner: str, *, reason: str, event: TrainingFailed) -> bool:
-        if not self._leased(job_id, owner):
-            return False
-        row = self.rows[job_id]
-        row.lease_owner = row.lease_expires_at = None
-        self._set(job_id, status=JobStatus.FAILED, last_error=reason)
-        self._stage(event)
-        return True
-
-    def _stage(self, event: TrainingCompleted | TrainingFailed) -> None:
-        if all(e.envelope.message_id != event.envelope.message_id for e in self.outbox):
-            self.outbox.append(event)
-
-    async def publish(self, *events: TrainingCompleted | TrainingFailed) -> None:
-        self.published.extend(events)
-
-    async def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for row in self.rows.values():
-            out[row.job.status.value] = out.get(row.job.status.value, 0) + 1
-        return out
-
-    def expire_lease(self, job_id: str) -> None:
-        """The holder died: its lease runs out."""
-        self.rows[job_id].lease_expires_at = self.clock.now - 1
 
 
 class FakeArtifacts:

@@ -40,7 +40,7 @@ async def test_a_request_queues_one_job_and_duplicates_are_no_ops(world: World) 
     assert await accept(request) is False
     assert await accept(same_job_other_message) is False
 
-    assert [r.job.status for r in world.store.rows.values()] == [JobStatus.QUEUED]
+    assert [r.job.status for r in world.rows()] == [JobStatus.QUEUED]
     assert trainer.metric("trainer_messages_received_total", type="TrainingRequested") == 1.0
     assert trainer.scheduler._wake.is_set()
 
@@ -56,8 +56,8 @@ async def test_a_claimed_job_trains_uploads_checkpoints_and_adapter_and_complete
     assert await trainer.scheduler.run_once() == "completed"
 
     job_id = request.job_id
-    job = world.store.job(job_id)
-    row = world.store.rows[job_id]
+    job = world.job(job_id)
+    row = world.row(job_id)
     assert job.status == JobStatus.COMPLETED and job.attempts == 1
     assert row.lease_owner is None and row.steps == 6
     assert row.adapter_uri == f"s3://bucket/training/{job_id}/adapter/"
@@ -71,8 +71,8 @@ async def test_a_claimed_job_trains_uploads_checkpoints_and_adapter_and_complete
         f"training/{job_id}/checkpoints/step-000004/adapter_model.safetensors",
         f"training/{job_id}/checkpoints/step-000004/state.json"]
 
-    (event,) = world.store.outbox
-    assert world.store.published == [event]
+    (event,) = world.jobs.outbox
+    assert world.jobs.published == [event]
     assert isinstance(event, TrainingCompleted)
     assert event.envelope.message_id == deterministic_id("training-completed", job_id)
     assert event.envelope.causation_id == request.envelope.message_id
@@ -149,18 +149,18 @@ async def test_the_lease_is_heartbeated_with_progress_while_the_recipe_runs(worl
     await world.queue(request)
     task = asyncio.create_task(trainer.scheduler.run_once())
     await until(lambda: trainer.launcher.processes)
-    claimed_until = world.store.rows[request.job_id].lease_expires_at
+    claimed_until = world.row(request.job_id).lease_expires_at
 
     world.clock.advance(20)
-    await until(lambda: world.store.rows[request.job_id].lease_expires_at > claimed_until + 19)
+    await until(lambda: world.row(request.job_id).lease_expires_at > claimed_until + 19)
     world.clock.advance(20)  # past the first lease's expiry: still ours, because of the heartbeats
-    await until(lambda: len(world.store.heartbeats) >= 3)
+    await until(lambda: len(world.jobs.heartbeats) >= 3)
     assert await world.store.claim("trainer-b:1", 30.0) is None
-    assert world.store.rows[request.job_id].progress["start_step"] == 0
+    assert world.row(request.job_id).progress["start_step"] == 0
 
     hold.set()
     assert await task == "completed"
-    assert {owner for _, owner, _ in world.store.heartbeats} == {"trainer-a:1"}
+    assert {owner for _, owner, _ in world.jobs.heartbeats} == {"trainer-a:1"}
 
 
 async def test_a_live_lease_is_not_claimed_by_another_instance(world: World) -> None:
@@ -191,9 +191,9 @@ async def test_an_expired_lease_is_taken_over_and_resumes_from_the_recorded_chec
     (proc,) = b.launcher.processes
     assert proc.start_step == 2  # the recipe found the downloaded checkpoint
     assert [e.step for e in b.progress.events] == [3, 4, 5, 6]
-    job = world.store.job(request.job_id)
+    job = world.job(request.job_id)
     assert job.status == JobStatus.COMPLETED and job.attempts == 2
-    (event,) = world.store.outbox
+    (event,) = world.jobs.outbox
     assert isinstance(event, TrainingCompleted) and event.steps == 6 and event.metrics["attempts"] == 2.0
     # the resumed run's checkpoint replaced the one it started from
     assert job.last_checkpoint_step == 4
@@ -208,14 +208,14 @@ async def test_a_lost_lease_kills_the_process_and_leaves_the_job_to_its_new_owne
     task = asyncio.create_task(a.scheduler.run_once())
     await until(lambda: a.launcher.processes)
 
-    world.store.expire_lease(request.job_id)  # A stalled past its TTL ...
+    world.jobs.expire_lease(request.job_id)  # A stalled past its TTL ...
     assert await world.store.claim("trainer-b:1", 30.0) is not None  # ... and B took the job over
 
     assert await asyncio.wait_for(task, 5) == "lost_lease"
     assert a.launcher.processes[0].killed
-    row = world.store.rows[request.job_id]
+    row = world.row(request.job_id)
     assert row.lease_owner == "trainer-b:1" and row.job.status == JobStatus.RUNNING
-    assert world.store.outbox == []
+    assert world.jobs.outbox == []
     assert a.metric("trainer_training_attempts_total", outcome="lost_lease") == 1.0
 
 
@@ -232,7 +232,7 @@ async def test_stopping_the_service_gives_the_lease_back_at_once_and_refunds_the
         await task
 
     assert trainer.launcher.processes[0].killed
-    row = world.store.rows[request.job_id]
+    row = world.row(request.job_id)
     assert (row.lease_owner, row.lease_expires_at, row.job.attempts) == (None, None, 0)
     assert (await world.store.claim("trainer-b:1", 30.0)).job_id == request.job_id
     assert trainer.metric("trainer_training_attempts_total", outcome="stopped") == 1.0
@@ -248,9 +248,9 @@ async def test_a_failed_line_fails_the_job_for_good(world: World) -> None:
 
     assert await trainer.scheduler.run_once() == "failed"
 
-    job = world.store.job(request.job_id)
+    job = world.job(request.job_id)
     assert job.status == JobStatus.FAILED and "expected an object" in job.last_error
-    (event,) = world.store.published
+    (event,) = world.jobs.published
     assert isinstance(event, TrainingFailed) and event.job_id == request.job_id
     assert event.envelope.message_id == deterministic_id("training-failed", request.job_id)
     assert "expected an object" in event.reason
@@ -265,7 +265,7 @@ async def test_a_crash_is_retried_after_the_delay_and_resumes_from_the_recorded_
     await world.queue(request)
 
     assert await trainer.scheduler.run_once() == "crashed"
-    job = world.store.job(request.job_id)
+    job = world.job(request.job_id)
     assert job.status == JobStatus.RUNNING and job.attempts == 1 and job.last_checkpoint_step == 2
     assert "status -9" in job.last_error
     assert await trainer.scheduler.run_once() is None  # waits out the retry delay
@@ -274,9 +274,9 @@ async def test_a_crash_is_retried_after_the_delay_and_resumes_from_the_recorded_
 
     first, second = trainer.launcher.processes
     assert second.start_step == 2
-    job = world.store.job(request.job_id)
+    job = world.job(request.job_id)
     assert job.status == JobStatus.COMPLETED and job.attempts == 2
-    assert [type(e) for e in world.store.published] == [TrainingCompleted]
+    assert [type(e) for e in world.jobs.published] == [TrainingCompleted]
     assert trainer.metric("trainer_training_attempts_total", outcome="crashed") == 1.0
 
 
@@ -289,9 +289,9 @@ async def test_a_job_that_keeps_crashing_fails_after_max_attempts(world: World) 
     assert await trainer.scheduler.run_once() == "crashed"
     assert await trainer.scheduler.run_once() == "failed"
 
-    job = world.store.job(request.job_id)
+    job = world.job(request.job_id)
     assert job.status == JobStatus.FAILED and job.attempts == 2
-    (event,) = world.store.published
+    (event,) = world.jobs.published
     assert isinstance(event, TrainingFailed) and "gave up after 2 attempts" in event.reason
 
 
@@ -299,14 +299,14 @@ async def test_a_job_whose_trainer_died_on_its_last_attempt_fails_without_anothe
     request = world.request()
     await world.queue(request)
     assert await world.store.claim("trainer-dead:1", 30.0) is not None
-    world.store._set(request.job_id, attempts=3, last_error=None)
-    world.store.expire_lease(request.job_id)
+    world.jobs.rows[request.job_id].update(attempts=3, last_error=None)
+    world.jobs.expire_lease(request.job_id)
     trainer = world.instance(max_attempts=3)
 
     assert await trainer.scheduler.run_once() == "failed"
 
     assert trainer.launcher.specs == []
-    (event,) = world.store.published
+    (event,) = world.jobs.published
     assert "gave up after 3 attempts" in event.reason
 
 
@@ -318,7 +318,7 @@ async def test_an_unknown_base_model_fails_the_job_without_starting_training(wor
     assert await trainer.scheduler.run_once() == "failed"
 
     assert trainer.launcher.specs == []
-    (event,) = world.store.published
+    (event,) = world.jobs.published
     assert isinstance(event, TrainingFailed) and "llama-70b" in event.reason
 
 
@@ -330,7 +330,7 @@ async def test_a_missing_dataset_fails_the_job(world: World) -> None:
     assert await trainer.scheduler.run_once() == "failed"
 
     assert trainer.launcher.specs == []
-    assert "does not exist" in world.store.job(request.job_id).last_error
+    assert "does not exist" in world.job(request.job_id).last_error
 
 
 async def test_the_background_loop_runs_queued_jobs_one_after_another(world: World) -> None:
@@ -340,12 +340,12 @@ async def test_the_background_loop_runs_queued_jobs_one_after_another(world: Wor
     await world.queue(second)
     loop = asyncio.create_task(trainer.scheduler.run())
     try:
-        await until(lambda: len(world.store.published) == 2)
+        await until(lambda: len(world.jobs.published) == 2)
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
 
-    assert [e.job_id for e in world.store.published] == [first.job_id, second.job_id]
+    assert [e.job_id for e in world.jobs.published] == [first.job_id, second.job_id]
     await trainer.scheduler.refresh_counts()
     assert trainer.metric("trainer_jobs", status="completed") == 2.0
     assert trainer.metric("trainer_jobs", status="queued") == 0.0

@@ -6,18 +6,19 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
 
 from contracts import TrainingRequested
 from servicekit.jobs import JobScheduler
+from trainer.adapters.job_store import TrainingJobStore, job_of
 from trainer.domain import Job
 from trainer.metrics import TrainerMetrics
 from trainer.service import AcceptTraining, JobPolicy, RunTrainingJob, training_scheduler
+from tests.servicekit.fakes import Clock, FakeJobQueue
 from tests.trainer.service.fakes import (
-    Clock,
     FakeArtifacts,
-    FakeJobStore,
     FakeLauncher,
     FakeProgress,
     FakeResolver,
@@ -45,9 +46,20 @@ class Instance:
 @dataclass
 class World:
     clock: Clock
-    store: FakeJobStore
+    jobs: FakeJobQueue  # the shared fake under the trainer's real row mapping (`store`)
+    store: TrainingJobStore
     artifacts: FakeArtifacts
     tmp: Path
+
+    def job(self, job_id: str) -> Job:
+        return job_of(self.jobs.rows[job_id])
+
+    def row(self, job_id: str) -> SimpleNamespace:
+        """The job's columns as attributes, and the mapped `job`."""
+        return SimpleNamespace(job=self.job(job_id), **self.jobs.rows[job_id])
+
+    def rows(self) -> list[SimpleNamespace]:
+        return [self.row(job_id) for job_id in self.jobs.rows]
 
     def instance(self, *scripts: Script, owner: str = "trainer-a:1", max_attempts: int = 3,
                  progress_interval_s: float = 0.0, heartbeat_s: float = 0.01, lease_ttl_s: float = 30.0,
@@ -87,4 +99,5 @@ class World:
 
 def make_world(tmp_path: Path) -> World:
     clock = Clock()
-    return World(clock, FakeJobStore(clock), FakeArtifacts(), tmp_path)
+    queue = FakeJobQueue("job_id", clock)
+    return World(clock, queue, TrainingJobStore(queue), FakeArtifacts(), tmp_path)

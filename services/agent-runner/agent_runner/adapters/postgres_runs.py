@@ -16,67 +16,56 @@ from typing import Any
 
 import asyncpg
 
+from faststream.rabbit import RabbitBroker
+
 from contracts import Contract
 from servicekit.db import AsyncpgPool
-from servicekit.messaging import json_body
+from servicekit.messagesql import MessageSql, OutboxRows
 from servicekit.outbox import Outbox
 
+from .. import SCHEMA
 from ..ports import RunRecord
 from . import tables as t
 
 logger = logging.getLogger("agent_runner.store")
 
-INBOX, TRAJECTORIES, OUTBOX = (x.fullname for x in (t.inbox, t.trajectories, t.outbox))
+SQL = MessageSql(SCHEMA)
+TRAJECTORIES = t.trajectories.fullname
 
-IS_PROCESSED = f"SELECT EXISTS (SELECT 1 FROM {INBOX} WHERE message_id = $1)"
-
-# $17-$20: the outbox rows as parallel arrays, whatever their number (bodies as JSON text).
+# $17-$20: the outbox rows as parallel arrays, whatever their number (an `OutboxRows`).
 RECORD = f"""
-WITH claim AS (
-    INSERT INTO {INBOX} (message_id, message_type) VALUES ($1, $2)
-    ON CONFLICT (message_id) DO NOTHING RETURNING message_id
+WITH claim AS ({SQL.claim("$1", "$2")}
 ), run AS (
     INSERT INTO {TRAJECTORIES} (run_id, subject, outcome, answer, messages, tools, steps, options, usage,
                                 model_version, engine, error, attempt, started_at)
     SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 WHERE EXISTS (SELECT 1 FROM claim)
     ON CONFLICT (run_id) DO NOTHING RETURNING run_id
-), staged AS (
-    INSERT INTO {OUTBOX} (message_id, message_type, routing_key, body)
-    SELECT message_id, message_type, routing_key, body::jsonb
-    FROM unnest($17::text[], $18::text[], $19::text[], $20::text[]) AS m(message_id, message_type, routing_key, body)
-    WHERE EXISTS (SELECT 1 FROM run)
-    ON CONFLICT (message_id) DO NOTHING
+), staged AS ({SQL.stage_all(("$17", "$18", "$19", "$20"), where="EXISTS (SELECT 1 FROM run)")}
 )
 SELECT EXISTS (SELECT 1 FROM claim) AS claimed, EXISTS (SELECT 1 FROM run) AS recorded"""
-
-STORED_OUTCOME = f"SELECT body FROM {OUTBOX} WHERE message_id = $1"
-
-MARK_PUBLISHED = f"UPDATE {OUTBOX} SET published_at = now() WHERE message_id = ANY($1::text[])"
 
 _ROW = ("run_id", "subject", "outcome", "answer", "messages", "tools", "steps", "options", "usage",
         "model_version", "engine", "error", "attempt", "started_at")
 
 
 class PostgresRunStore:
-    """Implements `ports.RunStore`. `open()` at start-up, `close()` at shutdown; `outbox`
-    publishes after commit (its marks go through `mark_published`)."""
+    """Implements `ports.RunStore` on `db` (open from start-up to shutdown); `outbox` publishes
+    after commit."""
 
-    def __init__(self, database_url: str, *, max_size: int = 10) -> None:
-        self.outbox: Outbox | None = None
-        self._db = AsyncpgPool(database_url, what="the run store", max_size=max_size)
-        self.open, self.close = self._db.open, self._db.close
+    def __init__(self, db: AsyncpgPool, broker: RabbitBroker) -> None:
+        self.db = db
+        self.outbox = Outbox(db, SQL, broker)
 
     @property
     def pool(self) -> asyncpg.Pool:
-        return self._db.pool
+        return self.db.pool
 
     async def is_processed(self, message_id: str) -> bool:
-        return await self.pool.fetchval(IS_PROCESSED, message_id)
+        return await self.pool.fetchval(SQL.seen, message_id)
 
     async def record(self, record: RunRecord) -> bool:
         row = record.row
-        staged = ([m.envelope.message_id for m in record.outbox], [m.envelope.message_type for m in record.outbox],
-                  [m.routing_key for m in record.outbox], [json_body(m).decode() for m in record.outbox])
+        staged = OutboxRows.of(record.outbox)
         result = await self.pool.fetchrow(RECORD, record.message_id, record.message_type,
                                           *(row[name] for name in _ROW), *staged)
         if result["claimed"] and not result["recorded"]:
@@ -86,12 +75,7 @@ class PostgresRunStore:
         return result["recorded"]
 
     async def stored_outcome(self, run_id: str, message_id: str) -> dict[str, Any] | None:
-        return await self.pool.fetchval(STORED_OUTCOME, message_id)
+        return await self.pool.fetchval(SQL.stored_body, message_id)
 
     async def publish(self, *messages: Contract) -> None:
-        assert self.outbox is not None, "the composition root sets the outbox"
         await self.outbox.publish_now(*messages)
-
-    async def mark_published(self, message_ids: list[str]) -> None:
-        """The outbox's marks of fast-path publishes (in batches)."""
-        await self.pool.execute(MARK_PUBLISHED, message_ids)

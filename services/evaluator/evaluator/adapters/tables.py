@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from servicekit.db import inbox_table, outbox_table
+from servicekit.jobstore import job_columns
 
 from .. import SCHEMA
 
@@ -16,24 +17,12 @@ outbox = outbox_table(metadata)
 evaluations = sa.Table(
     "evaluations",
     metadata,
-    sa.Column("evaluation_id", sa.Text, primary_key=True),
-    sa.Column("message_id", sa.Text, nullable=False),
-    sa.Column("correlation_id", sa.Text, nullable=False),
+    *job_columns("evaluation_id"),
     sa.Column("model_version", sa.Text, nullable=False),
     sa.Column("job_id", sa.Text),
-    sa.Column("request", JSONB, nullable=False),
-    sa.Column("status", sa.Text, nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("lease_owner", sa.Text),
-    sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
-    sa.Column("progress", JSONB),
     sa.Column("passed", sa.Boolean),
     sa.Column("quantization", sa.Text),
     sa.Column("report_uri", sa.Text),
-    sa.Column("last_error", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
 )
 
 baseline_scores = sa.Table(

@@ -240,7 +240,6 @@ class RunEvaluation:
                                        report_uri=report_uri, error=reason_text, events=events):
             raise LeaseLostError(job.evaluation_id)
         self.metrics.gate_outcomes.labels(outcome="passed" if winner else "failed").inc()
-        await self.store.publish(*events)
         logger.info("evaluation %s of %s: %s (report %s)", job.evaluation_id, export.model_version,
                     f"passed with {quant_name(winner.file)}" if winner else "not passed", report_uri,
                     extra=log_fields(evaluation_id=job.evaluation_id))
@@ -352,7 +351,6 @@ class RunEvaluation:
                                        report_uri=None, error=reason, events=[event]):
             return False
         self.metrics.gate_outcomes.labels(outcome="failed").inc()
-        await self.store.publish(event)
         return True
 
     # ------------------------------------------------------------------ outputs

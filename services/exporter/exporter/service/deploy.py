@@ -32,7 +32,7 @@ from servicekit.logs import log_fields
 from servicekit.messaging import PermanentError
 
 from ..metrics import ExporterMetrics
-from ..ports import Artifacts, DeployedFactory, Deployments, ExportJobStore, ModelServer
+from ..ports import Artifacts, DeployedFactory, Deployments, ModelServer
 
 logger = logging.getLogger("exporter.deploy")
 
@@ -46,10 +46,9 @@ class _Command:
 
 
 class DeployModels:
-    def __init__(self, deployments: Deployments, outbox: ExportJobStore, artifacts: Artifacts,
-                 metrics: ExporterMetrics, server: ModelServer | None = None) -> None:
+    def __init__(self, deployments: Deployments, artifacts: Artifacts, metrics: ExporterMetrics,
+                 server: ModelServer | None = None) -> None:
         self.deployments = deployments
-        self.outbox = outbox
         self.artifacts = artifacts
         self.metrics = metrics
         self.server = server
@@ -119,7 +118,7 @@ class DeployModels:
 
     async def _move(self, cmd: _Command, ollama: str | None, check: Callable[[AliasMove], None] | None,
                     run: Callable[[DeployedFactory], Awaitable[AliasMove | None]]) -> ModelDeployed | None:
-        """Run the move with the event factory; publish what it staged after commit."""
+        """Run the move with the event factory (the store publishes what it staged after commit)."""
         env = cmd.msg.envelope
         fields = log_fields(message_id=env.message_id, message_type=env.message_type, cause=cmd.cause, actor=cmd.actor)
         staged: list[ModelDeployed] = []
@@ -151,7 +150,6 @@ class DeployModels:
             self.metrics.deployments.labels(cause=cmd.cause, outcome="unchanged").inc()
             logger.info("%s is production already: nothing moved", move.version.version, extra=fields)
             return None
-        await self.outbox.publish(*staged)
         self.metrics.deployments.labels(cause=cmd.cause, outcome="deployed").inc()
         self.metrics.production_changed(move.version.version, move.previous_version)
         logger.info("production is %s (%s, %s) after %s by %s; previous %s", move.version.version,

@@ -265,7 +265,6 @@ class RunExportJob:
         if not done:
             raise LeaseLostError(job.job_id)
         self.metrics.export_duration.observe(max(duration, 0.0))
-        await self.store.publish(event)
         logger.info("export job %s completed: %s registered as candidate (%d files)", job.job_id, job.version,
                     len(files), extra=log_fields(job_id=job.job_id, version=job.version,
                                                  stage_seconds=state.stage_seconds))
@@ -276,7 +275,4 @@ class RunExportJob:
             correlation_id=req.envelope.correlation_id, causation=req,
             message_id=deterministic_id("export-failed", job.job_id), job_id=job.job_id, reason=reason,
         )
-        if not await self.store.fail(job.job_id, self.policy.owner, reason=reason, event=event):
-            return False
-        await self.store.publish(event)
-        return True
+        return await self.store.fail(job.job_id, self.policy.owner, reason=reason, event=event)

@@ -1,5 +1,6 @@
-"""Postgres adapters (SQLAlchemy Core on asyncpg) for the gateway's ports off the hot path:
-API keys, audit log, operator commands. (The run index is in `run_index.py`.)
+"""Postgres adapters for the gateway's ports off the hot path: the audit log and operator
+commands (asyncpg, on the run index's pool, beside its outbox), API keys (SQLAlchemy Core: the
+admin entry point runs them on a connection of its own). The run index is in `run_index.py`.
 
 A write that also emits a message stages it in the outbox inside the same transaction; the
 use case publishes it after commit, the outbox relay covers crashes.
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import Contract
+from servicekit.db import AsyncpgPool
 from servicekit.outbox import Outbox
 
 from ..domain import ApiKeyRecord, AuditEntry, Role
@@ -47,32 +49,39 @@ def _audit_row(entry: AuditEntry) -> dict:
     }
 
 
+AUDIT_INSERT = f"""INSERT INTO {t.audit_log.fullname} (subject, role, action, target, outcome, details, client_ip)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+
+
+def _audit_values(entry: AuditEntry) -> tuple:
+    return (entry.subject, entry.role, entry.action, entry.target, entry.outcome, entry.details, entry.client_ip)
+
+
 class PostgresAuditLog:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, db: AsyncpgPool) -> None:
+        self.db = db
 
     async def record(self, entry: AuditEntry) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(t.audit_log.insert(), _audit_row(entry))
+        await self.db.pool.execute(AUDIT_INSERT, *_audit_values(entry))
 
     async def recent(self, limit: int) -> list[AuditEntry]:
-        a = t.audit_log
-        stmt = sa.select(
-            a.c.subject, a.c.role, a.c.action, a.c.outcome, a.c.target, a.c.client_ip, a.c.details, a.c.at
-        ).order_by(a.c.id.desc()).limit(limit)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [AuditEntry(**row._asdict()) for row in rows]
+        rows = await self.db.pool.fetch(
+            f"""SELECT subject, role, action, outcome, target, client_ip, details, at FROM {t.audit_log.fullname}
+                ORDER BY id DESC LIMIT $1""", limit,
+        )
+        return [AuditEntry(**dict(row)) for row in rows]
 
 
 class PostgresOpsStore:
-    def __init__(self, engine: AsyncEngine, outbox: Outbox) -> None:
-        self.engine = engine
+    """An operator command: its audit row and its outbox row in one transaction (the use case
+    publishes after commit)."""
+
+    def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
 
     async def request(self, entry: AuditEntry, message: Contract) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(t.audit_log.insert(), _audit_row(entry))
+        async with self.outbox.db.pool.acquire() as conn, conn.transaction():
+            await conn.execute(AUDIT_INSERT, *_audit_values(entry))
             await self.outbox.add(conn, message)
 
 

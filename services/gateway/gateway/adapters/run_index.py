@@ -35,19 +35,20 @@ import asyncpg
 from contracts import Contract
 from servicekit.batching import GroupCommit
 from servicekit.db import AsyncpgPool
-from servicekit.messaging import json_body
+from servicekit.messagesql import MessageSql, OutboxRows, outbox_row
 
+from .. import SCHEMA
 from ..domain import NewFeedback, NewRun, RunFinish, RunRecord
 from . import tables as t
 
-RUNS, OUTBOX, INBOX, FEEDBACK = (x.fullname for x in (t.runs, t.outbox, t.inbox, t.feedback))
+SQL = MessageSql(SCHEMA)
+RUNS, FEEDBACK = (x.fullname for x in (t.runs, t.feedback))
 
 _FIELDS = tuple(f.name for f in fields(RunRecord))
 _RUN_COLUMNS = ", ".join(_FIELDS)
 _RETURNED = ", ".join(f"r.{name}" for name in _FIELDS)
 
-_STAGE = f"""INSERT INTO {OUTBOX} (message_id, message_type, routing_key, body)
-    VALUES ($5, $6, $7, $8::text::jsonb) ON CONFLICT (message_id) DO NOTHING"""
+_STAGE = SQL.stage_one("$5", "$6", "$7", "$8")
 
 # A lone caller's write (most of them at low load) is one row: the single-row statements are
 # cheaper to run than the set-based ones, on both sides of the connection.
@@ -64,10 +65,7 @@ WITH run AS (
     SELECT run_id, subject, 'queued', request::jsonb, created_at
     FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(run_id, subject, request, created_at)
 )
-INSERT INTO {OUTBOX} (message_id, message_type, routing_key, body)
-SELECT message_id, message_type, routing_key, body::jsonb
-FROM unnest($5::text[], $6::text[], $7::text[], $8::text[]) AS m(message_id, message_type, routing_key, body)
-ON CONFLICT (message_id) DO NOTHING"""
+{SQL.stage_all(("$5", "$6", "$7", "$8"))}"""
 
 GET_RUN = f"SELECT {_RUN_COLUMNS} FROM {RUNS} WHERE run_id = $1"
 
@@ -80,9 +78,7 @@ FINISH_RUN = f"{_SET_OUTCOME}\nRETURNING {_RUN_COLUMNS}"
 # The inbox claim and the update in one statement: a duplicate delivery claims nothing and so
 # updates nothing; a first delivery is recorded even when the run was already finished.
 FINISH_RUN_ONCE = f"""
-WITH claim AS (
-    INSERT INTO {INBOX} (message_id, message_type) VALUES ($13, $14)
-    ON CONFLICT (message_id) DO NOTHING RETURNING message_id
+WITH claim AS ({SQL.claim("$13", "$14")}
 )
 {_SET_OUTCOME} AND EXISTS (SELECT 1 FROM claim)
 RETURNING {_RUN_COLUMNS}"""
@@ -118,10 +114,7 @@ RETURNING {_RETURNED}"""
 # claimed outcomes of one run the first submitted is the one written.
 FINISH_RUNS_ONCE = f"""
 WITH u AS (SELECT * FROM {_OUTCOMES_CLAIMED}),
-claim AS (
-    INSERT INTO {INBOX} (message_id, message_type)
-    SELECT message_id, message_type FROM u ORDER BY message_id
-    ON CONFLICT (message_id) DO NOTHING RETURNING message_id
+claim AS ({SQL.claim_all("$13", "$14")}
 ),
 winner AS (
     SELECT DISTINCT ON (u.run_id) u.* FROM u JOIN claim USING (message_id) ORDER BY u.run_id, u.ord
@@ -130,20 +123,12 @@ winner AS (
 {_SET_OUTCOMES.format(source="winner")}
 RETURNING u.message_id, {_RETURNED}"""
 
-MARK_PUBLISHED = f"UPDATE {OUTBOX} SET published_at = now() WHERE message_id = ANY($1::text[])"
-
 ADD_FEEDBACK = f"""
 WITH feedback AS (
     INSERT INTO {FEEDBACK} (feedback_id, run_id, subject, rating, corrected_answer, corrected_tool_calls, comment)
     VALUES ($1, $2, $3, $4, $9, $10, $11)
 )
 {_STAGE}"""
-
-
-def _staged(message: Contract) -> tuple[Any, ...]:
-    """Outbox columns; the body as JSON text (one pydantic-core pass, no dict dump + json.dumps)."""
-    env = message.envelope
-    return env.message_id, env.message_type, message.routing_key, json_body(message).decode()
 
 
 def _json(value: Any) -> str | None:
@@ -217,6 +202,11 @@ class AsyncpgRunStore:
         await self._relaxed_db.close()
 
     @property
+    def db(self) -> AsyncpgPool:
+        """The durable pool (the outbox's and the operator stores' too)."""
+        return self._db
+
+    @property
     def pool(self) -> asyncpg.Pool:
         return self._db.pool
 
@@ -235,10 +225,10 @@ class AsyncpgRunStore:
         if len(items) == 1:
             run, message = items[0]
             await self.pool.execute(CREATE_RUN, run.run_id, run.subject, run.request, run.created_at,
-                                    *_staged(message))
+                                    *outbox_row(message))
             return [None]
         runs = _columns([(r.run_id, r.subject, json.dumps(r.request), r.created_at) for r, _ in items], 4)
-        staged = _columns([_staged(message) for _, message in items], 4)
+        staged = OutboxRows.of([message for _, message in items])
         await self.pool.execute(CREATE_RUNS, *runs, *staged)
         return [None] * len(items)
 
@@ -304,10 +294,10 @@ class AsyncpgRunStore:
 
     async def mark_published(self, message_ids: list[str]) -> None:
         """Outbox rows published by the fast path; a lost mark only means a harmless republish."""
-        await self.relaxed_pool.execute(MARK_PUBLISHED, message_ids)
+        await self.relaxed_pool.execute(SQL.mark_published, message_ids)
 
     async def add_feedback(self, feedback: NewFeedback, message: Contract) -> None:
         await self.pool.execute(
             ADD_FEEDBACK, feedback.feedback_id, feedback.run_id, feedback.subject, feedback.rating,
-            *_staged(message), feedback.corrected_answer, feedback.corrected_tool_calls, feedback.comment,
+            *outbox_row(message), feedback.corrected_answer, feedback.corrected_tool_calls, feedback.comment,
         )

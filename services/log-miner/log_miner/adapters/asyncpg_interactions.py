@@ -32,12 +32,15 @@ from pydantic import TypeAdapter
 
 from contracts import ChatMessage, ToolCall, ToolSpec, TrajectoryStep
 from servicekit.db import AsyncpgPool
+from servicekit.messagesql import MessageSql
 
+from .. import SCHEMA
 from ..domain.records import Feedback
 from ..ports import NewInteraction
 from . import tables as t
 
-INBOX, INTERACTIONS, FEEDBACK, COUNTS = (x.fullname for x in (t.inbox, t.interactions, t.feedback, t.taxonomy_counts))
+SQL = MessageSql(SCHEMA)
+INTERACTIONS, FEEDBACK, COUNTS = (x.fullname for x in (t.interactions, t.feedback, t.taxonomy_counts))
 
 _MESSAGES = TypeAdapter(list[ChatMessage])
 _TOOLS = TypeAdapter(list[ToolSpec])
@@ -47,11 +50,7 @@ _CALLS = TypeAdapter(list[ToolCall])
 # Locks first (the one-time filter), then the claims. A subquery with DISTINCT and ORDER BY
 # is not flattened: the locks are taken in key order.
 CLAIM = f"""
-WITH claimed AS (
-    INSERT INTO {INBOX} (message_id, message_type)
-    SELECT message_id, message_type FROM unnest($1::text[], $2::text[]) AS m(message_id, message_type)
-    ON CONFLICT (message_id) DO NOTHING
-    RETURNING message_id
+WITH claimed AS ({SQL.claim_all("$1", "$2")}
 ), locked AS (
     SELECT count(pg_advisory_xact_lock(key)) AS locks FROM (
         SELECT DISTINCT hashtext('log_miner.run:' || run_id) AS key FROM unnest($3::text[]) AS run_id ORDER BY key
@@ -94,7 +93,7 @@ UNION ALL
 SELECT message_id, false FROM batch WHERE NOT current"""
 
 
-def _feedback(row: asyncpg.Record) -> Feedback:
+def feedback_of(row: asyncpg.Record) -> Feedback:
     calls = row["corrected_tool_calls"]
     return Feedback(
         feedback_id=row["feedback_id"], run_id=row["run_id"], rating=row["rating"],
@@ -135,7 +134,7 @@ class AsyncpgBatch:
     async def feedback_for(self, run_ids: Sequence[str]) -> dict[str, list[Feedback]]:
         feedback: dict[str, list[Feedback]] = {}
         for row in await self.conn.fetch(FEEDBACK_FOR, list(run_ids)):
-            feedback.setdefault(row["run_id"], []).append(_feedback(row))
+            feedback.setdefault(row["run_id"], []).append(feedback_of(row))
         return feedback
 
     async def insert_interactions(self, rows: Sequence[NewInteraction]) -> tuple[set[str], set[str]]:

@@ -1,21 +1,23 @@
-"""MinerStore on Postgres (SQLAlchemy Core, asyncpg): inbox, interactions, feedback, counts,
-datasets and the outbox in the `log_miner` schema."""
+"""MinerStore on Postgres: inbox, interactions, feedback, counts, datasets and the outbox in the
+`log_miner` schema. Writes go through asyncpg (the inbox/outbox statements are servicekit's);
+the composed reads use SQLAlchemy Core."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ChatMessage, Contract, ToolCall, ToolSpec, TrajectoryStep
 from contracts.learning import LabelQueue
-from servicekit.db import Inbox
 from servicekit.outbox import Outbox
 
 from ..domain.labeling import FAILURE_ORDER, candidate
@@ -24,6 +26,7 @@ from ..domain.records import Feedback, Run, RunWithFeedback
 from ..domain.taxonomy import SUCCESS, Classification
 from ..ports import DatasetRow, StoredRun
 from . import tables as t
+from .asyncpg_interactions import COUNTS, FEEDBACK, FEEDBACK_FOR, INTERACTIONS, feedback_of
 
 _MESSAGES = TypeAdapter(list[ChatMessage])
 _TOOLS = TypeAdapter(list[ToolSpec])
@@ -54,53 +57,47 @@ def _feedback_order() -> tuple:
 
 
 class PostgresTx:
-    def __init__(self, conn: AsyncConnection, inbox: Inbox, outbox: Outbox) -> None:
+    """Implements `ports.MinerTx` on one asyncpg connection inside an open transaction."""
+
+    def __init__(self, conn: asyncpg.Connection, outbox: Outbox) -> None:
         self.conn = conn
-        self.inbox = inbox
         self.outbox = outbox
 
     async def claim(self, message_id: str, message_type: str) -> bool:
-        return await self.inbox.claim(self.conn, message_id, message_type)
+        return await self.conn.fetchval(self.outbox.sql.claim(), message_id, message_type) is not None
 
     async def lock_run(self, run_id: str) -> None:
-        await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("log_miner.run:" + run_id))))
+        await self.conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "log_miner.run:" + run_id)
 
     async def feedback_for(self, run_id: str) -> list[Feedback]:
-        rows = await self.conn.execute(
-            sa.select(t.feedback).where(t.feedback.c.run_id == run_id).order_by(*_feedback_order())
-        )
-        return [_feedback(r) for r in rows]
+        return [feedback_of(r) for r in await self.conn.fetch(FEEDBACK_FOR, [run_id])]
 
     async def stored_run(self, run_id: str) -> StoredRun | None:
-        row = (await self.conn.execute(sa.select(t.interactions).where(t.interactions.c.run_id == run_id))).first()
+        row = await self.conn.fetchrow(f"SELECT * FROM {INTERACTIONS} WHERE run_id = $1", run_id)
         if row is None:
             return None
-        return StoredRun(_run(row), row.label, tuple(row.labels), row.example_kind)
+        return StoredRun(_run(SimpleNamespace(**row)), row["label"], tuple(row["labels"]), row["example_kind"])
 
     async def update_classification(self, run_id: str, classification: Classification,
                                     example_kind: str | None) -> None:
         await self.conn.execute(
-            sa.update(t.interactions)
-            .where(t.interactions.c.run_id == run_id)
-            .values(label=classification.label.value, labels=[lb.value for lb in classification.labels],
-                    example_kind=example_kind, classified_at=sa.func.now())
+            f"""UPDATE {INTERACTIONS} SET label = $2, labels = $3, example_kind = $4, classified_at = now()
+                WHERE run_id = $1""",
+            run_id, classification.label.value, [lb.value for lb in classification.labels], example_kind,
         )
 
     async def insert_feedback(self, message_id: str, feedback: Feedback) -> bool:
         calls = ([c.model_dump(mode="json") for c in feedback.corrected_tool_calls]
                  if feedback.corrected_tool_calls is not None else None)
-        stmt = (
-            insert(t.feedback)
-            .values(
-                feedback_id=feedback.feedback_id, run_id=feedback.run_id, message_id=message_id,
-                rating=feedback.rating, corrected_answer=feedback.corrected_answer, corrected_tool_calls=calls,
-                comment=feedback.comment, submitted_by=feedback.submitted_by,
-                submitted_at=feedback.submitted_at or sa.func.now(),
-            )
-            .on_conflict_do_nothing(index_elements=["feedback_id"])
-            .returning(t.feedback.c.feedback_id)
+        row = await self.conn.fetchval(
+            f"""INSERT INTO {FEEDBACK} (feedback_id, run_id, message_id, rating, corrected_answer,
+                                        corrected_tool_calls, comment, submitted_by, submitted_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))
+                ON CONFLICT (feedback_id) DO NOTHING RETURNING feedback_id""",
+            feedback.feedback_id, feedback.run_id, message_id, feedback.rating, feedback.corrected_answer, calls,
+            feedback.comment, feedback.submitted_by, feedback.submitted_at,
         )
-        return (await self.conn.execute(stmt)).first() is not None
+        return row is not None
 
     async def move_count(self, model_version: str, old: str | None, new: str) -> None:
         # The two rows in label order, as the batched interaction path writes its count rows:
@@ -114,47 +111,47 @@ class PostgresTx:
             await self._count(model_version, old, -1)
 
     async def _count(self, model_version: str, label: str, delta: int) -> None:
-        c = t.taxonomy_counts.c
         if delta < 0:
             await self.conn.execute(
-                sa.update(t.taxonomy_counts)
-                .where(c.model_version == model_version, c.label == label)
-                .values(runs=c.runs + delta, updated_at=sa.func.now())
+                f"UPDATE {COUNTS} SET runs = runs + $3, updated_at = now() WHERE model_version = $1 AND label = $2",
+                model_version, label, delta,
             )
             return
-        stmt = insert(t.taxonomy_counts).values(model_version=model_version, label=label, runs=delta)
-        await self.conn.execute(stmt.on_conflict_do_update(
-            index_elements=["model_version", "label"],
-            set_={"runs": c.runs + delta, "updated_at": sa.func.now()},
-        ))
+        await self.conn.execute(
+            f"""INSERT INTO {COUNTS} AS c (model_version, label, runs) VALUES ($1, $2, $3)
+                ON CONFLICT (model_version, label) DO UPDATE SET runs = c.runs + $3, updated_at = now()""",
+            model_version, label, delta,
+        )
 
     async def insert_dataset(self, row: DatasetRow) -> None:
-        await self.conn.execute(sa.insert(t.datasets).values(
-            dataset_id=row.dataset_id, version=row.version, train_uri=row.train_uri, val_uri=row.val_uri,
-            manifest_uri=row.manifest_uri, train_sha256=row.train_sha256, val_sha256=row.val_sha256,
-            counts=row.counts, sources=row.sources, source_run_ids=row.source_run_ids,
-            feedback_ids=row.feedback_ids, trigger=row.trigger, request_id=row.request_id,
-            requested_by=row.requested_by, job_id=row.job_id,
-        ))
+        await self.conn.execute(
+            f"""INSERT INTO {t.datasets.fullname} (dataset_id, version, train_uri, val_uri, manifest_uri, train_sha256,
+                    val_sha256, counts, sources, source_run_ids, feedback_ids, trigger, request_id, requested_by, job_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
+            row.dataset_id, row.version, row.train_uri, row.val_uri, row.manifest_uri, row.train_sha256,
+            row.val_sha256, row.counts, row.sources, row.source_run_ids, row.feedback_ids, row.trigger,
+            row.request_id, row.requested_by, row.job_id,
+        )
 
     async def stage(self, *messages: Contract) -> None:
         await self.outbox.add(self.conn, *messages)
 
 
 class PostgresMinerStore:
+    """The one-message-at-a-time writes (`transaction`) on asyncpg, beside the outbox on the same
+    pool; the composed reads (mining, policy stats, the label queue) on SQLAlchemy Core."""
+
     def __init__(self, engine: AsyncEngine, outbox: Outbox) -> None:
         self.engine = engine
-        self.inbox = Inbox(t.inbox)
         self.outbox = outbox
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
-        async with self.engine.begin() as conn:
-            yield PostgresTx(conn, self.inbox, self.outbox)
+        async with self.outbox.db.pool.acquire() as conn, conn.transaction():
+            yield PostgresTx(conn, self.outbox)
 
     async def seen(self, message_id: str) -> bool:
-        async with self.engine.connect() as conn:
-            return await self.inbox.seen(conn, message_id)
+        return bool(await self.outbox.db.pool.fetchval(self.outbox.sql.seen, message_id))
 
     async def mined_runs(self, since: datetime | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
         c = t.interactions.c

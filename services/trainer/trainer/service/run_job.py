@@ -281,7 +281,6 @@ class RunTrainingJob:
                                          steps=done.steps, event=event):
             raise LeaseLostError(job.job_id)
         self.metrics.job_duration.observe(duration)
-        await self.store.publish(event)
         logger.info("job %s completed: %d steps, adapter %s", job.job_id, done.steps, uri,
                     extra=log_fields(job_id=job.job_id, metrics=metrics))
 
@@ -291,7 +290,4 @@ class RunTrainingJob:
             correlation_id=req.envelope.correlation_id, causation=req,
             message_id=deterministic_id("training-failed", job.job_id), job_id=job.job_id, reason=reason,
         )
-        if not await self.store.fail(job.job_id, self.policy.owner, reason=reason, event=event):
-            return False
-        await self.store.publish(event)
-        return True
+        return await self.store.fail(job.job_id, self.policy.owner, reason=reason, event=event)
