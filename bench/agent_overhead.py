@@ -176,7 +176,7 @@ def audit(database_url: str, run_ids: list[str], timeout: float = 120) -> dict:
             ).fetchone()[0]
             mined = conn.execute(
                 "SELECT count(*) FROM log_miner.inbox i JOIN agent_runner.outbox o ON o.message_id = i.message_id"
-                " WHERE o.message_type = 'InteractionLogged' AND o.body->>'run_id' = ANY(%s)",
+                " WHERE o.message_type = 'AgentRunFinished' AND o.body->>'run_id' = ANY(%s)",
                 (run_ids,),
             ).fetchone()[0]
             return completed, trajectories, mined

@@ -40,7 +40,7 @@ def test_a_document_names_every_queue_the_service_consumes():
     amqp = [ch["bindings"]["amqp"] for ch in doc["channels"].values()]
     queues = {b["queue"]["name"] for b in amqp if b["is"] == "queue"}  # publish channels are routing keys
     assert queues == {
-        "log-miner.interaction.logged.v1",
+        "log-miner.agent.run.finished.v1",
         "log-miner.feedback.submitted.v1",
         "log-miner.retrain.requested.v1",
     }

@@ -156,17 +156,19 @@ def test_runner_killed_mid_run_completes_the_run_exactly_once_after_restart(stac
     run = wait_until(lambda: (r := get_run(stack, t, run_id))["status"] == "completed" and r, 60, what="run index")
     assert run["outcome"] in {"answered", "max_steps"}
     assert db.execute("SELECT count(*) FROM agent_runner.trajectories WHERE run_id = %s", (run_id,)).fetchone()[0] == 1
-    completed = db.execute(
-        "SELECT count(*) FROM agent_runner.outbox WHERE message_type = 'AgentRunCompleted' AND body->>'run_id' = %s",
-        (run_id,),
-    ).fetchone()[0]
-    assert completed == 1, "exactly one completion event"
-    wait_until(
-        lambda: db.execute(
-            "SELECT count(*) FROM log_miner.inbox i JOIN agent_runner.outbox o ON o.message_id = i.message_id"
-            " WHERE o.message_type = 'InteractionLogged' AND o.body->>'run_id' = %s",
-            (run_id,),
-        ).fetchone()[0] == 1,
-        30,
-        what="log-miner to receive the interaction once",
-    )
+    staged = dict(db.execute(
+        "SELECT message_type, count(*) FROM agent_runner.outbox WHERE body->>'run_id' = %s GROUP BY 1", (run_id,),
+    ).fetchall())
+    # exactly one outcome event, and the legacy ones beside it while consumers switch
+    assert staged == {"AgentRunFinished": 1, "AgentRunCompleted": 1, "InteractionLogged": 1}, staged
+    # the one published AgentRunFinished reached both the gateway's index and the log-miner
+    for schema in ("gateway", "log_miner"):
+        wait_until(
+            lambda schema=schema: db.execute(
+                f"SELECT count(*) FROM {schema}.inbox i JOIN agent_runner.outbox o ON o.message_id = i.message_id"
+                " WHERE o.message_type = 'AgentRunFinished' AND o.body->>'run_id' = %s",
+                (run_id,),
+            ).fetchone()[0] == 1,
+            30,
+            what=f"{schema} to receive the finished run once",
+        )

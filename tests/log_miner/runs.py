@@ -8,10 +8,10 @@ import uuid
 from typing import Any
 
 from contracts import (
+    AgentRunFinished,
     ChatMessage,
     FeedbackSubmitted,
     FunctionSpec,
-    InteractionLogged,
     RetrainRequested,
     ToolCall,
     ToolSpec,
@@ -41,7 +41,8 @@ def _block(name: str, args: dict[str, Any]) -> str:
 
 
 class Trajectory:
-    """Builds InteractionLogged the way AgentLoop appends messages and steps."""
+    """Builds AgentRunFinished (the event the log-miner consumes) the way AgentLoop appends
+    messages and steps."""
 
     def __init__(self, user: str, *, tools: list[ToolSpec] | None = None, system: str | None = None,
                  run_id: str | None = None, model_version: str = "gemma-test@v1",
@@ -94,16 +95,16 @@ class Trajectory:
                                          content="error: Expecting property name at 1"))
         return self
 
-    def answer(self, text: str) -> InteractionLogged:
+    def answer(self, text: str) -> AgentRunFinished:
         self._step(kind="model", text=text)
         self.messages.append(ChatMessage(role="assistant", content=text))
         self._step(kind="final", text=text)
         return self.logged("answered")
 
-    def client_call(self, name: str, args: dict[str, Any]) -> InteractionLogged:
+    def client_call(self, name: str, args: dict[str, Any]) -> AgentRunFinished:
         return self.client_calls((name, args))
 
-    def client_calls(self, *calls: tuple[str, dict[str, Any]]) -> InteractionLogged:
+    def client_calls(self, *calls: tuple[str, dict[str, Any]]) -> AgentRunFinished:
         """One model turn with one or more client-side calls (parallel calls: returned together)."""
         self.turn += 1
         made = [ToolCall(id=f"call_{self.turn}_{n}", name=name, arguments=args)
@@ -128,15 +129,16 @@ class Trajectory:
             self.messages.append(ChatMessage(role="tool", tool_call_id=call.id, name=call.name, content=content))
         return self
 
-    def end(self, outcome: str, error: str = "stopped") -> InteractionLogged:
+    def end(self, outcome: str, error: str = "stopped") -> AgentRunFinished:
         self._step(kind="error", error=error)
         return self.logged(outcome)
 
-    def logged(self, outcome: str) -> InteractionLogged:
-        return InteractionLogged.create(
-            correlation_id=self.run_id, message_id=deterministic_id("interaction-logged", self.run_id),
-            run_id=self.run_id, outcome=outcome, messages=self.messages, tools=self.tools, steps=self.steps,
-            model_version=self.model_version, engine="scripted", subject="tester", confidence=self.confidence,
+    def logged(self, outcome: str) -> AgentRunFinished:
+        return AgentRunFinished.create(
+            correlation_id=self.run_id, message_id=deterministic_id("run-finished", self.run_id),
+            run_id=self.run_id, status="failed" if outcome == "error" else "completed", outcome=outcome,
+            messages=self.messages, tools=self.tools, steps=self.steps, model_version=self.model_version,
+            engine="scripted", subject="tester", confidence=self.confidence,
         )
 
 

@@ -3,6 +3,7 @@
 from .agent import (
     AgentRunCompleted,
     AgentRunFailed,
+    AgentRunFinished,
     AgentRunRequested,
     AgentRunStep,
     ChatMessage,

@@ -223,6 +223,33 @@ class InteractionLogged(Contract):
     subject: str | None = None
 
 
+class AgentRunFinished(Contract):
+    """A recorded run: its outcome and its whole trajectory, published once. The gateway's run
+    index and the log-miner each read it from a queue of their own (one publish, two queues).
+    It replaces AgentRunCompleted, AgentRunFailed and InteractionLogged, which the runner still
+    publishes beside it while consumers switch (decision 0016)."""
+
+    routing_key: ClassVar[str] = "agent.run.finished.v1"
+
+    run_id: str
+    status: Literal["completed", "failed"] = Field(description="failed: the run could not execute (error_code)")
+    outcome: RunOutcome
+    answer: str | None = None
+    client_tool_calls: list[ToolCall] = Field(default_factory=list)
+    messages: list[ChatMessage] = Field(min_length=1, description="the conversation as the model ended it")
+    tools: list[ToolSpec] = Field(default_factory=list)
+    steps: list[TrajectoryStep] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    model_version: str
+    engine: str
+    confidence: float | None = Field(
+        default=None, description="GroupThink runs: the lowest agreement of any model turn (1.0 = unanimous)"
+    )
+    subject: str | None = Field(default=None, description="who asked for the run")
+    error_code: str | None = Field(default=None, description="failed runs: why (prompt_too_long, ...)")
+    error: str | None = Field(default=None, description="failed runs: the reason in words")
+
+
 class FeedbackSubmitted(Contract):
     routing_key: ClassVar[str] = "feedback.submitted.v1"
 

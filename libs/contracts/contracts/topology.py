@@ -5,6 +5,7 @@ from __future__ import annotations
 from .agent import (
     AgentRunCompleted,
     AgentRunFailed,
+    AgentRunFinished,
     AgentRunRequested,
     AgentRunStep,
     FeedbackSubmitted,
@@ -37,6 +38,7 @@ ALL_CONTRACTS: tuple[type[Contract], ...] = (
     AgentRunStep,
     AgentRunCompleted,
     AgentRunFailed,
+    AgentRunFinished,
     InteractionLogged,
     FeedbackSubmitted,
     RetrainRequested,

@@ -5,7 +5,7 @@ asyncpg (`AsyncpgPool`; the inbox/outbox statements are `messagesql`'s, the unit
 leased jobs `jobstore`'s): one prepared statement on an asyncpg connection costs ~0.15 ms of
 CPU, the same transaction through SQLAlchemy's async layer (greenlet hop, pool checkout with
 pre-ping, BEGIN/COMMIT) ~1 ms. SQLAlchemy Core stays for the table definitions (Alembic) and
-for a few composed reads off the hot path (`make_engine`). Decision 0016.
+for a few composed reads off the hot path (`make_engine`). Decision 0015.
 """
 
 from __future__ import annotations
@@ -38,35 +38,25 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     paths leave no session state behind (an open transaction is still rolled back by asyncpg)."""
 
 
-async def asyncpg_pool(url: str, *, min_size: int = 0, max_size: int = 10,
-                       synchronous_commit: bool = True) -> asyncpg.Pool:
-    """A pool for hot-path statements; JSONB columns take and give Python values.
-
-    `synchronous_commit=False` is for writes that something durable backs up (a lost commit
-    is redone or harmless): their commit does not wait for the WAL flush, and as a session
-    setting of the pool's own connections it costs no extra round trip.
-    """
-    settings = {} if synchronous_commit else {"synchronous_commit": "off"}
+async def asyncpg_pool(url: str, *, min_size: int = 0, max_size: int = 10) -> asyncpg.Pool:
+    """A pool for hot-path statements; JSONB columns take and give Python values."""
     return await asyncpg.create_pool(asyncpg_dsn(url), min_size=min_size, max_size=max_size, init=_jsonb_codec,
-                                     reset=_keep_session, server_settings=settings)
+                                     reset=_keep_session)
 
 
 class AsyncpgPool:
     """An adapter's own asyncpg pool (see `asyncpg_pool`): `open()` in a start-up hook, `close()`
     at shutdown, `pool` in between; `what` names the adapter in the error of a use before open."""
 
-    def __init__(self, database_url: str, *, what: str, min_size: int = 0, max_size: int = 10,
-                 synchronous_commit: bool = True) -> None:
+    def __init__(self, database_url: str, *, what: str, min_size: int = 0, max_size: int = 10) -> None:
         self.database_url = database_url
         self.what = what
         self.min_size = min_size
         self.max_size = max_size
-        self.synchronous_commit = synchronous_commit
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        self._pool = await asyncpg_pool(self.database_url, min_size=self.min_size, max_size=self.max_size,
-                                        synchronous_commit=self.synchronous_commit)
+        self._pool = await asyncpg_pool(self.database_url, min_size=self.min_size, max_size=self.max_size)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

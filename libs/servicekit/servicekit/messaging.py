@@ -84,7 +84,8 @@ async def declare_dead_letter_queues(broker: RabbitBroker, queues: list[str]) ->
 async def delete_retired_queues(broker: RabbitBroker, names: list[str]) -> list[str]:
     """Delete queues an earlier version of a service declared and this one no longer consumes
     (an upgrade step run at start-up). A queue still in use (an old replica during a rolling
-    upgrade) is left for a later start; a missing one is fine. Returns the names deleted."""
+    upgrade) or one still holding messages is left for a later start; a missing one is fine.
+    Returns the names deleted."""
     deleted: list[str] = []
     for name in names:
         # Quorum queues refuse `queue.delete` with if-unused (and the broker closes the whole
@@ -93,8 +94,10 @@ async def delete_retired_queues(broker: RabbitBroker, names: list[str]) -> list[
         try:
             queue = await channel.declare_queue(name, passive=True)
             consumers = queue.declaration_result.consumer_count
-            if consumers:
-                logger.warning("retired queue %s still has %d consumer(s); left for a later start", name, consumers)
+            waiting = queue.declaration_result.message_count
+            if consumers or waiting:
+                logger.warning("retired queue %s still has %d consumer(s) and %d message(s); left for a later start",
+                               name, consumers, waiting)
                 continue
             await channel.queue_delete(name)
             deleted.append(name)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 from faststream.rabbit import RabbitBroker
@@ -27,21 +26,17 @@ from .messaging import EVENTS, amqp_properties, json_body
 
 logger = logging.getLogger("servicekit.outbox")
 
-MarkPublished = Callable[[list[str]], Awaitable[None]]
-
 
 class Outbox:
-    """The outbox of `sql`'s schema on `db`. `mark_published(message_ids)` writes the fast path's
-    marks (default: an UPDATE on `db`); a service may pass its own, e.g. on a pool whose commit
-    does not wait for the WAL flush (a lost mark only means a harmless republish)."""
+    """The outbox of `sql`'s schema on `db`. The fast path's marks are written in batches, each
+    one UPDATE whose commit does not wait for the WAL flush (a lost mark only means a harmless
+    republish)."""
 
-    def __init__(self, db: AsyncpgPool, sql: MessageSql, broker: RabbitBroker, *,
-                 mark_published: MarkPublished | None = None, mark_interval_s: float = 0.1,
+    def __init__(self, db: AsyncpgPool, sql: MessageSql, broker: RabbitBroker, *, mark_interval_s: float = 0.1,
                  mark_batch: int = 500) -> None:
         self.db = db
         self.sql = sql
         self.broker = broker
-        self.mark_published = mark_published or self._mark_published
         self.mark_interval_s = mark_interval_s
         self.mark_batch = mark_batch
         self._wake = asyncio.Event()
@@ -86,8 +81,10 @@ class Outbox:
         await self.broker.publish(json_body(message), exchange=EVENTS, routing_key=message.routing_key,
                                   **amqp_properties(message))
 
-    async def _mark_published(self, message_ids: list[str]) -> None:
-        await self.db.pool.execute(self.sql.mark_published, message_ids)
+    async def mark_published(self, message_ids: list[str]) -> None:
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            await conn.execute(self.sql.mark_published, message_ids)
 
     async def flush_marks(self) -> int:
         """Mark what the fast path published since the last flush; returns how many rows."""

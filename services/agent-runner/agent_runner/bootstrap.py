@@ -140,6 +140,7 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
                      groupthink_max_samples=settings.runner.groupthink_max_samples,
                      constrained=settings.engine.constrained)
     run_agent = RunAgent(loop=loop, slot=slot, store=store, sinks=reply_sinks(rt.broker),
+                         legacy_events=settings.runner.legacy_events,
                          metrics=metrics, max_attempts=settings.broker.delivery_limit)
     rt.broker.context.set_global(handlers.RUN_AGENT_KEY, run_agent)
 

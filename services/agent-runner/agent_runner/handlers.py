@@ -10,6 +10,7 @@ from contracts import (
     REPLY_QUEUE_PREFIX,
     AgentRunCompleted,
     AgentRunFailed,
+    AgentRunFinished,
     AgentRunRequested,
     AgentRunStep,
     InteractionLogged,
@@ -65,11 +66,11 @@ def register(broker: RabbitBroker, *, delivery_limit: int, instance_id: str = "I
 
     # Declared for the AsyncAPI document only: the messages go out through the outbox (events)
     # and the reply sink (the requesting gateway's queue, named in each request's reply_to).
-    for contract in (AgentRunCompleted, AgentRunFailed, InteractionLogged):
+    for contract in (AgentRunFinished, AgentRunCompleted, AgentRunFailed, InteractionLogged):
         broker.publisher(exchange=EVENTS, routing_key=contract.routing_key, schema=contract,
                          title=f"{contract.routing_key}:publish", description=(contract.__doc__ or "").strip() or None)
     reply_queue = f"{REPLY_QUEUE_PREFIX}<gateway-instance>"
-    for contract in (AgentRunStep, AgentRunCompleted, AgentRunFailed):
+    for contract in (AgentRunStep, AgentRunFinished, AgentRunCompleted, AgentRunFailed):
         broker.publisher(reply_queue, schema=contract, title=f"{reply_queue}:{contract.__name__}",
                          description=f"{contract.__name__} to the queue named in the request's reply_to (not persisted)")
 

@@ -69,6 +69,11 @@ class RunnerSettings(BaseModel):
     groupthink_max_samples: int = Field(
         default=8, ge=1, le=64, description="most GroupThink samples per model turn; a run asking more fails"
     )
+    legacy_events: bool = Field(
+        default=True,
+        description="also publish AgentRunCompleted/AgentRunFailed and InteractionLogged beside AgentRunFinished "
+        "(and reply with the former), for consumers not yet switched (decision 0016)",
+    )
 
 
 class AgentRunnerSettings(ServiceSettings):

@@ -18,7 +18,7 @@ from contracts import REPLY_QUEUE_PREFIX, new_id
 from servicekit.app import create_service_app
 from servicekit.health import redis_check, s3_check
 from servicekit.logs import setup_logging
-from servicekit.messaging import make_broker
+from servicekit.messaging import delete_retired_queues, make_broker
 from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
@@ -112,9 +112,9 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     rt.checks["redis"] = redis_check(redis)
     run_index = AsyncpgRunStore(settings.database.url, max_size=2 * settings.database.pool_size,
                                 on_flush=lambda kind, size: metrics.write_batch_size.labels(kind=kind).observe(size))
-    # Fast-path publishing with batched marks (on the run index's relaxed-commit pool), and the
-    # relay that covers crashes; staging happens in the run index's statements (and `outbox.add`).
-    outbox = Outbox(run_index.db, run_index_sql.SQL, broker, mark_published=run_index.mark_published)
+    # Fast-path publishing with batched marks, and the relay that covers crashes; staging happens
+    # in the run index's statements (and `outbox.add`).
+    outbox = Outbox(run_index.db, run_index_sql.SQL, broker)
 
     # Adapters → use cases.
     def count_auth_failure(reason: str) -> None:
@@ -178,7 +178,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         outbox.run_relay,
         lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
     ]
-    rt.on_startup += [run_index.open, model_registry.open]
+    rt.on_startup += [run_index.open, model_registry.open,
+                      lambda: delete_retired_queues(broker, list(handlers.RETIRED_QUEUES))]
     rt.on_shutdown += [close_redis, run_index.close, model_registry.close, label_queue.close]
     app = create_service_app(rt, routers(), version="1")
     app.state.container = container

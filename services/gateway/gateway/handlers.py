@@ -1,12 +1,14 @@
 """Message consumers of the gateway.
 
 - The reply queue of this instance (exclusive, auto-delete, no binding: the runner publishes to
-  it through the default exchange): steps go to live listeners, outcomes to the run index and
-  then to the listeners. It is consumed by ONE loop, in delivery order (`consume_replies`):
+  it through the default exchange): steps go to live listeners, outcomes to the run index (the
+  one writer, see `RunService.record_outcome`) and then to the listeners. It is consumed by ONE
+  loop, in delivery order (`consume_replies`):
   FastStream runs each delivery of a handler-subscriber as its own task, and those tasks can
   overtake each other, which would shuffle a run's streamed steps.
-- Durable work queues on the events exchange for AgentRunCompleted / AgentRunFailed: they keep
-  the run index right for fire-and-forget runs and for runs whose gateway replica died.
+- The durable work queue of AgentRunFinished on the events exchange: the same outcome, for
+  fire-and-forget runs and for runs whose gateway replica died (written once: the inbox claim
+  of its message id arbitrates between the two paths).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import ValidationError
 
-from contracts import REPLY_QUEUE_PREFIX, AgentRunCompleted, AgentRunFailed, AgentRunStep
+from contracts import REPLY_QUEUE_PREFIX, AgentRunCompleted, AgentRunFailed, AgentRunFinished, AgentRunStep, queue_name
 from servicekit.logs import log_fields
 from servicekit.messaging import EVENTS, work_queue
 
@@ -44,19 +46,19 @@ def register(broker: RabbitBroker, *, delivery_limit: int, instance_id: str) -> 
     broker.subscriber(
         reply_queue(instance_id),
         title="gateway.replies",
-        description="AgentRunStep, then AgentRunCompleted or AgentRunFailed, of the runs this instance accepted "
+        description="AgentRunStep, then AgentRunFinished (or, from runners with legacy events on, AgentRunCompleted "
+        "or AgentRunFailed), of the runs this instance accepted "
         "(header x-message-type names the contract)",
     )
 
-    @broker.subscriber(work_queue(SERVICE, AgentRunCompleted, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_run_completed(msg: AgentRunCompleted) -> None:
+    @broker.subscriber(work_queue(SERVICE, AgentRunFinished, delivery_limit=delivery_limit), EVENTS, no_reply=True)
+    async def on_run_finished(msg: AgentRunFinished) -> None:
         """A run finished (any replica's): record it in the run index once."""
         await runs().record_outcome(msg, source="events")
 
-    @broker.subscriber(work_queue(SERVICE, AgentRunFailed, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_run_failed(msg: AgentRunFailed) -> None:
-        """A run failed (any replica's): record it in the run index once."""
-        await runs().record_outcome(msg, source="events")
+
+# The queues of the outcome events AgentRunFinished replaced (deleted at start-up once drained).
+RETIRED_QUEUES = tuple(queue_name(SERVICE, c) for c in (AgentRunCompleted, AgentRunFailed))
 
 
 def reply_subscriber(broker: RabbitBroker) -> RabbitSubscriber:
@@ -101,12 +103,10 @@ async def _consume_replies(subscriber: RabbitSubscriber, runs: RunService) -> No
                 if kind == "AgentRunStep":
                     runs.forward_step(AgentRunStep.model_validate(body))
                     continue
-                if kind == "AgentRunCompleted":
-                    outcome = AgentRunCompleted.model_validate(body)
-                elif kind == "AgentRunFailed":
-                    outcome = AgentRunFailed.model_validate(body)
-                else:
+                contract = REPLY_OUTCOMES.get(kind or "")
+                if contract is None:
                     raise ValueError(f"unexpected message type {kind!r}")
+                outcome = contract.model_validate(body)
             except (ValidationError, ValueError) as exc:
                 logger.error("dropping a reply that breaks the contract: %s", str(exc)[:300],
                              extra=log_fields(message_id=message.message_id, message_type=kind))
@@ -118,3 +118,6 @@ async def _consume_replies(subscriber: RabbitSubscriber, runs: RunService) -> No
         for task in list(in_flight):
             task.cancel()
         await asyncio.gather(*in_flight, return_exceptions=True)
+
+
+REPLY_OUTCOMES = {c.__name__: c for c in (AgentRunFinished, AgentRunCompleted, AgentRunFailed)}

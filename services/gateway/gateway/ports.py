@@ -17,12 +17,10 @@ class RunStore(Protocol):
 
     async def get(self, run_id: str) -> RunRecord | None: ...
 
-    async def finish(self, finish: RunFinish, *, message_id: str | None = None,
-                     message_type: str | None = None, durable: bool = True) -> RunRecord | None:
+    async def finish(self, finish: RunFinish, *, message_id: str, message_type: str) -> RunRecord | None:
         """Record how a run ended, once: returns the updated record, or None when the run was
-        already finished (or unknown). With a message id, the id is claimed in the inbox in the
-        same transaction and a duplicate delivery changes nothing. `durable=False` may commit
-        without waiting for the WAL flush (for a write that another, durable one backs up)."""
+        already finished (or unknown). The message id is claimed in the inbox in the same
+        transaction, so a duplicate delivery changes nothing."""
 
     async def add_feedback(self, feedback: NewFeedback, message: Contract) -> None:
         """Insert the feedback and stage its event in the outbox, in one transaction."""

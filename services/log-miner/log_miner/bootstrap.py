@@ -10,7 +10,7 @@ from faststream.rabbit import RabbitBroker
 
 from servicekit.app import create_service_app
 from servicekit.logs import setup_logging
-from servicekit.messaging import make_broker
+from servicekit.messaging import delete_retired_queues, make_broker
 from servicekit.messagesql import MessageSql
 from servicekit.outbox import Outbox
 from servicekit.runtime import artifact_store, standard_runtime
@@ -64,7 +64,7 @@ def build_app(settings: LogMinerSettings) -> FastAPI:
     rt.broker.context.set_global(handlers.RECORD_RUNS_KEY, record)
     rt.broker.context.set_global(handlers.BUILD_DATASET_KEY, build)
     rt.background += [outbox.run_relay, retrain_policy.run]
-    rt.on_startup.append(interaction_log.open)
+    rt.on_startup += [interaction_log.open, lambda: delete_retired_queues(rt.broker, list(handlers.RETIRED_QUEUES))]
     rt.on_shutdown += [interaction_log.close, record.close]  # run in reverse: the last batch, then the pool
     rt.details = lambda: {"policy": "on" if policy.enabled else "off", "include_unrated": mining.include_unrated}
     return create_service_app(rt, [api.router(store)])

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from faststream.rabbit import RabbitBroker
 
-from contracts import DatasetBuilt, FeedbackSubmitted, InteractionLogged, RetrainRequested, TrainingRequested
+from contracts import (
+    AgentRunFinished,
+    DatasetBuilt,
+    FeedbackSubmitted,
+    InteractionLogged,
+    RetrainRequested,
+    TrainingRequested,
+    queue_name,
+)
 from servicekit.messaging import EVENTS, work_queue
 
 from . import SERVICE
@@ -17,12 +25,15 @@ from .service import BuildDataset, RecordRuns
 RECORD_RUNS_KEY = "log_miner_record_runs"
 BUILD_DATASET_KEY = "log_miner_build_dataset"
 
+# The queue of the event AgentRunFinished replaced (deleted at start-up once drained).
+RETIRED_QUEUES = (queue_name(SERVICE, InteractionLogged),)
+
 
 def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
     context = broker.context
 
-    @broker.subscriber(work_queue(SERVICE, InteractionLogged, delivery_limit=delivery_limit), EVENTS, no_reply=True)
-    async def on_interaction_logged(msg: InteractionLogged) -> None:
+    @broker.subscriber(work_queue(SERVICE, AgentRunFinished, delivery_limit=delivery_limit), EVENTS, no_reply=True)
+    async def on_run_finished(msg: AgentRunFinished) -> None:
         """A finished run's whole trajectory: stored and classified into the failure taxonomy."""
         record: RecordRuns = context.get(RECORD_RUNS_KEY)
         await record.interaction(msg)

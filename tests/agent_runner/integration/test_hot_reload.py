@@ -144,7 +144,7 @@ async def test_a_deployment_reloads_every_runner_and_new_runs_record_the_new_ver
             f'agent_runner_serving_model_info{{engine="llamacpp",model_version="{SECOND}"}} 1.0']
         assert 'agent_runner_model_reload_seconds_count{outcome="ok"} 2.0' in text
 
-    await amqp.collector(bind=("agent.run.completed.v1", "interaction.logged.v1"))  # routable, as in a stack
+    await amqp.collector(bind=("agent.run.completed.v1", "interaction.logged.v1", "agent.run.finished.v1"))  # routable
     replies = await amqp.collector()
     request = run_request("Say hello.", reply_to=replies.name, max_steps=1, max_tokens=8, server_tools=False)
     await amqp.publish(request)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from agent_runner.adapters.rabbit_steps import ReplyQueueSink
 from agent_runner.bootstrap import build_app
-from agent_runner.service import completed_id, logged_id
+from agent_runner.service import completed_id, finished_id, logged_id
 from contracts import AgentRunRequested, AgentRunStep, ModelDeployed, dead_letter_queue_name, queue_name
 from servicekit.messaging import make_broker
 from .conftest import RunnerInfra, eventually, fetch_all, run_request, runner_settings
@@ -36,7 +36,8 @@ async def runner(runner_infra: RunnerInfra) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture(scope="module")
 async def events(amqp):
-    return await amqp.collector(bind=("agent.run.completed.v1", "agent.run.failed.v1", "interaction.logged.v1"))
+    return await amqp.collector(bind=("agent.run.completed.v1", "agent.run.failed.v1", "interaction.logged.v1",
+                                      "agent.run.finished.v1"))
 
 
 async def test_a_requested_run_streams_steps_and_completes_on_the_reply_queue(runner, amqp, db, events):
@@ -70,6 +71,12 @@ async def test_a_requested_run_streams_steps_and_completes_on_the_reply_queue(ru
     logged = events.typed(request.run_id, "InteractionLogged")[0]
     assert logged["envelope"]["message_id"] == logged_id(request.run_id)
     assert logged["steps"] == body["steps"]
+    # the one outcome event (the old ones above still go out while consumers switch)
+    await eventually(lambda: events.typed(request.run_id, "AgentRunFinished"), what="agent.run.finished")
+    (finished,) = events.typed(request.run_id, "AgentRunFinished")
+    assert finished["envelope"]["message_id"] == finished_id(request.run_id)
+    assert (finished["status"], finished["answer"], finished["subject"]) == ("completed", body["answer"], "integration")
+    assert finished["steps"] == body["steps"] and finished["messages"] == logged["messages"]
 
 
 async def test_a_duplicate_delivery_is_processed_once(runner, amqp, db, events):

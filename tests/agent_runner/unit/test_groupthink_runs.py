@@ -126,7 +126,7 @@ def run_agent_of(metrics, store, sink, engine, max_samples: int = 8) -> RunAgent
 async def test_the_confidence_reaches_the_completed_and_logged_events(metrics, fakes, store, sink):
     engine = FakeSamplingEngine([[("391", -0.1), ("391.", -0.2), ("400", -0.3), (CALC, -0.4)]])
     await run_agent_of(metrics, store, sink, engine)(fakes.request(run_id="gt-1", groupthink={"samples": 4}))
-    completed, logged = store.published
+    completed, logged, finished = store.published
     assert isinstance(completed, AgentRunCompleted) and isinstance(logged, InteractionLogged)
     assert completed.confidence == logged.confidence == 0.75
     assert store.rows["gt-1"]["steps"][0]["decoding"]["agreement"] == 0.75
@@ -136,7 +136,7 @@ async def test_more_samples_than_the_runner_allows_fail_the_run_with_a_clear_cod
     engine = FakeSamplingEngine([[("391", -0.1)] * 5])
     await run_agent_of(metrics, store, sink, engine, max_samples=4)(
         fakes.request(run_id="gt-2", groupthink={"samples": 5}))
-    failed, logged = store.published
+    failed, logged, finished = store.published
     assert isinstance(failed, AgentRunFailed) and failed.error_code == "groupthink_too_many_samples"
     assert "maximum of 4" in failed.reason and engine.calls == []
     assert logged.confidence is None

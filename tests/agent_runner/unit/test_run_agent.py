@@ -8,9 +8,17 @@ import pytest
 
 from agent_runner.domain import EngineError, PromptTooLongError
 from agent_runner.model_slot import ModelSlot
-from agent_runner.service import AgentLoop, RecordDeployment, RunAgent, completed_id, failed_id, logged_id
+from agent_runner.service import AgentLoop, RecordDeployment, RunAgent, completed_id, failed_id, finished_id, logged_id
 from agent_runner.tools.calculator import CalculatorTool
-from contracts import AgentRunCompleted, AgentRunFailed, FunctionSpec, InteractionLogged, ModelDeployed, ToolSpec
+from contracts import (
+    AgentRunCompleted,
+    AgentRunFailed,
+    AgentRunFinished,
+    FunctionSpec,
+    InteractionLogged,
+    ModelDeployed,
+    ToolSpec,
+)
 
 
 def build(metrics, store, sink, engine, *, max_attempts: int = 3) -> tuple[RunAgent, ModelSlot]:
@@ -30,13 +38,28 @@ async def test_a_run_is_recorded_with_its_outcome_messages(metrics, fakes, store
     assert row["outcome"] == "answered" and row["answer"] == "391"
     assert row["model_version"] == "fake-v1" and row["engine"] == "fake" and row["subject"] == "tester"
     assert row["messages"][-1] == {"role": "assistant", "content": "391"}
-    completed, logged = store.published
+    completed, logged, finished = store.published
     assert isinstance(completed, AgentRunCompleted) and completed.envelope.message_id == completed_id("r1")
     assert isinstance(logged, InteractionLogged) and logged.envelope.message_id == logged_id("r1")
     assert completed.envelope.causation_id == request.envelope.message_id
     assert logged.steps == completed.steps and logged.subject == "tester"
+    # the one outcome event carries what the gateway's index and the log-miner read
+    assert isinstance(finished, AgentRunFinished) and finished.envelope.message_id == finished_id("r1")
+    assert (finished.status, finished.outcome, finished.answer) == ("completed", "answered", "391")
+    assert finished.steps == completed.steps and finished.messages == logged.messages
+    assert finished.subject == "tester" and finished.envelope.causation_id == request.envelope.message_id
     assert sink.finals == [completed]
     assert metrics.registry.get_sample_value("agent_runner_runs_total", {"outcome": "answered"}) == 1
+
+
+async def test_with_the_legacy_events_off_only_the_finished_event_goes_out_and_answers_the_requester(
+        metrics, fakes, store, sink):
+    run_agent, _ = build(metrics, store, sink, fakes.Engine(["391"]))
+    run_agent.legacy_events = False
+    await run_agent(fakes.request(run_id="r1b"))
+    (finished,) = store.published
+    assert isinstance(finished, AgentRunFinished) and finished.answer == "391"
+    assert sink.finals == [finished]
 
 
 async def test_the_requester_gets_the_result_once_recorded_before_the_events_go_out(metrics, fakes):
@@ -69,7 +92,7 @@ async def test_a_processed_message_is_not_run_again_but_its_result_is_resent(met
     await run_agent(request)
 
     assert len(engine.prompts) == 1
-    assert len(store.published) == 2  # from the first delivery only
+    assert len(store.published) == 3  # from the first delivery only
     assert [m.envelope.message_id for m in sink.finals] == [completed_id("r2")] * 2
 
 
@@ -80,7 +103,7 @@ async def test_concurrent_deliveries_to_one_runner_run_once(metrics, fakes, stor
     await asyncio.gather(run_agent(request), run_agent(request))
 
     assert len(engine.prompts) == 1  # the second delivery waited, then found the run recorded
-    assert len(store.rows) == 1 and len(store.published) == 2
+    assert len(store.rows) == 1 and len(store.published) == 3
     assert len(sink.finals) == 2  # the result, then the re-send for the duplicate (same message id)
 
 
@@ -92,7 +115,7 @@ async def test_a_run_recorded_meanwhile_by_another_replica_is_not_recorded_twice
     await asyncio.gather(replica_a(request), replica_b(request))
 
     assert len(engine.prompts) == 2  # both ran ...
-    assert len(store.rows) == 1 and len(store.published) == 2  # ... one was recorded and published
+    assert len(store.rows) == 1 and len(store.published) == 3  # ... one was recorded and published
     assert len(sink.finals) == 1
 
 
@@ -107,10 +130,11 @@ async def test_the_last_attempt_records_the_failure(metrics, fakes, store, sink)
     run_agent, _ = build(metrics, store, sink, fakes.Engine([], error=EngineError("down")), max_attempts=3)
     await run_agent(fakes.request(run_id="r5"), attempt=3)
 
-    failed, logged = store.published
+    failed, logged, finished = store.published
     assert isinstance(failed, AgentRunFailed) and failed.envelope.message_id == failed_id("r5")
     assert failed.error_code == "engine_unavailable" and "down" in failed.reason
     assert logged.outcome == "error"
+    assert (finished.status, finished.error_code, finished.error) == ("failed", "engine_unavailable", failed.reason)
     assert store.rows["r5"]["outcome"] == "error" and store.rows["r5"]["attempt"] == 3
     assert sink.finals == [failed]
 
@@ -158,7 +182,7 @@ async def test_a_deployment_is_recorded_as_the_desired_model_without_a_reload(fa
 async def test_a_run_may_name_the_served_model_by_version_or_alias(metrics, fakes, store, sink, asked):
     run_agent, _ = build(metrics, store, sink, fakes.Engine(["391"]))
     await run_agent(fakes.request(run_id="m1", model=asked))
-    (completed, _logged) = store.published
+    (completed, _logged, _finished) = store.published
     assert isinstance(completed, AgentRunCompleted) and completed.model_version == "fake-v1"
 
 
@@ -166,7 +190,7 @@ async def test_a_run_asking_for_a_version_not_served_fails_with_a_clear_code(met
     engine = fakes.Engine(["391"])
     run_agent, _ = build(metrics, store, sink, engine)
     await run_agent(fakes.request(run_id="m2", model="gemma3-270m-candidate"))
-    failed, _logged = store.published
+    failed, _logged, _finished = store.published
     assert isinstance(failed, AgentRunFailed) and failed.error_code == "model_not_served"
     assert "serves fake-v1" in failed.reason and "gemma3-270m-candidate" in failed.reason
     assert engine.prompts == []  # nothing was generated

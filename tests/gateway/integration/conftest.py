@@ -23,8 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contracts import (
     EVENTS_EXCHANGE,
-    AgentRunCompleted,
-    AgentRunFailed,
+    AgentRunFinished,
     AgentRunRequested,
     AgentRunStep,
     Contract,
@@ -128,7 +127,8 @@ def new_token(gateway: ServiceProcess, db: AsyncEngine) -> Token:
 
 
 class FakeRunner:
-    """Scripted by the instruction: `fail` → AgentRunFailed; `silent` → no reply at all;
+    """Plays the runner's side (AgentRunFinished to the reply queue and the events exchange, the
+    same message). Scripted by the instruction: `fail` → a failed run; `silent` → no reply at all;
     `events-only` → outcome on the events exchange only (the reply is lost); `steps:N` → N
     token steps; anything else → three steps and an answer."""
 
@@ -149,9 +149,11 @@ class FakeRunner:
         if instruction == "silent":
             return
         if instruction == "fail":
-            failed = AgentRunFailed.create(
-                correlation_id=msg.run_id, message_id=deterministic_id("run-failed", msg.run_id),
-                run_id=msg.run_id, error_code="engine_error", reason="the engine fell over", model_version="m-test",
+            failed = AgentRunFinished.create(
+                correlation_id=msg.run_id, message_id=deterministic_id("run-finished", msg.run_id),
+                run_id=msg.run_id, status="failed", outcome="error", messages=msg.messages, model_version="m-test",
+                engine="scripted", subject=msg.principal.subject, error_code="engine_error",
+                error="the engine fell over",
             )
             await self.reply(msg, failed)
             await publish_event(self.broker, failed)
@@ -163,12 +165,12 @@ class FakeRunner:
                 step = AgentRunStep.create(correlation_id=msg.run_id, run_id=msg.run_id, index=index, kind=kind,
                                            text=text)
                 await self.reply(msg, step)
-        completed = AgentRunCompleted.create(
-            correlation_id=msg.run_id, message_id=deterministic_id("run-completed", msg.run_id), run_id=msg.run_id,
-            outcome="answered", answer=f"echo: {instruction}",
+        completed = AgentRunFinished.create(
+            correlation_id=msg.run_id, message_id=deterministic_id("run-finished", msg.run_id), run_id=msg.run_id,
+            status="completed", outcome="answered", answer=f"echo: {instruction}", messages=msg.messages,
             steps=[TrajectoryStep(index=0, kind="final", text=f"echo: {instruction}")],
             usage=Usage(prompt_tokens=3, completion_tokens=2, engine_ms=1.5, total_ms=2.0),
-            model_version="m-test", engine="scripted",
+            model_version="m-test", engine="scripted", subject=msg.principal.subject,
         )
         if instruction != "events-only":
             await self.reply(msg, completed)

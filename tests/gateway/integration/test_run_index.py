@@ -64,6 +64,11 @@ def done(run_id: str, answer: str = "42", *, status: str = "completed", minutes:
                      usage={"prompt_tokens": 3}, model_version="m-test", engine="scripted")
 
 
+def fresh() -> dict[str, str]:
+    """A first delivery's message id (as another replica, or another outcome message, would bring)."""
+    return {"message_id": f"r-{uuid.uuid4().hex}", "message_type": "AgentRunFinished"}
+
+
 async def row(store: AsyncpgRunStore, run_id: str) -> asyncpg.Record:
     return await store.pool.fetchrow("SELECT * FROM gateway.runs WHERE run_id = $1", run_id)
 
@@ -99,11 +104,11 @@ async def test_a_duplicate_creation_fails_only_itself(store):
 
 async def test_concurrent_outcomes_each_return_their_own_record(store, flushes):
     run_ids = await created(store, 30)
-    relaxed = asyncio.gather(*(store.finish(done(r, f"relaxed {r}"), durable=False) for r in run_ids[:15]))
+    relaxed = asyncio.gather(*(store.finish(done(r, f"relaxed {r}"), **fresh()) for r in run_ids[:15]))
     once = asyncio.gather(*(store.finish(done(r, f"once {r}"), message_id=f"m-{r}", message_type="AgentRunCompleted")
                             for r in run_ids[15:]))
     records = [*await relaxed, *await once]
-    assert max(flushes.sizes["finish-relaxed"]) > 1 and max(flushes.sizes["finish-once"]) > 1
+    assert max(flushes.sizes["finish"]) > 1 and max(flushes.sizes["finish"]) > 1
     for i, (run_id, record) in enumerate(zip(run_ids, records, strict=True)):
         answer = f"{'relaxed' if i < 15 else 'once'} {run_id}"
         assert (record.run_id, record.answer, record.status) == (run_id, answer, "completed")
@@ -116,11 +121,11 @@ async def test_concurrent_outcomes_each_return_their_own_record(store, flushes):
 
 async def test_a_second_outcome_of_a_run_changes_nothing(store):
     a, b = await created(store, 2)
-    first, again = await asyncio.gather(store.finish(done(a, "first"), durable=False),
-                                        store.finish(done(a, "second"), durable=False))
+    first, again = await asyncio.gather(store.finish(done(a, "first"), **fresh()),
+                                        store.finish(done(a, "second"), **fresh()))
     assert first.answer == "first" and again is None
-    assert await store.finish(done(b, "first"), durable=False) is not None
-    assert await store.finish(done(b, "later", status="failed"), durable=False) is None
+    assert await store.finish(done(b, "first"), **fresh()) is not None
+    assert await store.finish(done(b, "later", status="failed"), **fresh()) is None
     assert ((await row(store, a))["answer"], (await row(store, b))["status"]) == ("first", "completed")
 
 
@@ -140,7 +145,7 @@ async def test_a_duplicate_message_id_updates_once_within_and_across_batches(sto
         store.finish(done(c, "c"), message_id=f"m-{c}", message_type="AgentRunCompleted"),
     )
     assert again is None and other.answer == "c"
-    assert flushes.sizes["finish-once"] == [3, 2]  # the set-based statement, both times
+    assert flushes.sizes["finish"] == [3, 2]  # the set-based statement, both times
     assert (await row(store, a))["answer"] == "one"
     assert await store.finish(done(a, "four"), message_id=f"dup-{a}", message_type="AgentRunCompleted") is None
 
@@ -158,15 +163,15 @@ async def test_of_two_first_deliveries_for_one_run_both_are_claimed_and_the_firs
 
 async def test_a_first_delivery_is_claimed_even_when_the_run_had_finished(store, flushes):
     a, b = await created(store, 2)
-    assert await store.finish(done(a), durable=False) is not None
+    assert await store.finish(done(a), **fresh()) is not None
     late, other = await asyncio.gather(
         store.finish(done(a), message_id=f"late-{a}", message_type="AgentRunCompleted"),
         store.finish(done(b), message_id=f"m-{b}", message_type="AgentRunCompleted"),
     )
-    assert late is None and other.run_id == b and flushes.sizes["finish-once"] == [2]
+    assert late is None and other.run_id == b and flushes.sizes["finish"] == [1, 2]
     assert await claimed(store, f"late-{a}", f"m-{b}") == 2
     (c,) = await created(store, 1)
-    assert await store.finish(done(c), durable=False) is not None
+    assert await store.finish(done(c), **fresh()) is not None
     assert await store.finish(done(c), message_id=f"late-{c}", message_type="AgentRunCompleted") is None
     assert await claimed(store, f"late-{c}") == 1
 
@@ -175,7 +180,7 @@ async def test_an_unknown_run_gets_no_record(store):
     (known,) = await created(store, 1)
     unknown = f"run-{uuid.uuid4().hex}"
     for batch in ([unknown], [unknown, known]):  # the single-row and the set-based statement
-        records = await asyncio.gather(*(store.finish(done(r), durable=False) for r in batch))
+        records = await asyncio.gather(*(store.finish(done(r), **fresh()) for r in batch))
         assert records[0] is None
     assert records[1].run_id == known
 
@@ -191,7 +196,7 @@ async def test_a_bad_outcome_in_a_batch_fails_only_itself(store, flushes, caplog
     assert results[0].run_id == a and results[2].run_id == b
     assert isinstance(results[1], asyncpg.CheckViolationError)
     # the batch of three failed and was retried one by one: two flushes went through
-    assert "a batch of 3 failed" in caplog.text and flushes.sizes["finish-once"] == [1, 1]
+    assert "a batch of 3 failed" in caplog.text and flushes.sizes["finish"] == [1, 1]
     # the failed item's claim was rolled back with it: its redelivery is a first delivery
     assert await claimed(store, f"m-{bad}") == 0
     assert (await row(store, bad))["status"] == "queued"
@@ -199,25 +204,32 @@ async def test_a_bad_outcome_in_a_batch_fails_only_itself(store, flushes, caplog
     assert record.status == "completed"
 
     c, worse = await created(store, 2)
-    results = await asyncio.gather(store.finish(done(worse, status="bogus"), durable=False),
-                                   store.finish(done(c), durable=False), return_exceptions=True)
+    results = await asyncio.gather(store.finish(done(worse, status="bogus"), **fresh()),
+                                   store.finish(done(c), **fresh()), return_exceptions=True)
     assert isinstance(results[0], asyncpg.CheckViolationError) and results[1].run_id == c
 
 
-async def test_both_paths_writing_the_same_runs_at_once_record_each_run_once(store, caplog):
-    """The reply and the events path see every outcome; their batches share runs in any order."""
+async def test_duplicate_and_reordered_deliveries_of_the_same_runs_at_once_record_each_run_once(store, caplog):
+    """Two replicas take deliveries of the same runs' outcomes (another message id each: a
+    re-sent outcome) in opposite orders, three rounds, while each one's own duplicates arrive
+    too: every run is written once, by exactly one delivery, and no batch deadlocks."""
     run_ids = await created(store, 40)
     caplog.set_level(logging.WARNING, logger="servicekit.batching")
     for _ in range(3):
-        relaxed = asyncio.gather(*(store.finish(done(r, "reply"), durable=False) for r in run_ids))
+        relaxed = asyncio.gather(*(store.finish(done(r, "reply"), message_id=f"a-{r}", message_type="X")
+                                   for r in run_ids))
         events = asyncio.gather(*(store.finish(done(r, "events"), message_id=f"e-{r}", message_type="X")
                                   for r in reversed(run_ids)))
-        by_reply, by_events = await relaxed, await events
+        dups = asyncio.gather(*(store.finish(done(r, "dup"), message_id=f"e-{r}", message_type="X")
+                                for r in run_ids[::2]))
+        by_reply, by_events, by_dups = await relaxed, await events, await dups
+        assert by_dups == [None] * len(by_dups)  # a message id is claimed once, whichever delivery comes first
         for run_id, mine, theirs in zip(run_ids, by_reply, reversed(by_events), strict=True):
             assert (mine is None) != (theirs is None), run_id
             assert (await row(store, run_id))["answer"] == (mine or theirs).answer
+        assert await claimed(store, *(f"{p}-{r}" for p in "ae" for r in run_ids)) == 2 * len(run_ids)
         await store.pool.execute("UPDATE gateway.runs SET status = 'queued' WHERE run_id = ANY($1::text[])", run_ids)
-        await store.pool.execute("DELETE FROM gateway.inbox WHERE message_id LIKE 'e-%'")
+        await store.pool.execute("DELETE FROM gateway.inbox WHERE message_id LIKE 'e-%' OR message_id LIKE 'a-%'")
     assert not [r for r in caplog.records if "failed" in r.getMessage()], "a batch failed (a deadlock?)"
 
 
@@ -230,8 +242,8 @@ async def waiting_on_locks(store: AsyncpgRunStore, n: int) -> None:
 
 
 async def test_batches_that_share_runs_in_opposite_orders_do_not_deadlock(store, infra, caplog):
-    """Unordered, the reply batch would hold b and wait for a, the events batch hold a and wait
-    for b; locked in run id order, the events batch waits for the reply batch instead."""
+    """Unordered, one replica's batch would hold b and wait for a, the other's hold a and wait
+    for b; locked in run id order, the second batch waits for the first instead."""
     base = f"run-{uuid.uuid4().hex}"
     a, b, x = f"{base}-a", f"{base}-b", f"{base}-x"
     # a table of some size, as in production: the updates then follow the batch, not the heap
@@ -242,13 +254,15 @@ async def test_batches_that_share_runs_in_opposite_orders_do_not_deadlock(store,
     await asyncio.gather(*(store.create(run, msg) for run, msg in runs))
     caplog.set_level(logging.WARNING, logger="servicekit.batching")
     holder = await asyncpg.connect(asyncpg_dsn(infra.database_url))
+    replica = AsyncpgRunStore(infra.database_url, max_size=2)  # another gateway instance: its own batches
+    await replica.open()
     try:
         tx = holder.transaction()
         await tx.start()
         await holder.execute("SELECT 1 FROM gateway.runs WHERE run_id = $1 FOR UPDATE", x)
-        replies = asyncio.gather(*(store.finish(done(r, "reply"), durable=False) for r in (b, x, a)))
+        replies = asyncio.gather(*(store.finish(done(r, "reply"), **fresh()) for r in (b, x, a)))
         await waiting_on_locks(store, 1)
-        events = asyncio.gather(*(store.finish(done(r, "events"), message_id=f"e-{r}", message_type="X")
+        events = asyncio.gather(*(replica.finish(done(r, "events"), message_id=f"e-{r}", message_type="X")
                                   for r in (a, b)))
         await waiting_on_locks(store, 2)
         await tx.commit()
@@ -256,6 +270,7 @@ async def test_batches_that_share_runs_in_opposite_orders_do_not_deadlock(store,
             by_replies, by_events = await replies, await events
     finally:
         await holder.close()
+        await replica.close()
         await store.pool.execute("DELETE FROM gateway.runs WHERE run_id LIKE $1 || '-filler-%'", base)
     assert [r.answer for r in by_replies] == ["reply"] * 3 and by_events == [None, None]
     assert await claimed(store, f"e-{a}", f"e-{b}") == 2

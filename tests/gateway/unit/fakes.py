@@ -24,11 +24,10 @@ class FakeRunStore:
     async def get(self, run_id: str) -> RunRecord | None:
         return self.runs.get(run_id)
 
-    async def finish(self, finish: RunFinish, *, message_id=None, message_type=None, durable=True) -> RunRecord | None:
-        if message_id is not None:
-            if message_id in self.inbox:
-                return None
-            self.inbox.add(message_id)
+    async def finish(self, finish: RunFinish, *, message_id: str, message_type: str) -> RunRecord | None:
+        if message_id in self.inbox:
+            return None
+        self.inbox.add(message_id)
         run = self.runs.get(finish.run_id)
         if run is None or run.finished:
             return None

@@ -10,9 +10,10 @@ from pydantic import ValidationError
 
 from contracts import (
     AgentRunCompleted,
-    AgentRunFailed,
+    AgentRunFinished,
     AgentRunRequested,
     AgentRunStep,
+    ChatMessage,
     FeedbackSubmitted,
     TrajectoryStep,
     Usage,
@@ -51,6 +52,15 @@ def completed(run_id: str, answer: str = "42") -> AgentRunCompleted:
         correlation_id=run_id, message_id=deterministic_id("run-completed", run_id), run_id=run_id,
         outcome="answered", answer=answer, steps=[TrajectoryStep(index=0, kind="final", text=answer)],
         usage=Usage(engine_ms=3.0), model_version="m1", engine="scripted",
+    )
+
+
+def finished(run_id: str, answer: str = "42", *, message_id: str | None = None) -> AgentRunFinished:
+    return AgentRunFinished.create(
+        correlation_id=run_id, message_id=message_id or deterministic_id("run-finished", run_id), run_id=run_id,
+        status="completed", outcome="answered", answer=answer, messages=[ChatMessage(role="user", content="hi")],
+        steps=[TrajectoryStep(index=0, kind="final", text=answer)], usage=Usage(engine_ms=3.0), model_version="m1",
+        engine="scripted", subject="alice",
     )
 
 
@@ -109,11 +119,28 @@ async def test_submissions_are_rate_limited_per_subject():
 async def test_waiting_returns_the_outcome_the_reply_queue_delivers():
     svc, store, publisher = make()
     loop = asyncio.get_running_loop()
-    publisher.on_publish = lambda msg: loop.create_task(svc.record_outcome(completed(msg.run_id), source="reply"))
+    publisher.on_publish = lambda msg: loop.create_task(svc.record_outcome(finished(msg.run_id), source="reply"))
     run = await svc.submit_and_wait(ALICE, RunSubmission(instruction="6*7"), timeout_s=5)
     assert (run.status, run.answer, run.model_version) == ("completed", "42", "m1")
     assert run.usage["engine_ms"] == 3.0
     assert store.runs[run.run_id].status == "completed"  # the index is updated before the waiter wakes
+
+
+async def test_a_legacy_outcome_on_the_reply_queue_still_wakes_the_waiter():
+    svc, _, publisher = make()
+    loop = asyncio.get_running_loop()
+    publisher.on_publish = lambda msg: loop.create_task(svc.record_outcome(completed(msg.run_id), source="reply"))
+    run = await svc.submit_and_wait(ALICE, RunSubmission(instruction="6*7"), timeout_s=5)
+    assert (run.status, run.answer) == ("completed", "42")
+
+
+async def test_a_waiter_whose_reply_was_lost_is_woken_by_the_recorded_outcome():
+    svc, store, publisher = make()
+    loop = asyncio.get_running_loop()
+    publisher.on_publish = lambda msg: loop.create_task(svc.record_outcome(finished(msg.run_id), source="events"))
+    run = await svc.submit_and_wait(ALICE, RunSubmission(instruction="6*7"), timeout_s=5)
+    assert (run.status, run.answer) == ("completed", "42")
+    assert store.runs[run.run_id].status == "completed"
 
 
 async def test_a_wait_that_times_out_returns_the_run_still_queued():
@@ -135,7 +162,7 @@ async def test_a_stream_yields_steps_in_order_then_the_outcome():
         assert publisher.published[0].options.stream is True
         for i in range(3):
             svc.forward_step(step(stream.run_id, i))
-        await svc.record_outcome(completed(stream.run_id), source="reply")
+        await svc.record_outcome(finished(stream.run_id), source="reply")
         events = [await stream.next() for _ in range(4)]
     assert [e.index for e in events[:3]] == [0, 1, 2]
     assert isinstance(events[3], RunRecord) and events[3].status == "completed"
@@ -144,9 +171,9 @@ async def test_a_stream_yields_steps_in_order_then_the_outcome():
 async def test_an_outcome_from_the_events_queue_never_overtakes_a_streams_steps():
     svc, _, _ = make()
     async with svc.stream(ALICE, RunSubmission(instruction="hi")) as stream:
-        await svc.record_outcome(completed(stream.run_id), source="events")
+        await svc.record_outcome(finished(stream.run_id), source="events")
         svc.forward_step(step(stream.run_id, 0))
-        await svc.record_outcome(completed(stream.run_id), source="reply")
+        await svc.record_outcome(finished(stream.run_id), source="reply")
         first, second = await stream.next(), await stream.next()
     assert isinstance(first, AgentRunStep) and isinstance(second, RunRecord)
 
@@ -162,19 +189,22 @@ async def test_steps_of_runs_nobody_watches_are_dropped():
 async def test_an_outcome_is_recorded_once_however_often_it_arrives():
     svc, store, _ = make()
     run = await svc.submit(ALICE, RunSubmission(instruction="hi"))
-    msg = completed(run.run_id, answer="first")
+    msg = finished(run.run_id, answer="first")
     await svc.record_outcome(msg, source="events")
     await svc.record_outcome(msg, source="events")
-    await svc.record_outcome(completed(run.run_id, answer="second"), source="reply")
+    await svc.record_outcome(finished(run.run_id, answer="second"), source="reply")  # same message id
+    other = finished(run.run_id, answer="other", message_id="another-delivery")
+    await svc.record_outcome(other, source="reply")  # an outcome for a finished run is not written again
     assert store.runs[run.run_id].answer == "first"
-    assert store.inbox == {msg.envelope.message_id}
+    assert store.inbox == {msg.envelope.message_id, "another-delivery"}
 
 
 async def test_a_failed_run_records_its_error():
     svc, store, _ = make()
     run = await svc.submit(ALICE, RunSubmission(instruction="hi"))
-    failed = AgentRunFailed.create(correlation_id=run.run_id, run_id=run.run_id, error_code="engine_down",
-                                   reason="engine unreachable")
+    failed = AgentRunFinished.create(correlation_id=run.run_id, run_id=run.run_id, status="failed", outcome="error",
+                                     messages=[ChatMessage(role="user", content="hi")], model_version="m1",
+                                     engine="scripted", error_code="engine_down", error="engine unreachable")
     await svc.record_outcome(failed, source="reply")
     rec = store.runs[run.run_id]
     assert (rec.status, rec.error_code, rec.error) == ("failed", "engine_down", "engine unreachable")
@@ -197,7 +227,7 @@ async def test_users_read_their_own_runs_and_nobody_elses():
 async def test_feedback_on_a_finished_run_is_stored_and_published():
     svc, store, publisher = make()
     run = await svc.submit(ALICE, RunSubmission(instruction="hi"))
-    await svc.record_outcome(completed(run.run_id), source="reply")
+    await svc.record_outcome(finished(run.run_id), source="reply")
     body = FeedbackSubmission(rating=-1, corrected_answer="43",
                               corrected_tool_calls=[{"name": "calculator", "arguments": {"expr": "6*7+1"}}])
     feedback_id = await svc.add_feedback(ALICE, run.run_id, body)
@@ -218,48 +248,25 @@ async def test_feedback_on_an_unfinished_run_is_a_conflict():
 async def test_feedback_on_someone_elses_run_is_not_found():
     svc, _, _ = make()
     run = await svc.submit(ALICE, RunSubmission(instruction="hi"))
-    await svc.record_outcome(completed(run.run_id), source="reply")
+    await svc.record_outcome(finished(run.run_id), source="reply")
     with pytest.raises(RunNotFoundError):
         await svc.add_feedback(BOB, run.run_id, FeedbackSubmission(rating=1))
 
 
-async def test_a_reply_that_arrives_during_the_durable_write_waits_for_it_instead_of_writing_again():
+async def test_the_reply_and_the_events_queue_bring_one_message_and_it_is_written_once():
     svc, store, _ = make()
     run = await svc.submit(ALICE, RunSubmission(instruction="hi"))
-    gate = asyncio.Event()
-    calls: list[bool] = []
+    written: list[bool] = []
     real_finish = store.finish
 
-    async def slow_finish(finish, *, message_id=None, message_type=None, durable=True):
-        calls.append(durable)
-        if durable:
-            await gate.wait()
-        return await real_finish(finish, message_id=message_id, message_type=message_type, durable=durable)
-
-    store.finish = slow_finish
-    msg = completed(run.run_id)
-    events = asyncio.create_task(svc.record_outcome(msg, source="events"))
-    await asyncio.sleep(0)
-    reply = asyncio.create_task(svc.record_outcome(msg, source="reply"))
-    await asyncio.sleep(0)
-    assert not reply.done()  # waits for the write under way
-    gate.set()
-    await asyncio.gather(events, reply)
-    assert calls == [True]  # one write, the durable one
-    assert store.runs[run.run_id].status == "completed"
-
-
-async def test_a_reply_for_a_run_not_yet_recorded_here_writes_without_waiting_for_durability():
-    svc, store, _ = make()
-    run = await svc.submit(ALICE, RunSubmission(instruction="hi"))
-    seen: list[bool] = []
-    real_finish = store.finish
-
-    async def spy(finish, **kwargs):
-        seen.append(kwargs.get("durable", True))
-        return await real_finish(finish, **kwargs)
+    async def spy(finish, *, message_id: str, message_type: str):
+        record = await real_finish(finish, message_id=message_id, message_type=message_type)
+        written.append(record is not None)
+        return record
 
     store.finish = spy
-    await svc.record_outcome(completed(run.run_id), source="reply")
-    await svc.record_outcome(completed(run.run_id), source="events")
-    assert seen == [False, True]  # the events queue still writes (and claims) durably
+    msg = finished(run.run_id)
+    await svc.record_outcome(msg, source="reply")
+    await svc.record_outcome(msg, source="events")
+    assert written == [True, False] and store.inbox == {msg.envelope.message_id}
+    assert store.runs[run.run_id].status == "completed"

@@ -1,4 +1,4 @@
-"""The batched InteractionLogged path (asyncpg) against a migrated database of its own, next to
+"""The batched AgentRunFinished path (asyncpg) against a migrated database of its own, next to
 the SQLAlchemy store of the feedback path: concurrent deliveries share one transaction, each
 message is taken in once, feedback and runs meet in either order, a bad run fails alone."""
 
@@ -15,7 +15,7 @@ import pytest
 from faststream.rabbit import RabbitBroker
 from prometheus_client import CollectorRegistry
 
-from contracts import InteractionLogged
+from contracts import AgentRunFinished
 from log_miner import SCHEMA
 from log_miner.adapters.asyncpg_interactions import AsyncpgInteractionLog
 from log_miner.adapters.postgres_store import PostgresMinerStore
@@ -84,13 +84,13 @@ def counts(db, model_version: str) -> dict[str, int]:
                            (model_version,)).fetchall())
 
 
-def labels(db, *runs: InteractionLogged) -> dict[str, tuple[str, str | None]]:
+def labels(db, *runs: AgentRunFinished) -> dict[str, tuple[str, str | None]]:
     rows = db.execute("SELECT run_id, label, example_kind FROM log_miner.interactions WHERE run_id = ANY(%s)",
                       ([r.run_id for r in runs],)).fetchall()
     return {run_id: (label, kind) for run_id, label, kind in rows}
 
 
-def claimed(db, *runs: InteractionLogged) -> int:
+def claimed(db, *runs: AgentRunFinished) -> int:
     return db.execute("SELECT count(*) FROM log_miner.inbox WHERE message_id = ANY(%s)",
                       ([r.envelope.message_id for r in runs],)).fetchone()[0]
 

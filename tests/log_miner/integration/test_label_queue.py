@@ -1,5 +1,5 @@
 """The GroupThink confidence column (migration log_miner_0003) and the label queue's order, on a
-migrated database of this module's own: runs come in through the batched InteractionLogged path,
+migrated database of this module's own: runs come in through the batched AgentRunFinished path,
 feedback through the store's path, and the queue is read with the store's statement."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from faststream.rabbit import RabbitBroker
 from prometheus_client import CollectorRegistry
 
-from contracts import InteractionLogged
+from contracts import AgentRunFinished
 from log_miner import SCHEMA
 from log_miner.adapters.asyncpg_interactions import AsyncpgInteractionLog
 from log_miner.adapters.postgres_store import PostgresMinerStore
@@ -60,7 +60,7 @@ def model() -> str:
     return f"labels-test-{uuid.uuid4().hex[:8]}@v1"
 
 
-def run(mv: str, confidence: float | None, how: str, question: str = "Weather in Oslo?") -> InteractionLogged:
+def run(mv: str, confidence: float | None, how: str, question: str = "Weather in Oslo?") -> AgentRunFinished:
     t = Trajectory(question, tools=[WEATHER], model_version=mv, confidence=confidence)
     if how == "success":
         return t.call("get_weather", {"city": "Oslo"}, {"temp": 3}).answer("3 degrees.")

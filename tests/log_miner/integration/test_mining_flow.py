@@ -80,7 +80,7 @@ def s3_bytes(s3, uri: str) -> bytes:
 
 async def test_runs_and_feedback_are_taken_in_once_and_classified(miner, events, db):
     # The log-miner process and its database are shared by the package's tests: count our own.
-    received_before = metric(miner, "log_miner_messages_received_total", type="InteractionLogged")
+    received_before = metric(miner, "log_miner_messages_received_total", type="AgentRunFinished")
     for logged in Scenario.runs():
         await events.publish(logged)
         await events.publish(logged)  # a duplicate delivery
@@ -108,13 +108,13 @@ async def test_runs_and_feedback_are_taken_in_once_and_classified(miner, events,
     ours = [m.envelope.message_id for m in [*Scenario.runs(), *Scenario.fixes]]
     inbox = rows(db, "SELECT message_type, count(*) FROM log_miner.inbox WHERE message_id = ANY(%s) GROUP BY 1 "
                      "ORDER BY 1", ours)
-    assert inbox == [("FeedbackSubmitted", len(fb_ids)), ("InteractionLogged", len(run_ids))]
+    assert inbox == [("AgentRunFinished", len(run_ids)), ("FeedbackSubmitted", len(fb_ids))]
     counts = dict(rows(db, "SELECT label, runs FROM log_miner.taxonomy_counts WHERE model_version = %s AND runs > 0",
                        "gemma-test@v1"))
     assert sum(counts.values()) == len(run_ids)
     assert counts["valid_call"] == 2 and counts["missed_call"] == 1 and counts["tool_error"] == 1
     assert metric(miner, "log_miner_runs_classified_total", model_version="gemma-test@v1", label="tool_error") == 1
-    received = metric(miner, "log_miner_messages_received_total", type="InteractionLogged") - received_before
+    received = metric(miner, "log_miner_messages_received_total", type="AgentRunFinished") - received_before
     assert received == len(run_ids)  # each delivered twice, taken in once
 
 

@@ -1,6 +1,6 @@
 """`agentloop label-queue` as an operator runs it: the CLI calls the real gateway
 (GET /v1/ops/label-queue), which reads the real log-miner's internal route (decision 0013); the
-runs come in as InteractionLogged events with their GroupThink confidence."""
+runs come in as AgentRunFinished events with their GroupThink confidence."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ async def test_an_interaction_is_stored_classified_and_counted_once(record, stor
     assert (stored.label, stored.example_kind) == ("valid_call", "success")
     assert store.state.counts == {("gemma-test@v1", "valid_call"): 1}
     assert metrics.runs_classified.labels(model_version="gemma-test@v1", label="valid_call")._value.get() == 1
-    assert metrics.messages_received.labels(type="InteractionLogged")._value.get() == 1
+    assert metrics.messages_received.labels(type="AgentRunFinished")._value.get() == 1
 
 
 async def test_feedback_after_the_run_moves_its_count_to_the_new_label(record, store, metrics):
@@ -77,7 +77,7 @@ async def test_concurrent_interactions_share_one_transaction(record, store, metr
     assert store.state.counts == {("gemma-test@v1", "valid_call"): 3, ("gemma-test@v1", "direct_answer"): 2,
                                   ("gemma-test@v2", "direct_answer"): 1}
     assert metrics.runs_classified.labels(model_version="gemma-test@v1", label="direct_answer")._value.get() == 2
-    assert metrics.messages_received.labels(type="InteractionLogged")._value.get() == 6
+    assert metrics.messages_received.labels(type="AgentRunFinished")._value.get() == 6
 
 
 async def test_a_message_twice_in_one_batch_and_again_later_is_taken_in_once(store, metrics):
@@ -90,7 +90,7 @@ async def test_a_message_twice_in_one_batch_and_again_later_is_taken_in_once(sto
     assert await asyncio.gather(record.interaction(other), record.interaction(logged)) == [False, False]
     assert batch_sizes(metrics) == (2, 5)
     assert store.state.counts == {("gemma-test@v1", "direct_answer"): 2}
-    assert metrics.messages_received.labels(type="InteractionLogged")._value.get() == 2
+    assert metrics.messages_received.labels(type="AgentRunFinished")._value.get() == 2
     assert len(pokes) == 2
 
 
@@ -129,4 +129,4 @@ async def test_a_bad_run_fails_only_its_own_delivery(record, store, metrics):
     assert set(store.state.runs) == {m.run_id for m in good}
     assert bad.envelope.message_id not in store.state.inbox  # redelivered, it is a first delivery again
     assert store.state.counts == {("gemma-test@v1", "direct_answer"): 3}
-    assert metrics.messages_received.labels(type="InteractionLogged")._value.get() == 3
+    assert metrics.messages_received.labels(type="AgentRunFinished")._value.get() == 3

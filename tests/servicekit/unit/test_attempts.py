@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from servicekit.attempts import Attempt, AttemptRunner, JobError, LeaseLostError, PermanentJobError
+from servicekit.attempts import Attempt, AttemptRunner, JobError, PermanentJobError
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import (
     EVENTS_EXCHANGE,
+    AgentRunFinished,
     Contract,
     ExportCompleted,
     FeedbackSubmitted,
-    InteractionLogged,
     ModelPromoted,
     RetrainRequested,
     TrainingCompleted,
@@ -48,7 +48,7 @@ from tests.harness import (
 
 # module -> (service name, Postgres schema, contracts it consumes)
 WORKERS: dict[str, tuple[str, str, tuple[type[Contract], ...]]] = {
-    "log_miner": ("log-miner", "log_miner", (InteractionLogged, FeedbackSubmitted, RetrainRequested)),
+    "log_miner": ("log-miner", "log_miner", (AgentRunFinished, FeedbackSubmitted, RetrainRequested)),
     "trainer": ("trainer", "trainer", (TrainingRequested,)),
     "evaluator": ("evaluator", "evaluator", (ExportCompleted,)),
     "exporter": ("exporter", "exporter", (ModelPromoted,)),
@@ -61,8 +61,9 @@ def sample(contract: type[Contract], message_id: str) -> Contract:
     """A valid message of `contract` with a fixed message id."""
     key = uuid.uuid4().hex[:8]
     fields: dict[type[Contract], dict] = {
-        InteractionLogged: dict(
+        AgentRunFinished: dict(
             run_id=f"run-{key}",
+            status="completed",
             outcome="answered",
             messages=[{"role": "user", "content": "What is 17*23?"}, {"role": "assistant", "content": "391"}],
             model_version="base",
@@ -233,9 +234,9 @@ async def test_worker_dead_letters_a_body_that_breaks_the_contract(workers, amqp
 async def test_worker_dead_letters_a_body_that_is_not_json(workers, amqp):
     marker = uuid.uuid4().hex
     body = b"\x00not json at all"
-    await _publish_raw(amqp, InteractionLogged.routing_key, body, marker)
+    await _publish_raw(amqp, AgentRunFinished.routing_key, body, marker)
     await _expect_dead_letter(
-        amqp, dead_letter_queue_name(queue_name("log-miner", InteractionLogged)), marker, body
+        amqp, dead_letter_queue_name(queue_name("log-miner", AgentRunFinished)), marker, body
     )
 
 

@@ -2,7 +2,7 @@
 
 from .agent_loop import AgentLoop, RunResult, StepStream
 from .deployments import RecordDeployment, ReloadModel
-from .run_agent import RunAgent, completed_id, failed_id, logged_id
+from .run_agent import RunAgent, completed_id, failed_id, finished_id, logged_id
 
 __all__ = [
     "AgentLoop",
@@ -13,5 +13,6 @@ __all__ = [
     "StepStream",
     "completed_id",
     "failed_id",
+    "finished_id",
     "logged_id",
 ]

@@ -16,6 +16,7 @@ from contracts import (
     BY_TYPE,
     AgentRunCompleted,
     AgentRunFailed,
+    AgentRunFinished,
     AgentRunRequested,
     Contract,
     InteractionLogged,
@@ -57,10 +58,15 @@ def logged_id(run_id: str) -> str:
     return deterministic_id("interaction-logged", run_id)
 
 
+def finished_id(run_id: str) -> str:
+    return deterministic_id("run-finished", run_id)
+
+
 class RunAgent:
     def __init__(self, *, loop: AgentLoop, slot: ModelSlot, store: RunStore, sinks: SinkFactory,
-                 metrics: RunnerMetrics, max_attempts: int) -> None:
+                 metrics: RunnerMetrics, max_attempts: int, legacy_events: bool = True) -> None:
         self.loop = loop
+        self.legacy_events = legacy_events
         self.slot = slot
         self.store = store
         self.sinks = sinks
@@ -107,66 +113,84 @@ class RunAgent:
                     raise  # transient: the message is redelivered and the run tried again
                 error = ("engine_unavailable", f"{exc} (gave up after {attempt} attempts)")
         seconds = time.perf_counter() - t0
-        terminal, logged, row = self._outcome(request, engine, result, error, started_at, seconds, attempt)
-        recorded = await self.store.record(RunRecord(message_id, request.envelope.message_type, row, (terminal, logged)))
+        finished, row = self._outcome(request, engine, result, error, started_at, seconds, attempt)
+        events = [*self._legacy(request, finished), finished] if self.legacy_events else [finished]
+        recorded = await self.store.record(RunRecord(message_id, request.envelope.message_type, row, tuple(events)))
         if not recorded:
             logger.info("run recorded meanwhile by another delivery; dropping this result", extra=fields)
             return
         # The commit is the durability point: the requester gets its answer before the events
-        # go out (their confirms cost a round trip; the relay covers a crash in between).
-        await sink.final(terminal)
-        await self.store.publish(terminal, logged)
+        # go out (their confirms cost a round trip; the relay covers a crash in between). With
+        # the legacy events on, the reply is the legacy outcome, which every gateway reads.
+        await sink.final(events[0])
+        await self.store.publish(*events)
         outcome = row["outcome"]
         self.metrics.run_finished(outcome, seconds)
         logger.info("run %s: %s in %.2fs", request.run_id, outcome, seconds, extra=fields)
 
     def _outcome(self, request: AgentRunRequested, engine: Engine, result: RunResult | None,
                  error: tuple[str, str] | None, started_at, seconds: float,
-                 attempt: int) -> tuple[Contract, InteractionLogged, dict]:
+                 attempt: int) -> tuple[AgentRunFinished, dict]:
+        """The run's one outcome event, and its trajectory row (built from the event)."""
         run_id = request.run_id
-        confidence = result.confidence if result is not None else None
         if result is None:
             assert error is not None
             code, reason = error
-            steps = [TrajectoryStep(index=0, kind="error", error=f"{code}: {reason}")]
-            usage = Usage(total_ms=round(seconds * 1000, 3))
-            outcome, answer, messages, tools = "error", None, list(request.messages), list(request.tools)
-            terminal: Contract = AgentRunFailed.create(
-                correlation_id=run_id, message_id=failed_id(run_id), causation=request,
-                run_id=run_id, error_code=code, reason=reason, model_version=engine.model_version,
+            finished = AgentRunFinished.create(
+                correlation_id=run_id, message_id=finished_id(run_id), causation=request, run_id=run_id,
+                status="failed", outcome="error", messages=list(request.messages), tools=list(request.tools),
+                steps=[TrajectoryStep(index=0, kind="error", error=f"{code}: {reason}")],
+                usage=Usage(total_ms=round(seconds * 1000, 3)), model_version=engine.model_version,
+                engine=engine.name, subject=request.principal.subject, error_code=code, error=reason,
             )
         else:
-            steps, usage, outcome, answer = result.steps, result.usage, result.outcome, result.answer
-            messages, tools = result.messages, result.tools
-            terminal = AgentRunCompleted.create(
-                correlation_id=run_id, message_id=completed_id(run_id), causation=request,
-                run_id=run_id, outcome=outcome, answer=answer, client_tool_calls=result.client_tool_calls,
-                steps=steps, usage=usage, model_version=engine.model_version, engine=engine.name,
-                confidence=confidence,
+            finished = AgentRunFinished.create(
+                correlation_id=run_id, message_id=finished_id(run_id), causation=request, run_id=run_id,
+                status="completed", outcome=result.outcome, answer=result.answer,
+                client_tool_calls=result.client_tool_calls, messages=result.messages, tools=result.tools,
+                steps=result.steps, usage=result.usage, model_version=engine.model_version, engine=engine.name,
+                confidence=result.confidence, subject=request.principal.subject,
             )
-        logged = InteractionLogged.create(
-            correlation_id=run_id, message_id=logged_id(run_id), causation=request,
-            run_id=run_id, outcome=outcome, messages=messages, tools=tools, steps=steps, usage=usage,
-            model_version=engine.model_version, engine=engine.name, subject=request.principal.subject,
-            confidence=confidence,
-        )
         row = {
             "run_id": run_id,
-            "subject": request.principal.subject,
-            "outcome": outcome,
-            "answer": answer,
-            "messages": [m.model_dump(mode="json", exclude_none=True) for m in messages],
-            "tools": [t.model_dump(mode="json") for t in tools],
-            "steps": [s.model_dump(mode="json") for s in steps],
+            "subject": finished.subject,
+            "outcome": finished.outcome,
+            "answer": finished.answer,
+            "messages": [m.model_dump(mode="json", exclude_none=True) for m in finished.messages],
+            "tools": [t.model_dump(mode="json") for t in finished.tools],
+            "steps": [s.model_dump(mode="json") for s in finished.steps],
             "options": request.options.model_dump(mode="json"),
-            "usage": usage.model_dump(mode="json"),
-            "model_version": engine.model_version,
-            "engine": engine.name,
+            "usage": finished.usage.model_dump(mode="json"),
+            "model_version": finished.model_version,
+            "engine": finished.engine,
             "error": f"{error[0]}: {error[1]}" if error else None,
             "attempt": attempt,
             "started_at": started_at,
         }
-        return terminal, logged, row
+        return finished, row
+
+    @staticmethod
+    def _legacy(request: AgentRunRequested, f: AgentRunFinished) -> tuple[Contract, InteractionLogged]:
+        """The events AgentRunFinished replaces, for consumers that have not switched yet."""
+        run_id = f.run_id
+        terminal: Contract
+        if f.status == "failed":
+            terminal = AgentRunFailed.create(
+                correlation_id=run_id, message_id=failed_id(run_id), causation=request, run_id=run_id,
+                error_code=f.error_code or "error", reason=f.error or "", model_version=f.model_version,
+            )
+        else:
+            terminal = AgentRunCompleted.create(
+                correlation_id=run_id, message_id=completed_id(run_id), causation=request, run_id=run_id,
+                outcome=f.outcome, answer=f.answer, client_tool_calls=f.client_tool_calls, steps=f.steps,
+                usage=f.usage, model_version=f.model_version, engine=f.engine, confidence=f.confidence,
+            )
+        logged = InteractionLogged.create(
+            correlation_id=run_id, message_id=logged_id(run_id), causation=request, run_id=run_id,
+            outcome=f.outcome, messages=f.messages, tools=f.tools, steps=f.steps, usage=f.usage,
+            model_version=f.model_version, engine=f.engine, subject=f.subject, confidence=f.confidence,
+        )
+        return terminal, logged
 
     async def _resend_final(self, request: AgentRunRequested, sink: StepSink) -> None:
         """A redelivered request whose run is recorded: the requester may have missed the result
@@ -174,9 +198,11 @@ class RunAgent:
         if request.reply_to is None:
             return
         run_id = request.run_id
-        body = await self.store.stored_outcome(run_id, completed_id(run_id)) or await self.store.stored_outcome(
-            run_id, failed_id(run_id)
-        )
+        ids = (completed_id(run_id), failed_id(run_id)) if self.legacy_events else (finished_id(run_id),)
+        body = None
+        for outcome_id in ids:
+            if (body := await self.store.stored_outcome(run_id, outcome_id)) is not None:
+                break
         if body is not None:
             await sink.final(BY_TYPE[body["envelope"]["message_type"]].model_validate(body))
 

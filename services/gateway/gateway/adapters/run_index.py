@@ -1,10 +1,10 @@
 """The run index on the hot path: asyncpg directly, set-based statements, group commit.
 
-Every run costs a creation (run row + outbox row), one or two outcome writes and, for polling
-clients, reads. Through SQLAlchemy's async layer one such transaction cost ~1 ms of CPU
+Every run costs a creation (run row + outbox row), one outcome write (from AgentRunFinished on
+the durable events queue: the one writer) and, for polling clients, reads. Through SQLAlchemy's async layer one such transaction cost ~1 ms of CPU
 (greenlet hop, pool checkout with pre-ping, BEGIN/COMMIT round trips); a single prepared
 statement on an asyncpg connection costs ~0.15 ms. The writes go one step further: concurrent
-creations, and concurrent outcome writes of each kind, share one statement and one commit
+creations, and concurrent outcome writes, share one statement and one commit
 (`servicekit.batching.GroupCommit`; a lone caller is flushed at once, with the single-row
 statement, and a failing batch is retried one by one). The statements keep the rules of the
 rest of the code:
@@ -13,11 +13,11 @@ rest of the code:
   data-modifying CTE is one transaction);
 - an outcome is recorded once: only a run still queued is updated, and each caller gets the
   record back only when its own outcome was the one written;
-- an outcome from the events queue claims its message id in the inbox in the same statement
-  as the update: a duplicate delivery claims nothing and so updates nothing; a first delivery
-  is recorded even when the run was already finished;
+- an outcome claims its message id in the inbox in the same statement as the update: a
+  duplicate delivery claims nothing and so updates nothing; a first delivery is claimed even
+  when the run was already finished;
 - the run rows are locked in run id order before they are updated, so two batches that share
-  runs (the reply and the events path see every outcome) wait for each other and never deadlock.
+  runs (two replicas taking redeliveries) wait for each other and never deadlock.
 
 The table shapes are the ones of `adapters/tables.py` (and the migration); the integration
 tests run these statements against the migrated schema.
@@ -73,8 +73,6 @@ _SET_OUTCOME = f"""UPDATE {RUNS} SET status = $2, outcome = $3, answer = $4, ste
     usage = $7, model_version = $8, engine = $9, error_code = $10, error = $11, completed_at = $12
 WHERE run_id = $1 AND status = 'queued'"""
 
-FINISH_RUN = f"{_SET_OUTCOME}\nRETURNING {_RUN_COLUMNS}"
-
 # The inbox claim and the update in one statement: a duplicate delivery claims nothing and so
 # updates nothing; a first delivery is recorded even when the run was already finished.
 FINISH_RUN_ONCE = f"""
@@ -83,12 +81,10 @@ WITH claim AS ({SQL.claim("$13", "$14")}
 {_SET_OUTCOME} AND EXISTS (SELECT 1 FROM claim)
 RETURNING {_RUN_COLUMNS}"""
 
-_OUTCOMES = """unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                  $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[]{more})
+_OUTCOMES_CLAIMED = """unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                  $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[], $14::text[])
     WITH ORDINALITY AS u(run_id, status, outcome, answer, steps, client_tool_calls, usage, model_version, engine,
-                         error_code, error, completed_at{more_names}, ord)"""
-
-_OUTCOMES_CLAIMED = _OUTCOMES.format(more=", $13::text[], $14::text[]", more_names=", message_id, message_type")
+                         error_code, error, completed_at, message_id, message_type, ord)"""
 
 # Locks in run id order (LockRows sits above the sort); rows another transaction finished
 # meanwhile are rechecked and left out.
@@ -102,13 +98,6 @@ _SET_OUTCOMES = f"""UPDATE {RUNS} AS r SET status = u.status, outcome = u.outcom
     completed_at = u.completed_at
 FROM {{source}} AS u
 WHERE r.run_id = u.run_id AND r.status = 'queued' AND r.run_id IN (SELECT run_id FROM locked)"""
-
-# One item per run id (the caller deduplicates): the run is updated when still queued.
-FINISH_RUNS = f"""
-WITH u AS (SELECT * FROM {_OUTCOMES.format(more="", more_names="")}),
-{_LOCKED}
-{_SET_OUTCOMES.format(source="u")}
-RETURNING {_RETURNED}"""
 
 # One item per message id (the caller deduplicates). Every id is claimed in the inbox; of the
 # claimed outcomes of one run the first submitted is the one written.
@@ -173,20 +162,13 @@ class AsyncpgRunStore:
         self.max_batch = max_batch
         self.on_flush = on_flush  # (batch name, items written in one statement)
         self._db = AsyncpgPool(database_url, what="the run index", min_size=min_size, max_size=max_size)
-        # Writes that another durable write backs up commit without waiting for the WAL flush.
-        self._relaxed_db = AsyncpgPool(database_url, what="the run index", max_size=max(2, max_size // 4),
-                                       synchronous_commit=False)
         self._creates: GroupCommit[tuple[NewRun, Contract], None] | None = None
-        self._finishes: dict[tuple[bool, bool], GroupCommit[_Outcome, RunRecord | None]] = {}
+        self._finishes: GroupCommit[_Outcome, RunRecord | None] | None = None
 
     async def open(self) -> None:
         await self._db.open()
-        await self._relaxed_db.open()
         self._creates = self._group(self._create_batch, "create")
-        for once in (False, True):
-            for durable in (False, True):
-                name = f"finish{'-once' if once else ''}{'' if durable else '-relaxed'}"
-                self._finishes[once, durable] = self._group(self._finisher(once=once, durable=durable), name)
+        self._finishes = self._group(self._finish_batch, "finish")
 
     def _group(self, flush: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]], name: str) -> GroupCommit:
         report = self.on_flush
@@ -194,12 +176,11 @@ class AsyncpgRunStore:
                            on_flush=(lambda size: report(name, size)) if report is not None else None)
 
     async def close(self) -> None:
-        groups = [g for g in (self._creates, *self._finishes.values()) if g is not None]
-        self._creates, self._finishes = None, {}
+        groups = [g for g in (self._creates, self._finishes) if g is not None]
+        self._creates = self._finishes = None
         for group in groups:
             await group.close()
         await self._db.close()
-        await self._relaxed_db.close()
 
     @property
     def db(self) -> AsyncpgPool:
@@ -209,10 +190,6 @@ class AsyncpgRunStore:
     @property
     def pool(self) -> asyncpg.Pool:
         return self._db.pool
-
-    @property
-    def relaxed_pool(self) -> asyncpg.Pool:
-        return self._relaxed_db.pool
 
     # ------------------------------------------------------------------ creation
 
@@ -240,61 +217,28 @@ class AsyncpgRunStore:
 
     # ------------------------------------------------------------------ outcomes
 
-    async def finish(
-        self, finish: RunFinish, *, message_id: str | None = None, message_type: str | None = None,
-        durable: bool = True,
-    ) -> RunRecord | None:
-        group = self._finishes.get((message_id is not None, durable))
-        if group is None:
+    async def finish(self, finish: RunFinish, *, message_id: str, message_type: str) -> RunRecord | None:
+        if self._finishes is None:
             raise RuntimeError("the run index is not open")
-        return await group.submit(_Outcome(finish, message_id, message_type or "unknown"))
+        return await self._finishes.submit(_Outcome(finish, message_id, message_type))
 
-    def _finisher(self, *, once: bool, durable: bool) -> Callable[[Sequence[_Outcome]], Awaitable[list[Any]]]:
-        def pool() -> asyncpg.Pool:
-            return self.pool if durable else self.relaxed_pool
-
-        async def flush(items: Sequence[_Outcome]) -> list[RunRecord | None]:
-            return await (self._finish_once(pool(), items) if once else self._finish_first(pool(), items))
-
-        return flush
-
-    @staticmethod
-    async def _finish_first(pool: asyncpg.Pool, items: Sequence[_Outcome]) -> list[RunRecord | None]:
-        """Without an inbox claim: of several outcomes of one run in a batch, the first is written
-        (as one after the other, the later ones would find the run finished)."""
-        if len(items) == 1:
-            row = await pool.fetchrow(FINISH_RUN, *_single(items[0].finish))
-            return [RunRecord(**row) if row is not None else None]
-        first: dict[str, int] = {}
-        for i, item in enumerate(items):
-            first.setdefault(item.finish.run_id, i)
-        rows = await pool.fetch(FINISH_RUNS, *_columns([_outcome_row(items[i].finish) for i in first.values()], 12))
-        written = {row["run_id"]: _record(row) for row in rows}
-        return [written.get(item.finish.run_id) if first[item.finish.run_id] == i else None
-                for i, item in enumerate(items)]
-
-    @staticmethod
-    async def _finish_once(pool: asyncpg.Pool, items: Sequence[_Outcome]) -> list[RunRecord | None]:
+    async def _finish_batch(self, items: Sequence[_Outcome]) -> list[RunRecord | None]:
         """With an inbox claim: a message id delivered twice in a batch is claimed (and written)
         by its first delivery only; the later ones claim nothing, as after a commit."""
         if len(items) == 1:
             (item,) = items
-            row = await pool.fetchrow(FINISH_RUN_ONCE, *_single(item.finish), item.message_id, item.message_type)
+            row = await self.pool.fetchrow(FINISH_RUN_ONCE, *_single(item.finish), item.message_id, item.message_type)
             return [RunRecord(**row) if row is not None else None]
         first: dict[str, int] = {}
         for i, item in enumerate(items):
             first.setdefault(item.message_id, i)
         sent = [(*_outcome_row(items[i].finish), items[i].message_id, items[i].message_type) for i in first.values()]
-        rows = await pool.fetch(FINISH_RUNS_ONCE, *_columns(sent, 14))
+        rows = await self.pool.fetch(FINISH_RUNS_ONCE, *_columns(sent, 14))
         written = {row["message_id"]: _record(row) for row in rows}
         return [written.get(item.message_id) if first[item.message_id] == i else None
                 for i, item in enumerate(items)]
 
     # ------------------------------------------------------------------ outbox, feedback
-
-    async def mark_published(self, message_ids: list[str]) -> None:
-        """Outbox rows published by the fast path; a lost mark only means a harmless republish."""
-        await self.relaxed_pool.execute(SQL.mark_published, message_ids)
 
     async def add_feedback(self, feedback: NewFeedback, message: Contract) -> None:
         await self.pool.execute(

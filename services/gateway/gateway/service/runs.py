@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Literal
@@ -13,6 +12,7 @@ from typing import Literal
 from contracts import (
     AgentRunCompleted,
     AgentRunFailed,
+    AgentRunFinished,
     AgentRunRequested,
     AgentRunStep,
     FeedbackSubmitted,
@@ -40,33 +40,31 @@ from ..metrics import Metrics
 from ..ports import Publisher, RateLimiter, RunStore
 from .replies import ReplyRouter, RunWatch, StreamClosed
 
-RunOutcomeMessage = AgentRunCompleted | AgentRunFailed
+RunOutcomeMessage = AgentRunFinished | AgentRunCompleted | AgentRunFailed
 SubmitMode = Literal["async", "wait", "stream"]
 
 
 def finish_of(msg: RunOutcomeMessage) -> RunFinish:
-    """What the run index records for an outcome message (the same for every delivery of it)."""
-    if isinstance(msg, AgentRunCompleted):
-        return RunFinish(
-            run_id=msg.run_id,
-            status="completed",
-            completed_at=msg.envelope.occurred_at,
-            outcome=msg.outcome,
-            answer=msg.answer,
-            steps=[s.model_dump(mode="json") for s in msg.steps],
-            client_tool_calls=[c.model_dump(mode="json") for c in msg.client_tool_calls],
-            usage=msg.usage.model_dump(mode="json"),
-            model_version=msg.model_version,
-            engine=msg.engine,
-        )
+    """What the run index records for an outcome message (the same for every delivery of it).
+    AgentRunFinished is the event the index is written from; the legacy outcomes still arrive on
+    the reply queue from runners that publish them (decision 0016)."""
+    if isinstance(msg, AgentRunFailed):
+        return RunFinish(run_id=msg.run_id, status="failed", completed_at=msg.envelope.occurred_at, outcome="error",
+                         model_version=msg.model_version, error_code=msg.error_code, error=msg.reason)
+    failed = isinstance(msg, AgentRunFinished) and msg.status == "failed"
     return RunFinish(
         run_id=msg.run_id,
-        status="failed",
+        status="failed" if failed else "completed",
         completed_at=msg.envelope.occurred_at,
-        outcome="error",
+        outcome=msg.outcome,
+        answer=msg.answer,
+        steps=[] if failed else [s.model_dump(mode="json") for s in msg.steps],
+        client_tool_calls=[c.model_dump(mode="json") for c in msg.client_tool_calls],
+        usage={} if failed else msg.usage.model_dump(mode="json"),
         model_version=msg.model_version,
-        error_code=msg.error_code,
-        error=msg.reason,
+        engine=None if failed else msg.engine,
+        error_code=msg.error_code if failed else None,
+        error=msg.error if failed else None,
     )
 
 
@@ -91,26 +89,6 @@ def finished_record(run: NewRun, finish: RunFinish) -> RunRecord:
 
 def queued_record(run: NewRun) -> RunRecord:
     return RunRecord(run_id=run.run_id, subject=run.subject, status="queued", created_at=run.created_at)
-
-
-class RecentIds:
-    """A bounded set: the newest `size` ids."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._ids: set[str] = set()
-        self._order: deque[str] = deque()
-        self.size = size
-
-    def add(self, item: str) -> None:
-        if item in self._ids:
-            return
-        self._ids.add(item)
-        self._order.append(item)
-        if len(self._order) > self.size:
-            self._ids.discard(self._order.popleft())
-
-    def __contains__(self, item: str) -> bool:
-        return item in self._ids
 
 
 class RunStream:
@@ -162,8 +140,6 @@ class RunService:
         self.wait_grace_s = wait_grace_s
         self.rules = rules if rules is not None else RunRules()
         self._clock = clock
-        self._recorded = RecentIds()  # outcomes this instance wrote durably (from the events queue)
-        self._recording: dict[str, asyncio.Future[None]] = {}  # ... and those it is writing now
         self._submitted = {mode: metrics.runs_submitted.labels(mode=mode) for mode in ("async", "wait", "stream")}
 
     # ------------------------------------------------------------------ submit
@@ -257,37 +233,22 @@ class RunService:
     # ------------------------------------------------------------------ outcomes
 
     async def record_outcome(self, msg: RunOutcomeMessage, *, source: Literal["reply", "events"]) -> None:
-        """Record a run's outcome in the index (once, whichever path delivers it first) and
-        wake this instance's listeners.
+        """Record a run's outcome in the index, then wake this instance's listeners.
 
-        From the reply queue the index is updated *before* listeners are woken, so a client
-        that got its 200 reads the same state back; that write need not wait for the WAL
-        flush, because the same outcome also arrives on the durable events queue, whose
-        write is durable and (WAL being sequential) makes every earlier commit durable too.
-        From the events queue the message id is claimed in the inbox (redeliveries change
-        nothing), and only non-streaming listeners are woken (see `ReplyRouter.outcome`).
-        When this instance has written (or is writing) the outcome from the events queue,
-        the reply path waits for that write and skips its own.
-        """
+        One writer: whichever path brings the outcome first writes it, in one statement with the
+        inbox claim of the message id, and every later delivery of that id changes nothing. The
+        reply queue and the events queue carry the same AgentRunFinished (same message id), so a
+        run's outcome is written once; from the reply queue it is written before the listeners
+        wake, so a client that got its answer reads the same state back (and may give feedback).
+        From the events queue only listeners that want no steps are woken (a stream waits for
+        the reply queue, which keeps the outcome behind the run's steps; see `ReplyRouter.outcome`).
+        A legacy outcome on the reply queue (AgentRunCompleted / AgentRunFailed, from runners
+        that still publish them) is written the same way under its own id: the run's status
+        guard keeps the later AgentRunFinished from writing it again."""
         finish = finish_of(msg)
-        run_id = msg.run_id
-        record = None
         try:
-            if source == "events":
-                env = msg.envelope
-                done = self._recording[run_id] = asyncio.get_running_loop().create_future()
-                try:
-                    record = await self.store.finish(finish, message_id=env.message_id, message_type=env.message_type)
-                    self._recorded.add(run_id)
-                finally:
-                    done.set_result(None)
-                    if self._recording.get(run_id) is done:  # a concurrent redelivery may have replaced it
-                        del self._recording[run_id]
-            else:
-                if (in_flight := self._recording.get(run_id)) is not None:
-                    await in_flight  # the durable write of the same outcome is under way here
-                if run_id not in self._recorded:  # else: already in the index, durably
-                    record = await self.store.finish(finish, durable=False)
+            env = msg.envelope
+            record = await self.store.finish(finish, message_id=env.message_id, message_type=env.message_type)
             if record is not None:
                 self.metrics.run_latency.labels(status=record.status).observe(
                     max(0.0, time.time() - record.created_at.timestamp())

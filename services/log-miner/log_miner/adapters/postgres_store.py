@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from pydantic import TypeAdapter
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ChatMessage, Contract, ToolCall, ToolSpec, TrajectoryStep

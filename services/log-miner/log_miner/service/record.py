@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from contracts import FeedbackSubmitted, InteractionLogged
+from contracts import AgentRunFinished, FeedbackSubmitted, InteractionLogged
 from servicekit.batching import GroupCommit
 from servicekit.logs import log_fields
 
@@ -26,7 +26,10 @@ from ..ports import InteractionLog, MinerStore, NewInteraction
 logger = logging.getLogger("log_miner.record")
 
 
-def run_of(msg: InteractionLogged) -> Run:
+LoggedRun = AgentRunFinished | InteractionLogged  # the run's trajectory (InteractionLogged: the legacy event)
+
+
+def run_of(msg: LoggedRun) -> Run:
     return Run(
         run_id=msg.run_id, outcome=msg.outcome, messages=list(msg.messages), tools=list(msg.tools),
         steps=list(msg.steps), model_version=msg.model_version, engine=msg.engine, subject=msg.subject,
@@ -59,23 +62,23 @@ class RecordRuns:
         self.metrics = metrics
         self.include_unrated = include_unrated
         self.on_recorded = on_recorded  # pokes the retrain policy
-        self._interactions: GroupCommit[InteractionLogged, _Taken | None] = GroupCommit(
+        self._interactions: GroupCommit[LoggedRun, _Taken | None] = GroupCommit(
             self._record_batch, max_batch=max_batch, name="log-miner-interactions",
             on_flush=metrics.interaction_batch_size.observe,
         )
 
-    def _duplicate(self, msg: InteractionLogged | FeedbackSubmitted) -> None:
+    def _duplicate(self, msg: LoggedRun | FeedbackSubmitted) -> None:
         env = msg.envelope
         logger.info("duplicate delivery ignored", extra=log_fields(message_id=env.message_id,
                                                                    message_type=env.message_type))
 
-    def _received(self, msg: InteractionLogged | FeedbackSubmitted, **fields: object) -> None:
+    def _received(self, msg: LoggedRun | FeedbackSubmitted, **fields: object) -> None:
         env = msg.envelope
         self.metrics.messages_received.labels(type=env.message_type).inc()
         logger.info("received %s", env.message_type,
                     extra=log_fields(message_id=env.message_id, message_type=env.message_type, **fields))
 
-    async def interaction(self, msg: InteractionLogged) -> bool:
+    async def interaction(self, msg: LoggedRun) -> bool:
         """True the first time this message arrives."""
         taken = await self._interactions.submit(msg)
         if taken is None:
@@ -92,7 +95,7 @@ class RecordRuns:
         self.on_recorded()
         return True
 
-    async def _record_batch(self, batch: Sequence[InteractionLogged]) -> list[_Taken | None]:
+    async def _record_batch(self, batch: Sequence[LoggedRun]) -> list[_Taken | None]:
         """One transaction for the batch: claim and lock, classify, insert and count. A later
         copy of a message id in the same batch is a duplicate. Runs are classified as if they
         had no feedback (the common case, no read needed); the insert writes only runs that
@@ -124,7 +127,7 @@ class RecordRuns:
             for i, msg in enumerate(batch)
         ]
 
-    def _judge(self, msg: InteractionLogged, run: Run,
+    def _judge(self, msg: LoggedRun, run: Run,
                feedback: list[Feedback]) -> tuple[NewInteraction, Classification]:
         classification = classify(run, feedback)
         kind = example_kind(run, feedback, classification, include_unrated=self.include_unrated)
