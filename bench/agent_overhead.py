@@ -7,7 +7,13 @@ After each level it checks that nothing was lost: every submitted run is complet
 gateway's index, has one trajectory, and its interaction reached the log miner. It also
 reports each service's CPU time per run (user + system, over every run of the level).
 
-    .venv/bin/python -m bench.agent_overhead [--levels 1,16,64] [--seconds 20]
+In the same run, on the same vhost, it measures the bare round trip the targets are ratios to:
+one confirmed persistent publish to a quorum queue, one consume, one transient reply, with plain
+aio-pika and no application code (`bench.messaging_floor`'s `mq` mode), and prints the
+platform's overhead p50 and runs/s beside it as ratios (issue 10: ≤ 4× the bare p50 at 1 client,
+≥ 0.3× the bare throughput at 16 clients).
+
+    .venv/bin/python -m bench.agent_overhead [--levels 1,16,64] [--seconds 20] [--no-bare]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import httpx
 import psycopg
 
 from bench.http_load import HttpConnection
+from bench.messaging_floor import measure as bare_round_trip
 from tests.harness import ServiceProcess, isolated_env, wait_until
 
 
@@ -176,7 +183,8 @@ def audit(database_url: str, run_ids: list[str], timeout: float = 120) -> dict:
             ).fetchone()[0]
             mined = conn.execute(
                 "SELECT count(*) FROM log_miner.inbox i JOIN agent_runner.outbox o ON o.message_id = i.message_id"
-                " WHERE o.message_type = 'AgentRunFinished' AND o.body->>'run_id' = ANY(%s)",
+                " WHERE o.message_type IN ('AgentRunFinished', 'InteractionLogged')"
+                " AND o.body->>'run_id' = ANY(%s)",
                 (run_ids,),
             ).fetchone()[0]
             return completed, trajectories, mined
@@ -209,6 +217,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write results here")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="load generator: the lean keep-alive client (default) or httpx")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare aio-pika round trip")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="profile each service with py-spy during every level (collapsed stacks under DIR)")
     args = parser.parse_args()
@@ -255,6 +264,10 @@ def main() -> int:
         finally:
             for svc in services:
                 svc.stop()
+        # The services are stopped: the bare round trip has the machine to itself, as they had.
+        bare = [] if args.no_bare else asyncio.run(bare_round_trip("mq", env.broker_url, "", levels, args.seconds))
+        for b in bare:
+            print(json.dumps({"bare_round_trip": b}), flush=True)
 
     print()
     print(f"load average at end: {os.getloadavg()}")
@@ -267,8 +280,15 @@ def main() -> int:
               f"| {r['overhead_p50_ms']:.2f} / {r['overhead_p95_ms']:.2f} / {r['overhead_p99_ms']:.2f} "
               f"| {r['gateway_overhead_p50_ms']:.2f} / {r['gateway_overhead_p95_ms']:.2f} / "
               f"{r['gateway_overhead_p99_ms']:.2f} | {r['errors']} | {r['audit']['lost']} | {cpu} |")
+    if bare:
+        print()
+        print("| clients | bare runs/s | bare p50 ms | platform runs/s ÷ bare | platform overhead p50 ÷ bare p50 |")
+        print("|---:|---:|---:|---:|---:|")
+        for r, b in zip(results, bare, strict=True):
+            print(f"| {r['concurrency']} | {b['runs_per_s']:.0f} | {b['p50_ms']:.2f} "
+                  f"| {r['runs_per_s'] / b['runs_per_s']:.2f} | {r['overhead_p50_ms'] / b['p50_ms']:.1f} |")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"platform": results, "bare_round_trip": bare}, indent=2))
     return 0
 
 

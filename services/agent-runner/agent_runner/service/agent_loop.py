@@ -86,6 +86,13 @@ class StepStream:
     def elapsed_ms(self) -> float:
         return (self.clock() - self.start) * 1000
 
+    async def record(self, run: _Run, **fields: Any) -> TrajectoryStep:
+        """A tool call or tool result: the trajectory step, built once, and its live step."""
+        step = run.add(**fields)
+        await self.emit(step.kind, tool_call=step.tool_call, tool_result=step.tool_result, is_error=not step.valid,
+                        text=step.text)
+        return step
+
     async def emit(self, kind: str, **fields: Any) -> None:
         if not self.live:
             return
@@ -324,15 +331,13 @@ class AgentLoop:
                 reason, error = problem
                 self.metrics.invalid_tool_calls.labels(reason=reason).inc()
                 self.metrics.tool_calls.labels(tool=_tool_label(parsed, run.toolset), outcome="invalid").inc()
-                run.add(kind="tool_call", tool_call=call, text=None if call else parsed.raw, valid=False,
-                        error=f"{reason}: {error}", started_ms=stream.elapsed_ms())
-                await stream.emit("tool_call", tool_call=call, text=None if call else parsed.raw, is_error=True)
+                await stream.record(run, kind="tool_call", tool_call=call, text=None if call else parsed.raw,
+                                    valid=False, error=f"{reason}: {error}", started_ms=stream.elapsed_ms())
                 results.append(self._error_result(call_id, parsed.name, error))
                 await stream.emit("tool_result", tool_result={"error": error}, is_error=True)
                 continue
             assert call is not None  # validated calls always parsed
-            run.add(kind="tool_call", tool_call=call, started_ms=stream.elapsed_ms())
-            await stream.emit("tool_call", tool_call=call)
+            await stream.record(run, kind="tool_call", tool_call=call, started_ms=stream.elapsed_ms())
             if not run.toolset.is_server_side(call.name):
                 self.metrics.tool_calls.labels(tool=call.name, outcome="client").inc()
                 client_calls.append(call)
@@ -374,12 +379,11 @@ class AgentLoop:
         error, result, duration_ms = outcome.error, outcome.result, outcome.duration_ms
         self.metrics.tool_calls.labels(tool=call.name, outcome="error" if error else "ok").inc()
         if error is not None:
-            run.add(kind="tool_result", tool_call=call, tool_result={"error": error}, valid=False, error=error,
-                    started_ms=started_ms, duration_ms=duration_ms)
-            await stream.emit("tool_result", tool_call=call, tool_result={"error": error}, is_error=True)
+            await stream.record(run, kind="tool_result", tool_call=call, tool_result={"error": error}, valid=False,
+                                error=error, started_ms=started_ms, duration_ms=duration_ms)
             return self._error_result(call.id, call.name, error)
-        run.add(kind="tool_result", tool_call=call, tool_result=result, started_ms=started_ms, duration_ms=duration_ms)
-        await stream.emit("tool_result", tool_call=call, tool_result=result)
+        await stream.record(run, kind="tool_result", tool_call=call, tool_result=result, started_ms=started_ms,
+                            duration_ms=duration_ms)
         content = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
         return ChatMessage(role="tool", tool_call_id=call.id, name=call.name, content=content)
 
