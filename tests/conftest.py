@@ -16,6 +16,11 @@ SERVICE_MODULES = ("gateway", "agent_runner", "log_miner", "trainer", "evaluator
 GENEROUS_LIMITS = {"LIMITS__TOKEN": "10000/minute", "LIMITS__RUNS": "10000/minute"}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Drills restart the machine's shared servers: they run last, after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("drill") is not None)
+
+
 @pytest.fixture(scope="session")
 def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("agentloop")
