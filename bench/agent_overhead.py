@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import psycopg
 
 from bench.http_load import HttpConnection
 from bench.messaging_floor import measure as bare_round_trip
-from tests.harness import ServiceProcess, isolated_env, wait_until
+from tests.harness import ServiceProcess, isolated_env, make_api_key, wait_until
 
 
 def cpu_seconds(pid: int) -> float:
@@ -238,10 +237,7 @@ def main() -> int:
             for svc in services:
                 svc.wait_ready()
             gateway = services[0]
-            exe = Path(sys.executable).parent / "agentloop"
-            out = subprocess.run([str(exe), "api-key", "create", "--role", "user", "--name", "bench"],
-                                 env={**os.environ, **env.env}, capture_output=True, text=True, check=True)
-            key = re.search(r"\bal_[A-Za-z0-9_\-]+", out.stdout).group(0)
+            key = make_api_key(env.env, "user", "bench")
             token = httpx.post(f"{gateway.url}/v1/auth/token", headers={"X-API-Key": key}).json()["access_token"]
 
             results = []

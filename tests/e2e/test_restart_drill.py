@@ -136,6 +136,7 @@ def test_a_rabbitmq_and_a_postgres_restart_under_load_lose_no_accepted_run(tmp_p
                 restart_postgres()
                 after_pg = len(load.accepted)
                 wait_until(lambda: len(load.accepted) >= after_pg + 20, 120, what="runs accepted after Postgres")
+            print(f"drill: {len(load.accepted)} runs accepted, {load.refused} submissions refused while a server was away")
             run_ids = list(dict.fromkeys(load.accepted))
             assert len(run_ids) == len(load.accepted), "a run id was accepted twice"
             n = len(run_ids)

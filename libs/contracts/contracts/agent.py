@@ -181,6 +181,9 @@ RunOutcome = Literal["answered", "client_tool_call", "max_steps", "timeout", "er
 
 class AgentRunCompleted(Contract):
     routing_key: ClassVar[str] = "agent.run.completed.v1"
+    # Replaced by AgentRunFinished (decision 0016): still published while consumers switch, and
+    # then nothing may be bound to it any more, so it goes out without `mandatory` (decision 0010).
+    requires_subscriber: ClassVar[bool] = False
 
     run_id: str
     outcome: RunOutcome
@@ -197,6 +200,9 @@ class AgentRunCompleted(Contract):
 
 class AgentRunFailed(Contract):
     routing_key: ClassVar[str] = "agent.run.failed.v1"
+    # Replaced by AgentRunFinished (decision 0016): still published while consumers switch, and
+    # then nothing may be bound to it any more, so it goes out without `mandatory` (decision 0010).
+    requires_subscriber: ClassVar[bool] = False
 
     run_id: str
     error_code: str
@@ -208,6 +214,9 @@ class InteractionLogged(Contract):
     """The whole trajectory of a finished run: the raw material of the learning loop."""
 
     routing_key: ClassVar[str] = "interaction.logged.v1"
+    # Replaced by AgentRunFinished (decision 0016): still published while consumers switch, and
+    # then nothing may be bound to it any more, so it goes out without `mandatory` (decision 0010).
+    requires_subscriber: ClassVar[bool] = False
 
     run_id: str
     outcome: RunOutcome
