@@ -9,15 +9,18 @@ run of Agent Loop's design sends more messages, because other services need to h
     runner ──interaction logged (persistent, confirmed, quorum)──▶ log-miner queue
 
 i.e. 4 publishes and 4 consumes per run, plus (with `--pg`) the design's commits: the gateway's run
-row, the runner's record, the gateway's durable outcome, the log-miner's row. This benchmark runs
+row, the runner's record, the gateway's durable outcome, the log-miner's row. With `--one-event`
+(decision 0016) the runner publishes one `run finished` that both the gateway's outcome queue and
+the log-miner's queue are bound to: 3 publishes and 4 consumes per run. This benchmark runs
 exactly that choreography with FastStream brokers built by `servicekit.messaging.make_broker`
 (the services' settings: confirms, persistent messages, quorum queues, prefetch 16) and handlers
 that do nothing else: no auth, no contracts, no run loop, no classification. What it sustains is
 the most the real services can reach on this machine while they keep the design's messages.
 
-    .venv/bin/python -m bench.design_floor [--levels 1,16,64] [--seconds 10] [--pg]
+    .venv/bin/python -m bench.design_floor [--levels 1,16,64] [--seconds 10] [--pg] [--one-event]
 
-It runs on an isolated vhost and database (created and dropped here).
+It runs on an isolated vhost and database (created and dropped here), and then, in the same run,
+the bare aio-pika round trip (`bench.messaging_floor`'s `mq` mode) the issue-10 targets are ratios to.
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ import uuid
 from pathlib import Path
 
 from bench.http_load import drive, http_caller, skeleton_app
+from bench.messaging_floor import measure as bare_round_trip
 from tests.harness import free_port, port_open, scratch_vhost_and_database, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS, OUTCOMES, LOGGED, EXCHANGE = "floor.runs", "floor.gateway.outcomes", "floor.miner.logged", "floor.events"
 TABLE = "CREATE TABLE IF NOT EXISTS floor_rows (id text PRIMARY KEY, kind text, body jsonb)"
+
+
+ONE_EVENT = os.environ.get("FLOOR_ONE_EVENT") == "1"  # set by the driver for its child processes
 
 
 def topology():
@@ -46,7 +53,8 @@ def topology():
         return RabbitQueue(name, durable=True, queue_type=QueueType.QUORUM, routing_key=key)
 
     exchange = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
-    return exchange, quorum(RUNS, "run.requested"), quorum(OUTCOMES, "run.completed"), quorum(LOGGED, "interaction.logged")
+    outcome_key, logged_key = ("run.finished", "run.finished") if ONE_EVENT else ("run.completed", "interaction.logged")
+    return exchange, quorum(RUNS, "run.requested"), quorum(OUTCOMES, outcome_key), quorum(LOGGED, logged_key)
 
 
 async def open_pool(dsn: str | None):
@@ -84,6 +92,11 @@ async def run_runner(url: str, dsn: str | None) -> None:
         await commit(pool, run_id, "trajectory", raw.body)
         done = json.dumps({"run_id": run_id, "answer": "pong"}).encode()
         await broker.publish(done, queue=raw.reply_to, correlation_id=run_id, persist=False)
+        if ONE_EVENT:
+            finished = json.dumps({"run_id": run_id, "answer": "pong", "request": body}).encode()
+            await broker.publish(finished, exchange=exchange, routing_key="run.finished", message_id=f"f-{run_id}",
+                                 persist=True)
+            return
         await asyncio.gather(
             broker.publish(done, exchange=exchange, routing_key="run.completed", message_id=f"c-{run_id}", persist=True),
             broker.publish(raw.body, exchange=exchange, routing_key="interaction.logged", message_id=f"l-{run_id}",
@@ -180,6 +193,8 @@ def main() -> int:
     parser.add_argument("--levels", default="1,16,64")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pg", action="store_true", help="add the design's four commits per run")
+    parser.add_argument("--one-event", action="store_true", help="one run-finished event for gateway and log-miner")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare aio-pika round trip")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
@@ -200,6 +215,8 @@ def main() -> int:
         return 0
 
     procs: list[subprocess.Popen] = []
+    if args.one_event:
+        os.environ["FLOOR_ONE_EVENT"] = "1"
     print(f"load average at start: {os.getloadavg()}", flush=True)
     with scratch_vhost_and_database("design") as (url, dsn):
         dsn_args = ["--dsn", dsn] if args.pg else []
@@ -212,14 +229,22 @@ def main() -> int:
             procs.append(spawn("--role", "gateway", "--url", url, "--port", str(port), *dsn_args))
             wait_until(lambda: port_open(port), timeout=30, what="floor gateway")
             levels = [int(x) for x in args.levels.split(",")]
-            print("| pg | clients | runs/s | p50 ms | p95 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|", flush=True)
-            for r in asyncio.run(measure(port, levels, args.seconds)):
-                print(f"| {'yes' if args.pg else 'no'} | {r['clients']} | {r['runs_per_s']:.0f} | {r['p50_ms']:.2f} | "
-                      f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} |", flush=True)
+            results = asyncio.run(measure(port, levels, args.seconds))
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
+        bare = [] if args.no_bare else asyncio.run(bare_round_trip("mq", url, dsn, levels, args.seconds))
+    design = "one event" if args.one_event else "four messages"
+    print(f"| design | pg | clients | runs/s | p50 ms | p95 ms | p99 ms |{' ÷ bare runs/s | ÷ bare p50 |' if bare else ''}")
+    print(f"|---|---|---:|---:|---:|---:|---:|{'---:|---:|' if bare else ''}")
+    for r, b in zip(results, bare or [None] * len(results), strict=True):
+        ratios = f" {r['runs_per_s'] / b['runs_per_s']:.2f} | {r['p50_ms'] / b['p50_ms']:.1f} |" if b else ""
+        print(f"| {design} | {'yes' if args.pg else 'no'} | {r['clients']} | {r['runs_per_s']:.0f} | {r['p50_ms']:.2f} "
+              f"| {r['p95_ms']:.2f} | {r['p99_ms']:.2f} |{ratios}", flush=True)
+    for b in bare:
+        print(f"| bare aio-pika round trip | no | {b['clients']} | {b['runs_per_s']:.0f} | {b['p50_ms']:.2f} "
+              f"| {b['p95_ms']:.2f} | {b['p99_ms']:.2f} |{' | |' if bare else ''}", flush=True)
     print(f"load average at end: {os.getloadavg()}", flush=True)
     return 0
 
