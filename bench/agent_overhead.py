@@ -33,7 +33,7 @@ import psycopg
 
 from bench.http_load import HttpConnection
 from bench.messaging_floor import measure as bare_round_trip
-from tests.harness import ServiceProcess, isolated_env, make_api_key, wait_until
+from tests.harness import ServiceProcess, isolated_env, run_path, wait_until
 
 
 def cpu_seconds(pid: int) -> float:
@@ -224,22 +224,8 @@ def main() -> int:
 
     print(f"load average at start: {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="agentloop-bench-") as tmp, isolated_env(Path(tmp)) as env:
-        common = {**env.env, "LOG__LEVEL": "WARNING", "LIMITS__RUNS": "1000000/second"}
-        runner_env = {**common, "ENGINE__KIND": "scripted", "ENGINE__SCRIPT": "pong", "BROKER__PREFETCH": "64"}
-        services = [
-            ServiceProcess("gateway", {**common, "INSTANCE_ID": "bench-gw"}, Path(tmp) / "logs"),
-            ServiceProcess("agent_runner", {**runner_env, "INSTANCE_ID": "bench-runner"}, Path(tmp) / "logs"),
-            ServiceProcess("log_miner", {**common, "INSTANCE_ID": "bench-miner"}, Path(tmp) / "logs"),
-        ]
-        for svc in services:
-            svc.start(wait=False)
-        try:
-            for svc in services:
-                svc.wait_ready()
-            gateway = services[0]
-            key = make_api_key(env.env, "user", "bench")
-            token = httpx.post(f"{gateway.url}/v1/auth/token", headers={"X-API-Key": key}).json()["access_token"]
-
+        with run_path(env, Path(tmp) / "logs", prefix="bench") as path:
+            services, gateway, token = path.services, path.gateway, path.token
             results = []
             for level in levels:
                 before = {svc.module: cpu_seconds(svc.process.pid) for svc in services}
@@ -257,9 +243,6 @@ def main() -> int:
                 result["audit"] = audit(env.database_url, result.pop("run_ids"))
                 results.append(result)
                 print(json.dumps(result), flush=True)
-        finally:
-            for svc in services:
-                svc.stop()
         # The services are stopped: the bare round trip has the machine to itself, as they had.
         bare = [] if args.no_bare else asyncio.run(bare_round_trip("mq", env.broker_url, "", levels, args.seconds))
         for b in bare:

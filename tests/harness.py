@@ -224,6 +224,41 @@ async def unit_of_work(database_url: str, schema: str, *, max_size: int = 4) -> 
         await db.close()
 
 
+@contextlib.contextmanager
+def run_path(env: IsolatedEnv, log_dir: Path, *, prefix: str, **extra_env: str) -> Iterator[RunPath]:
+    """The run path as processes on `env`: gateway, agent-runner (the zero-cost `scripted` engine)
+    and log-miner, all ready, with a user's token; stopped afterwards. Used by the overhead
+    bench and the restart drill."""
+    common = {**env.env, "LOG__LEVEL": "WARNING", "LIMITS__RUNS": "1000000/second", **extra_env}
+    services = [
+        ServiceProcess("gateway", {**common, "INSTANCE_ID": f"{prefix}-gw"}, log_dir),
+        ServiceProcess("agent_runner", {**common, "INSTANCE_ID": f"{prefix}-runner", "ENGINE__KIND": "scripted",
+                                        "ENGINE__SCRIPT": "pong", "BROKER__PREFETCH": "64"}, log_dir),
+        ServiceProcess("log_miner", {**common, "INSTANCE_ID": f"{prefix}-miner"}, log_dir),
+    ]
+    for svc in services:
+        svc.start(wait=False)
+    try:
+        for svc in services:
+            svc.wait_ready()
+        key = make_api_key(env.env, "user", prefix)
+        token = httpx.post(f"{services[0].url}/v1/auth/token", headers={"X-API-Key": key}).json()["access_token"]
+        yield RunPath(services, token)
+    finally:
+        for svc in services:
+            svc.stop()
+
+
+@dataclass
+class RunPath:
+    services: list[ServiceProcess]
+    token: str
+
+    @property
+    def gateway(self) -> ServiceProcess:
+        return self.services[0]
+
+
 def admin_command(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """The gateway's admin entry point (`python -m gateway.admin ...`) on `env`'s DATABASE__URL."""
     return subprocess.run([sys.executable, "-m", "gateway.admin", *args], env={**os.environ, **env},

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from contracts import dead_letter_queue_name
-from tests.harness import ServiceProcess, isolated_env, make_api_key, rabbitmqctl, wait_until
+from tests.harness import isolated_env, rabbitmqctl, run_path, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.drill]
 
@@ -112,43 +112,25 @@ def dead_lettered(vhost: str) -> dict[str, int]:
 
 
 def test_a_rabbitmq_and_a_postgres_restart_under_load_lose_no_accepted_run(tmp_path: Path) -> None:
-    with isolated_env(tmp_path) as env:
-        common = {**env.env, "LOG__LEVEL": "WARNING", "LIMITS__RUNS": "1000000/minute"}
-        services = [
-            ServiceProcess("gateway", {**common, "INSTANCE_ID": "drill-gw"}, tmp_path / "logs"),
-            ServiceProcess("agent_runner", {**common, "INSTANCE_ID": "drill-runner", "ENGINE__KIND": "scripted",
-                                            "ENGINE__SCRIPT": "pong"}, tmp_path / "logs"),
-            ServiceProcess("log_miner", {**common, "INSTANCE_ID": "drill-miner"}, tmp_path / "logs"),
-        ]
-        for svc in services:
-            svc.start(wait=False)
+    with isolated_env(tmp_path) as env, run_path(env, tmp_path / "logs", prefix="drill") as path:
+        with Load(path.gateway.url, path.token) as load:
+            wait_until(lambda: len(load.accepted) >= 20, 60, what="runs under way")
+            restart_rabbitmq()
+            before_pg = len(load.accepted)
+            wait_until(lambda: len(load.accepted) >= before_pg + 20, 120, what="runs accepted after the broker")
+            restart_postgres()
+            after_pg = len(load.accepted)
+            wait_until(lambda: len(load.accepted) >= after_pg + 20, 120, what="runs accepted after Postgres")
+        print(f"drill: {len(load.accepted)} runs accepted, {load.refused} submissions refused while a server was away")
+        run_ids = list(dict.fromkeys(load.accepted))
+        assert len(run_ids) == len(load.accepted), "a run id was accepted twice"
+        n = len(run_ids)
+        dsn = env.database_url.replace("+asyncpg", "")
         try:
-            for svc in services:
-                svc.wait_ready()
-            gateway = services[0]
-            key = make_api_key(env.env, "user", "drill")
-            token = httpx.post(f"{gateway.url}/v1/auth/token", headers={"X-API-Key": key}).json()["access_token"]
-            with Load(gateway.url, token) as load:
-                wait_until(lambda: len(load.accepted) >= 20, 60, what="runs under way")
-                restart_rabbitmq()
-                before_pg = len(load.accepted)
-                wait_until(lambda: len(load.accepted) >= before_pg + 20, 120, what="runs accepted after the broker")
-                restart_postgres()
-                after_pg = len(load.accepted)
-                wait_until(lambda: len(load.accepted) >= after_pg + 20, 120, what="runs accepted after Postgres")
-            print(f"drill: {len(load.accepted)} runs accepted, {load.refused} submissions refused while a server was away")
-            run_ids = list(dict.fromkeys(load.accepted))
-            assert len(run_ids) == len(load.accepted), "a run id was accepted twice"
-            n = len(run_ids)
-            dsn = env.database_url.replace("+asyncpg", "")
-            try:
-                wait_until(lambda: accounted(dsn, run_ids) == (n, n, n), 180, interval=1.0, what="every run")
-            except TimeoutError:
-                pass
-            assert accounted(dsn, run_ids) == (n, n, n), f"of {n} accepted runs (refused: {load.refused})"
-            assert dead_lettered(env.vhost) == {}
-            for svc in services:
-                assert svc.process.poll() is None, f"{svc.module} died"
-        finally:
-            for svc in services:
-                svc.stop()
+            wait_until(lambda: accounted(dsn, run_ids) == (n, n, n), 180, interval=1.0, what="every run")
+        except TimeoutError:
+            pass
+        assert accounted(dsn, run_ids) == (n, n, n), f"of {n} accepted runs (refused: {load.refused})"
+        assert dead_lettered(env.vhost) == {}
+        for svc in path.services:
+            assert svc.process.poll() is None, f"{svc.module} died"

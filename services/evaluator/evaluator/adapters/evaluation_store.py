@@ -67,6 +67,8 @@ class EvaluationJobStore:
 
     def __init__(self, queue: JobQueue, scores: ScoreCache) -> None:
         self.queue = queue
+        # The lease writes that need none of this service's columns are the queue's own.
+        self.start_attempt, self.release, self.counts = queue.start_attempt, queue.release, queue.counts
         self.scores = scores
         self.cached_scores, self.save_scores = scores.cached_scores, scores.save_scores
 
@@ -81,19 +83,9 @@ class EvaluationJobStore:
     async def heartbeat(self, evaluation_id: str, owner: str, ttl_s: float, progress: dict[str, Any] | None) -> bool:
         return await self.queue.heartbeat(evaluation_id, owner, ttl_s, progress=progress)
 
-    async def start_attempt(self, evaluation_id: str, owner: str) -> int | None:
-        return await self.queue.start_attempt(evaluation_id, owner)
-
-    async def release(self, evaluation_id: str, owner: str, *, error: str | None, retry_after_s: float,
-                      refund_attempt: bool) -> bool:
-        return await self.queue.release(evaluation_id, owner, error=error, retry_after_s=retry_after_s,
-                                        refund_attempt=refund_attempt)
-
     async def finish(self, evaluation_id: str, owner: str, *, passed: bool, quantization: str | None,
                      report_uri: str | None, error: str | None, events: Sequence[Contract]) -> bool:
         status = EvaluationStatus.COMPLETED if report_uri is not None else EvaluationStatus.FAILED
         return await self.queue.settle(evaluation_id, owner, status.value, events, passed=passed,
                                        quantization=quantization, report_uri=report_uri, last_error=error)
 
-    async def counts(self) -> dict[str, int]:
-        return await self.queue.counts()

@@ -53,6 +53,8 @@ class ExportStore:
 
     def __init__(self, queue: JobQueue, registrar: Registrar) -> None:
         self.queue = queue
+        # The lease writes that need none of this service's columns are the queue's own.
+        self.start_attempt, self.release, self.counts = queue.start_attempt, queue.release, queue.counts
         self.registrar = registrar
 
     async def accept(self, msg: TrainingCompleted, version: str) -> bool:
@@ -66,14 +68,6 @@ class ExportStore:
                         progress: dict[str, Any] | None) -> bool:
         return await self.queue.heartbeat(job_id, owner, ttl_s, stage=stage, progress=progress)
 
-    async def start_attempt(self, job_id: str, owner: str) -> int | None:
-        return await self.queue.start_attempt(job_id, owner)
-
-    async def release(self, job_id: str, owner: str, *, error: str | None, retry_after_s: float,
-                      refund_attempt: bool) -> bool:
-        return await self.queue.release(job_id, owner, error=error, retry_after_s=retry_after_s,
-                                        refund_attempt=refund_attempt)
-
     async def complete(self, job_id: str, owner: str, *, candidate: Candidate, result: dict[str, Any],
                        event: ExportCompleted) -> bool:
         async def register(conn: Any) -> None:
@@ -84,9 +78,6 @@ class ExportStore:
 
     async def fail(self, job_id: str, owner: str, *, reason: str, event: ExportFailed) -> bool:
         return await self.queue.settle(job_id, owner, JobStatus.FAILED.value, [event], last_error=reason)
-
-    async def counts(self) -> dict[str, int]:
-        return await self.queue.counts()
 
     async def last_finished(self) -> dict[str, Any] | None:
         row = await self.queue.latest_finished()

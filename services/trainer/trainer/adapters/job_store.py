@@ -31,6 +31,8 @@ class TrainingJobStore:
 
     def __init__(self, queue: JobQueue) -> None:
         self.queue = queue
+        # The lease writes that need none of this service's columns are the queue's own.
+        self.start_attempt, self.release, self.counts = queue.start_attempt, queue.release, queue.counts
 
     async def accept(self, request: TrainingRequested) -> bool:
         return await self.queue.accept(
@@ -46,16 +48,8 @@ class TrainingJobStore:
     async def heartbeat(self, job_id: str, owner: str, ttl_s: float, progress: dict[str, Any] | None) -> bool:
         return await self.queue.heartbeat(job_id, owner, ttl_s, progress=progress)
 
-    async def start_attempt(self, job_id: str, owner: str) -> int | None:
-        return await self.queue.start_attempt(job_id, owner)
-
     async def record_checkpoint(self, job_id: str, owner: str, step: int, uri: str) -> bool:
         return await self.queue.update(job_id, owner, last_checkpoint_uri=uri, last_checkpoint_step=step)
-
-    async def release(self, job_id: str, owner: str, *, error: str | None, retry_after_s: float,
-                      refund_attempt: bool) -> bool:
-        return await self.queue.release(job_id, owner, error=error, retry_after_s=retry_after_s,
-                                        refund_attempt=refund_attempt)
 
     async def complete(self, job_id: str, owner: str, *, adapter_uri: str, metrics: dict[str, float],
                        steps: int, event: TrainingCompleted) -> bool:
@@ -65,5 +59,3 @@ class TrainingJobStore:
     async def fail(self, job_id: str, owner: str, *, reason: str, event: TrainingFailed) -> bool:
         return await self.queue.settle(job_id, owner, JobStatus.FAILED.value, [event], last_error=reason)
 
-    async def counts(self) -> dict[str, int]:
-        return await self.queue.counts()
