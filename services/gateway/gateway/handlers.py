@@ -8,7 +8,7 @@
   overtake each other, which would shuffle a run's streamed steps.
 - The durable work queue of AgentRunFinished on the events exchange: the same outcome, for
   fire-and-forget runs and for runs whose gateway replica died (written once: the inbox claim
-  of its message id arbitrates between the two paths).
+  of the run's outcome key arbitrates between the two paths).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from gateway.domain import (
 )
 from gateway.metrics import build as build_metrics
 from gateway.service.replies import ReplyRouter
-from gateway.service.runs import RunService
+from gateway.service.runs import RunService, outcome_key
 
 from .fakes import FakeLimiter, FakePublisher, FakeRunStore
 
@@ -194,9 +194,10 @@ async def test_an_outcome_is_recorded_once_however_often_it_arrives():
     await svc.record_outcome(msg, source="events")
     await svc.record_outcome(finished(run.run_id, answer="second"), source="reply")  # same message id
     other = finished(run.run_id, answer="other", message_id="another-delivery")
-    await svc.record_outcome(other, source="reply")  # an outcome for a finished run is not written again
+    await svc.record_outcome(other, source="reply")  # another message with the run's outcome: not written again
+    await svc.record_outcome(completed(run.run_id, answer="legacy"), source="reply")
     assert store.runs[run.run_id].answer == "first"
-    assert store.inbox == {msg.envelope.message_id, "another-delivery"}
+    assert store.inbox == {outcome_key(run.run_id)}  # one claim per run
 
 
 async def test_a_failed_run_records_its_error():
@@ -268,5 +269,5 @@ async def test_the_reply_and_the_events_queue_bring_one_message_and_it_is_writte
     msg = finished(run.run_id)
     await svc.record_outcome(msg, source="reply")
     await svc.record_outcome(msg, source="events")
-    assert written == [True, False] and store.inbox == {msg.envelope.message_id}
+    assert written == [True, False] and store.inbox == {outcome_key(run.run_id)}
     assert store.runs[run.run_id].status == "completed"

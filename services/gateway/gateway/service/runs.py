@@ -68,6 +68,11 @@ def finish_of(msg: RunOutcomeMessage) -> RunFinish:
     )
 
 
+def outcome_key(run_id: str) -> str:
+    """The inbox key of a run's outcome: one per run, whatever message brings it."""
+    return deterministic_id("run-outcome", run_id)
+
+
 def finished_record(run: NewRun, finish: RunFinish) -> RunRecord:
     return RunRecord(
         run_id=run.run_id,
@@ -235,20 +240,20 @@ class RunService:
     async def record_outcome(self, msg: RunOutcomeMessage, *, source: Literal["reply", "events"]) -> None:
         """Record a run's outcome in the index, then wake this instance's listeners.
 
-        One writer: whichever path brings the outcome first writes it, in one statement with the
-        inbox claim of the message id, and every later delivery of that id changes nothing. The
-        reply queue and the events queue carry the same AgentRunFinished (same message id), so a
-        run's outcome is written once; from the reply queue it is written before the listeners
-        wake, so a client that got its answer reads the same state back (and may give feedback).
-        From the events queue only listeners that want no steps are woken (a stream waits for
-        the reply queue, which keeps the outcome behind the run's steps; see `ReplyRouter.outcome`).
-        A legacy outcome on the reply queue (AgentRunCompleted / AgentRunFailed, from runners
-        that still publish them) is written the same way under its own id: the run's status
-        guard keeps the later AgentRunFinished from writing it again."""
+        One writer, one claim per run: the inbox key is the run's outcome (`outcome_key`), not the
+        message's id, and is claimed in the same statement that updates the run if it is still
+        queued. Whichever outcome message reaches the gateway first — the reply or AgentRunFinished
+        on the events queue, or a legacy AgentRunCompleted / AgentRunFailed on the reply queue
+        from a runner that still sends them — writes it; every later one, and every redelivery,
+        changes nothing and writes nothing. From the reply queue the outcome is written before
+        the listeners wake, so a client that got its answer reads the same state back (and may
+        give feedback). From the events queue only listeners that want no steps are woken (a
+        stream waits for the reply queue, which keeps the outcome behind the run's steps; see
+        `ReplyRouter.outcome`)."""
         finish = finish_of(msg)
         try:
-            env = msg.envelope
-            record = await self.store.finish(finish, message_id=env.message_id, message_type=env.message_type)
+            record = await self.store.finish(finish, message_id=outcome_key(msg.run_id),
+                                             message_type=msg.envelope.message_type)
             if record is not None:
                 self.metrics.run_latency.labels(status=record.status).observe(
                     max(0.0, time.time() - record.created_at.timestamp())
