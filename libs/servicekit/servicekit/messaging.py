@@ -81,11 +81,11 @@ async def declare_dead_letter_queues(broker: RabbitBroker, queues: list[str]) ->
         await channel.close()
 
 
-async def delete_retired_queues(broker: RabbitBroker, names: list[str]) -> list[str]:
+async def delete_retired_queues(broker: RabbitBroker, names: list[str], *, keep_unread: bool = False) -> list[str]:
     """Delete queues an earlier version of a service declared and this one no longer consumes
     (an upgrade step run at start-up). A queue still in use (an old replica during a rolling
-    upgrade) or one still holding messages is left for a later start; a missing one is fine.
-    Returns the names deleted."""
+    upgrade), and with `keep_unread` one still holding messages (a work queue being drained), is
+    left for a later start; a missing one is fine. Returns the names deleted."""
     deleted: list[str] = []
     for name in names:
         # Quorum queues refuse `queue.delete` with if-unused (and the broker closes the whole
@@ -95,7 +95,7 @@ async def delete_retired_queues(broker: RabbitBroker, names: list[str]) -> list[
             queue = await channel.declare_queue(name, passive=True)
             consumers = queue.declaration_result.consumer_count
             waiting = queue.declaration_result.message_count
-            if consumers or waiting:
+            if consumers or (keep_unread and waiting):
                 logger.warning("retired queue %s still has %d consumer(s) and %d message(s); left for a later start",
                                name, consumers, waiting)
                 continue

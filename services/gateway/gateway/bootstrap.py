@@ -179,7 +179,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
     ]
     rt.on_startup += [run_index.open, model_registry.open,
-                      lambda: delete_retired_queues(broker, list(handlers.RETIRED_QUEUES))]
+                      lambda: delete_retired_queues(broker, list(handlers.RETIRED_QUEUES), keep_unread=True)]
     rt.on_shutdown += [close_redis, run_index.close, model_registry.close, label_queue.close]
     app = create_service_app(rt, routers(), version="1")
     app.state.container = container

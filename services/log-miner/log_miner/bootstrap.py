@@ -64,7 +64,8 @@ def build_app(settings: LogMinerSettings) -> FastAPI:
     rt.broker.context.set_global(handlers.RECORD_RUNS_KEY, record)
     rt.broker.context.set_global(handlers.BUILD_DATASET_KEY, build)
     rt.background += [outbox.run_relay, retrain_policy.run]
-    rt.on_startup += [interaction_log.open, lambda: delete_retired_queues(rt.broker, list(handlers.RETIRED_QUEUES))]
+    rt.on_startup += [interaction_log.open,
+                      lambda: delete_retired_queues(rt.broker, list(handlers.RETIRED_QUEUES), keep_unread=True)]
     rt.on_shutdown += [interaction_log.close, record.close]  # run in reverse: the last batch, then the pool
     rt.details = lambda: {"policy": "on" if policy.enabled else "off", "include_unrated": mining.include_unrated}
     return create_service_app(rt, [api.router(store)])
