@@ -23,12 +23,14 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from .lease import Heartbeat, LeaseKeeper, run_under_lease
-from .logs import log_fields
+from .logs import correlation_id, log_fields
 
 MAX_REASON_CHARS = 2000
 
@@ -82,10 +84,19 @@ class AttemptState(Protocol):
     settled: bool  # the job's outcome (or its release) is written: no more heartbeats
     lease_lost: bool
 
+    def describe(self) -> dict[str, Any]: ...
+
 
 class JobProcess(Protocol):
     async def kill(self) -> None: ...
     def stderr_tail(self) -> str: ...
+
+
+class FollowedProcess(JobProcess, Protocol):
+    """A job's subprocess that reports on stdout in JSON lines."""
+
+    def lines(self) -> AsyncIterator[dict[str, Any]]: ...
+    async def wait(self) -> int: ...
 
 
 class Attempt:
@@ -107,6 +118,43 @@ class Attempt:
         self.state.attempt, self.started = number, True
         return number
 
+    async def follow(self, process: FollowedProcess, parse: Callable[[dict[str, Any]], Any],
+                     handle: Callable[[Any], Awaitable[None]], final: tuple[type, ...], *, name: str,
+                     logger: logging.Logger) -> Any:
+        """The process's JSON lines to its result (an instance of one of `final`); every other event goes
+        to `handle`, a malformed line is logged and skipped. The process is this attempt's (killed when
+        it ends). One that exits without a result is a crash (a transient JobError), its stderr's last
+        line in the reason."""
+        self.process = process
+        result = None
+        async for doc in process.lines():
+            try:
+                event = parse(doc)
+            except (KeyError, TypeError, ValueError):
+                logger.warning("malformed event from the %s process ignored: %.300s", name, doc,
+                               extra=log_fields(job_id=self.job_id))
+                continue
+            if isinstance(event, final):
+                result = event
+            else:
+                await handle(event)
+        status = await process.wait()
+        if result is None:
+            last = last_line(process.stderr_tail())
+            raise JobError(f"the {name} process exited with status {status} without a result"
+                           + (f": {last}" if last else ""))
+        return result
+
+
+async def fresh_workdir(workdir: Path, spec: BaseModel) -> Path:
+    """The attempt's work directory, emptied of what a previous attempt left (stale), with the job's
+    spec for its subprocess written to `job.json`; the spec's path."""
+    await asyncio.to_thread(shutil.rmtree, workdir, True)
+    workdir.mkdir(parents=True)
+    config = workdir / "job.json"
+    config.write_text(spec.model_dump_json(indent=2))
+    return config
+
 
 class AttemptRunner:
     """Runs one attempt of a claimed job under its lease; `what` names the jobs in log lines
@@ -121,21 +169,43 @@ class AttemptRunner:
         self.stopped_by = stopped_by
         self.logger = logger
         self.clock = clock
+        self.current: AttemptState | None = None  # the running attempt's state
 
-    async def run(self, job_id: str, state: AttemptState, *, last_error: str | None, heartbeat: Heartbeat,
-                  work: Callable[[Attempt], Awaitable[str]], fail: Callable[[str], Awaitable[bool]],
-                  workdir: Path | None = None, stop: Callable[[], None] = lambda: None,
-                  stop_errors: tuple[type[BaseException], ...] = ()) -> str:
+    def describe(self) -> dict[str, Any] | None:
+        """The running attempt as /health/detailed shows it; None between jobs."""
+        return self.current.describe() if self.current else None
+
+    async def run(self, job_id: str, state: AttemptState, *, correlation: str, last_error: str | None,
+                  heartbeat: Heartbeat, work: Callable[[Attempt], Awaitable[str]],
+                  fail: Callable[[str], Awaitable[bool]], workdir: Path | None = None,
+                  stop: Callable[[], None] = lambda: None, stop_errors: tuple[type[BaseException], ...] = (),
+                  ended: Callable[[str], None] = lambda outcome: None, **fields: Any) -> str:
         """The attempt's outcome: completed (or what `work` returned), failed, crashed, lost_lease or
-        error; a stop is raised as CancelledError. `state.attempt` holds the attempts counted so far
-        when called. `fail(reason)` writes the job's failure (False: the lease was lost meanwhile);
-        the runner marks the state settled before calling it."""
+        error; a stop is raised as CancelledError (outcome `stopped`). `state.attempt` holds the
+        attempts counted so far when called; it is `current` while the attempt runs, and every log
+        line meanwhile carries the job's `correlation` id. `fail(reason)` writes the job's failure
+        (False: the lease was lost meanwhile); the runner marks the state settled before calling it.
+        `ended(outcome)` runs last (the service's metrics), then the attempt's end is logged with `fields`."""
         t = self.terms
         keeper = LeaseKeeper(heartbeat, what=f"{self.what} {job_id}", ttl_s=t.lease_ttl_s, interval_s=t.heartbeat_s,
                              active=lambda: not state.settled, clock=self.clock)
         attempt = Attempt(self.store, t.owner, job_id, state)
-        ladder = self._ladder(attempt, last_error, work, fail, workdir, stop, stop_errors)
-        return await run_under_lease(ladder, keeper, state, job_id=job_id, kind=self.kind, stop=stop)
+        token = correlation_id.set(correlation)
+        self.current = state
+        outcome = "error"
+        try:
+            ladder = self._ladder(attempt, last_error, work, fail, workdir, stop, stop_errors)
+            outcome = await run_under_lease(ladder, keeper, state, job_id=job_id, kind=self.kind, stop=stop)
+        except asyncio.CancelledError:
+            outcome = "stopped"
+            raise
+        finally:
+            self.current = None
+            ended(outcome)
+            self.logger.info("%s %s attempt %d ended: %s", self.what, job_id, state.attempt, outcome,
+                             extra=log_fields(job_id=job_id, outcome=outcome, **fields))
+            correlation_id.reset(token)
+        return outcome
 
     async def _ladder(self, attempt: Attempt, last_error: str | None, work: Callable[[Attempt], Awaitable[str]],
                       fail: Callable[[str], Awaitable[bool]], workdir: Path | None, stop: Callable[[], None],

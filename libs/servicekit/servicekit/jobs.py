@@ -17,7 +17,14 @@ from contracts import Contract
 
 from .logs import log_fields
 
-J = TypeVar("J")
+class ClaimedJob(Protocol):
+    @property
+    def summary(self) -> str:
+        """The job in the scheduler's "claimed ..." log line."""
+        ...
+
+
+J = TypeVar("J", bound=ClaimedJob)
 J_co = TypeVar("J_co", covariant=True)
 
 
@@ -34,13 +41,13 @@ class JobQueue(Protocol[J_co]):
 class JobScheduler(Generic[J]):
     """Runs `run_job` on each job claimed from `store`, one at a time, until cancelled.
 
-    `what` names the jobs in log lines ("training job", "evaluation"); `describe(job)` is the text of
-    the "claimed ..." line; `on_counts` takes the jobs-by-status counts for the gauges."""
+    One job at a time per instance (a training, an export or an evaluation uses every core it is
+    given). `what` names the jobs in log lines ("training job", "evaluation"); `on_counts` takes the
+    jobs-by-status counts for the gauges."""
 
     def __init__(self, store: JobQueue[J], run_job: Callable[[J], Awaitable[str]],
                  on_counts: Callable[[dict[str, int]], None], *, owner: str, lease_ttl_s: float,
-                 poll_interval_s: float, retry_delay_s: float, what: str, describe: Callable[[J], str],
-                 logger: logging.Logger) -> None:
+                 poll_interval_s: float, retry_delay_s: float, what: str, logger: logging.Logger) -> None:
         self.store = store
         self.run_job = run_job
         self.on_counts = on_counts
@@ -49,7 +56,6 @@ class JobScheduler(Generic[J]):
         self.poll_interval_s = poll_interval_s
         self.retry_delay_s = retry_delay_s
         self.what = what
-        self.describe = describe
         self.logger = logger
         self._wake = asyncio.Event()
 
@@ -62,7 +68,7 @@ class JobScheduler(Generic[J]):
         job = await self.store.claim(self.owner, self.lease_ttl_s)
         if job is None:
             return None
-        self.logger.info("claimed %s", self.describe(job))
+        self.logger.info("claimed %s", job.summary)
         return await self.run_job(job)
 
     async def run(self) -> None:

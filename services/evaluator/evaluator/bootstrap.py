@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -13,6 +14,7 @@ from faststream.rabbit import RabbitBroker
 
 from evalkit.suites import CANDIDATE_DATASET, SuiteError, load_suites
 from servicekit.app import create_service_app
+from servicekit.jobs import JobScheduler
 from servicekit.logs import setup_logging
 from servicekit.jobstore import PostgresJobQueue
 from servicekit.messaging import make_broker
@@ -28,7 +30,7 @@ from .adapters.registry_models import RegistryModelFiles
 from .adapters.s3_files import S3Datasets, S3Reports
 from .domain import configured_suites
 from .metrics import EvaluatorMetrics
-from .service import AcceptExport, EvalPolicy, RunEvaluation, evaluation_scheduler
+from .service import AcceptExport, EvalPolicy, RunEvaluation
 from .settings import EvaluatorSettings
 
 
@@ -70,8 +72,9 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
                                          log_every=e.log_every, constrained=e.constrained == "auto"),
         metrics, suites, policy,
     )
-    scheduler = evaluation_scheduler(store, run, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
-                                      poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
+    scheduler = JobScheduler(store, run, metrics.counts, owner=owner, lease_ttl_s=e.lease_ttl_s,
+                             poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s, what="evaluation",
+                             logger=logging.getLogger("evaluator.scheduler"))
     rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))
     rt.background += [uow.outbox.run_relay, scheduler.run, scheduler.run_gauges]
     rt.details = lambda: {

@@ -48,6 +48,10 @@ class EvaluationJob:
     def job_id(self) -> str:
         return self.export.job_id or self.export.model_version
 
+    @property
+    def summary(self) -> str:
+        return f"evaluation {self.evaluation_id} of {self.export.model_version} (attempts so far {self.attempts})"
+
 
 @dataclass(frozen=True)
 class ProductionModel:

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 
 from servicekit.app import create_service_app
+from servicekit.jobs import JobScheduler
 from servicekit.logs import setup_logging
 from servicekit.jobstore import PostgresJobQueue
 from servicekit.messaging import make_broker
@@ -23,11 +24,12 @@ from servicekit.worker_process import WorkerLauncher
 
 from . import SCHEMA, SERVICE, handlers
 from .adapters import export_store
+from .adapters.dataset_lineage import LineageReader
 from .adapters.export_store import ExportStore, PostgresDeployments, PostgresRegistrar
 from .adapters.s3_artifacts import S3Artifacts
 from .metrics import ExporterMetrics
 from .ports import ModelServer
-from .service import AcceptExport, DeployModels, ExportPolicy, LineageReader, RunExportJob, export_scheduler
+from .service import AcceptExport, DeployModels, ExportPolicy, RunExportJob
 from .settings import ExporterSettings, OllamaSettings, cache_root
 
 logger = logging.getLogger("exporter.bootstrap")
@@ -71,8 +73,9 @@ def build_app(settings: ExporterSettings) -> FastAPI:
     )
     run_job = RunExportJob(store, artifacts, WorkerLauncher("exporter.export.run", python=e.python, nice=e.nice),
                            LineageReader(artifacts), metrics, policy)
-    scheduler = export_scheduler(store, run_job, metrics, owner=owner, lease_ttl_s=e.lease_ttl_s,
-                                  poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s)
+    scheduler = JobScheduler(store, run_job, metrics.job_counts, owner=owner, lease_ttl_s=e.lease_ttl_s,
+                             poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s, what="export job",
+                             logger=logging.getLogger("exporter.scheduler"))
     server = model_server(settings.ollama)
     deploy = DeployModels(deployments, artifacts, metrics, server=server)
     rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))

@@ -18,12 +18,13 @@ import hashlib
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from contracts import TrainingCompleted
+from contracts import TrainingCompleted, utcnow
 from modelkit.base_model import BUNDLED_MODEL_VERSION
 from servicekit.attempts import JobError
 
@@ -50,6 +51,10 @@ class ExportJob:
     last_error: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
+
+    @property
+    def summary(self) -> str:
+        return f"export job {self.job_id} → {self.version} (attempts so far {self.attempts})"
 
 
 # ------------------------------------------------------------------ names and layout
@@ -200,3 +205,30 @@ def source_run_ids_from_lines(lines: list[dict[str, Any]]) -> list[str]:
             if isinstance(run_id, str):
                 seen.setdefault(run_id, None)
     return list(seen)
+
+
+@dataclass
+class ExportState:
+    """The running export as /health/detailed shows it (and heartbeats record in its row)."""
+
+    job_id: str
+    version: str
+    attempt: int
+    stage: str = "download"
+    since: datetime = field(default_factory=utcnow)
+    stage_since: float = field(default_factory=time.monotonic)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    lease_lost: bool = False
+    settled: bool = False
+
+    def enter(self, stage: str) -> None:
+        self.stage, self.stage_since = stage, time.monotonic()
+
+    def progress_doc(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "stage": self.stage, "stage_seconds": self.stage_seconds,
+                "at": utcnow().isoformat()}
+
+    def describe(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "version": self.version, "attempt": self.attempt, "stage": self.stage,
+                "since": self.since.isoformat(), "stage_running_s": round(time.monotonic() - self.stage_since, 1),
+                "stage_seconds": self.stage_seconds}

@@ -104,6 +104,12 @@ class DeployedFactory(Protocol):
     def __call__(self, move: AliasMove) -> ModelDeployed | None: ...
 
 
+class Lineage(Protocol):
+    async def lineage(self, req: TrainingCompleted) -> dict[str, Any]:
+        """Where the version comes from: adapter, training job, dataset and its source run ids."""
+        ...
+
+
 class Artifacts(Protocol):
     """Files in S3: adapters and dataset manifests in, model files out."""
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -13,6 +14,7 @@ from faststream.rabbit import RabbitBroker
 
 from modelkit.base_model import bundled_gguf_path
 from servicekit.app import create_service_app
+from servicekit.jobs import JobScheduler
 from servicekit.logs import setup_logging
 from servicekit.jobstore import PostgresJobQueue
 from servicekit.messaging import make_broker
@@ -28,7 +30,7 @@ from .adapters.job_store import TrainingJobStore
 from .adapters.rabbit_progress import RabbitProgressPublisher
 from .adapters.s3_artifacts import S3Artifacts
 from .metrics import TrainerMetrics
-from .service import AcceptTraining, JobPolicy, RunTrainingJob, training_scheduler
+from .service import AcceptTraining, JobPolicy, RunTrainingJob
 from .settings import TrainerSettings
 
 
@@ -59,8 +61,9 @@ def build_app(settings: TrainerSettings) -> FastAPI:
         ChainResolver([BundledModel(bundled_gguf_path), LocalPath()]), RabbitProgressPublisher(rt.broker),
         metrics, policy,
     )
-    scheduler = training_scheduler(store, run_job, metrics, owner=owner, lease_ttl_s=t.lease_ttl_s,
-                                   poll_interval_s=t.poll_interval_s, retry_delay_s=t.retry_delay_s)
+    scheduler = JobScheduler(store, run_job, metrics.job_counts, owner=owner, lease_ttl_s=t.lease_ttl_s,
+                             poll_interval_s=t.poll_interval_s, retry_delay_s=t.retry_delay_s, what="training job",
+                             logger=logging.getLogger("trainer.scheduler"))
     rt.broker.context.set_global(handlers.ACCEPT_TRAINING_KEY, AcceptTraining(store, metrics, scheduler.poke))
     rt.background += [uow.outbox.run_relay, scheduler.run, scheduler.run_gauges]
     rt.details = lambda: {

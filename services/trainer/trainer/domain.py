@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 
-from contracts import TrainingRequested
+from contracts import TrainingRequested, utcnow
 from servicekit.attempts import JobError
 
 
@@ -57,8 +57,14 @@ class Job:
     def base_model(self) -> str:
         return self.request.base_model
 
+    @property
+    def summary(self) -> str:
+        return (f"job {self.job_id} (attempts so far {self.attempts}"
+                + (f", last checkpoint at step {self.last_checkpoint_step})" if self.last_checkpoint_uri else ")"))
+
 
 # ------------------------------------------------------------------ S3 layout
+
 
 def job_prefix(job_id: str) -> str:
     return f"training/{storage_name(job_id)}/"
@@ -197,3 +203,43 @@ def storage_name(job_id: str) -> str:
     if _SAFE_ID.fullmatch(job_id) and ".." not in job_id:
         return job_id
     return "job-" + hashlib.sha256(job_id.encode()).hexdigest()[:32]
+
+
+@dataclass
+class JobState:
+    """The running job as /health/detailed shows it (and heartbeats record in its row)."""
+
+    job_id: str
+    dataset_id: str
+    base_model: str
+    attempt: int
+    phase: str = "preparing"  # preparing → training → uploading
+    since: datetime = field(default_factory=utcnow)
+    resumed_from_step: int | None = None
+    start_step: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+    checkpoint_uri: str | None = None
+    checkpoint_step: int | None = None
+    lease_lost: bool = False
+    settled: bool = False  # the job's outcome (or its release) is written: no more heartbeats
+
+    def progress_doc(self) -> dict[str, Any] | None:
+        if self.step is None and self.start_step is None:
+            return None
+        return {"attempt": self.attempt, "start_step": self.start_step, "step": self.step,
+                "total_steps": self.total_steps, "loss": self.loss, "eta_s": self.eta_s,
+                "tokens_per_s": self.tokens_per_s, "at": utcnow().isoformat()}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "dataset_id": self.dataset_id, "base_model": self.base_model,
+            "attempt": self.attempt, "phase": self.phase, "since": self.since.isoformat(),
+            "resumed_from_step": self.resumed_from_step, "step": self.step, "total_steps": self.total_steps,
+            "loss": self.loss, "learning_rate": self.learning_rate, "tokens_per_s": self.tokens_per_s,
+            "eta_s": self.eta_s, "checkpoint_step": self.checkpoint_step,
+        }

@@ -4,6 +4,7 @@ first, the first passing quant wins, production scored once and cached, the even
 from __future__ import annotations
 
 import json
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -12,9 +13,10 @@ from contracts import EvaluationCompleted, ExportCompleted, ExportedFile, ModelP
 from evalkit.suites import Suite
 from evaluator.domain import ProductionUnavailableError, evaluation_id_for, suite_keys
 from evaluator.metrics import EvaluatorMetrics
-from evaluator.service import AcceptExport, EvalPolicy, RunEvaluation, evaluation_scheduler
+from evaluator.service import AcceptExport, EvalPolicy, RunEvaluation
 from modelkit.chat_format import format_tool_calls
 from prometheus_client import CollectorRegistry
+from servicekit.jobs import JobScheduler
 from servicekit.messaging import PermanentError
 from evaluator.adapters.evaluation_store import EvaluationJobStore
 from tests.evaluator.unit.fakes import FakeDatasets, FakeModels, FakeReports, FakeScorer, FakeScores
@@ -69,8 +71,9 @@ class World:
                             tolerance=0.0, latency_tolerance=1.0, **policy_extra)
         self.run = RunEvaluation(self.store, self.models, self.datasets, self.reports, self.scorer, self.metrics,
                                  suites, policy)
-        self.scheduler = evaluation_scheduler(self.store, self.run, self.metrics, owner="me", lease_ttl_s=60,
-                                              poll_interval_s=1, retry_delay_s=0)
+        self.scheduler = JobScheduler(self.store, self.run, self.metrics.counts, owner="me", lease_ttl_s=60,
+                                      poll_interval_s=1, retry_delay_s=0, what="evaluation",
+                                      logger=logging.getLogger("evaluator.scheduler"))
         self.accept = AcceptExport(self.store, self.metrics, self.scheduler.poke)
 
     async def evaluate(self, msg: ExportCompleted) -> str | None:

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from contracts import ExportCompleted, ExportFailed, TrainingCompleted
 from exporter.domain import JobStatus, version_name
 from exporter.metrics import ExporterMetrics
-from exporter.service import ExportPolicy, LineageReader, RunExportJob
+from exporter.adapters.dataset_lineage import LineageReader
+from exporter.service import ExportPolicy, RunExportJob
 from exporter.adapters.export_store import ExportStore
 from tests.exporter.unit.fakes import FakeArtifacts, FakeLauncher, FakeProcess, fake_export_store
 

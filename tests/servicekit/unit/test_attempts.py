@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from servicekit.attempts import Attempt, AttemptRunner, JobError, PermanentJobError
+from pydantic import BaseModel
+
+from servicekit.attempts import Attempt, AttemptRunner, JobError, PermanentJobError, fresh_workdir
+from servicekit.logs import correlation_id
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class State:
     attempt: int = 0
     settled: bool = False
     lease_lost: bool = False
+
+    def describe(self) -> dict:
+        return {"attempt": self.attempt}
 
 
 @dataclass
@@ -49,14 +55,23 @@ class Store:
 
 
 class Process:
-    def __init__(self) -> None:
+    def __init__(self, *lines: dict, status: int = -9) -> None:
         self.killed = False
+        self._lines = lines
+        self.status = status
 
     async def kill(self) -> None:
         self.killed = True
 
     def stderr_tail(self) -> str:
         return "Traceback...\nMemoryError"
+
+    async def lines(self):
+        for line in self._lines:
+            yield line
+
+    async def wait(self) -> int:
+        return self.status
 
 
 class Harness:
@@ -79,8 +94,8 @@ class Harness:
         return self.fail_result
 
     async def run(self, work, **kw) -> str:
-        return await self.runner.run("j1", self.state, last_error="boom before", heartbeat=self.heartbeat, work=work,
-                                     fail=self.fail, workdir=self.workdir, **kw)
+        return await self.runner.run("j1", self.state, correlation="corr-1", last_error="boom before",
+                                     heartbeat=self.heartbeat, work=work, fail=self.fail, workdir=self.workdir, **kw)
 
 
 async def test_a_finished_attempt_returns_the_works_outcome_and_cleans_up(tmp_path: Path) -> None:
@@ -205,3 +220,81 @@ async def test_a_stopping_service_kills_the_process_and_refunds_only_a_counted_a
     with pytest.raises(asyncio.CancelledError):
         await h2.run(not_counted, stop_errors=(Halted,))
     assert h2.store.attempts == 1 and h2.store.releases == [{"error": None, "retry_after_s": 0, "refund": False}]
+
+
+async def test_while_an_attempt_runs_it_is_current_and_its_log_lines_carry_the_jobs_correlation_id(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    seen: list = []
+    ended: list[str] = []
+
+    async def work(a: Attempt) -> str:
+        await a.begin()
+        seen.append((correlation_id.get(), h.runner.describe()))
+        h.state.settled = True
+        return "completed"
+
+    assert h.runner.describe() is None
+    assert await h.run(work, ended=ended.append) == "completed"
+    assert seen == [("corr-1", {"attempt": 1})]
+    assert h.runner.describe() is None and correlation_id.get() != "corr-1" and ended == ["completed"]
+
+
+@dataclass(frozen=True)
+class Step:
+    n: int
+
+
+@dataclass(frozen=True)
+class Done:
+    value: str
+
+
+def parse(doc: dict) -> Step | Done:
+    return Done(doc["done"]) if "done" in doc else Step(int(doc["step"]))
+
+
+async def test_follow_hands_each_event_on_skips_a_malformed_line_and_returns_the_result(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    proc = Process({"step": 1}, {"nonsense": True}, {"step": "two"}, {"step": 2}, {"done": "adapter"}, status=0)
+    handled: list = []
+
+    async def handle(event) -> None:
+        handled.append(event)
+
+    async def work(a: Attempt) -> str:
+        await a.begin()
+        result = await a.follow(proc, parse, handle, (Done,), name="test", logger=logging.getLogger("t"))
+        assert result == Done("adapter") and a.process is proc
+        h.state.settled = True
+        return "completed"
+
+    assert await h.run(work) == "completed"
+    assert handled == [Step(1), Step(2)] and proc.killed
+
+
+async def test_a_process_that_exits_without_a_result_is_a_crash_with_its_last_stderr_line(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def work(a: Attempt) -> str:
+        await a.begin()
+        await a.follow(Process({"step": 1}, status=-9), parse, lambda e: asyncio.sleep(0), (Done,), name="test",
+                       logger=logging.getLogger("t"))
+        return "completed"
+
+    assert await h.run(work) == "crashed"
+    assert h.store.releases == [{"error": "the test process exited with status -9 without a result: MemoryError",
+                                 "retry_after_s": 5.0, "refund": False}]
+
+
+class Spec(BaseModel):
+    name: str
+
+
+async def test_fresh_workdir_empties_what_a_previous_attempt_left_and_writes_the_spec(tmp_path: Path) -> None:
+    workdir = tmp_path / "job"
+    (workdir / "stale").mkdir(parents=True)
+    (workdir / "stale" / "x.bin").write_bytes(b"old")
+    config = await fresh_workdir(workdir, Spec(name="j1"))
+    assert config == workdir / "job.json" and sorted(p.name for p in workdir.iterdir()) == ["job.json"]
+    assert Spec.model_validate_json(config.read_text()) == Spec(name="j1")

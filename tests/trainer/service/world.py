@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from servicekit.jobs import JobScheduler
 from trainer.adapters.job_store import TrainingJobStore, job_of
 from trainer.domain import Job
 from trainer.metrics import TrainerMetrics
-from trainer.service import AcceptTraining, JobPolicy, RunTrainingJob, training_scheduler
+from trainer.service import AcceptTraining, JobPolicy, RunTrainingJob
 from tests.servicekit.fakes import Clock, FakeJobQueue
 from tests.trainer.service.fakes import (
     FakeArtifacts,
@@ -72,8 +73,9 @@ class World:
                            progress_interval_s=progress_interval_s)
         run_job = RunTrainingJob(self.store, self.artifacts, launcher, resolver or FakeResolver(), progress, metrics,
                                  policy, clock=lambda: self.clock.now)
-        scheduler = training_scheduler(self.store, run_job, metrics, owner=owner, lease_ttl_s=lease_ttl_s,
-                                       poll_interval_s=0.01, retry_delay_s=retry_delay_s)
+        scheduler = JobScheduler(self.store, run_job, metrics.job_counts, owner=owner, lease_ttl_s=lease_ttl_s,
+                                 poll_interval_s=0.01, retry_delay_s=retry_delay_s, what="training job",
+                                 logger=logging.getLogger("trainer.scheduler"))
         return Instance(owner, launcher, progress, registry, metrics, run_job, scheduler, work_dir)
 
     def request(self, *, job_id: str | None = None, base_model: str = "bundled", with_data: bool = True,

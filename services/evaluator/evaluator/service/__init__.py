@@ -1,7 +1,6 @@
-"""Use cases of the evaluator: take an export in, schedule evaluations under a lease, run one."""
+"""Use cases of the evaluator: take an export in, run one."""
 
 from .accept import AcceptExport
 from .run_evaluation import EvalPolicy, RunEvaluation
-from .scheduler import evaluation_scheduler
 
-__all__ = ["AcceptExport", "EvalPolicy", "evaluation_scheduler", "RunEvaluation"]
+__all__ = ["AcceptExport", "EvalPolicy", "RunEvaluation"]

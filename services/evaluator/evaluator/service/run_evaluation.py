@@ -28,22 +28,20 @@ heartbeating the lease and the AMQP connection. What ends an attempt (servicekit
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, replace
 from typing import Any
 
-from contracts import EvaluationCompleted, ExportedFile, ModelPromoted, SuiteScore, deterministic_id, utcnow
-from evalkit.dataset_suite import DATASET_SUITE, DatasetItems, dataset_suite, suite_jsonl
-from evalkit.gate import GateResult, decide, policy_for
-from evalkit.scoring import Evaluation, EvaluationCancelledError, ItemResult, Progress, SuiteResult, score_suites
-from evalkit.suites import CANDIDATE_DATASET, GENERATIVE, REGRESSION, Suite, primary_suite, regression_items
+from contracts import EvaluationCompleted, deterministic_id
+from evalkit.dataset_suite import DATASET_SUITE, dataset_suite, suite_jsonl
+from evalkit.gate import decide, policy_for
+from evalkit.scoring import EvaluationCancelledError, ItemResult, Progress, score_suites
+from evalkit.suites import CANDIDATE_DATASET, REGRESSION, Suite, primary_suite, regression_items
 from servicekit.attempts import MAX_REASON_CHARS, Attempt, AttemptRunner, LeaseLostError
-from servicekit.logs import correlation_id, log_fields
+from servicekit.logs import log_fields
 
 from ..domain import (
     CandidateUnavailableError,
@@ -55,11 +53,9 @@ from ..domain import (
 )
 from ..metrics import EvaluatorMetrics
 from ..ports import CachedScore, Datasets, EvaluationStore, ModelFiles, Reports, Scorer
+from ..report import EvalState, PreparedSuites, QuantOutcome, item_doc, item_result, outcome_events, read_of, report_of
 
 logger = logging.getLogger("evaluator.evaluation")
-
-MAX_OUTPUT_CHARS = 2000  # of a model output kept in the report
-
 
 @dataclass(frozen=True)
 class EvalPolicy:
@@ -82,52 +78,6 @@ class EvalPolicy:
     dataset_primary: bool = False  # the primary suite is built from the candidate's dataset's val split
 
 
-@dataclass
-class PreparedSuites:
-    """The suites of one evaluation, and what the report says of how they were made."""
-
-    suites: list[Suite]
-    dataset: dict[str, Any] | None = None  # how dataset-val was built (dataset_primary only)
-    primary_note: str | None = None  # why the primary is not the one asked for
-
-
-@dataclass
-class EvalState:
-    """The running evaluation as /health/detailed shows it."""
-
-    evaluation_id: str
-    candidate: str
-    attempt: int
-    phase: str = "preparing"  # preparing → production → candidate → reporting
-    model: str | None = None
-    done: int = 0
-    total: int = 0
-    since: datetime = field(default_factory=utcnow)
-    verdicts: dict[str, bool] = field(default_factory=dict)  # quant -> passed
-    lease_lost: bool = False
-    settled: bool = False
-
-    def on_progress(self, p: Progress) -> None:
-        self.done, self.total = p.done, p.total
-
-    def describe(self) -> dict[str, Any]:
-        return {"evaluation_id": self.evaluation_id, "candidate": self.candidate, "attempt": self.attempt,
-                "phase": self.phase, "model": self.model, "items_done": self.done, "items_total": self.total,
-                "since": self.since.isoformat(), "verdicts": dict(self.verdicts)}
-
-
-@dataclass
-class QuantOutcome:
-    file: ExportedFile
-    evaluation: Evaluation | None = None
-    gate: GateResult | None = None
-    error: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.gate is not None and self.gate.passed
-
-
 class RunEvaluation:
     def __init__(self, store: EvaluationStore, models: ModelFiles, datasets: Datasets, reports: Reports,
                  scorer: Scorer, metrics: EvaluatorMetrics, suites: Sequence[Suite], policy: EvalPolicy,
@@ -141,41 +91,30 @@ class RunEvaluation:
         self.suites = list(suites)
         self.policy = policy
         self.clock = clock
-        self.current: EvalState | None = None
         self.attempts = AttemptRunner(store, policy, what="evaluation", kind="eval", stopped_by="evaluator",
                                       logger=logger, clock=clock)
 
     def describe(self) -> dict[str, Any] | None:
-        return self.current.describe() if self.current else None
+        return self.attempts.describe()
 
     async def __call__(self, job: EvaluationJob) -> str:
         """One attempt at a claimed evaluation; the outcome (completed, failed, error, lost_lease)."""
         p = self.policy
-        token = correlation_id.set(job.export.envelope.correlation_id)
         state = EvalState(job.evaluation_id, job.export.model_version, attempt=job.attempts)
-        self.current = state
         stop = threading.Event()  # tells the scoring thread to stop after the current item
-        outcome = "error"
         self.metrics.running.set(1)
-        try:
-            outcome = await self.attempts.run(
-                job.evaluation_id, state, last_error=job.last_error,
-                heartbeat=lambda: self.store.heartbeat(job.evaluation_id, p.owner, p.lease_ttl_s, state.describe()),
-                work=lambda attempt: self._attempt(job, state, stop, attempt),
-                fail=lambda reason: self._give_up(job, reason), stop=stop.set, stop_errors=(EvaluationCancelledError,),
-            )
-            if outcome == "error":
-                self.metrics.gate_outcomes.labels(outcome="error").inc()
-        except asyncio.CancelledError:
-            outcome = "stopped"
-            raise
-        finally:
-            self.current = None
-            self.metrics.running.set(0)
-            logger.info("evaluation %s attempt %d ended: %s", job.evaluation_id, state.attempt, outcome,
-                        extra=log_fields(evaluation_id=job.evaluation_id, outcome=outcome))
-            correlation_id.reset(token)
-        return outcome
+        return await self.attempts.run(
+            job.evaluation_id, state, correlation=job.export.envelope.correlation_id, last_error=job.last_error,
+            heartbeat=lambda: self.store.heartbeat(job.evaluation_id, p.owner, p.lease_ttl_s, state.describe()),
+            work=lambda attempt: self._attempt(job, state, stop, attempt),
+            fail=lambda reason: self._give_up(job, reason), stop=stop.set, stop_errors=(EvaluationCancelledError,),
+            ended=self._ended, evaluation_id=job.evaluation_id,
+        )
+
+    def _ended(self, outcome: str) -> None:
+        self.metrics.running.set(0)
+        if outcome == "error":
+            self.metrics.gate_outcomes.labels(outcome="error").inc()
 
     # ------------------------------------------------------------------ one attempt (servicekit.attempts ends it)
 
@@ -230,9 +169,10 @@ class RunEvaluation:
                 winner = outcome
                 break
         state.phase = "reporting"
-        report = self._report(job, production, prepared, keys, gate_policy, baseline or {}, outcomes, winner)
+        report = report_of(job, {"max_items": p.max_items, "max_tokens": p.max_tokens, "n_ctx": p.n_ctx}, production,
+                           prepared, keys, gate_policy, baseline or {}, outcomes, winner)
         report_uri = await self.reports.put(job.evaluation_id, report)
-        events = self._events(job, production, baseline or {}, outcomes, winner, report_uri, gate_policy.primary)
+        events = outcome_events(job, production, baseline or {}, outcomes, winner, report_uri, gate_policy.primary)
         reason_text = None if winner else "; ".join(events[0].reasons)[:MAX_REASON_CHARS]
         state.settled = True
         if not await self.store.finish(job.evaluation_id, p.owner, passed=winner is not None,
@@ -284,7 +224,7 @@ class RunEvaluation:
         if not suite.items:
             fallback = primary_suite(prepared.suites).name
             prepared.primary_note = (f"{DATASET_SUITE}: the validation split of dataset {job.export.dataset_id} has no "
-                                     f"example with tools and a known answer ({_read_of(built)}); the primary is "
+                                     f"example with tools and a known answer ({read_of(built)}); the primary is "
                                      f"{fallback}")
             logger.warning("%s", prepared.primary_note, extra=log_fields(evaluation_id=job.evaluation_id))
             return
@@ -325,12 +265,12 @@ class RunEvaluation:
             evaluation = await self.scorer.score(path, run, label=f"production {production.version}",
                                                  on_progress=self._progress(state, "production"), stop=stop)
             answers = list(evaluation.items)
-        reused = [_item_result(doc) for name, c in have.items() if name in item_suites and name not in needed
+        reused = [item_result(doc) for name, c in have.items() if name in item_suites and name not in needed
                   for doc in c.items]
         scores = score_suites(suites, [*answers, *reused])
         fresh = [
             CachedScore(name, keys[name], r.kind, r.score, r.per_category, r.details,
-                        [_item_doc(i) for i in answers if i.suite == name])
+                        [item_doc(i) for i in answers if i.suite == name])
             for name, r in scores.items() if name in missing_names
         ]
         await self.store.save_scores(production.version, production.quantization, fresh)
@@ -355,110 +295,3 @@ class RunEvaluation:
 
     # ------------------------------------------------------------------ outputs
 
-    def _events(self, job: EvaluationJob, production: ProductionModel, baseline: dict[str, CachedScore],
-                outcomes: list[QuantOutcome], winner: QuantOutcome | None, report_uri: str,
-                primary_suite: str | None) -> list[Any]:
-        export = job.export
-        shown = winner or next((o for o in reversed(outcomes) if o.evaluation is not None), None)
-        candidate_scores = []
-        if shown is not None and shown.evaluation is not None:
-            candidate_scores = [_suite_score(r, quant_name(shown.file)) for r in shown.evaluation.scores.values()]
-        baseline_scores = [
-            SuiteScore(suite=c.suite, score=c.score, per_category=c.per_category,
-                       details={**c.details, "kind": c.kind, "quantization": production.quantization})
-            for c in baseline.values()
-        ]
-        if winner is not None:
-            reasons = [f"{quant_name(winner.file)}: {r}" for r in winner.gate.reasons]  # type: ignore[union-attr]
-        else:
-            reasons = []
-            for o in outcomes:
-                quant = quant_name(o.file)
-                if o.error:
-                    reasons.append(f"{quant}: not evaluated: {o.error}")
-                elif o.gate is not None:
-                    reasons += [f"{quant}: {r}" for r in o.gate.reasons if r.startswith("FAIL")]
-        completed = EvaluationCompleted.create(
-            correlation_id=export.envelope.correlation_id, causation=export,
-            message_id=deterministic_id("evaluation-completed", job.evaluation_id),
-            evaluation_id=job.evaluation_id, job_id=job.job_id, candidate=export.model_version,
-            baseline=production.version, quantization=quant_name(winner.file) if winner else None,
-            candidate_scores=candidate_scores, baseline_scores=baseline_scores, primary_suite=primary_suite,
-            passed=winner is not None, reasons=reasons, report_uri=report_uri,
-        )
-        if winner is None:
-            return [completed]
-        promoted = ModelPromoted.create(
-            correlation_id=export.envelope.correlation_id, causation=completed,
-            message_id=deterministic_id("model-promoted", job.evaluation_id),
-            model_version=export.model_version, job_id=job.job_id, evaluation_id=job.evaluation_id,
-            adapter_uri=export.adapter_uri or "", base_model=export.base_model or "",
-            quantization=quant_name(winner.file), gguf_uri=winner.file.uri, sha256=winner.file.sha256,
-        )
-        return [completed, promoted]
-
-    def _report(self, job: EvaluationJob, production: ProductionModel, prepared: PreparedSuites,
-                keys: dict[str, str], gate_policy: Any, baseline: dict[str, CachedScore], outcomes: list[QuantOutcome],
-                winner: QuantOutcome | None) -> dict[str, Any]:
-        export = job.export
-        p = self.policy
-        suites = prepared.suites
-        return {
-            "evaluation_id": job.evaluation_id,
-            "job_id": job.job_id,
-            "candidate": export.model_version,
-            "passed": winner is not None,
-            "quantization": quant_name(winner.file) if winner else None,
-            "created_at": utcnow().isoformat(),
-            "settings": {"max_items": p.max_items, "max_tokens": p.max_tokens, "n_ctx": p.n_ctx},
-            "gate": {"primary": gate_policy.primary, "threshold": gate_policy.threshold,
-                     "primary_note": prepared.primary_note, "min_category_items": gate_policy.min_category_items,
-                     "rules": {n: {"kind": r.kind, "tolerance": r.tolerance,
-                                   **({"category_tolerance": r.category_limit} if r.kind in GENERATIVE else {})}
-                               for n, r in gate_policy.rules.items()}},
-            "suites": [{"name": s.name, "kind": s.kind, "items": len(s.items), "key": keys[s.name], "path": s.path,
-                        "source": s.source, "of": list(s.of)} for s in suites],
-            "dataset_suite": prepared.dataset,
-            "baseline": {
-                "version": production.version, "quantization": production.quantization, "gguf_uri": production.gguf_uri,
-                "scores": {c.suite: {"kind": c.kind, "score": c.score, "per_category": c.per_category,
-                                     "details": c.details} for c in baseline.values()},
-                "items": [i for c in baseline.values() for i in c.items],
-            },
-            "candidates": [
-                {
-                    "quantization": quant_name(o.file), "gguf_uri": o.file.uri, "sha256": o.file.sha256,
-                    "size_bytes": o.file.size_bytes, "error": o.error,
-                    "passed": o.passed, "reasons": o.gate.reasons if o.gate else [],
-                    "categories": [c.as_dict() for c in o.gate.categories] if o.gate else [],
-                    "seconds": o.evaluation.seconds if o.evaluation else None,
-                    "scores": {n: r.as_dict() for n, r in o.evaluation.scores.items()} if o.evaluation else {},
-                    "items": [_item_doc(i) for i in o.evaluation.items] if o.evaluation else [],
-                }
-                for o in outcomes
-            ],
-        }
-
-
-def _suite_score(result: SuiteResult, quant: str) -> SuiteScore:
-    return SuiteScore(suite=result.suite, score=result.score, per_category=result.per_category,
-                      details={**result.details, "kind": result.kind, "quantization": quant})
-
-
-def _item_doc(item: ItemResult) -> dict[str, Any]:
-    return {"suite": item.suite, "id": item.id, "category": item.category, "expect": item.expect, "ok": item.ok,
-            "code": item.code, "detail": item.detail, "output": item.output[:MAX_OUTPUT_CHARS],
-            "seconds": round(item.seconds, 4), "calls": item.calls, "json_valid": item.json_valid,
-            "json_problem": item.json_problem}
-
-
-def _item_result(doc: dict[str, Any]) -> ItemResult:
-    """A cached per-item verdict (`_item_doc`) back as a result to measure derived suites on."""
-    return ItemResult(suite=doc["suite"], id=doc["id"], category=doc["category"], expect=doc["expect"],
-                      code=doc["code"], detail=doc["detail"], output=doc["output"], seconds=float(doc["seconds"]),
-                      calls=int(doc["calls"]), json_valid=doc["json_valid"], json_problem=doc.get("json_problem"))
-
-
-def _read_of(built: DatasetItems) -> str:
-    skipped = ", ".join(f"{n} {why}" for why, n in sorted(built.skipped.items()))
-    return f"{built.read} read" + (f"; skipped: {skipped}" if skipped else "")

@@ -2,8 +2,6 @@
 
 from .accept import AcceptExport
 from .deploy import DeployModels
-from .lineage import LineageReader
 from .run_export import ExportPolicy, RunExportJob
-from .scheduler import export_scheduler
 
-__all__ = ["AcceptExport", "DeployModels", "ExportPolicy", "export_scheduler", "LineageReader", "RunExportJob"]
+__all__ = ["AcceptExport", "DeployModels", "ExportPolicy", "RunExportJob"]

@@ -14,26 +14,24 @@ A re-run writes the same version name and the same S3 keys, so a takeover is har
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contracts import ExportCompleted, ExportedFile, ExportFailed, deterministic_id, utcnow
 from modelregistry import ModelFile, RegistryError
-from servicekit.attempts import Attempt, AttemptRunner, LeaseLostError, last_line
-from servicekit.logs import correlation_id, log_fields
+from servicekit.attempts import Attempt, AttemptRunner, LeaseLostError, fresh_workdir
+from servicekit.logs import log_fields
 
 from ..domain import (
     ExportCrashedError,
     ExportFailedError,
     ExportJob,
     ExportOutput,
+    ExportState,
     Failed,
     Stage,
     model_prefix,
@@ -41,8 +39,7 @@ from ..domain import (
 )
 from ..export.job import ExportJobSpec
 from ..metrics import ExporterMetrics
-from ..ports import Artifacts, Candidate, ExportJobStore, ExportLauncher, ExportProcess
-from .lineage import LineageReader
+from ..ports import Artifacts, Candidate, ExportJobStore, ExportLauncher, Lineage
 
 logger = logging.getLogger("exporter.job")
 
@@ -64,36 +61,9 @@ class ExportPolicy:
     model_cache_dir: Path | None = None
 
 
-@dataclass
-class ExportState:
-    """The running export as /health/detailed shows it (and heartbeats record in its row)."""
-
-    job_id: str
-    version: str
-    attempt: int
-    stage: str = "download"
-    since: datetime = field(default_factory=utcnow)
-    stage_since: float = field(default_factory=time.monotonic)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    lease_lost: bool = False
-    settled: bool = False
-
-    def enter(self, stage: str) -> None:
-        self.stage, self.stage_since = stage, time.monotonic()
-
-    def progress_doc(self) -> dict[str, Any]:
-        return {"attempt": self.attempt, "stage": self.stage, "stage_seconds": self.stage_seconds,
-                "at": utcnow().isoformat()}
-
-    def describe(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "version": self.version, "attempt": self.attempt, "stage": self.stage,
-                "since": self.since.isoformat(), "stage_running_s": round(time.monotonic() - self.stage_since, 1),
-                "stage_seconds": self.stage_seconds}
-
-
 class RunExportJob:
     def __init__(self, store: ExportJobStore, artifacts: Artifacts, launcher: ExportLauncher,
-                 lineage: LineageReader, metrics: ExporterMetrics, policy: ExportPolicy,
+                 lineage: Lineage, metrics: ExporterMetrics, policy: ExportPolicy,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.artifacts = artifacts
@@ -102,40 +72,26 @@ class RunExportJob:
         self.metrics = metrics
         self.policy = policy
         self.clock = clock
-        self.current: ExportState | None = None
         self.attempts = AttemptRunner(store, policy, what="export job", kind="export", stopped_by="exporter",
                                       logger=logger)
 
     def describe(self) -> dict[str, Any] | None:
-        return self.current.describe() if self.current else None
+        return self.attempts.describe()
 
     async def __call__(self, job: ExportJob) -> str:
         """Run one attempt of a just-claimed job; returns the outcome (completed, failed, crashed,
         lost_lease, error; stopped is raised as CancelledError)."""
         p = self.policy
-        token = correlation_id.set(job.request.envelope.correlation_id)
         state = ExportState(job.job_id, job.version, attempt=job.attempts)
-        self.current = state
         self.metrics.running.labels(job_id=job.job_id, version=job.version).set(1)
-        outcome = "error"
-        try:
-            outcome = await self.attempts.run(
-                job.job_id, state, last_error=job.last_error,
-                heartbeat=lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.stage,
-                                                       state.progress_doc()),
-                work=lambda attempt: self._attempt(job, state, attempt), fail=lambda reason: self._fail(job, reason),
-                workdir=p.work_dir / job.version,
-            )
-        except asyncio.CancelledError:
-            outcome = "stopped"
-            raise
-        finally:
-            self.current = None
-            self.metrics.job_stopped(job.job_id, job.version, outcome)
-            logger.info("export job %s (%s) attempt %d ended: %s", job.job_id, job.version, state.attempt, outcome,
-                        extra=log_fields(job_id=job.job_id, version=job.version, outcome=outcome))
-            correlation_id.reset(token)
-        return outcome
+        return await self.attempts.run(
+            job.job_id, state, correlation=job.request.envelope.correlation_id, last_error=job.last_error,
+            heartbeat=lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.stage,
+                                                   state.progress_doc()),
+            work=lambda attempt: self._attempt(job, state, attempt), fail=lambda reason: self._fail(job, reason),
+            workdir=p.work_dir / job.version, version=job.version,
+            ended=lambda outcome: self.metrics.job_stopped(job.job_id, job.version, outcome),
+        )
 
     # ------------------------------------------------------------------ one attempt (servicekit.attempts ends it)
 
@@ -143,56 +99,8 @@ class RunExportJob:
         workdir = self.policy.work_dir / job.version
         config = await self._prepare(job, workdir, state)
         await attempt.begin()
-        proc = attempt.process = await self.launcher.start(config, workdir / "export.log")
-        result = await self._follow(job, proc, state)
-        status = await proc.wait()
-        if isinstance(result, ExportOutput):
-            await self._complete(job, state, result)
-            return "completed"
-        if isinstance(result, Failed):
-            reason = result.describe()
-            raise ExportFailedError(reason) if result.permanent else ExportCrashedError(reason)
-        last = last_line(proc.stderr_tail())
-        raise ExportCrashedError(
-            f"the export process exited with status {status} without a result" + (f": {last}" if last else "")
-        )
 
-    def _stage_done(self, state: ExportState, name: str, seconds: float) -> None:
-        state.stage_seconds[name] = round(state.stage_seconds.get(name, 0.0) + seconds, 3)
-        self.metrics.stage_duration.labels(stage=name).observe(seconds)
-
-    async def _prepare(self, job: ExportJob, workdir: Path, state: ExportState) -> Path:
-        req = job.request
-        await asyncio.to_thread(shutil.rmtree, workdir, True)  # what a previous attempt left here is stale
-        workdir.mkdir(parents=True)
-        state.enter("download")
-        began = self.clock()
-        adapter = await self.artifacts.download_dir(req.adapter_uri, workdir / "adapter")
-        if not (adapter / "adapter_config.json").is_file():
-            raise ExportFailedError(f"{req.adapter_uri} holds no peft adapter (adapter_config.json missing)")
-        self._stage_done(state, "download", self.clock() - began)
-        logger.info("export job %s: adapter %s downloaded", job.job_id, req.adapter_uri,
-                    extra=log_fields(job_id=job.job_id, version=job.version))
-        p = self.policy
-        spec = ExportJobSpec(
-            adapter_dir=adapter, base_model=req.base_model, out_dir=workdir / "out", version=job.version,
-            quants=list(p.quants), parity_prompts=list(p.parity_prompts) if p.parity_prompts else None,
-            parity_tokens=p.parity_tokens, model_cache_dir=p.model_cache_dir,
-        )
-        config = workdir / "job.json"
-        config.write_text(spec.model_dump_json(indent=2))
-        state.enter("export")
-        return config
-
-    async def _follow(self, job: ExportJob, proc: ExportProcess, state: ExportState) -> ExportOutput | Failed | None:
-        result: ExportOutput | Failed | None = None
-        async for doc in proc.lines():
-            try:
-                event = parse_event(doc)
-            except (KeyError, TypeError, ValueError):
-                logger.warning("malformed event from the export process ignored: %.300s", doc,
-                               extra=log_fields(job_id=job.job_id))
-                continue
+        async def handle(event: Any) -> None:
             if isinstance(event, Stage):
                 if event.done and event.seconds is not None:
                     self._stage_done(state, event.name, event.seconds)
@@ -201,9 +109,38 @@ class RunExportJob:
                 logger.info("export job %s: %s %s", job.job_id, event.name,
                             f"done in {event.seconds:.1f}s" if event.done and event.seconds is not None else "started",
                             extra=log_fields(job_id=job.job_id, version=job.version, stage=event.name, **event.info))
-            elif isinstance(event, ExportOutput | Failed):
-                result = event
-        return result
+
+        result = await attempt.follow(await self.launcher.start(config, workdir / "export.log"), parse_event, handle,
+                                      (ExportOutput, Failed), name="export", logger=logger)
+        if isinstance(result, Failed):
+            reason = result.describe()
+            raise ExportFailedError(reason) if result.permanent else ExportCrashedError(reason)
+        await self._complete(job, state, result)
+        return "completed"
+
+    def _stage_done(self, state: ExportState, name: str, seconds: float) -> None:
+        state.stage_seconds[name] = round(state.stage_seconds.get(name, 0.0) + seconds, 3)
+        self.metrics.stage_duration.labels(stage=name).observe(seconds)
+
+    async def _prepare(self, job: ExportJob, workdir: Path, state: ExportState) -> Path:
+        req = job.request
+        p = self.policy
+        spec = ExportJobSpec(
+            adapter_dir=workdir / "adapter", base_model=req.base_model, out_dir=workdir / "out", version=job.version,
+            quants=list(p.quants), parity_prompts=list(p.parity_prompts) if p.parity_prompts else None,
+            parity_tokens=p.parity_tokens, model_cache_dir=p.model_cache_dir,
+        )
+        config = await fresh_workdir(workdir, spec)
+        state.enter("download")
+        began = self.clock()
+        adapter = await self.artifacts.download_dir(req.adapter_uri, spec.adapter_dir)
+        if not (adapter / "adapter_config.json").is_file():
+            raise ExportFailedError(f"{req.adapter_uri} holds no peft adapter (adapter_config.json missing)")
+        self._stage_done(state, "download", self.clock() - began)
+        logger.info("export job %s: adapter %s downloaded", job.job_id, req.adapter_uri,
+                    extra=log_fields(job_id=job.job_id, version=job.version))
+        state.enter("export")
+        return config
 
     async def _upload(self, job: ExportJob, out: ExportOutput) -> list[ModelFile]:
         """Every file of the export to `models/<version>/`, digests checked against the process's."""

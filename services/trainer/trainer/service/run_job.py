@@ -19,20 +19,21 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from contracts import TrainingCompleted, TrainingFailed, TrainingProgress, deterministic_id, utcnow
-from servicekit.attempts import Attempt, AttemptRunner, LeaseLostError, last_line
-from servicekit.logs import correlation_id, log_fields
+from servicekit.attempts import Attempt, AttemptRunner, LeaseLostError, fresh_workdir
+from servicekit.logs import log_fields
 
 from ..domain import (
     Checkpoint,
     Completed,
     Failed,
     Job,
+    JobState,
     Progress,
     RecipeFailedError,
     Started,
@@ -45,7 +46,7 @@ from ..domain import (
     storage_name,
 )
 from ..metrics import TrainerMetrics
-from ..ports import Artifacts, BaseModelResolver, JobStore, ProgressPublisher, TrainingLauncher, TrainingProcess
+from ..ports import Artifacts, BaseModelResolver, JobStore, ProgressPublisher, TrainingLauncher
 from ..training.job import TrainingJobSpec
 
 logger = logging.getLogger("trainer.job")
@@ -67,46 +68,6 @@ class JobPolicy:
     model_cache_dir: Path | None = None
 
 
-@dataclass
-class JobState:
-    """The running job as /health/detailed shows it (and heartbeats record in its row)."""
-
-    job_id: str
-    dataset_id: str
-    base_model: str
-    attempt: int
-    phase: str = "preparing"  # preparing → training → uploading
-    since: datetime = field(default_factory=utcnow)
-    resumed_from_step: int | None = None
-    start_step: int | None = None
-    step: int | None = None
-    total_steps: int | None = None
-    loss: float | None = None
-    learning_rate: float | None = None
-    tokens_per_s: float | None = None
-    eta_s: float | None = None
-    checkpoint_uri: str | None = None
-    checkpoint_step: int | None = None
-    lease_lost: bool = False
-    settled: bool = False  # the job's outcome (or its release) is written: no more heartbeats
-
-    def progress_doc(self) -> dict[str, Any] | None:
-        if self.step is None and self.start_step is None:
-            return None
-        return {"attempt": self.attempt, "start_step": self.start_step, "step": self.step,
-                "total_steps": self.total_steps, "loss": self.loss, "eta_s": self.eta_s,
-                "tokens_per_s": self.tokens_per_s, "at": utcnow().isoformat()}
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id, "dataset_id": self.dataset_id, "base_model": self.base_model,
-            "attempt": self.attempt, "phase": self.phase, "since": self.since.isoformat(),
-            "resumed_from_step": self.resumed_from_step, "step": self.step, "total_steps": self.total_steps,
-            "loss": self.loss, "learning_rate": self.learning_rate, "tokens_per_s": self.tokens_per_s,
-            "eta_s": self.eta_s, "checkpoint_step": self.checkpoint_step,
-        }
-
-
 class RunTrainingJob:
     def __init__(self, store: JobStore, artifacts: Artifacts, launcher: TrainingLauncher,
                  resolver: BaseModelResolver, progress: ProgressPublisher, metrics: TrainerMetrics,
@@ -119,41 +80,27 @@ class RunTrainingJob:
         self.metrics = metrics
         self.policy = policy
         self.clock = clock
-        self.current: JobState | None = None
         self._last_published = float("-inf")
         self.attempts = AttemptRunner(store, policy, what="training job", kind="train", stopped_by="trainer",
                                       logger=logger)
 
     def describe(self) -> dict[str, Any] | None:
-        return self.current.describe() if self.current else None
+        return self.attempts.describe()
 
     async def __call__(self, job: Job) -> str:
         """Run one attempt of a job this instance has just claimed; returns the outcome
         (completed, failed, crashed, lost_lease, error; stopped is raised as CancelledError)."""
         p = self.policy
-        token = correlation_id.set(job.request.envelope.correlation_id)  # every log line of the job carries it
         state = JobState(job.job_id, job.dataset_id, job.base_model, attempt=job.attempts,
                          checkpoint_uri=job.last_checkpoint_uri, checkpoint_step=job.last_checkpoint_step)
-        self.current = state
         self.metrics.job_started(job.job_id, job.dataset_id, job.base_model)
-        outcome = "error"
-        try:
-            outcome = await self.attempts.run(
-                job.job_id, state, last_error=job.last_error,
-                heartbeat=lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.progress_doc()),
-                work=lambda attempt: self._attempt(job, state, attempt), fail=lambda reason: self._fail(job, reason),
-                workdir=p.work_dir / storage_name(job.job_id),
-            )
-        except asyncio.CancelledError:
-            outcome = "stopped"
-            raise
-        finally:
-            self.current = None
-            self.metrics.job_stopped(job.job_id, job.dataset_id, job.base_model, outcome)
-            logger.info("job %s attempt %d ended: %s", job.job_id, state.attempt, outcome,
-                        extra=log_fields(job_id=job.job_id, outcome=outcome))
-            correlation_id.reset(token)
-        return outcome
+        return await self.attempts.run(
+            job.job_id, state, correlation=job.request.envelope.correlation_id, last_error=job.last_error,
+            heartbeat=lambda: self.store.heartbeat(job.job_id, p.owner, p.lease_ttl_s, state.progress_doc()),
+            work=lambda attempt: self._attempt(job, state, attempt), fail=lambda reason: self._fail(job, reason),
+            workdir=p.work_dir / storage_name(job.job_id),
+            ended=lambda outcome: self.metrics.job_stopped(job.job_id, job.dataset_id, job.base_model, outcome),
+        )
 
     # ------------------------------------------------------------------ one attempt (servicekit.attempts ends it)
 
@@ -162,50 +109,8 @@ class RunTrainingJob:
         config = await self._prepare(job, workdir, state)
         number = await attempt.begin()
         state.phase = "training"
-        proc = attempt.process = await self.launcher.start(config, workdir / "train.log")
-        result = await self._follow(job, proc, state, workdir)
-        status = await proc.wait()
-        if isinstance(result, Completed):
-            state.phase = "uploading"
-            await self._complete(job, state, result, number)
-            return "completed"
-        if isinstance(result, Failed):
-            raise RecipeFailedError(result.reason)
-        last = last_line(proc.stderr_tail())
-        raise TrainingCrashedError(
-            f"the training process exited with status {status} without a result" + (f": {last}" if last else "")
-        )
 
-    async def _prepare(self, job: Job, workdir: Path, state: JobState) -> Path:
-        req = job.request
-        base = await self.resolver.resolve(job.base_model)
-        await asyncio.to_thread(shutil.rmtree, workdir, True)  # what a previous attempt left here is stale
-        workdir.mkdir(parents=True)
-        train = await self.artifacts.download(req.train_uri, workdir / "data" / "train.jsonl")
-        val = await self.artifacts.download(req.val_uri, workdir / "data" / "val.jsonl") if req.val_uri else None
-        checkpoints = workdir / "checkpoints"
-        if job.last_checkpoint_uri:
-            await self.artifacts.download_dir(job.last_checkpoint_uri,
-                                              checkpoints / checkpoint_name(job.last_checkpoint_uri))
-            state.resumed_from_step = job.last_checkpoint_step
-        p = self.policy
-        spec = TrainingJobSpec(
-            train_path=train, val_path=val, base_model=base, output_dir=workdir / "adapter",
-            checkpoint_dir=checkpoints, options=req.options, resume=True, keep_checkpoints=p.keep_checkpoints,
-            num_threads=p.num_threads, model_cache_dir=p.model_cache_dir,
-        )
-        config = workdir / "job.json"
-        config.write_text(spec.model_dump_json(indent=2))
-        return config
-
-    async def _follow(self, job: Job, proc: TrainingProcess, state: JobState, workdir: Path) -> Completed | Failed | None:
-        result: Completed | Failed | None = None
-        async for doc in proc.lines():
-            try:
-                event = parse_event(doc)
-            except (KeyError, TypeError, ValueError):
-                logger.warning("malformed event from the recipe ignored: %.300s", doc, extra=log_fields(job_id=job.job_id))
-                continue
+        async def handle(event: Any) -> None:
             if isinstance(event, Progress):
                 await self._on_progress(job, state, event)
             elif isinstance(event, Checkpoint):
@@ -216,9 +121,35 @@ class RunTrainingJob:
                             event.start_step + 1, event.total_steps,
                             f" (resumed from step {event.start_step})" if event.start_step else "",
                             extra=log_fields(job_id=job.job_id, start_step=event.start_step, **event.info))
-            elif isinstance(event, Completed | Failed):
-                result = event
-        return result
+
+        result = await attempt.follow(await self.launcher.start(config, workdir / "train.log"), parse_event, handle,
+                                      (Completed, Failed), name="training", logger=logger)
+        if isinstance(result, Failed):
+            raise RecipeFailedError(result.reason)
+        state.phase = "uploading"
+        await self._complete(job, state, result, number)
+        return "completed"
+
+    async def _prepare(self, job: Job, workdir: Path, state: JobState) -> Path:
+        req = job.request
+        base = await self.resolver.resolve(job.base_model)
+        checkpoints = workdir / "checkpoints"
+        p = self.policy
+        spec = TrainingJobSpec(
+            train_path=workdir / "data" / "train.jsonl", val_path=workdir / "data" / "val.jsonl" if req.val_uri else None,
+            base_model=base, output_dir=workdir / "adapter", checkpoint_dir=checkpoints, options=req.options,
+            resume=True, keep_checkpoints=p.keep_checkpoints, num_threads=p.num_threads,
+            model_cache_dir=p.model_cache_dir,
+        )
+        config = await fresh_workdir(workdir, spec)
+        await self.artifacts.download(req.train_uri, spec.train_path)
+        if req.val_uri and spec.val_path:
+            await self.artifacts.download(req.val_uri, spec.val_path)
+        if job.last_checkpoint_uri:
+            await self.artifacts.download_dir(job.last_checkpoint_uri,
+                                              checkpoints / checkpoint_name(job.last_checkpoint_uri))
+            state.resumed_from_step = job.last_checkpoint_step
+        return config
 
     async def _on_progress(self, job: Job, state: JobState, p: Progress) -> None:
         state.step, state.total_steps, state.loss = p.step, p.total_steps, p.loss

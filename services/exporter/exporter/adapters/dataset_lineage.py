@@ -1,4 +1,4 @@
-"""A version's lineage: evaluation (set at promotion) → adapter → training job → dataset → the
+"""The lineage port (`ports.Lineage`) over the log-miner's datasets in S3. A version's lineage: evaluation (set at promotion) → adapter → training job → dataset → the
 run ids the dataset came from, read from the log-miner's dataset in S3.
 
 The miner writes `datasets/<dataset_id>/v<N>/{manifest.json,train.jsonl,val.jsonl}`; the manifest
