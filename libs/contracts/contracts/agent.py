@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,6 +96,9 @@ class RunOptions(BaseModel):
     groupthink: GroupThinkOptions | None = None
     model: str | None = Field(
         default=None, max_length=128, description="registry version or alias to serve the run; default: production"
+    )
+    stop: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=4, description="more strings that end a model turn (OpenAI's `stop`)"
     )
 
 

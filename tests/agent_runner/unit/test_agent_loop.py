@@ -177,6 +177,8 @@ async def test_max_tokens_and_temperature_reach_the_engine(metrics, fakes, sink)
     loop = AgentLoop(server_tools={}, metrics=metrics)
     await loop.run(fakes.request(max_tokens=7, temperature=0.5), Recording(["hi"]), sink)
     assert seen == {"max_tokens": 7, "temperature": 0.5, "stop": ("<end_of_turn>", "<eos>")}
+    await loop.run(fakes.request(stop=["\n\n", "END"]), Recording(["hi"]), sink)
+    assert seen["stop"] == ("<end_of_turn>", "<eos>", "\n\n", "END")  # the request's own stops come after the turn's
 
 
 async def test_a_tool_error_is_recorded_and_shown_to_the_model(loop, fakes, sink, metrics):

@@ -241,7 +241,8 @@ class AgentLoop:
         # decoded freely still has its calls checked against tool_choice (domain.refused).
         constrained = (options.constrained or self.constrained) == "auto"
         generation = engine.generate(prompt, max_tokens=options.max_tokens, temperature=options.temperature,
-                                     stop=STOP_STRINGS, constraint=run.constraint if constrained else None)
+                                     stop=(*STOP_STRINGS, *options.stop),
+                                     constraint=run.constraint if constrained else None)
         async with contextlib.aclosing(generation):  # closing stops the engine if the run is cut short
             async for chunk in generation:
                 chunks += 1
@@ -285,7 +286,8 @@ class AgentLoop:
         # every sample decodes under the grammar greedy decoding would use
         constraint = run.constraint if (options.constrained or self.constrained) == "auto" else None
         samples = await groupthink.draw(engine, prompt, n=options.groupthink.samples, max_tokens=options.max_tokens,
-                                        temperature=options.groupthink.temperature, stop=STOP_STRINGS,
+                                        temperature=options.groupthink.temperature,
+                                        stop=(*STOP_STRINGS, *options.stop),
                                         constraint=constraint)
         result = groupthink.vote(samples)
         seconds = self.clock() - t0
