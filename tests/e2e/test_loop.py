@@ -201,7 +201,7 @@ def test_a_candidate_that_fails_the_gate_is_not_promoted(loop_run, loop_stack, i
 
 def test_rollback_restores_the_previous_version(loop_run, loop_stack, token, db):
     gateway = loop_stack.gateway_url
-    resp = httpx.post(f"{gateway}/v1/models/rollback?wait=true&wait_s=60", json={"reason": "e2e rollback"},
+    resp = httpx.post(f"{gateway}/v1/registry/models/rollback?wait=true&wait_s=60", json={"reason": "e2e rollback"},
                       headers=auth(token("operator")), timeout=90)
     assert resp.status_code == 200, resp.text
     assert resp.json()["production"] == BUNDLED_MODEL_VERSION

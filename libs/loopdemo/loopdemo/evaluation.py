@@ -180,7 +180,7 @@ def _secs(value: float | None) -> str:
 
 async def resolve_model(gateway: Any, asked: str | None) -> str | None:
     """The version the runs must report: `asked` itself when it is a version; for an alias, the
-    version the registry gives it (GET /v1/models, an operator route), or None when that cannot
+    version the registry gives it (GET /v1/registry/models, an operator route), or None when that cannot
     be read (then the first run's version stands for it)."""
     if asked is None or asked not in ALIASES:
         return asked

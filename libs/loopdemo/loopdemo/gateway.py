@@ -118,9 +118,9 @@ class DemoGateway:
         return resp.json()["request_id"]
 
     async def models(self) -> dict[str, Any] | None:
-        """GET /v1/models, or None where the gateway has no such route."""
+        """GET /v1/registry/models, or None where the gateway has no such route."""
         try:
-            resp = await self._call("GET", "/v1/models", ok=(200,), what="list models")
+            resp = await self._call("GET", "/v1/registry/models", ok=(200,), what="list models")
         except GatewayCallError as exc:
             if "(404)" in str(exc) or "(405)" in str(exc):
                 return None

@@ -387,7 +387,7 @@ def _waiting_for(tracker: LoopTracker) -> str:
 
 
 def _production_of(models: Any) -> str | None:
-    """The production version from GET /v1/models, whatever its exact shape."""
+    """The production version from GET /v1/registry/models, whatever its exact shape."""
     if not isinstance(models, dict):
         return None
     aliases = models.get("aliases")

@@ -1,4 +1,4 @@
-"""The registry's read model (schema `registry`), for any service: the gateway's `GET /v1/models`,
+"""The registry's read model (schema `registry`), for any service: the gateway's `GET /v1/registry/models`,
 the runner at start-up, the evaluator looking for production's GGUF.
 
 Functions take an asyncpg connection (or pool: anything with `fetch`/`fetchrow`). JSONB columns

@@ -38,6 +38,7 @@ from .container import Container
 from .domain import RunRules
 from .service.access import AccessControl
 from .service.api_keys import ApiKeyService
+from .service.completions import CompletionService
 from .service.models import ModelService
 from .service.ops import OpsService
 from .service.replies import ReplyRouter
@@ -149,15 +150,17 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     ops_store = PostgresOpsStore(outbox)
     model_registry = PostgresModelRegistry(settings.database.url)
     label_queue = LogMinerLabelQueue(settings.log_miner_url)
+    models = ModelService(model_registry, ops_store, audit, outbox)
+    api_keys = ApiKeyService(PostgresApiKeys(engine), tokens, limiter, audit, on_failure=count_auth_failure,
+                             cache_s=settings.auth.api_key_cache_s)
     container = Container(
-        access=AccessControl(tokens, audit),
+        access=AccessControl(tokens, audit, api_keys),
         tokens=tokens,
-        api_keys=ApiKeyService(
-            PostgresApiKeys(engine), tokens, limiter, audit, on_failure=count_auth_failure
-        ),
+        api_keys=api_keys,
         runs=runs,
         ops=OpsService(ops_store, audit, outbox),
-        models=ModelService(model_registry, ops_store, audit, outbox),
+        models=models,
+        completions=CompletionService(runs, models),
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .metrics import Metrics
 from .service.access import AccessControl
 from .service.api_keys import ApiKeyService
+from .service.completions import CompletionService
 from .service.models import ModelService
 from .service.ops import OpsService
 from .service.runs import RunService
@@ -21,5 +22,6 @@ class Container:
     runs: RunService
     ops: OpsService
     models: ModelService
+    completions: CompletionService
     metrics: Metrics
     max_body_bytes: int

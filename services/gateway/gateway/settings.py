@@ -19,6 +19,9 @@ class AuthSettings(BaseModel):
     token_ttl_s: int = Field(default=1800, ge=30, le=86400)
     leeway_s: float = Field(default=5.0, ge=0, le=300, description="clock skew tolerated on exp/iat")
     reload_interval_s: float = Field(default=5.0, gt=0, description="how often the key directory is re-scanned")
+    api_key_cache_s: float = Field(default=30.0, ge=0, le=3600, description=(
+        "how long an API key sent as the bearer credential (OpenAI-compatible routes) stays verified; "
+        "a key revoked on another gateway instance works there until then"))
 
 
 class LimitSettings(BaseModel):

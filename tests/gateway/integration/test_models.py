@@ -118,11 +118,11 @@ async def test_an_operator_lists_versions_with_aliases_status_lineage_and_scores
     await candidate(registry, "gemma3-270m-list1", score=0.8)
     operator, _ = await token("operator")
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(operator)) as client:
-        listing = await client.get("/v1/models")
-        production = await client.get("/v1/models", params={"alias": "production"})
-        one = await client.get("/v1/models/gemma3-270m-list1")
-        base = await client.get(f"/v1/models/{BASE_VERSION}")
-        bad_alias = await client.get("/v1/models", params={"alias": "staging"})
+        listing = await client.get("/v1/registry/models")
+        production = await client.get("/v1/registry/models", params={"alias": "production"})
+        one = await client.get("/v1/registry/models/gemma3-270m-list1")
+        base = await client.get(f"/v1/registry/models/{BASE_VERSION}")
+        bad_alias = await client.get("/v1/registry/models", params={"alias": "staging"})
     assert listing.status_code == 200, listing.text
     body = listing.json()
     assert body["aliases"] == {"production": BASE_VERSION, "candidate": "gemma3-270m-list1"}
@@ -142,10 +142,10 @@ async def test_a_user_gets_403_on_every_model_route_and_each_refusal_is_audited(
     user, subject = await token("user")
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(user)) as client:
         answers = [
-            await client.get("/v1/models"),
-            await client.get(f"/v1/models/{BASE_VERSION}"),
-            await client.post(f"/v1/models/{BASE_VERSION}/promote", json={"reason": "mine"}),
-            await client.post("/v1/models/rollback"),
+            await client.get("/v1/registry/models"),
+            await client.get(f"/v1/registry/models/{BASE_VERSION}"),
+            await client.post(f"/v1/registry/models/{BASE_VERSION}/promote", json={"reason": "mine"}),
+            await client.post("/v1/registry/models/rollback"),
         ]
     assert [a.status_code for a in answers] == [403, 403, 403, 403]
     assert all(a.json()["required_role"] == "operator" for a in answers)
@@ -159,8 +159,8 @@ async def test_an_unknown_version_is_404_and_nothing_is_published(gateway, token
     events = await tap(ModelPromoteRequested)
     operator, subject = await token("operator")
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(operator)) as client:
-        read = await client.get("/v1/models/no-such-version")
-        promoted = await client.post("/v1/models/no-such-version/promote")
+        read = await client.get("/v1/registry/models/no-such-version")
+        promoted = await client.post("/v1/registry/models/no-such-version/promote")
     assert read.status_code == 404 and promoted.status_code == 404
     assert "no-such-version" in promoted.json()["detail"]
     [row] = await audit_rows(db, subject)
@@ -174,9 +174,9 @@ async def test_a_version_the_exporter_would_refuse_is_409_with_the_reason(gatewa
     await candidate(registry, "gemma3-270m-q8only")
     operator, _ = await token("operator")
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(operator)) as client:
-        rejected = await client.post("/v1/models/gemma3-270m-rejected/promote")
-        no_quant = await client.post("/v1/models/gemma3-270m-q8only/promote", json={"quantization": "Q5_K_M"})
-        unknown_field = await client.post("/v1/models/gemma3-270m-q8only/promote", json={"quant": "Q8_0"})
+        rejected = await client.post("/v1/registry/models/gemma3-270m-rejected/promote")
+        no_quant = await client.post("/v1/registry/models/gemma3-270m-q8only/promote", json={"quantization": "Q5_K_M"})
+        unknown_field = await client.post("/v1/registry/models/gemma3-270m-q8only/promote", json={"quant": "Q8_0"})
     assert rejected.status_code == 409 and "rejected by the gate" in rejected.json()["detail"]
     assert no_quant.status_code == 409 and "Q5_K_M" in no_quant.json()["detail"]
     assert unknown_field.status_code == 422
@@ -185,7 +185,7 @@ async def test_a_version_the_exporter_would_refuse_is_409_with_the_reason(gatewa
 async def test_a_rollback_without_a_previous_version_is_409_with_a_reason(gateway, token, db, registry):
     operator, subject = await token("operator")
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(operator)) as client:
-        resp = await client.post("/v1/models/rollback", json={"reason": "just in case"})
+        resp = await client.post("/v1/registry/models/rollback", json={"reason": "just in case"})
     assert resp.status_code == 409
     assert "nothing to roll back to" in resp.json()["detail"]
     [row] = await audit_rows(db, subject)
@@ -198,7 +198,7 @@ async def test_a_promotion_is_audited_published_on_the_broker_and_answered_202(g
     await candidate(registry, "gemma3-270m-p1")
     operator, subject = await token("operator")
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(operator)) as client:
-        resp = await client.post("/v1/models/gemma3-270m-p1/promote",
+        resp = await client.post("/v1/registry/models/gemma3-270m-p1/promote",
                                  json={"reason": "beats production", "quantization": "Q8_0"})
     assert resp.status_code == 202, resp.text
     answer = resp.json()
@@ -220,7 +220,7 @@ async def test_a_rollback_is_published_and_names_the_previous_version(gateway, t
     await promote(registry, "gemma3-270m-r1", cause="promoted", actor="gate")
     operator, subject = await token("operator")
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(operator)) as client:
-        resp = await client.post("/v1/models/rollback", json={"reason": "r1 regressed"})
+        resp = await client.post("/v1/registry/models/rollback", json={"reason": "r1 regressed"})
     assert resp.status_code == 202, resp.text
     answer = resp.json()
     assert (answer["model_version"], answer["production"]) == (BASE_VERSION, "gemma3-270m-r1")
@@ -240,7 +240,7 @@ async def test_waiting_answers_200_once_the_exporter_has_moved_production(gatewa
 
     playing = asyncio.create_task(exporter())
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(operator), timeout=30) as client:
-        resp = await client.post("/v1/models/gemma3-270m-w1/promote", params={"wait": "true", "wait_s": "20"})
+        resp = await client.post("/v1/registry/models/gemma3-270m-w1/promote", params={"wait": "true", "wait_s": "20"})
     await playing
     assert resp.status_code == 200, resp.text
     answer = resp.json()
@@ -253,6 +253,6 @@ async def test_waiting_gives_up_with_202_pending_when_production_does_not_move(g
     await candidate(registry, "gemma3-270m-w2")
     operator, _ = await token("operator")
     async with httpx.AsyncClient(base_url=gateway.url, headers=auth(operator)) as client:
-        resp = await client.post("/v1/models/gemma3-270m-w2/promote", params={"wait": "true", "wait_s": "0.5"})
+        resp = await client.post("/v1/registry/models/gemma3-270m-w2/promote", params={"wait": "true", "wait_s": "0.5"})
     assert resp.status_code == 202, resp.text
     assert resp.json()["status"] == "pending" and resp.json()["production"] == BASE_VERSION

@@ -85,3 +85,10 @@ class FakeApiKeys:
 
     async def touch(self, key_id: str) -> None:
         self.touched.append(key_id)
+
+    async def revoke(self, key_id: str, audit: AuditEntry) -> bool:
+        rec = self.records.get(key_id)
+        if rec is None or rec.revoked:
+            return False
+        self.records[key_id] = ApiKeyRecord(rec.key_id, rec.secret_hash, rec.role, rec.name, revoked=True)
+        return True

@@ -108,3 +108,63 @@ async def test_exchanges_are_rate_limited_per_client_ip():
         await svc.exchange(key, "10.0.0.1")
     assert info.value.retry_after_s == 9
     await svc.exchange(key, "10.0.0.2")  # another client is not affected
+
+
+# ------------------------------------------------------------------ an API key as the bearer credential
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def identify_service(*records: ApiKeyRecord, cache_s: float = 30.0):
+    clock = Clock()
+    tokens = TokenService(Keyring([SigningKey("k", KEY, 1.0)]), issuer="i", audience="a", ttl_s=600)
+    svc = ApiKeyService(FakeApiKeys(*records), tokens, FakeLimiter(), FakeAuditLog(), cache_s=cache_s, clock=clock)
+    return svc, clock
+
+
+async def test_a_bearer_key_is_verified_once_per_cache_lifetime():
+    key, rec = record(Role.OPERATOR)
+    svc, clock = identify_service(rec, cache_s=30)
+    who = await svc.identify(key, "10.0.0.1")
+    assert (who.subject, who.role) == ("alice", Role.OPERATOR)
+    clock.now += 29
+    assert await svc.identify(key, "10.0.0.1") == who
+    assert svc.store.touched == [rec.key_id]  # the second call hit the cache
+    clock.now += 2
+    await svc.identify(key, "10.0.0.1")
+    assert svc.store.touched == [rec.key_id, rec.key_id]
+
+
+async def test_a_key_revoked_elsewhere_works_until_the_cache_lifetime_ends():
+    key, rec = record()
+    svc, clock = identify_service(rec, cache_s=30)
+    await svc.identify(key, None)
+    svc.store.records[rec.key_id] = ApiKeyRecord(rec.key_id, rec.secret_hash, rec.role, rec.name, revoked=True)
+    await svc.identify(key, None)  # another instance revoked it: still cached here
+    clock.now += 31
+    with pytest.raises(AuthenticationError) as info:
+        await svc.identify(key, None)
+    assert info.value.reason == "revoked_api_key"
+
+
+async def test_a_key_revoked_through_this_instance_stops_at_once():
+    key, rec = record()
+    svc, _ = identify_service(rec, cache_s=300)
+    admin = (await svc.identify(key, None))
+    await svc.revoke(admin, rec.key_id, None)
+    with pytest.raises(AuthenticationError):
+        await svc.identify(key, None)
+
+
+async def test_a_wrong_bearer_key_is_refused_and_not_cached():
+    key, rec = record()
+    svc, _ = identify_service(rec)
+    with pytest.raises(AuthenticationError):
+        await svc.identify(key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB"), None)
+    assert (await svc.identify(key, None)).subject == "alice"

@@ -60,7 +60,7 @@ def eval_command(
         try:
             expected = await resolve_model(gateway, model)
             if model is not None and expected is None:
-                err.print(f"[yellow]{model!r} could not be resolved (GET /v1/models needs an operator key): "
+                err.print(f"[yellow]{model!r} could not be resolved (GET /v1/registry/models needs an operator key): "
                           "every run must be served by the first run's version[/]")
             progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)

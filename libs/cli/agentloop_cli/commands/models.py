@@ -48,7 +48,7 @@ def models(
     """List model versions: aliases, status, served quant, creation time, gate score."""
     client, token = _client(api_key)
     params = {"alias": alias} if alias else None
-    body = client.call(token, "GET", "/v1/models", params=params).json()
+    body = client.call(token, "GET", "/v1/registry/models", params=params).json()
     if as_json:
         typer.echo(json.dumps(body, indent=2))
         return
@@ -95,9 +95,9 @@ def promote(
     body: dict[str, Any] = {"reason": reason}
     if quantization:
         body["quantization"] = quantization
-    _command(f"/v1/models/{quote(version, safe='@')}/promote", body, wait, wait_s, api_key)
+    _command(f"/v1/registry/models/{quote(version, safe='@')}/promote", body, wait, wait_s, api_key)
 
 
 def rollback(reason: Reason = "", wait: Wait = False, wait_s: WaitSeconds = 60.0, api_key: ApiKey = None) -> None:
     """Move production back to the previous version (the runners reload it)."""
-    _command("/v1/models/rollback", {"reason": reason}, wait, wait_s, api_key)
+    _command("/v1/registry/models/rollback", {"reason": reason}, wait, wait_s, api_key)

@@ -58,17 +58,19 @@ async def client_ip(conn: HTTPConnection) -> str | None:
 ClientIp = Annotated[str | None, Depends(client_ip)]
 
 
-def require(role: Role, action: str | None = None):
+def require(role: Role, action: str | None = None, *, api_keys: bool = False):
     """Dependency: the caller, if its bearer token is valid and its role at least `role`.
-    `action` names a privileged route, whose refusals are audited."""
+    `action` names a privileged route, whose refusals are audited; with `api_keys` an API key is a
+    bearer credential too (the OpenAI-compatible routes)."""
 
     async def caller(request: Request) -> Identity:
         access = request.app.state.container.access
         return await access.require(
-            request.headers.get("authorization"), role, action=action, client_ip=peer_ip(request)
+            request.headers.get("authorization"), role, action=action, client_ip=peer_ip(request), api_keys=api_keys
         )
 
     return Depends(caller)
 
 
 CurrentUser = Annotated[Identity, require(Role.USER)]
+OpenAIUser = Annotated[Identity, require(Role.USER, api_keys=True)]

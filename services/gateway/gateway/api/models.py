@@ -12,7 +12,7 @@ from ..service.models import ModelCommand, ModelService
 from .deps import ClientIp, ModelsDep, require
 from .schemas import ModelCommandAccepted, ModelList, ModelView
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/registry/models", tags=["models"])
 
 Reader = Annotated[Identity, require(Role.OPERATOR, action="models.read")]
 Promoter = Annotated[Identity, require(Role.OPERATOR, action="models.promote")]

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from ..domain import FeedbackSubmission, RunSubmission
+from ..service.completions import run_id_of
 from .deps import CurrentUser, RunsDep
 from .schemas import FeedbackAccepted, RunAccepted, RunView
 
@@ -42,10 +43,13 @@ async def submit_run(
 
 @router.get("/{run_id}", response_model=RunView)
 async def get_run(run_id: str, who: CurrentUser, runs: RunsDep) -> Response:
-    return _json(RunView.of(await runs.get(who, run_id)))
+    """A run, by its id or by the id of the chat completion it answered (`chatcmpl-...`)."""
+    return _json(RunView.of(await runs.get(who, run_id_of(run_id))))
 
 
 @router.post("/{run_id}/feedback", status_code=201, response_model=FeedbackAccepted)
 async def give_feedback(run_id: str, body: FeedbackSubmission, who: CurrentUser, runs: RunsDep) -> Response:
+    """Rate a run (or the chat completion it answered, by its `chatcmpl-...` id), optionally with a correction."""
+    run_id = run_id_of(run_id)
     feedback_id = await runs.add_feedback(who, run_id, body)
     return _json(FeedbackAccepted(feedback_id=feedback_id, run_id=run_id), 201)

@@ -1,6 +1,7 @@
 """Rules and entities of the gateway, no I/O, by role: who calls (`identities`), what they may send
-(`requests`), what the use cases exchange with their ports (`records`) and the domain errors (`errors`,
-mapped to HTTP in `api/errors.py`, the one place that knows about status codes)."""
+(`requests`; OpenAI's chat completions in `openai`), what the use cases exchange with their ports
+(`records`) and the domain errors (`errors`, mapped to HTTP in `api/errors.py`, the one place that
+knows about status codes)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .errors import (
     InvalidRequestError,
     ModelNotFoundError,
     ModelCommandConflictError,
+    CompletionFailedError,
 )
 from .requests import (
     StrictRunOptions,
@@ -44,6 +46,11 @@ from .records import (
     ApiKeyRecord,
     primary_score,
 )
+from .openai import (
+    ChatCompletionRequest,
+    UnsupportedValueError,
+    to_run,
+)
 
 __all__ = [
     "ApiKeyNotFoundError",
@@ -51,6 +58,8 @@ __all__ = [
     "ApiKeySubmission",
     "AuditEntry",
     "AuthenticationError",
+    "ChatCompletionRequest",
+    "CompletionFailedError",
     "CorrectedToolCall",
     "FeedbackSubmission",
     "GatewayError",
@@ -77,5 +86,7 @@ __all__ = [
     "StrictDatasetOptions",
     "StrictLoraOptions",
     "StrictRunOptions",
+    "UnsupportedValueError",
     "primary_score",
+    "to_run",
 ]

@@ -66,9 +66,25 @@ class ApiKeyNotFoundError(GatewayError):
 
 
 class ModelNotFoundError(GatewayError):
-    def __init__(self, version: str) -> None:
-        super().__init__(f"model version {version} is not registered")
+    def __init__(self, version: str, message: str | None = None) -> None:
+        super().__init__(message or f"model version {version} is not registered")
         self.version = version
+
+
+class CompletionFailedError(GatewayError):
+    """A chat completion whose run gave no model turn to return. `kind`: timeout (the wait ended
+    first, or the run hit its own time limit), context_length (the prompt does not fit), model
+    (the runners do not serve the model asked for), run (the engine failed)."""
+
+    def __init__(self, kind: str, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.code = code or {"timeout": "timeout", "context_length": "context_length_exceeded",
+                             "model": "model_not_found"}.get(kind)
+
+    @property
+    def openai_type(self) -> str:
+        return "invalid_request_error" if self.kind in ("context_length", "model") else "server_error"
 
 
 class ModelCommandConflictError(GatewayError):

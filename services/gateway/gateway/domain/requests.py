@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -36,6 +36,8 @@ class RunSubmission(BaseModel):
     messages: list[ChatMessage] | None = Field(default=None, min_length=1, validate_default=True)
     tools: list[ToolSpec] = Field(default_factory=list, max_length=128)
     options: StrictRunOptions = Field(default_factory=StrictRunOptions)
+    metadata: dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=dict, max_length=16, description="the client's tags, stored with the run")
 
     @field_validator("messages", mode="after")
     @classmethod

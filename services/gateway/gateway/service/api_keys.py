@@ -8,6 +8,11 @@ guess, so a slow KDF or a server-side pepper would add cost without adding safet
 The token's subject is the key's `name` (its owner), so a user who rotates API keys keeps
 access to the runs made with the old one.
 
+On the OpenAI-compatible routes a key also works as the bearer credential itself (`Authorization:
+Bearer al_...`, what the OpenAI SDKs send): `identify` verifies it once and keeps the identity for
+`cache_s` seconds. A key revoked through this instance stops working at once; on other gateway
+instances within `cache_s`.
+
 Keys are issued and withdrawn by `issue_key` / `withdraw_key`, the one place for those rules: the
 admin routes (`/v1/admin/api-keys`, through `ApiKeyService`) use them, and so does the gateway's
 admin entry point for the first key, `python -m gateway.admin api-key create` (`create_api_key`,
@@ -20,10 +25,19 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Callable
 
 from ..adapters.postgres import Database, PostgresApiKeys
-from ..domain import ApiKeyNotFoundError, AuditEntry, AuthenticationError, Identity, RateLimitedError, Role
+from ..domain import (
+    ApiKeyNotFoundError,
+    ApiKeyRecord,
+    AuditEntry,
+    AuthenticationError,
+    Identity,
+    RateLimitedError,
+    Role,
+)
 from ..ports import ApiKeyStore, AuditLog, RateLimiter
 from .tokens import IssuedToken, TokenService
 
@@ -56,6 +70,8 @@ def verify_secret(secret: str, stored_hash: str) -> bool:
 
 
 class ApiKeyService:
+    CACHE_MAX = 10_000
+
     def __init__(
         self,
         store: ApiKeyStore,
@@ -63,20 +79,49 @@ class ApiKeyService:
         limiter: RateLimiter,
         audit: AuditLog,
         on_failure: Callable[[str], None] | None = None,
+        *,
+        cache_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.tokens = tokens
         self.limiter = limiter
         self.audit = audit
         self._on_failure = on_failure
+        self.cache_s = cache_s
+        self._clock = clock
+        self._cache: dict[str, tuple[Identity, float, str]] = {}  # key -> (identity, valid until, key_id)
 
     async def exchange(self, api_key: str | None, client_ip: str | None) -> IssuedToken:
         """Trade a valid, unrevoked API key for an access token (rate-limited per client IP)."""
-        retry_after = await self.limiter.hit("token", client_ip or "unknown")
-        if retry_after is not None:
-            raise RateLimitedError("token", retry_after)
         if not api_key:
+            await self._check_rate(client_ip)
             raise self._fail("missing_api_key", "an API key is required (X-API-Key header or api_key in the body)")
+        record = await self._verify(api_key, client_ip)
+        token = self.tokens.issue(record.name, record.role)
+        if record.role >= Role.OPERATOR:  # privileged credentials handed out: worth an audit line
+            await self.audit.record(
+                AuditEntry(subject=record.name, role=record.role.label, action="auth.token", target=record.key_id,
+                           outcome="ok", client_ip=client_ip)
+            )
+        return token
+
+    async def identify(self, api_key: str, client_ip: str | None) -> Identity:
+        """The identity of an API key sent as the bearer credential, verified at most once per `cache_s`."""
+        now = self._clock()
+        cached = self._cache.get(api_key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        record = await self._verify(api_key, client_ip)
+        identity = Identity(subject=record.name, role=record.role, token_id=f"key:{record.key_id}")
+        if len(self._cache) >= self.CACHE_MAX:
+            self._cache = {}
+        self._cache[api_key] = (identity, now + self.cache_s, record.key_id)
+        return identity
+
+    async def _verify(self, api_key: str, client_ip: str | None) -> ApiKeyRecord:
+        """The key's row if the key is well-formed, known, matches and is not revoked (rate-limited per IP)."""
+        await self._check_rate(client_ip)
         try:
             key_id, secret = parse_api_key(api_key)
         except ValueError:
@@ -87,13 +132,12 @@ class ApiKeyService:
         if record.revoked:
             raise self._fail("revoked_api_key", "invalid API key")
         await self.store.touch(key_id)
-        token = self.tokens.issue(record.name, record.role)
-        if record.role >= Role.OPERATOR:  # privileged credentials handed out: worth an audit line
-            await self.audit.record(
-                AuditEntry(subject=record.name, role=record.role.label, action="auth.token", target=key_id,
-                           outcome="ok", client_ip=client_ip)
-            )
-        return token
+        return record
+
+    async def _check_rate(self, client_ip: str | None) -> None:
+        retry_after = await self.limiter.hit("token", client_ip or "unknown")
+        if retry_after is not None:
+            raise RateLimitedError("token", retry_after)
 
     async def create(self, who: Identity, role: Role, name: str, client_ip: str | None) -> tuple[str, str]:
         """An admin issues a key (POST /v1/admin/api-keys): (the key, shown once; its key_id)."""
@@ -104,6 +148,8 @@ class ApiKeyService:
         if not await withdraw_key(self.store, key_id, revoked_by=who.subject, revoker_role=who.role.label,
                                   client_ip=client_ip):
             raise ApiKeyNotFoundError(key_id)
+        withdrawn = parse_api_key(key_id)[0] if key_id.startswith(f"{PREFIX}_") else key_id
+        self._cache = {k: v for k, v in self._cache.items() if v[2] != withdrawn}  # this instance: at once
 
     async def list(self) -> list[dict]:
         return await self.store.list()

@@ -156,7 +156,7 @@ class RunService:
 
     async def submit_and_wait(self, who: Identity, body: RunSubmission, timeout_s: float | None = None) -> RunRecord:
         """Accept a run and wait for its outcome; on timeout the run is returned still queued."""
-        await self._admit(who, body)
+        await self.admit(who, body)
         run, msg = self._prepare(who, body, stream=False)
         wait_s = self.wait_timeout(body, timeout_s)
         with self.replies.watch(run.run_id, steps=False) as watch:
@@ -170,9 +170,10 @@ class RunService:
         return finished_record(run, event)
 
     @contextlib.asynccontextmanager
-    async def stream(self, who: Identity, body: RunSubmission) -> AsyncIterator[RunStream]:
-        """Accept a run and listen to its steps while the block runs."""
-        await self._admit(who, body)
+    async def stream(self, who: Identity, body: RunSubmission, *, admitted: bool = False) -> AsyncIterator[RunStream]:
+        """Accept a run and listen to its steps while the block runs (`admitted`: `admit` passed it already)."""
+        if not admitted:
+            await self.admit(who, body)
         run, msg = self._prepare(who, body, stream=True)
         with self.replies.watch(run.run_id, steps=True) as watch:
             await self._persist_and_publish(run, msg, "stream")
@@ -184,12 +185,12 @@ class RunService:
         return min(wanted, self.max_wait_s)
 
     async def _submit(self, who: Identity, body: RunSubmission, mode: SubmitMode) -> NewRun:
-        await self._admit(who, body)
+        await self.admit(who, body)
         run, msg = self._prepare(who, body, stream=mode == "stream")
         await self._persist_and_publish(run, msg, mode)
         return run
 
-    async def _admit(self, who: Identity, body: RunSubmission) -> None:
+    async def admit(self, who: Identity, body: RunSubmission) -> None:
         """The request's rules first (InvalidRequestError: nothing stored, nothing published, no
         rate spent, as for a request that fails its schema), then the caller's rate."""
         self.rules.check(body)
@@ -219,6 +220,7 @@ class RunService:
             "messages": [m.model_dump(mode="json", exclude_none=True) for m in msg.messages],
             "tools": [t.model_dump(mode="json") for t in msg.tools],
             "options": options.model_dump(mode="json"),
+            **({"metadata": body.metadata} if body.metadata else {}),
         }
         return NewRun(run_id=run_id, subject=who.subject, created_at=self._clock(), request=request), msg
 

@@ -1,0 +1,68 @@
+"""OpenAI-compatible routes: `POST /v1/chat/completions` and `GET /v1/models`, for apps built on the
+OpenAI SDKs (and the frameworks on top of them) with nothing changed but their base URL. An API key
+works as the bearer credential here, besides an access token. Errors come in OpenAI's error object
+(api/errors.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import HTTPConnection
+
+from ..domain import ChatCompletionRequest, ModelNotFoundError
+from ..service.completions import OWNER, CompletionService, ServedModel, StreamedCompletion
+from .deps import OpenAIUser
+
+router = APIRouter(tags=["openai"])
+
+
+async def _completions(conn: HTTPConnection) -> CompletionService:
+    return conn.app.state.container.completions
+
+
+CompletionsDep = Annotated[CompletionService, Depends(_completions)]
+
+
+@router.post("/v1/chat/completions", responses={
+    200: {"description": "a chat.completion object, or with `stream` server-sent chat.completion.chunk events"},
+    400: {"description": "invalid or unsupported argument (OpenAI's error object)"},
+    401: {"description": "no valid API key or token"}, 404: {"description": "model not served"},
+    429: {"description": "rate limited"}, 502: {"description": "the run failed"},
+    504: {"description": "the run did not finish in time"}})
+async def chat_completions(body: ChatCompletionRequest, who: OpenAIUser, completions: CompletionsDep):
+    """One model turn on the conversation, the client's tools offered (OpenAI's chat completions)."""
+    if body.streamed:
+        streamed = await completions.open_stream(who, body)
+        return StreamingResponse(_sse(streamed), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    completion, run_ids = await completions.complete(who, body)
+    return JSONResponse(completion, headers={"X-Agentloop-Run-Ids": ",".join(run_ids)})
+
+
+async def _sse(streamed: StreamedCompletion) -> AsyncIterator[str]:
+    async for chunk in streamed.chunks():
+        yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _model(m: ServedModel) -> dict[str, Any]:
+    return {"id": m.id, "object": "model", "created": m.created, "owned_by": OWNER}
+
+
+@router.get("/v1/models")
+async def list_models(who: OpenAIUser, completions: CompletionsDep) -> JSONResponse:
+    """What a completion's `model` may name (OpenAI's model list)."""
+    return JSONResponse({"object": "list", "data": [_model(m) for m in await completions.served()]})
+
+
+@router.get("/v1/models/{model}")
+async def get_model(who: OpenAIUser, completions: CompletionsDep,
+                    model: Annotated[str, Path(min_length=1, max_length=200)]) -> JSONResponse:
+    for m in await completions.served():
+        if m.id == model:
+            return JSONResponse(_model(m))
+    raise ModelNotFoundError(model, f"the model {model!r} is not served here")

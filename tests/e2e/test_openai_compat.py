@@ -1,0 +1,172 @@
+"""The OpenAI-compatible gateway through the official `openai` SDK: the real gateway, RabbitMQ, runner
+and Gemma model, an API key as the SDK sends it (`Authorization: Bearer al_...`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.harness import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+ASK = [{"role": "user", "content": "What is the weather in Lisbon?"}]
+FORCED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+@pytest.fixture(scope="module")
+def client(stack, api_key) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.gateway_url}/v1", api_key=api_key("user"), max_retries=0, timeout=150)
+
+
+@pytest.fixture(scope="module")
+def async_client(stack, api_key) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{stack.gateway_url}/v1", api_key=api_key("user"), max_retries=0, timeout=150)
+
+
+def run_of(stack, token, completion_id: str) -> dict:
+    resp = httpx.get(f"{stack.gateway_url}/v1/runs/{completion_id}", headers={"Authorization": f"Bearer {token('user')}"},
+                     timeout=10)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_models_lists_what_a_completion_may_name(client) -> None:
+    ids = [m.id for m in client.models.list().data]
+    assert ids[0] == "production"
+    assert client.models.retrieve("production").owned_by == "agent-loop"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4o")
+
+
+def test_a_completion_answers_in_openai_shape_and_is_recorded_as_a_run(client, stack, token) -> None:
+    out = client.chat.completions.create(model="production", messages=[{"role": "user", "content": "Say hello."}],
+                                         max_tokens=16, temperature=0)
+    assert out.id.startswith("chatcmpl-") and out.object == "chat.completion"
+    choice = out.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason in ("stop", "length") and not choice.message.tool_calls
+    assert out.usage.prompt_tokens > 0 and 0 < out.usage.completion_tokens <= 16
+    assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
+    run = run_of(stack, token, out.id)
+    assert run["status"] == "completed" and run["answer"] == choice.message.content
+    assert out.model == run["model_version"]
+    resp = httpx.post(f"{stack.gateway_url}/v1/runs/{out.id}/feedback", json={"rating": 1},
+                      headers={"Authorization": f"Bearer {token('user')}"}, timeout=10)
+    assert resp.status_code == 201 and resp.json()["run_id"] == run["run_id"]  # feedback by completion id
+
+
+def test_a_named_tool_choice_gets_a_tool_call_with_json_string_arguments(client) -> None:
+    out = client.chat.completions.create(model="production", messages=ASK, tools=[WEATHER], tool_choice=FORCED,
+                                         max_tokens=48)
+    choice = out.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_")
+    assert isinstance(json.loads(call.function.arguments), dict)
+
+
+def test_tool_choice_required_and_n_give_one_call_per_choice(client) -> None:
+    out = client.chat.completions.create(model="production", messages=ASK, tools=[WEATHER], tool_choice="required",
+                                         n=2, max_tokens=48)
+    assert [c.index for c in out.choices] == [0, 1]
+    for choice in out.choices:
+        assert choice.finish_reason == "tool_calls" and choice.message.tool_calls[0].function.name == "get_weather"
+    assert out.choices[0].message.tool_calls[0].id != out.choices[1].message.tool_calls[0].id  # two runs
+
+
+def test_a_multi_turn_tool_loop_sends_the_tool_result_back(client, stack, token) -> None:
+    first = client.chat.completions.create(model="production", messages=ASK, tools=[WEATHER], tool_choice=FORCED,
+                                           max_tokens=48)
+    call = first.choices[0].message.tool_calls[0]
+    messages = [*ASK, first.choices[0].message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temp_c": 21, "sky": "clear"})}]
+    second = client.chat.completions.create(model="production", messages=messages, tools=[WEATHER],
+                                            tool_choice="none", max_tokens=32)
+    assert second.choices[0].finish_reason in ("stop", "length") and second.choices[0].message.content
+    run = run_of(stack, token, second.id)
+    assert run["status"] == "completed" and run["outcome"] == "answered"
+
+
+def test_a_stream_sends_role_content_deltas_finish_and_usage(client, stack, token) -> None:
+    chunks = list(client.chat.completions.create(
+        model="production", messages=[{"role": "user", "content": "Count from one to five."}], max_tokens=24,
+        stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish in (["stop"], ["length"]) and text
+    assert not chunks[-1].choices and chunks[-1].usage.completion_tokens > 0
+    assert len({c.id for c in chunks}) == 1
+    assert run_of(stack, token, chunks[0].id)["answer"] == text
+
+
+def test_a_streamed_tool_call_arrives_as_tool_call_deltas(client) -> None:
+    chunks = list(client.chat.completions.create(model="production", messages=ASK, tools=[WEATHER],
+                                                 tool_choice=FORCED, max_tokens=48, stream=True))
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert deltas and deltas[0].function.name == "get_weather" and deltas[0].id.startswith("call_")
+    assert isinstance(json.loads("".join(d.function.arguments or "" for d in deltas)), dict)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+
+
+def test_the_async_client_answers_concurrent_requests(async_client) -> None:
+    async def ask(i: int):
+        return await async_client.chat.completions.create(
+            model="production", messages=[{"role": "user", "content": f"Say the number {i}."}], max_tokens=12)
+
+    async def both():
+        return await asyncio.gather(ask(1), ask(2))
+
+    outs = asyncio.run(both())
+    assert all(o.choices[0].message.content for o in outs) and outs[0].id != outs[1].id
+
+
+@pytest.mark.parametrize("kwargs, status, param", [
+    ({"model": "gpt-4o"}, 404, "model"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, 400, "messages[0].role"),
+    ({"messages": [{"role": "tool", "tool_call_id": "call_x", "content": "21 C"}]}, 400, "messages[0].tool_call_id"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, 400, "tool_choice"),
+    ({"extra_body": {"best_of": 3}}, 400, "best_of"),
+    ({"top_p": 0.5}, 400, "top_p"),
+], ids=["unknown-model", "bad-role", "tool-without-call", "unknown-tool-choice", "unknown-argument", "top_p"])
+def test_bad_input_is_refused_in_openai_error_shape(client, kwargs, status, param) -> None:
+    args = {"model": "production", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, **kwargs}
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(**args)
+    err = caught.value
+    assert err.status_code == status
+    assert err.body["param"] == param and err.body["message"] and err.body["type"] == "invalid_request_error"
+
+
+def test_a_bad_key_is_a_401_and_a_jwt_works_too(stack, token) -> None:
+    bad = openai.OpenAI(base_url=f"{stack.gateway_url}/v1", api_key="al_0000000000000000_" + "x" * 43, max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        bad.models.list()
+    assert caught.value.body["code"] == "invalid_api_key"
+    with_jwt = openai.OpenAI(base_url=f"{stack.gateway_url}/v1", api_key=token("user"), max_retries=0)
+    assert with_jwt.models.list().data[0].id == "production"
+
+
+def test_a_stream_dropped_mid_way_still_records_the_run(stack, api_key, token) -> None:
+    body = {"model": "production", "messages": [{"role": "user", "content": "Write a long story about a fox."}],
+            "max_tokens": 96, "stream": True}
+    with httpx.stream("POST", f"{stack.gateway_url}/v1/chat/completions", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {api_key('user')}"}) as resp:
+        assert resp.status_code == 200
+        first = next(line for line in resp.iter_lines() if line.startswith("data: "))
+    completion_id = json.loads(first.removeprefix("data: "))["id"]
+    wait_until(lambda: run_of(stack, token, completion_id)["status"] != "queued", timeout=120)
+    assert run_of(stack, token, completion_id)["status"] == "completed"
