@@ -185,3 +185,35 @@ async def test_a_run_postgres_rejects_fails_only_its_own_delivery(miner, db):
     assert labels(db, *good, bad) == {r.run_id: ("direct_answer", "success") for r in good}
     assert counts(db, mv) == {"direct_answer": 3}
     assert claimed(db, bad) == 0  # not claimed: its redelivery is a first delivery
+
+
+async def test_a_clients_tool_loop_is_one_conversation_mined_once_from_its_last_run(miner, db):
+    """Completion 1 ends in a client call; completion 2 sends it back (with the gateway's ids) and
+    its result and gets the answer: one conversation, one example naming both runs."""
+    from contracts import ChatMessage, ToolCall
+    from log_miner.domain.examples import MiningRules, mine_run
+
+    mv = model()
+    first = Trajectory("Weather in Lisbon?", tools=[WEATHER], model_version=mv).client_call("get_weather",
+                                                                                             {"city": "Lisbon"})
+    follow = Trajectory("Weather in Lisbon?", tools=[WEATHER], model_version=mv)
+    call = ToolCall(id="call_c0ffee000001_1", name="get_weather", arguments={"city": "Lisbon"})
+    follow.messages += [ChatMessage(role="assistant", content="", tool_calls=[call]),
+                        ChatMessage(role="tool", tool_call_id=call.id, content='{"temp_c": 21}')]
+    second = follow.answer("It is 21 C in Lisbon.")
+    other = Trajectory("Weather in Oslo?", tools=[WEATHER], model_version=mv).client_call("get_weather",
+                                                                                           {"city": "Oslo"})
+    assert await miner.record.interaction(first) and await miner.record.interaction(other)
+    assert await miner.record.interaction(second)
+    rows = dict((r[0], r[1:]) for r in db.execute(
+        "SELECT run_id, continues, conversation_id FROM log_miner.interactions WHERE run_id = ANY(%s)",
+        ([first.run_id, second.run_id, other.run_id],)).fetchall())
+    assert rows == {first.run_id: (None, first.run_id), second.run_id: (first.run_id, first.run_id),
+                    other.run_id: (None, other.run_id)}
+    mined = {item.run.run_id: item async for page in miner.store.mined_runs(None, batch=100) for item in page}
+    assert first.run_id not in mined  # continued: mined from its conversation's last run
+    item = mined[second.run_id]
+    assert item.earlier_runs == (first.run_id,)
+    example = mine_run(item, MiningRules()).example
+    assert example is not None and example.run_ids == (first.run_id, second.run_id)
+    assert [m["role"] for m in example.messages] == ["user", "assistant", "tool", "assistant"]

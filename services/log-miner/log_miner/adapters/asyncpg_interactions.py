@@ -35,6 +35,7 @@ from servicekit.db import AsyncpgPool
 from servicekit.messagesql import MessageSql
 
 from .. import SCHEMA
+from ..domain.conversations import prefix_keys, transcript_key
 from ..domain.records import Feedback
 from ..ports import NewInteraction
 from . import tables as t
@@ -71,15 +72,24 @@ WITH batch AS (
     SELECT r.*, (SELECT count(*) FROM {FEEDBACK} AS f WHERE f.run_id = r.run_id) = r.feedback AS current
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                 $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::int[],
-                $16::float8[])
+                $16::float8[], $17::text[], $18::text[])
          AS r(run_id, message_id, outcome, model_version, engine, subject, messages, tools, steps, usage, label,
-              labels, example_kind, logged_at, feedback, confidence)
+              labels, example_kind, logged_at, feedback, confidence, transcript_key, prefix_keys)
 ), inserted AS (
     INSERT INTO {INTERACTIONS} (run_id, message_id, outcome, model_version, engine, subject, messages, tools, steps,
-                                usage, label, labels, example_kind, logged_at, confidence)
-    SELECT run_id, message_id, outcome, model_version, engine, subject, messages::jsonb, tools::jsonb, steps::jsonb,
-           usage::jsonb, label, labels::jsonb, example_kind, coalesce(logged_at, now()), confidence
-    FROM batch WHERE current
+                                usage, label, labels, example_kind, logged_at, confidence, transcript_key, continues,
+                                conversation_id)
+    SELECT b.run_id, b.message_id, b.outcome, b.model_version, b.engine, b.subject, b.messages::jsonb,
+           b.tools::jsonb, b.steps::jsonb, b.usage::jsonb, b.label, b.labels::jsonb, b.example_kind,
+           coalesce(b.logged_at, now()), b.confidence, b.transcript_key, prev.run_id,
+           coalesce(prev.conversation_id, prev.run_id, b.run_id)
+    FROM batch AS b
+    LEFT JOIN LATERAL (  -- the latest run whose whole transcript this one begins with (most runs have no candidate)
+        SELECT p.run_id, p.conversation_id FROM {INTERACTIONS} AS p
+        WHERE p.transcript_key = ANY(b.prefix_keys::text[]) AND p.run_id <> b.run_id
+        ORDER BY p.logged_at DESC LIMIT 1
+    ) AS prev ON b.prefix_keys <> '{{}}'
+    WHERE b.current
     ON CONFLICT (run_id) DO NOTHING
     RETURNING message_id, model_version, label
 ), counted AS (
@@ -105,18 +115,24 @@ def feedback_of(row: asyncpg.Record) -> Feedback:
 
 def _columns(rows: Sequence[NewInteraction]) -> list[list[Any]]:
     """The rows as one array per column, JSON columns as text (one pydantic-core pass each)."""
-    columns: list[list[Any]] = [[] for _ in range(16)]
+    columns: list[list[Any]] = [[] for _ in range(18)]
     for row in rows:
         run = row.run
         values = (
             run.run_id, row.message_id, run.outcome, run.model_version, run.engine, run.subject,
             _MESSAGES.dump_json(run.messages, exclude_none=True).decode(), _TOOLS.dump_json(run.tools).decode(),
             _STEPS.dump_json(run.steps).decode(), json.dumps(run.usage), row.label, json.dumps(list(row.labels)),
-            row.example_kind, run.logged_at, row.feedback, run.confidence,
+            row.example_kind, run.logged_at, row.feedback, run.confidence, transcript_key(run.messages),
+            _array_literal(prefix_keys(run.messages)),
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     return columns
+
+
+def _array_literal(keys: list[str]) -> str:
+    """A text[] literal of hex keys (one text per row: unnest cannot take a ragged array)."""
+    return "{" + ",".join(keys) + "}"
 
 
 class AsyncpgBatch:

@@ -44,6 +44,12 @@ def _run(row: Any) -> Run:
     )
 
 
+def _earlier(conversations: dict[str, list[tuple[Any, str]]], row: Any) -> tuple[str, ...]:
+    """The runs of `row`'s conversation logged before it, oldest first."""
+    runs = sorted(conversations.get(row.conversation_id, []))
+    return tuple(run_id for at, run_id in runs if run_id != row.run_id and at <= row.logged_at)
+
+
 def _feedback(row: Any) -> Feedback:
     calls = _CALLS.validate_python(row.corrected_tool_calls) if row.corrected_tool_calls is not None else None
     return Feedback(
@@ -155,7 +161,10 @@ class PostgresMinerStore:
 
     async def mined_runs(self, since: datetime | None, batch: int) -> AsyncIterator[list[RunWithFeedback]]:
         c = t.interactions.c
-        query = sa.select(t.interactions).where(sa.or_(c.example_kind.is_not(None), c.label.in_(_SUCCESS)))
+        later = t.interactions.alias("later")
+        continued = sa.exists().where(later.c.continues == c.run_id)  # mined from the conversation's last run
+        query = sa.select(t.interactions).where(sa.or_(c.example_kind.is_not(None), c.label.in_(_SUCCESS)),
+                                                ~continued)
         if since is not None:
             query = query.where(c.logged_at >= since)
         last: tuple[Any, str] | None = None
@@ -174,7 +183,13 @@ class PostgresMinerStore:
                 feedback: dict[str, list[Feedback]] = {}
                 for r in fb_rows:
                     feedback.setdefault(r.run_id, []).append(_feedback(r))
-            yield [RunWithFeedback(_run(r), feedback.get(r.run_id, [])) for r in rows]
+                conversations = {r.conversation_id for r in rows if r.conversation_id not in (None, r.run_id)}
+                earlier: dict[str, list[tuple[Any, str]]] = {}
+                if conversations:
+                    for r in await conn.execute(sa.select(c.conversation_id, c.run_id, c.logged_at)
+                                                .where(c.conversation_id.in_(conversations))):
+                        earlier.setdefault(r.conversation_id, []).append((r.logged_at, r.run_id))
+            yield [RunWithFeedback(_run(r), feedback.get(r.run_id, []), _earlier(earlier, r)) for r in rows]
             last = (rows[-1].received_at, rows[-1].run_id)
 
     async def policy_stats(self, window_s: float) -> PolicyStats:

@@ -31,6 +31,9 @@ interactions = sa.Table(
     sa.Column("labels", JSONB, nullable=False),
     sa.Column("example_kind", sa.Text),
     sa.Column("confidence", sa.Float),
+    sa.Column("transcript_key", sa.Text),
+    sa.Column("continues", sa.Text),  # the run this one continues (domain.conversations)
+    sa.Column("conversation_id", sa.Text),  # the conversation's first run
     sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.Column("classified_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),

@@ -22,6 +22,10 @@ Which runs teach something (`mine_run`):
   `client_tool_call`, no -1 rating; with `include_unrated=False` only runs rated +1 count.
 Everything else yields nothing.
 
+A conversation a client carried over several runs (its own tool loop: call, result, next turn)
+is mined once, from its last run, whose messages hold the whole conversation; its `run_ids` name
+every run of it, oldest first (`RunWithFeedback.earlier_runs`, see conversations.py).
+
 Where the run's own output starts: after the last `user` message. What comes before is the
 request (system prompt, history) and is kept as is. A request that ends in tool results (a
 client continuing after its own tool ran) has its earlier assistant turn treated as output too.
@@ -276,7 +280,8 @@ def mine_run(item: RunWithFeedback, rules: MiningRules, source: str = MINED) -> 
         messages = [message_dict(m) for m in run.messages[:start]] + clean_output(run, run.messages[start:])
         feedback_ids = tuple(f.feedback_id for f in feedback)
     example = Example(
-        messages=messages, tools=tool_dicts(run), source=source, kind=kind, run_ids=(run.run_id,),
+        messages=messages, tools=tool_dicts(run), source=source, kind=kind,
+        run_ids=(*item.earlier_runs, run.run_id),
         feedback_ids=feedback_ids, origin=run.run_id, model_versions=(run.model_version,),
     )
     return Mined(example, classification, kind)

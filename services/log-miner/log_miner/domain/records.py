@@ -49,3 +49,4 @@ class Feedback:
 class RunWithFeedback:
     run: Run
     feedback: list[Feedback] = field(default_factory=list)  # oldest first
+    earlier_runs: tuple[str, ...] = ()  # the conversation's runs before this one, oldest first (conversations.py)
