@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from .client import GatewayError
-from .commands import auth, models, retrain, runs, status
+from .commands import auth, dataset, models, retrain, runs, status
 from .commands import evaluate
 from .commands import label_queue as label_queue_command
 from .commands import loop as loop_command
@@ -20,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(auth.api_key_app, name="api-key")
+app.add_typer(dataset.dataset_app, name="dataset")
 app.command("token")(auth.token)
 app.command("run")(runs.run)
 app.command("status")(status.status)

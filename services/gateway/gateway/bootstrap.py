@@ -27,7 +27,7 @@ from . import SERVICE, handlers
 from . import metrics as gateway_metrics
 from .adapters import run_index as run_index_sql
 from .adapters.key_files import KeyDirectory
-from .adapters.log_miner import LogMinerLabelQueue
+from .adapters.log_miner import LogMinerClient
 from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore
 from .adapters.rate_limits import RedisRateLimiter
 from .adapters.registry import PostgresModelRegistry
@@ -149,7 +149,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     )
     ops_store = PostgresOpsStore(outbox)
     model_registry = PostgresModelRegistry(settings.database.url)
-    label_queue = LogMinerLabelQueue(settings.log_miner_url)
+    label_queue = LogMinerClient(settings.log_miner_url)
     models = ModelService(model_registry, ops_store, audit, outbox)
     api_keys = ApiKeyService(PostgresApiKeys(engine), tokens, limiter, audit, on_failure=count_auth_failure,
                              cache_s=settings.auth.api_key_cache_s)

@@ -3,17 +3,40 @@ and operators reach these through the gateway (decision 0013), which checks the 
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import Response
 
 from contracts.learning import LabelQueue
 
-from .ports import MinerStore
+from .domain.corpus import CorpusUnavailableError
+from .domain.openai_export import openai_line
+from .ports import CorpusReader, MinerStore
 
 
-def router(store: MinerStore) -> APIRouter:
+def router(store: MinerStore, files: CorpusReader) -> APIRouter:
     routes = APIRouter(prefix="/v1", tags=["labels"])
+
+    @routes.get("/datasets/{version}/export")
+    async def export_dataset(
+        version: Annotated[int, Path(ge=1, description="the dataset version (`v<N>` in S3)")],
+        split: Annotated[Literal["train", "val"], Query(description="which split")] = "train",
+        format: Annotated[Literal["openai"], Query(description="openai: OpenAI's chat fine-tuning JSONL")] = "openai",
+    ) -> Response:
+        """One split of a dataset version as JSON lines in another tool's shape."""
+        uris = await store.dataset_files(version)
+        if uris is None:
+            raise HTTPException(status_code=404, detail=f"no dataset version {version}")
+        try:
+            data = await files.read(uris[split])
+        except CorpusUnavailableError as exc:
+            raise HTTPException(status_code=503, detail=f"dataset version {version} ({split}) cannot be read: {exc}")
+        lines = [json.dumps(openai_line(json.loads(raw)), ensure_ascii=False)
+                 for raw in data.decode().splitlines() if raw.strip()]
+        return Response("".join(f"{line}\n" for line in lines), media_type="application/x-ndjson",
+                        headers={"Content-Disposition": f'attachment; filename="dataset-v{version}-{split}.jsonl"'})
 
     @routes.get("/label-queue")
     async def label_queue(

@@ -43,8 +43,9 @@ def build_app(settings: LogMinerSettings) -> FastAPI:
     store = PostgresMinerStore(rt.engine, outbox)
     mining, policy = settings.mining, settings.policy
     roots = [r.strip() for r in mining.corpus_roots.split(",") if r.strip()]
+    files = CorpusFiles(artifacts, roots, mining.max_corpus_bytes)
     build = BuildDataset(
-        store, S3DatasetFiles(artifacts), CorpusFiles(artifacts, roots, mining.max_corpus_bytes), metrics,
+        store, S3DatasetFiles(artifacts), files, metrics,
         BuildSettings(
             limits=Limits(max_chars=mining.max_chars, max_messages=mining.max_messages),
             include_unrated=mining.include_unrated, hints_placement=mining.hints_placement,
@@ -68,4 +69,4 @@ def build_app(settings: LogMinerSettings) -> FastAPI:
                       lambda: delete_retired_queues(rt.broker, list(handlers.RETIRED_QUEUES), keep_unread=True)]
     rt.on_shutdown += [interaction_log.close, record.close]  # run in reverse: the last batch, then the pool
     rt.details = lambda: {"policy": "on" if policy.enabled else "off", "include_unrated": mining.include_unrated}
-    return create_service_app(rt, [api.router(store)])
+    return create_service_app(rt, [api.router(store, files)])

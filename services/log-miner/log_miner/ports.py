@@ -129,6 +129,10 @@ class MinerStore(Protocol):
         """The head of the label queue (`domain.labeling`) and how many runs wait in all."""
         ...
 
+    async def dataset_files(self, version: int) -> dict[str, str] | None:
+        """The URIs of a dataset version's splits (`train`, `val`); None for a version never built."""
+        ...
+
     async def next_version(self) -> int: ...
 
     def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from gateway.adapters.log_miner import LabelQueueUnavailableError, LogMinerLabelQueue
+from gateway.adapters.log_miner import LogMinerUnavailableError, LogMinerClient
 
 
 def closed_port() -> int:
@@ -18,9 +18,9 @@ def closed_port() -> int:
 
 async def test_an_unreachable_log_miner_is_a_named_error():
     url = f"http://127.0.0.1:{closed_port()}"
-    queue = LogMinerLabelQueue(url, timeout_s=2)
+    queue = LogMinerClient(url, timeout_s=2)
     try:
-        with pytest.raises(LabelQueueUnavailableError, match=f"log-miner at {url} cannot be reached"):
+        with pytest.raises(LogMinerUnavailableError, match=f"log-miner at {url} cannot be reached"):
             await queue.head(5)
     finally:
         await queue.close()

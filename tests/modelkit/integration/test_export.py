@@ -104,6 +104,33 @@ def test_f16_file_keeps_the_base_metadata_tokenizer_and_tensor_layout(exported, 
         assert tensor.qtype.name == ("F32" if len(tensor.shape) == 1 else "F16"), tensor.name
 
 
+def test_the_quantized_files_carry_the_chat_template_llama_cpp_serves_them_with(exported):
+    """llama-cpp-python (and so `python -m llama_cpp.server`) picks the file's template with no flag
+    and prompts exactly as the runner does."""
+    from modelkit.chat_format import render_prompt
+    from modelkit.export.chat_template import CHAT_TEMPLATE
+    from modelkit.export.parity import PARITY_CONVERSATIONS
+
+    result, _, _ = exported
+    for path in (result.f16_path, *result.quant_paths.values()):
+        assert gguf_io.read_gguf(path).value("tokenizer.chat_template") == CHAT_TEMPLATE, path.name
+    llm = load_llama(result.quant_paths["Q4_K_M"], n_ctx=512)
+    try:
+        assert llm.chat_format == "chat_template.default"
+        handler = llm._chat_handlers["chat_template.default"]
+        assert handler is not None
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        formatter = Jinja2ChatFormatter(llm.metadata["tokenizer.chat_template"], eos_token="<eos>", bos_token="<bos>")
+        for messages, tools in PARITY_CONVERSATIONS:
+            assert formatter(messages=messages, tools=tools or None).prompt == "<bos>" + render_prompt(messages, tools)
+        out = llm.create_chat_completion(messages=[{"role": "user", "content": "Say hello."}], max_tokens=8,
+                                         temperature=0)
+        assert out["choices"][0]["message"]["content"].strip()
+    finally:
+        llm.close()
+
+
 def test_norm_weights_are_stored_with_the_plus_one_like_the_base(exported, bundled_gguf):
     result, _, _ = exported
     norms = lambda name: name.endswith("norm.weight")

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ..hf_base import GGUF_NORM_SHIFT
+from .chat_template import CHAT_TEMPLATE
 
 F16_FILE_TYPE = 1  # llama_ftype LLAMA_FTYPE_MOSTLY_F16 ("except 1d tensors")
 
 # Keys the F16 file must not inherit from the quantized base: the writer sets them itself, or they
 # describe the base's quantization (imatrix provenance, file type).
-_REPLACED_KEYS = {"general.architecture", "general.name", "general.file_type", "general.alignment"}
+_REPLACED_KEYS = {"general.architecture", "general.name", "general.file_type", "general.alignment",
+                  "tokenizer.chat_template"}
 _DROPPED_PREFIXES = ("quantize.",)
 
 
@@ -195,7 +197,8 @@ def write_f16_gguf(
     name: str,
     norm_shift: float | None = None,
 ) -> None:
-    """Write the HF model's weights as an F16 GGUF with the base GGUF's metadata and tokenizer.
+    """Write the HF model's weights as an F16 GGUF with the base GGUF's metadata and tokenizer, and
+    the project's chat template (`chat_template.CHAT_TEMPLATE`; quantizing copies it).
 
     Every tensor must exist in the base under the same name with the same shape, and every base
     tensor must be written; anything else raises `GGUFConversionError` before the file is opened.
@@ -216,6 +219,7 @@ def write_f16_gguf(
         writer.add_key_value(key, kv.value, kv.vtype, kv.sub_type)
     writer.add_name(name)
     writer.add_file_type(F16_FILE_TYPE)
+    writer.add_chat_template(CHAT_TEMPLATE)  # the runner's turn format, for every other tool that loads the file
     for tensor_name in base.tensors:  # the base's order: llama.cpp does not care, diffs read better
         writer.add_tensor(tensor_name, tensors[tensor_name])
     try:

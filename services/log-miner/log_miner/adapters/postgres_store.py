@@ -192,6 +192,12 @@ class PostgresMinerStore:
             yield [RunWithFeedback(_run(r), feedback.get(r.run_id, []), _earlier(earlier, r)) for r in rows]
             last = (rows[-1].received_at, rows[-1].run_id)
 
+    async def dataset_files(self, version: int) -> dict[str, str] | None:
+        d = t.datasets.c
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(d.train_uri, d.val_uri).where(d.version == version))).first()
+        return None if row is None else {"train": row.train_uri, "val": row.val_uri}
+
     async def policy_stats(self, window_s: float) -> PolicyStats:
         c, d = t.interactions.c, t.datasets.c
         async with self.engine.connect() as conn:
