@@ -132,6 +132,24 @@ def test_the_new_version_is_production_with_its_whole_lineage(loop_run, db):
     assert aliases["production"] == version and aliases["previous"] == BUNDLED_MODEL_VERSION
 
 
+def test_the_loops_dataset_exports_as_openai_fine_tuning_jsonl_through_the_cli(loop_run, loop_stack, infra, api_key,
+                                                                                db, tmp_path):
+    import datasets
+
+    from tests.log_miner.openai_ft import problems
+
+    (version,) = db.execute("SELECT version FROM log_miner.datasets WHERE dataset_id = %s",
+                            (loop_run.report["loop"]["dataset_id"],)).fetchone()
+    out_path = tmp_path / "train.jsonl"
+    env = {"AGENTLOOP_URL": loop_stack.gateway_url, "AGENTLOOP_API_KEY": api_key("operator")}
+    out = cli(infra, "dataset", "export", str(version), "--out", str(out_path), env=env)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(x) for x in out_path.read_text().splitlines()]
+    assert lines and all(problems(line) == [] for line in lines)
+    assert datasets.load_dataset("json", data_files=str(out_path), split="train").num_rows == len(lines)
+    assert cli(infra, "dataset", "export", "999999", env=env).returncode == 2  # no such version: a clear error
+
+
 def test_the_runner_serves_the_new_version_on_new_trajectories(loop_run, db):
     after = loop_run.report["after"]["runs"]
     assert {r["model_version"] for r in after} == {loop_run.version}

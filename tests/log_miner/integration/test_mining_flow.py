@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import DatasetBuilt, TrainingRequested, deterministic_id
 from tests.log_miner.integration.conftest import EVAL_DIR, eventually
+from tests.log_miner.openai_ft import problems
 from tests.log_miner.runs import WEATHER, Trajectory, feedback, retrain
 
 BUILT, TRAINING = DatasetBuilt.routing_key, TrainingRequested.routing_key
@@ -165,6 +166,25 @@ async def test_a_retrain_request_builds_a_dataset_version_and_asks_for_training(
     assert row[5] == training["job_id"]
     assert metric(miner, "log_miner_datasets_built_total", trigger="operator") == 1
     assert metric(miner, "log_miner_examples_dropped_total", reason="too_long") == 1
+
+
+async def test_a_dataset_version_exports_as_openai_fine_tuning_jsonl_that_datasets_loads(miner, db, s3, tmp_path):
+    import datasets
+
+    (version, train_uri), = rows(db, "SELECT version, train_uri FROM log_miner.datasets WHERE trigger = 'operator' "
+                                     "ORDER BY created_at DESC LIMIT 1")
+    resp = httpx.get(f"{miner.url}/v1/datasets/{version}/export", params={"split": "train"}, timeout=10)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(x) for x in resp.text.splitlines()]
+    ours = s3_json_lines(s3, train_uri)
+    assert len(lines) == len(ours) == 3
+    assert all(problems(line) == [] for line in lines), [problems(line) for line in lines]
+    assert [len(line["messages"]) for line in lines] == [len(line["messages"]) for line in ours]
+    path = tmp_path / "train.jsonl"
+    path.write_text(resp.text)
+    loaded = datasets.load_dataset("json", data_files=str(path), split="train")
+    assert loaded.num_rows == 3 and "messages" in loaded.column_names
+    assert httpx.get(f"{miner.url}/v1/datasets/999999/export", timeout=10).status_code == 404
 
 
 async def test_a_bfcl_file_imports_into_valid_examples(miner, events, s3):
