@@ -224,16 +224,20 @@ async def unit_of_work(database_url: str, schema: str, *, max_size: int = 4) -> 
         await db.close()
 
 
+SCRIPTED_ENGINE = {"ENGINE__KIND": "scripted", "ENGINE__SCRIPT": "pong", "BROKER__PREFETCH": "64"}
+
+
 @contextlib.contextmanager
-def run_path(env: IsolatedEnv, log_dir: Path, *, prefix: str, **extra_env: str) -> Iterator[RunPath]:
-    """The run path as processes on `env`: gateway, agent-runner (the zero-cost `scripted` engine)
-    and log-miner, all ready, with a user's token; stopped afterwards. Used by the overhead
-    bench and the restart drill."""
+def run_path(env: IsolatedEnv, log_dir: Path, *, prefix: str, engine: dict[str, str] | None = None,
+             **extra_env: str) -> Iterator[RunPath]:
+    """The run path as processes on `env`: gateway, agent-runner (by default the zero-cost `scripted`
+    engine; `engine` replaces its settings) and log-miner, all ready, with a user's token and API
+    key; stopped afterwards. Used by the overhead benches and the restart drill."""
     common = {**env.env, "LOG__LEVEL": "WARNING", "LIMITS__RUNS": "1000000/second", **extra_env}
     services = [
         ServiceProcess("gateway", {**common, "INSTANCE_ID": f"{prefix}-gw"}, log_dir),
-        ServiceProcess("agent_runner", {**common, "INSTANCE_ID": f"{prefix}-runner", "ENGINE__KIND": "scripted",
-                                        "ENGINE__SCRIPT": "pong", "BROKER__PREFETCH": "64"}, log_dir),
+        ServiceProcess("agent_runner", {**common, "INSTANCE_ID": f"{prefix}-runner",
+                                        **(SCRIPTED_ENGINE if engine is None else engine)}, log_dir),
         ServiceProcess("log_miner", {**common, "INSTANCE_ID": f"{prefix}-miner"}, log_dir),
     ]
     for svc in services:
@@ -243,7 +247,7 @@ def run_path(env: IsolatedEnv, log_dir: Path, *, prefix: str, **extra_env: str) 
             svc.wait_ready()
         key = make_api_key(env.env, "user", prefix)
         token = httpx.post(f"{services[0].url}/v1/auth/token", headers={"X-API-Key": key}).json()["access_token"]
-        yield RunPath(services, token)
+        yield RunPath(services, token, key)
     finally:
         for svc in services:
             svc.stop()
@@ -253,6 +257,7 @@ def run_path(env: IsolatedEnv, log_dir: Path, *, prefix: str, **extra_env: str) 
 class RunPath:
     services: list[ServiceProcess]
     token: str
+    api_key: str
 
     @property
     def gateway(self) -> ServiceProcess:
