@@ -100,6 +100,21 @@ def test_a_multi_turn_tool_loop_sends_the_tool_result_back(client, stack, token)
     assert run["status"] == "completed" and run["outcome"] == "answered"
 
 
+def test_response_format_json_schema_gets_an_answer_of_that_schema(client) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24}}, "required": ["city"],
+              "additionalProperties": False}
+    out = client.chat.completions.create(
+        model="production", messages=[{"role": "user", "content": "Which city is the capital of France? Answer in JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}, max_tokens=48)
+    answer = json.loads(out.choices[0].message.content)
+    assert set(answer) == {"city"} and isinstance(answer["city"], str)
+    loose = client.chat.completions.create(model="production", response_format={"type": "json_object"},
+                                           messages=[{"role": "user", "content": "Give a JSON object about Paris."}],
+                                           max_tokens=64)
+    if loose.choices[0].finish_reason == "stop":  # cut off at max_tokens, an object may be unfinished
+        assert isinstance(json.loads(loose.choices[0].message.content), dict)
+
+
 def test_a_stream_sends_role_content_deltas_finish_and_usage(client, stack, token) -> None:
     chunks = list(client.chat.completions.create(
         model="production", messages=[{"role": "user", "content": "Count from one to five."}], max_tokens=24,

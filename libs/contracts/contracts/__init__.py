@@ -16,6 +16,7 @@ from .agent import (
     NamedToolChoice,
     Principal,
     RunOptions,
+    AnswerFormat,
     RunOutcome,
     ToolCall,
     ToolChoice,

@@ -78,6 +78,19 @@ class GroupThinkOptions(BaseModel):
     temperature: float = Field(default=0.7, gt=0.0, le=2.0)
 
 
+class AnswerFormat(BaseModel):
+    """OpenAI's `response_format`: the text answer is JSON, any object (`json_object`) or one of
+    `json_schema`; decoded under a grammar where the engine has one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = Field(default=None, description="the answer's JSON Schema (json_schema)")
+
+    def answer_schema(self) -> dict[str, Any]:
+        return self.json_schema if self.type == "json_schema" and self.json_schema else {"type": "object"}
+
+
 class RunOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -100,6 +113,7 @@ class RunOptions(BaseModel):
     stop: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list, max_length=4, description="more strings that end a model turn (OpenAI's `stop`)"
     )
+    response_format: AnswerFormat | None = Field(default=None, description="a JSON answer (OpenAI's response_format)")
 
 
 class Principal(BaseModel):

@@ -7,7 +7,9 @@ are parallel calls), exactly as `format_tool_calls` renders them:
     <tool_call>{"name": "calculator", "arguments": {"expression": "17*23"}}</tool_call>
 
 `tool_choice` picks the shape: auto = text or calls, required = calls, a named tool = calls of
-that tool only, none = text only. Plain text never contains `<tool_call>` (so `parse_output`
+that tool only, none = text only. With an `answer_schema` (OpenAI's `response_format`) the text is
+JSON of that schema instead (any JSON object for `json_object`); a schema the converter cannot
+express leaves the text free. Plain text never contains `<tool_call>` (so `parse_output`
 finds no call in it); text before a call block is not allowed either.
 
 Each block's JSON comes from llama-cpp-python's JSON-Schema converter (`llama_grammar.
@@ -63,6 +65,7 @@ class ToolConstraint:
     tools: tuple[Mapping[str, Any], ...]
     mode: Mode = "auto"
     name: str | None = None  # a named choice: calls of this tool only (mode is then "required")
+    answer_schema: Mapping[str, Any] | None = None  # a text answer must be JSON of this schema (response_format)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tools", tuple(self.tools))
@@ -95,7 +98,8 @@ class ToolConstraint:
     @property
     def key(self) -> str:
         """Content hash of the tools and the choice (the cache key of its grammar)."""
-        text = json.dumps([list(self.tools), self.mode, self.name], sort_keys=True, separators=(",", ":"),
+        text = json.dumps([list(self.tools), self.mode, self.name, self.answer_schema], sort_keys=True,
+                          separators=(",", ":"),
                           ensure_ascii=False, default=repr)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
@@ -336,8 +340,11 @@ def _build(constraint: ToolConstraint, compiles: Callable[[str], bool] | None) -
 
 
 def _assemble(constraint: ToolConstraint, compiles: Callable[[str], bool] | None, *, free: bool) -> ToolGrammar:
+    answer = None if free or constraint.answer_schema is None else _answer_rules(constraint.answer_schema, compiles)
+    text_rules = answer if answer is not None else _text_rules()
+    text = "a-root" if answer is not None else "text"
     if constraint.mode == "none" or not constraint.tools:
-        return _grammar(["root ::= text", *_text_rules()], ())
+        return _grammar([f"root ::= {text}", *text_rules], ())
     rules: list[str] = []
     alternatives: list[str] = []
     unconstrained: list[str] = []
@@ -358,8 +365,33 @@ def _assemble(constraint: ToolConstraint, compiles: Callable[[str], bool] | None
     if constraint.mode == "required":
         head = ["root ::= call+"]
     else:
-        head = ["root ::= text | call+", *_text_rules()]
+        head = [f"root ::= {text} | call+", *text_rules]
     return _grammar([*head, call, *rules], tuple(unconstrained))
+
+
+def answer_json_grammar(schema: Any) -> str:
+    """GBNF (start rule `root`) for a text answer that is JSON of `schema` (`{"type": "object"}`:
+    any JSON object); raises what the converter raises."""
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    schema = converter.resolve_refs(json.loads(json.dumps(loosened(canonical_schema(schema)))), "")
+    converter.visit(schema, "")
+    return converter.format_grammar()
+
+
+def _answer_rules(schema: Any, compiles: Callable[[str], bool] | None) -> list[str] | None:
+    """The answer's JSON rules (prefix `a-`), or None when its schema cannot be expressed: the answer
+    is then decoded as free text."""
+    if unsupported_reason(schema) is not None:
+        return None
+    try:
+        rules = _prefixed_rules(answer_json_grammar(schema), "a-")
+    except (ValueError, AssertionError, KeyError, TypeError, IndexError, RecursionError):
+        return None
+    if compiles is not None and not compiles(_call_grammar(rules, "a-")):
+        return None
+    return rules
 
 
 def call_schema(constraint: ToolConstraint) -> tuple[dict[str, Any], tuple[str, ...]]:

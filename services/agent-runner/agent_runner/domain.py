@@ -44,20 +44,22 @@ def check_served(asked: str | None, serving: str) -> None:
 InvalidReason = Literal["invalid_json", "unknown_tool", "schema_violation", "not_allowed"]
 
 
-def turn_constraint(tools: Sequence[Mapping[str, Any]], choice: ToolChoice, *, called: bool) -> ToolConstraint | None:
-    """What one model turn may say under the run's tool_choice (None when no tool is offered and
-    the choice asks for none). `none` holds for every turn; `required` and a named tool hold until
-    the run has made a valid call, then turns are `auto`: a choice that held for every turn
-    would never let the run answer (the OpenAI Agents SDK resets tool_choice the same way).
+def turn_constraint(tools: Sequence[Mapping[str, Any]], choice: ToolChoice, *, called: bool,
+                    answer_schema: Mapping[str, Any] | None = None) -> ToolConstraint | None:
+    """What one model turn may say under the run's tool_choice (None when no tool is offered, the
+    choice asks for none and the answer may be any text). `none` holds for every turn; `required`
+    and a named tool hold until the run has made a valid call, then turns are `auto`: a choice that
+    held for every turn would never let the run answer (the OpenAI Agents SDK resets tool_choice the
+    same way). `answer_schema` (response_format) makes a text answer JSON of that schema.
     Raises ToolChoiceError for a choice that cannot hold."""
     name = tool_choice_name(choice)
     if not tools and choice in ("auto", "none"):
-        return None
+        return None if answer_schema is None else ToolConstraint((), "none", answer_schema=answer_schema)
     if called and choice != "none":
-        return ToolConstraint(tuple(tools), "auto")
+        return ToolConstraint(tuple(tools), "auto", answer_schema=answer_schema)
     if name is not None:
-        return ToolConstraint(tuple(tools), name=name)
-    return ToolConstraint(tuple(tools), choice)  # type: ignore[arg-type] - a mode here
+        return ToolConstraint(tuple(tools), name=name, answer_schema=answer_schema)
+    return ToolConstraint(tuple(tools), choice, answer_schema=answer_schema)  # type: ignore[arg-type] - a mode
 
 
 @dataclass(frozen=True)

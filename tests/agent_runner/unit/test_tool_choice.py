@@ -136,3 +136,11 @@ def test_ollama_is_constrained_only_where_the_turn_must_call():
     for free in (turn_constraint(TOOLS, "auto", called=False), turn_constraint(TOOLS, "none", called=False), None):
         turn = ollama_turn("PROMPT", free)
         assert turn.prompt == "PROMPT" and turn.format is None and turn.opening == ""
+
+
+def test_a_json_answer_is_a_constraint_even_without_tools_and_rides_along_with_them():
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    alone = turn_constraint([], "auto", called=False, answer_schema=schema)
+    assert alone is not None and alone.mode == "none" and alone.answer_schema == schema
+    assert turn_constraint(TOOLS, "required", called=True, answer_schema=schema).answer_schema == schema
+    assert turn_constraint(TOOLS, "auto", called=False).answer_schema is None

@@ -63,8 +63,7 @@ def test_a_conversation_that_breaks_a_rule_names_the_parameter(messages, field):
 
 @pytest.mark.parametrize("fields, field", [
     ({"top_p": 0.9}, "top_p"), ({"presence_penalty": 0.5}, "presence_penalty"), ({"logprobs": True}, "logprobs"),
-    ({"logit_bias": {"1": 2}}, "logit_bias"), ({"modalities": ["audio"]}, "modalities"),
-    ({"response_format": {"type": "json_object"}}, "response_format.type"), ({"n": 2, "stream": True}, "n"),
+    ({"logit_bias": {"1": 2}}, "logit_bias"), ({"modalities": ["audio"]}, "modalities"), ({"n": 2, "stream": True}, "n"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
      "messages[0].content[0].type"),
 ])
@@ -72,6 +71,19 @@ def test_what_cannot_be_given_is_refused_as_unsupported(fields, field):
     with pytest.raises(UnsupportedValueError) as info:
         to_run(request(**fields))
     assert info.value.field == field
+
+
+def test_response_format_makes_the_answer_json_of_the_schema():
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    fmt = to_run(request(response_format={"type": "json_schema",
+                                          "json_schema": {"name": "place", "schema": schema, "strict": True}}))
+    assert fmt.options.response_format.type == "json_schema"
+    assert fmt.options.response_format.answer_schema() == schema
+    assert to_run(request(response_format={"type": "json_object"})).options.response_format.answer_schema() == {
+        "type": "object"}
+    with pytest.raises(InvalidRequestError) as info:
+        to_run(request(response_format={"type": "json_schema"}))
+    assert info.value.field == "response_format.json_schema"
 
 
 def test_what_changes_nothing_is_taken():

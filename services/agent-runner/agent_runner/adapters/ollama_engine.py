@@ -39,6 +39,9 @@ class OllamaTurn:
 
 
 def ollama_turn(prompt: str, constraint: ToolConstraint | None) -> OllamaTurn:
+    if constraint is not None and constraint.answer_schema is not None and (
+            constraint.mode == "none" or not constraint.tools):
+        return OllamaTurn(prompt, dict(constraint.answer_schema))  # a JSON answer only: Ollama's `format` holds it
     if constraint is None or constraint.mode != "required":
         return OllamaTurn(prompt)
     schema, unconstrained = call_schema(constraint)

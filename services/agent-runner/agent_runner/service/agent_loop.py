@@ -223,7 +223,9 @@ class AgentLoop:
         """The next model turn's tool_choice (see domain.turn_constraint); raises ToolChoiceError."""
         tools = [spec.model_dump() for spec in run.toolset.specs]
         called = any(s.kind == "tool_call" and s.valid for s in run.steps)
-        run.constraint = turn_constraint(tools, request.options.tool_choice, called=called)
+        answer = request.options.response_format
+        run.constraint = turn_constraint(tools, request.options.tool_choice, called=called,
+                                         answer_schema=answer.answer_schema() if answer is not None else None)
 
     async def _model_turn(self, prompt: str, engine: Engine, request: AgentRunRequested, run: _Run,
                           stream: StepStream) -> str:

@@ -5,8 +5,9 @@ What is refused and what is ignored (docs/openai.md says the same to users):
 - an argument OpenAI does not know is refused (400 "Unrecognized request argument", as OpenAI does);
 - arguments whose effect we cannot give are refused when they ask for it (400 `unsupported_value`):
   `top_p` below 1, non-zero `frequency_penalty` / `presence_penalty`, `logprobs`, a `logit_bias`,
-  `modalities` other than text, `response_format` json_object / json_schema, non-text content parts,
-  `n` above 1 with `stream`;
+  `modalities` other than text, non-text content parts, `n` above 1 with `stream`;
+- `response_format` `json_object` / `json_schema` makes the answer JSON (of the schema), decoded
+  under a grammar where the engine has one (llama.cpp; Ollama's `format` when no tool is offered);
 - `seed` is taken and ignored (OpenAI: best effort, determinism not guaranteed; greedy decoding at
   temperature 0 is deterministic here anyway), so are `store` and `service_tier` (OpenAI's own
   storage and billing tiers).
@@ -19,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts import ChatMessage, ToolCall, ToolChoice, ToolSpec
+from contracts import AnswerFormat, ChatMessage, ToolCall, ToolChoice, ToolSpec
 
 from .errors import InvalidRequestError
 from .requests import RunSubmission, StrictRunOptions
@@ -66,9 +67,12 @@ class Message(BaseModel):
 
 
 class JsonSchemaFormat(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    name: str | None = None
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    json_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, alias="schema")
+    strict: bool | None = None
 
 
 class ResponseFormat(BaseModel):
@@ -145,6 +149,11 @@ def to_run(req: ChatCompletionRequest) -> RunSubmission:
         options["tool_choice"] = req.tool_choice
     if req.stop:
         options["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
+    if (fmt := req.response_format) is not None and fmt.type != "text":
+        schema = fmt.json_schema.json_schema if fmt.type == "json_schema" and fmt.json_schema else None
+        if fmt.type == "json_schema" and fmt.json_schema is None:
+            raise InvalidRequestError(("response_format", "json_schema"), "json_schema needs its `json_schema`")
+        options["response_format"] = AnswerFormat(type=fmt.type, json_schema=schema)
     metadata = dict(req.metadata or {})
     if req.user:
         metadata["openai.user"] = req.user
@@ -218,8 +227,5 @@ def _refuse_unsupported(req: ChatCompletionRequest) -> None:
         raise UnsupportedValueError("logit_bias", "logit bias is not supported")
     if req.modalities and set(req.modalities) != {"text"}:
         raise UnsupportedValueError("modalities", "only text output")
-    if req.response_format is not None and req.response_format.type != "text":
-        raise UnsupportedValueError(("response_format", "type"),
-                                    f"{req.response_format.type} is not supported yet; use tools for structured output")
     if req.streamed and req.choices > 1:
         raise UnsupportedValueError("n", "n above 1 is not streamed: ask without stream, or once per choice")

@@ -84,6 +84,13 @@ class RunRules:
                 f"tool_choice names {forced!r}, which is not among the request's tools ({offered}); "
                 "to force one of the runner's own tools, list it in `tools`",
             )
+        answer = body.options.response_format
+        if answer is not None and answer.json_schema is not None:
+            try:
+                self.validators.get("response_format", answer.json_schema)
+            except InvalidToolSchemaError as exc:
+                raise InvalidRequestError(("options", "response_format", "json_schema"),
+                                          f"not a valid JSON Schema: {exc.reason}") from None
         groupthink = body.options.groupthink
         if groupthink is not None and groupthink.samples > self.groupthink_max_samples:
             raise InvalidRequestError(
