@@ -4,6 +4,7 @@ from .agent import (
     AgentRunCompleted,
     AgentRunFailed,
     AgentRunFinished,
+    AgentRunCancelRequested,
     AgentRunRequested,
     AgentRunStep,
     ChatMessage,

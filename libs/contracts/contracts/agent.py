@@ -134,6 +134,18 @@ class AgentRunRequested(Contract):
     reply_to: str | None = Field(default=None, description="queue of the gateway instance")
 
 
+class AgentRunCancelRequested(Contract):
+    """The requester is gone (a client dropped its stream of the run): the runner running it stops
+    the model turn, frees its engine and records the run as failed (`error_code` `cancelled`). A
+    notification to every runner (each instance's own queue); a runner not running the run ignores it."""
+
+    routing_key: ClassVar[str] = "agent.run.cancel.v1"
+    requires_subscriber: ClassVar[bool] = False
+
+    run_id: str
+    reason: str = Field(default="", max_length=500)
+
+
 StepKind = Literal["started", "token", "tool_call", "tool_result", "final", "error"]
 
 

@@ -28,6 +28,10 @@ class TooManySamplesError(Exception):
     """A GroupThink run asked for more samples per turn than this runner allows."""
 
 
+class RunCancelledError(Exception):
+    """The run's requester cancelled it (AgentRunCancelRequested) while this runner ran it."""
+
+
 class ModelNotServedError(Exception):
     """A run asked (`options.model`) for a model version this runner is not serving."""
 

@@ -3,11 +3,14 @@ context, set by the composition root)."""
 
 from __future__ import annotations
 
+import logging
+
 from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from contracts import (
     DEAD_LETTER_EXCHANGE,
     REPLY_QUEUE_PREFIX,
+    AgentRunCancelRequested,
     AgentRunCompleted,
     AgentRunFailed,
     AgentRunFinished,
@@ -17,10 +20,13 @@ from contracts import (
     ModelDeployed,
     queue_name,
 )
+from servicekit.logs import log_fields
 from servicekit.messaging import EVENTS, work_queue
 
 from . import SERVICE
 from .service import RunAgent
+
+logger = logging.getLogger("agent_runner.handlers")
 
 # The composition root provides the use cases with `broker.context.set_global(KEY, ...)`. The
 # handlers read them (and the delivery) with `broker.context.get...` rather than through
@@ -50,6 +56,14 @@ def deployments_queue(instance_id: str) -> RabbitQueue:
     )
 
 
+def cancel_queue(instance_id: str) -> RabbitQueue:
+    """This instance's own queue for `agent.run.cancel` (a notification to every runner: only the one
+    running the run acts). Exclusive and auto-delete, like the deployments queue; nothing to
+    dead-letter (a cancel that cannot be read changes nothing)."""
+    return RabbitQueue(f"{SERVICE}.{AgentRunCancelRequested.routing_key}.{instance_id}", durable=False,
+                       exclusive=True, auto_delete=True, routing_key=AgentRunCancelRequested.routing_key)
+
+
 def register(broker: RabbitBroker, *, delivery_limit: int, instance_id: str = "INSTANCE_ID") -> None:
     context = broker.context
 
@@ -63,6 +77,14 @@ def register(broker: RabbitBroker, *, delivery_limit: int, instance_id: str = "I
     async def on_model_deployed(event: ModelDeployed) -> None:
         """Serve the deployed model version: load, warm and swap it in (in the background)."""
         await context.get(DEPLOYMENTS_KEY)(event)
+
+    @broker.subscriber(cancel_queue(instance_id), EVENTS, no_reply=True)
+    async def on_run_cancel(msg: AgentRunCancelRequested) -> None:
+        """Stop the run if this instance is running it (its requester is gone)."""
+        run_agent: RunAgent = context.get(RUN_AGENT_KEY)
+        if run_agent.cancel(msg.run_id, msg.reason):
+            logger.info("run %s cancelled by its requester: %s", msg.run_id, msg.reason,
+                        extra=log_fields(run_id=msg.run_id))
 
     # Declared for the AsyncAPI document only: the messages go out through the outbox (events)
     # and the reply sink (the requesting gateway's queue, named in each request's reply_to).

@@ -194,3 +194,32 @@ async def test_a_run_asking_for_a_version_not_served_fails_with_a_clear_code(met
     assert isinstance(failed, AgentRunFailed) and failed.error_code == "model_not_served"
     assert "serves fake-v1" in failed.reason and "gemma3-270m-candidate" in failed.reason
     assert engine.prompts == []  # nothing was generated
+
+
+async def test_a_run_its_requester_cancels_stops_its_turn_and_is_recorded_as_cancelled(metrics, fakes, store, sink):
+    engine = fakes.Engine(["a very long answer " * 50], chunk_size=2, delay_s=0.01)
+    run_agent, _ = build(metrics, store, sink, engine)
+    running = asyncio.create_task(run_agent(fakes.request(run_id="rc")))
+    while not engine.prompts:
+        await asyncio.sleep(0.005)
+    assert run_agent.cancel("other-run", "gone") is False  # not running here: nothing to do
+    assert run_agent.cancel("rc", "the client dropped its stream") is True
+    await asyncio.wait_for(running, 5)
+    assert engine.closed_generations == 1  # the engine's generation was closed, not run to its end
+    row = store.rows["rc"]
+    assert row["outcome"] == "error"
+    finished = store.published[-1]
+    assert isinstance(finished, AgentRunFinished) and finished.status == "failed"
+    assert finished.error_code == "cancelled" and "dropped its stream" in finished.error
+
+
+async def test_stopping_the_service_mid_run_is_not_a_cancel(metrics, fakes, store, sink):
+    engine = fakes.Engine(["x" * 400], chunk_size=2, delay_s=0.01)
+    run_agent, _ = build(metrics, store, sink, engine)
+    running = asyncio.create_task(run_agent(fakes.request(run_id="rs")))
+    while not engine.prompts:
+        await asyncio.sleep(0.005)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert "rs" not in store.rows and run_agent.cancel("rs", "late") is False  # redelivered, not recorded

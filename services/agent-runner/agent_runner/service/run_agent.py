@@ -32,6 +32,7 @@ from ..domain import (
     InvalidToolSchemaError,
     ModelNotServedError,
     PromptTooLongError,
+    RunCancelledError,
     ToolChoiceError,
     TooManySamplesError,
     check_served,
@@ -73,6 +74,34 @@ class RunAgent:
         self.metrics = metrics
         self.max_attempts = max_attempts
         self._in_flight: dict[str, asyncio.Event] = {}
+        self._running: dict[str, asyncio.Task] = {}  # run id -> the agent loop running it here
+        self._cancelled: dict[str, str] = {}  # run id -> why its requester cancelled it
+
+    def cancel(self, run_id: str, reason: str) -> bool:
+        """Stop a run this instance is running (its requester is gone): the model turn ends, the
+        engine is free, the run is recorded as failed with `cancelled`. False when it runs elsewhere."""
+        task = self._running.get(run_id)
+        if task is None or task.done():
+            return False
+        self._cancelled[run_id] = reason or "the requester cancelled the run"
+        task.cancel()
+        return True
+
+    async def _cancellable(self, run_id: str, work) -> RunResult:
+        """`work` as a task `cancel` can stop; our own shutdown still cancels it as before."""
+        task = asyncio.ensure_future(work)
+        self._running[run_id] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            reason = self._cancelled.get(run_id)
+            current = asyncio.current_task()
+            if reason is None or (current is not None and current.cancelling()):
+                raise  # the service is stopping: the run is not the client's to end
+            raise RunCancelledError(reason) from None
+        finally:
+            self._running.pop(run_id, None)
+            self._cancelled.pop(run_id, None)
 
     async def __call__(self, request: AgentRunRequested, *, attempt: int = 1) -> None:
         message_id = request.envelope.message_id
@@ -104,9 +133,9 @@ class RunAgent:
         with self.slot.lease() as engine:
             try:
                 check_served(request.options.model, engine.model_version)
-                result = await self.loop.run(request, engine, sink)
+                result = await self._cancellable(request.run_id, self.loop.run(request, engine, sink))
             except (PromptTooLongError, InvalidToolSchemaError, TooManySamplesError, ToolChoiceError,
-                    ModelNotServedError) as exc:
+                    ModelNotServedError, RunCancelledError) as exc:
                 error = (_code(exc), str(exc))
             except EngineError as exc:
                 if attempt < self.max_attempts:
@@ -210,4 +239,4 @@ class RunAgent:
 def _code(exc: Exception) -> str:
     return {PromptTooLongError: "prompt_too_long", InvalidToolSchemaError: "invalid_tool_schema",
             TooManySamplesError: "groupthink_too_many_samples", ToolChoiceError: "invalid_tool_choice",
-            ModelNotServedError: "model_not_served"}[type(exc)]
+            ModelNotServedError: "model_not_served", RunCancelledError: "cancelled"}[type(exc)]

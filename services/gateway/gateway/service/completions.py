@@ -183,7 +183,18 @@ class StreamedCompletion:
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         """chat.completion.chunk objects: the role, content deltas as the model writes, the tool calls,
         the finish reason, then (stream_options.include_usage) the usage; an error object if the run
-        gives no turn. The run is recorded with its outcome even if the client leaves mid-way."""
+        gives no turn. A client that leaves before the end cancels the run: the runner stops the
+        turn, frees its engine and records the run as failed (`cancelled`)."""
+        finished = False
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+            finished = True
+        finally:
+            if not finished and self.run_id is not None:
+                self.runs.cancel_soon(self.run_id, "the client left the completion's stream")
+
+    async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
         async with self.runs.stream(self.who, self.body, admitted=True) as stream:
             self.run_id = stream.run_id
             created = int(stream.run.created_at.timestamp())

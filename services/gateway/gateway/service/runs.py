@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Literal
 
 from contracts import (
+    AgentRunCancelRequested,
     AgentRunCompleted,
     AgentRunFailed,
     AgentRunFinished,
@@ -146,6 +147,7 @@ class RunService:
         self.rules = rules if rules is not None else RunRules()
         self._clock = clock
         self._submitted = {mode: metrics.runs_submitted.labels(mode=mode) for mode in ("async", "wait", "stream")}
+        self._cancels: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ submit
 
@@ -228,6 +230,15 @@ class RunService:
         await self.store.create(run, msg)
         await self.publisher.publish_now(msg)
         self._submitted[mode].inc()
+
+    def cancel_soon(self, run_id: str, reason: str) -> None:
+        """Ask the runner running `run_id` to stop it (its requester is gone), without waiting: a
+        notification, not staged (a lost one only lets the turn run to its end, as before)."""
+        msg = AgentRunCancelRequested.create(correlation_id=run_id, run_id=run_id, reason=reason,
+                                             message_id=deterministic_id("run-cancel", run_id))
+        task = asyncio.get_running_loop().create_task(self.publisher.publish_now(msg))
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
 
     # ------------------------------------------------------------------ read
 
