@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import httpx
 import openai
@@ -66,6 +67,19 @@ def test_a_completion_answers_in_openai_shape_and_is_recorded_as_a_run(client, s
     resp = httpx.post(f"{stack.gateway_url}/v1/runs/{out.id}/feedback", json={"rating": 1},
                       headers={"Authorization": f"Bearer {token('user')}"}, timeout=10)
     assert resp.status_code == 201 and resp.json()["run_id"] == run["run_id"]  # feedback by completion id
+
+
+def test_a_completions_user_and_metadata_are_stored_and_filterable(client, stack, token) -> None:
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    out = client.chat.completions.create(model="production", messages=[{"role": "user", "content": "Hi."}],
+                                         max_tokens=8, user="user-7", metadata={"session": session})
+    headers = {"Authorization": f"Bearer {token('user')}"}
+    listed = httpx.get(f"{stack.gateway_url}/v1/runs", params={"metadata": f"session:{session}"}, headers=headers,
+                       timeout=10).json()["runs"]
+    assert [r["run_id"] for r in listed] == [out.id.removeprefix("chatcmpl-")]
+    assert listed[0]["metadata"] == {"session": session, "openai.user": "user-7"}
+    bad = httpx.get(f"{stack.gateway_url}/v1/runs", params={"metadata": "no-colon"}, headers=headers, timeout=10)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "metadata", 0]
 
 
 def test_a_named_tool_choice_gets_a_tool_call_with_json_string_arguments(client) -> None:

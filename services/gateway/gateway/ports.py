@@ -8,7 +8,7 @@ from typing import Protocol
 from contracts import Contract
 from modelregistry import ModelVersion
 
-from .domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, Role, RunFinish, RunRecord
+from .domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, Role, RunFinish, RunRecord, TaggedRun
 
 
 class RunStore(Protocol):
@@ -16,6 +16,9 @@ class RunStore(Protocol):
         """Insert the run and stage its request message in the outbox, in one transaction."""
 
     async def get(self, run_id: str) -> RunRecord | None: ...
+
+    async def list(self, subject: str | None, metadata: dict[str, str], limit: int) -> list[TaggedRun]:
+        """Runs newest first: of `subject` (None: everyone's) whose tags include every `metadata` pair."""
 
     async def finish(self, finish: RunFinish, *, message_id: str, message_type: str) -> RunRecord | None:
         """Record how a run ended, once: returns the updated record, or None when the run was

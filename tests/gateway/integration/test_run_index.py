@@ -275,3 +275,21 @@ async def test_batches_that_share_runs_in_opposite_orders_do_not_deadlock(store,
     assert [r.answer for r in by_replies] == ["reply"] * 3 and by_events == [None, None]
     assert await claimed(store, f"e-{a}", f"e-{b}") == 2
     assert not [r for r in caplog.records if "failed" in r.getMessage()], "a batch failed (a deadlock?)"
+
+
+async def test_runs_are_found_by_their_tags_newest_first(store):
+    subject = f"tags-{uuid.uuid4().hex[:8]}"
+    made = []
+    for i, tags in enumerate([{"session": "s1", "app": "x"}, {"session": "s2"}, {"session": "s1"}, None]):
+        run, msg = new_run(subject)
+        request = {**run.request, **({"metadata": tags} if tags else {})}
+        run = NewRun(run_id=run.run_id, subject=subject, created_at=T0 + timedelta(seconds=i), request=request)
+        await store.create(run, msg)
+        made.append(run.run_id)
+    found = await store.list(subject, {"session": "s1"}, 10)
+    assert [t.run.run_id for t in found] == [made[2], made[0]]
+    assert found[1].metadata == {"session": "s1", "app": "x"} and found[1].run.status == "queued"
+    assert [t.run.run_id for t in await store.list(subject, {}, 10)] == made[::-1]
+    assert (await store.list(subject, {}, 10))[0].metadata == {}
+    assert await store.list(subject, {"session": "s1", "app": "y"}, 10) == []
+    assert len(await store.list(None, {"session": "s1"}, 500)) >= 2  # everyone's

@@ -6,7 +6,7 @@ import dataclasses
 
 from contracts import Contract
 
-from gateway.domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, RunFinish, RunRecord
+from gateway.domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, RunFinish, RunRecord, TaggedRun
 
 
 class FakeRunStore:
@@ -15,14 +15,21 @@ class FakeRunStore:
         self.outbox: list[Contract] = []
         self.inbox: set[str] = set()
         self.feedback: list[NewFeedback] = []
+        self.tags: dict[str, dict[str, str]] = {}
 
     async def create(self, run: NewRun, message: Contract) -> None:
         self.runs[run.run_id] = RunRecord(run_id=run.run_id, subject=run.subject, status="queued",
                                           created_at=run.created_at)
+        self.tags[run.run_id] = dict(run.request.get("metadata") or {})
         self.outbox.append(message)
 
     async def get(self, run_id: str) -> RunRecord | None:
         return self.runs.get(run_id)
+
+    async def list(self, subject: str | None, metadata: dict[str, str], limit: int) -> list[TaggedRun]:
+        runs = [TaggedRun(r, self.tags.get(r.run_id, {})) for r in reversed(self.runs.values())
+                if subject in (None, r.subject)]
+        return [t for t in runs if metadata.items() <= t.metadata.items()][:limit]
 
     async def finish(self, finish: RunFinish, *, message_id: str, message_type: str) -> RunRecord | None:
         if message_id in self.inbox:

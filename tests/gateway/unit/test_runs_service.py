@@ -271,3 +271,17 @@ async def test_the_reply_and_the_events_queue_bring_one_message_and_it_is_writte
     await svc.record_outcome(msg, source="events")
     assert written == [True, False] and store.inbox == {outcome_key(run.run_id)}
     assert store.runs[run.run_id].status == "completed"
+
+
+async def test_runs_are_listed_by_their_tags_own_runs_for_users_everyones_for_operators():
+    from gateway.domain import Identity, Role, RunSubmission
+
+    svc = make()[0]
+    alice, bob, op = Identity("alice", Role.USER), Identity("bob", Role.USER), Identity("op", Role.OPERATOR)
+    a1 = await svc.submit(alice, RunSubmission(instruction="one", metadata={"session": "s1", "app": "x"}))
+    await svc.submit(alice, RunSubmission(instruction="two", metadata={"session": "s2"}))
+    b1 = await svc.submit(bob, RunSubmission(instruction="three", metadata={"session": "s1"}))
+    assert [t.run.run_id for t in await svc.list(alice, {"session": "s1"}, 10)] == [a1.run_id]
+    assert [t.run.run_id for t in await svc.list(op, {"session": "s1"}, 10)] == [b1.run_id, a1.run_id]
+    assert (await svc.list(alice, {"session": "s1", "app": "x"}, 10))[0].metadata == {"session": "s1", "app": "x"}
+    assert len(await svc.list(alice, {}, 1)) == 1

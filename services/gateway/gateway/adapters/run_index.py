@@ -38,7 +38,7 @@ from servicekit.db import AsyncpgPool
 from servicekit.messagesql import MessageSql, OutboxRows, outbox_row
 
 from .. import SCHEMA
-from ..domain import NewFeedback, NewRun, RunFinish, RunRecord
+from ..domain import NewFeedback, NewRun, RunFinish, RunRecord, TaggedRun
 from . import tables as t
 
 SQL = MessageSql(SCHEMA)
@@ -68,6 +68,12 @@ WITH run AS (
 {SQL.stage_all(("$5", "$6", "$7", "$8"))}"""
 
 GET_RUN = f"SELECT {_RUN_COLUMNS} FROM {RUNS} WHERE run_id = $1"
+
+# Newest first; the tags filter is containment, which the partial GIN index serves (gateway_0002).
+LIST_RUNS = f"""SELECT {_RUN_COLUMNS}, coalesce(request -> 'metadata', '{{}}'::jsonb) AS metadata FROM {RUNS}
+WHERE ($1::text IS NULL OR subject = $1) AND ($2::jsonb = '{{}}'::jsonb OR (request ? 'metadata'
+      AND request -> 'metadata' @> $2::jsonb))
+ORDER BY created_at DESC LIMIT $3"""
 
 _SET_OUTCOME = f"""UPDATE {RUNS} SET status = $2, outcome = $3, answer = $4, steps = $5, client_tool_calls = $6,
     usage = $7, model_version = $8, engine = $9, error_code = $10, error = $11, completed_at = $12
@@ -214,6 +220,10 @@ class AsyncpgRunStore:
     async def get(self, run_id: str) -> RunRecord | None:
         row = await self.pool.fetchrow(GET_RUN, run_id)
         return RunRecord(**row) if row is not None else None
+
+    async def list(self, subject: str | None, metadata: dict[str, str], limit: int) -> list[TaggedRun]:
+        rows = await self.pool.fetch(LIST_RUNS, subject, metadata, limit)
+        return [TaggedRun(RunRecord(**{k: row[k] for k in _FIELDS}), row["metadata"]) for row in rows]
 
     # ------------------------------------------------------------------ outcomes
 

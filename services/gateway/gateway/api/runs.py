@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from ..domain import FeedbackSubmission, RunSubmission
 from ..service.completions import run_id_of
 from .deps import CurrentUser, RunsDep
-from .schemas import FeedbackAccepted, RunAccepted, RunView
+from .schemas import FeedbackAccepted, RunAccepted, RunList, RunView
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -39,6 +39,24 @@ async def submit_run(
     if not run.finished:
         return _json(RunAccepted.of(run.run_id), 202)
     return _json(RunView.of(run))
+
+
+@router.get("", response_model=RunList)
+async def list_runs(
+    who: CurrentUser, runs: RunsDep,
+    metadata: Annotated[list[str] | None, Query(
+        description="`key:value`, repeatable: only runs tagged with every pair (the request's `metadata`)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="how many runs, newest first")] = 50,
+) -> Response:
+    """Runs newest first, filtered by their tags: your own, or everyone's with an operator's role."""
+    tags: dict[str, str] = {}
+    for i, pair in enumerate(metadata or []):
+        key, sep, value = pair.partition(":")
+        if not sep or not key:
+            raise HTTPException(422, [{"type": "value_error", "loc": ["query", "metadata", i],
+                                       "msg": f"{pair!r} is not `key:value`"}])
+        tags[key] = value
+    return _json(RunList.of(await runs.list(who, tags, limit)))
 
 
 @router.get("/{run_id}", response_model=RunView)

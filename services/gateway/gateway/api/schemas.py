@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from modelregistry import ModelVersion
 
-from ..domain import AuditEntry, RunRecord, RunStatus, primary_score
+from ..domain import AuditEntry, RunRecord, RunStatus, TaggedRun, primary_score
 
 
 class RunError(BaseModel):
@@ -47,6 +47,18 @@ class RunView(BaseModel):
             created_at=run.created_at,
             completed_at=run.completed_at,
         )
+
+
+class TaggedRunView(RunView):
+    metadata: dict[str, str] = {}
+
+
+class RunList(BaseModel):
+    runs: list[TaggedRunView]
+
+    @classmethod
+    def of(cls, runs: list[TaggedRun]) -> RunList:
+        return cls(runs=[TaggedRunView(**RunView.of(t.run).model_dump(), metadata=t.metadata) for t in runs])
 
 
 class RunLinks(BaseModel):

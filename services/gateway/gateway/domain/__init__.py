@@ -39,6 +39,7 @@ from .requests import (
 from .records import (
     RunStatus,
     RunRecord,
+    TaggedRun,
     NewRun,
     RunFinish,
     NewFeedback,
@@ -83,6 +84,7 @@ __all__ = [
     "RunStatus",
     "RunSubmission",
     "SigningKey",
+    "TaggedRun",
     "StrictDatasetOptions",
     "StrictLoraOptions",
     "StrictRunOptions",

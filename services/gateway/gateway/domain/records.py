@@ -41,6 +41,14 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TaggedRun:
+    """A run as a listing shows it: its record and the client's tags (`metadata`)."""
+
+    run: RunRecord
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     run_id: str
     subject: str

@@ -34,8 +34,10 @@ from ..domain import (
     RunNotFinishedError,
     RunNotFoundError,
     RunRecord,
+    Role,
     RunRules,
     RunSubmission,
+    TaggedRun,
 )
 from ..metrics import Metrics
 from ..ports import Publisher, RateLimiter, RunStore
@@ -247,6 +249,11 @@ class RunService:
         if run is None or not run.visible_to(who):  # another user's run does not exist for you
             raise RunNotFoundError(run_id)
         return run
+
+    async def list(self, who: Identity, metadata: dict[str, str], limit: int) -> list[TaggedRun]:
+        """Runs newest first whose tags include every `metadata` pair: the caller's own, or with an
+        operator's role everyone's."""
+        return await self.store.list(None if who.role >= Role.OPERATOR else who.subject, metadata, limit)
 
     # ------------------------------------------------------------------ outcomes
 
