@@ -196,12 +196,18 @@ async def test_a_run_asking_for_a_version_not_served_fails_with_a_clear_code(met
     assert engine.prompts == []  # nothing was generated
 
 
-async def test_a_run_its_requester_cancels_stops_its_turn_and_is_recorded_as_cancelled(metrics, fakes, store, sink):
+async def started(metrics, fakes, store, sink, run_id: str):
+    """A run whose model turn is decoding (slowly): the RunAgent, its engine and the running task."""
     engine = fakes.Engine(["a very long answer " * 50], chunk_size=2, delay_s=0.01)
     run_agent, _ = build(metrics, store, sink, engine)
-    running = asyncio.create_task(run_agent(fakes.request(run_id="rc")))
+    running = asyncio.create_task(run_agent(fakes.request(run_id=run_id)))
     while not engine.prompts:
         await asyncio.sleep(0.005)
+    return run_agent, engine, running
+
+
+async def test_a_run_its_requester_cancels_stops_its_turn_and_is_recorded_as_cancelled(metrics, fakes, store, sink):
+    run_agent, engine, running = await started(metrics, fakes, store, sink, "rc")
     assert run_agent.cancel("other-run", "gone") is False  # not running here: nothing to do
     assert run_agent.cancel("rc", "the client dropped its stream") is True
     await asyncio.wait_for(running, 5)
@@ -214,11 +220,7 @@ async def test_a_run_its_requester_cancels_stops_its_turn_and_is_recorded_as_can
 
 
 async def test_stopping_the_service_mid_run_is_not_a_cancel(metrics, fakes, store, sink):
-    engine = fakes.Engine(["x" * 400], chunk_size=2, delay_s=0.01)
-    run_agent, _ = build(metrics, store, sink, engine)
-    running = asyncio.create_task(run_agent(fakes.request(run_id="rs")))
-    while not engine.prompts:
-        await asyncio.sleep(0.005)
+    run_agent, _, running = await started(metrics, fakes, store, sink, "rs")
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
