@@ -57,8 +57,27 @@ def test_a_pydantic_ai_agent_runs_its_tool_loop_as_one_conversation(stack, api_k
                           " WHERE run_id = ANY(%s)", (runs,)).fetchall()
         return {r[0]: r[1:] for r in rows} if len(rows) == 2 else None
 
-    rows = wait_until(linked, timeout=60, what="both completions in the log-miner")
+    rows = wait_until(linked, timeout=60, what="both completions in the log-miner")  # linked by their messages
     assert rows == {runs[0]: (None, runs[0]), runs[1]: (runs[0], runs[0])}
     [(messages,)] = db.execute("SELECT messages FROM log_miner.interactions WHERE run_id = %s", (runs[1],)).fetchall()
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
     assert messages[2]["content"] == "21 C and clear in Lisbon"  # the whole conversation, the tool's result in it
+
+
+def test_completions_sent_with_one_session_header_are_one_conversation(stack, api_key, db) -> None:
+    import openai
+
+    session = f"sess-{__import__('uuid').uuid4().hex[:8]}"
+    client = openai.OpenAI(base_url=f"{stack.gateway_url}/v1", api_key=api_key("user"), max_retries=0, timeout=120,
+                           default_headers={"X-Session-Id": session})
+    ids = [client.chat.completions.create(model="production", max_tokens=8,
+                                          messages=[{"role": "user", "content": text}]).id.removeprefix("chatcmpl-")
+           for text in ("Hello.", "A question unrelated to the first.")]
+
+    def linked():
+        rows = db.execute("SELECT run_id, continues, conversation_id, session_id FROM log_miner.interactions"
+                          " WHERE run_id = ANY(%s)", (ids,)).fetchall()
+        return {r[0]: r[1:] for r in rows} if len(rows) == 2 else None
+
+    rows = wait_until(linked, timeout=60, what="both completions in the log-miner")
+    assert rows == {ids[0]: (None, ids[0], session), ids[1]: (ids[0], ids[0], session)}

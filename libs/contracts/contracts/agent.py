@@ -132,6 +132,8 @@ class AgentRunRequested(Contract):
     options: RunOptions = Field(default_factory=RunOptions)
     principal: Principal
     reply_to: str | None = Field(default=None, description="queue of the gateway instance")
+    metadata: dict[str, str] = Field(default_factory=dict, description="the client's tags (`session_id` links "
+                                                                       "the runs of one conversation)")
 
 
 class AgentRunCancelRequested(Contract):
@@ -286,6 +288,7 @@ class AgentRunFinished(Contract):
     subject: str | None = Field(default=None, description="who asked for the run")
     error_code: str | None = Field(default=None, description="failed runs: why (prompt_too_long, ...)")
     error: str | None = Field(default=None, description="failed runs: the reason in words")
+    metadata: dict[str, str] = Field(default_factory=dict, description="the request's tags, as the client gave them")
 
 
 class FeedbackSubmitted(Contract):

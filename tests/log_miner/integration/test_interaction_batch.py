@@ -217,3 +217,25 @@ async def test_a_clients_tool_loop_is_one_conversation_mined_once_from_its_last_
     example = mine_run(item, MiningRules()).example
     assert example is not None and example.run_ids == (first.run_id, second.run_id)
     assert [m["role"] for m in example.messages] == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_runs_tagged_with_one_session_id_are_one_conversation_even_when_their_messages_differ(miner, db):
+    mv = model()
+    session = f"sess-{uuid.uuid4().hex[:8]}"
+
+    def tagged(msg):
+        return msg.model_copy(update={"metadata": {"session_id": session}})
+
+    first = tagged(Trajectory("Weather in Lisbon?", tools=[WEATHER], model_version=mv).client_call(
+        "get_weather", {"city": "Lisbon"}))
+    # the client rewrote its history (a summary instead of the turns): no prefix match, the tag links it
+    second = tagged(Trajectory("Earlier: Lisbon is 21 C. Is that warm?", tools=[WEATHER], model_version=mv)
+                    .answer("Yes, 21 C is warm."))
+    untagged = Trajectory("Earlier: Lisbon is 21 C. Is that warm?", tools=[WEATHER], model_version=mv).answer("Yes.")
+    for msg in (first, second, untagged):
+        assert await miner.record.interaction(msg)
+    rows = dict((r[0], r[1:]) for r in db.execute(
+        "SELECT run_id, continues, conversation_id, session_id FROM log_miner.interactions WHERE run_id = ANY(%s)",
+        ([first.run_id, second.run_id, untagged.run_id],)).fetchall())
+    assert rows == {first.run_id: (None, first.run_id, session), second.run_id: (first.run_id, first.run_id, session),
+                    untagged.run_id: (None, untagged.run_id, None)}

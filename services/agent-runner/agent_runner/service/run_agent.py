@@ -171,6 +171,7 @@ class RunAgent:
                 steps=[TrajectoryStep(index=0, kind="error", error=f"{code}: {reason}")],
                 usage=Usage(total_ms=round(seconds * 1000, 3)), model_version=engine.model_version,
                 engine=engine.name, subject=request.principal.subject, error_code=code, error=reason,
+                metadata=request.metadata,
             )
         else:
             finished = AgentRunFinished.create(
@@ -178,7 +179,7 @@ class RunAgent:
                 status="completed", outcome=result.outcome, answer=result.answer,
                 client_tool_calls=result.client_tool_calls, messages=result.messages, tools=result.tools,
                 steps=result.steps, usage=result.usage, model_version=engine.model_version, engine=engine.name,
-                confidence=result.confidence, subject=request.principal.subject,
+                confidence=result.confidence, subject=request.principal.subject, metadata=request.metadata,
             )
         row = {
             "run_id": run_id,

@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import HTTPConnection
 
@@ -33,8 +33,14 @@ CompletionsDep = Annotated[CompletionService, Depends(_completions)]
     401: {"description": "no valid API key or token"}, 404: {"description": "model not served"},
     429: {"description": "rate limited"}, 502: {"description": "the run failed"},
     504: {"description": "the run did not finish in time"}})
-async def chat_completions(body: ChatCompletionRequest, who: OpenAIUser, completions: CompletionsDep):
+async def chat_completions(
+    body: ChatCompletionRequest, who: OpenAIUser, completions: CompletionsDep,
+    x_session_id: Annotated[str | None, Header(min_length=1, max_length=128, description=(
+        "links the completions of one conversation (as the `session_id` metadata tag)"))] = None,
+):
     """One model turn on the conversation, the client's tools offered (OpenAI's chat completions)."""
+    if x_session_id and "session_id" not in (body.metadata or {}):
+        body.metadata = {**(body.metadata or {}), "session_id": x_session_id}
     if body.streamed:
         streamed = await completions.open_stream(who, body)
         return StreamingResponse(_sse(streamed), media_type="text/event-stream",

@@ -219,6 +219,7 @@ class RunService:
             options=options,
             principal=Principal(subject=who.subject, role=who.role.label),
             reply_to=self.reply_to,
+            metadata=body.metadata,
         )
         request = {
             "messages": [m.model_dump(mode="json", exclude_none=True) for m in msg.messages],

@@ -33,6 +33,7 @@ interactions = sa.Table(
     sa.Column("confidence", sa.Float),
     sa.Column("transcript_key", sa.Text),
     sa.Column("continues", sa.Text),  # the run this one continues (domain.conversations)
+    sa.Column("session_id", sa.Text),  # the client's session_id tag
     sa.Column("conversation_id", sa.Text),  # the conversation's first run
     sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),

@@ -1,6 +1,8 @@
 """Conversations across runs: a client that runs its own tool loop (the OpenAI-compatible gateway's
 completions are one model turn each) sends call, then tool result, then the next turn, each a run.
-A run continues an earlier one when the earlier run's whole transcript is a prefix of its messages.
+A run continues an earlier one when the client tagged both with the same `session_id` (metadata, or
+the gateway's `X-Session-Id` header): the latest earlier run of that session and subject; without a
+tag, when the earlier run's whole transcript is a prefix of its messages.
 
 Messages are compared by what the model saw, not by ids: role, text and each call's name and
 arguments (canonical JSON). Tool call ids may differ between the two (the gateway gives the client

@@ -22,6 +22,7 @@ class Run:
     logged_at: datetime | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     confidence: float | None = None  # GroupThink: the lowest agreement of the run's model turns
+    session_id: str | None = None  # the client's `session_id` tag: the runs of one conversation (conversations.py)
 
 
 @dataclass(frozen=True)

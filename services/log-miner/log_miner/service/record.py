@@ -34,6 +34,7 @@ def run_of(msg: LoggedRun) -> Run:
         run_id=msg.run_id, outcome=msg.outcome, messages=list(msg.messages), tools=list(msg.tools),
         steps=list(msg.steps), model_version=msg.model_version, engine=msg.engine, subject=msg.subject,
         logged_at=msg.envelope.occurred_at, usage=msg.usage.model_dump(mode="json"), confidence=msg.confidence,
+        session_id=(getattr(msg, "metadata", None) or {}).get("session_id"),
     )
 
 
