@@ -175,3 +175,30 @@ def test_runner_killed_mid_run_completes_the_run_exactly_once_after_restart(stac
     # ... and the gateway claimed the run's outcome once, whichever message brought it first
     assert db.execute("SELECT count(*) FROM gateway.inbox WHERE message_id = %s",
                       (deterministic_id("run-outcome", run_id),)).fetchone()[0] == 1
+
+
+def test_a_websocket_client_that_leaves_cancels_its_run(stack, token):
+    t = token("user")
+    # held long by the answer's grammar (40 lines of 40 characters), whatever model production is
+    long = {"type": "object", "required": ["lines"], "properties": {"lines": {
+        "type": "array", "minItems": 40, "items": {"type": "string", "minLength": 40}}}}
+    request = {"instruction": "Write a long story about a fox.",
+               "options": {"max_tokens": 512, "server_tools": False,
+                           "response_format": {"type": "json_schema", "json_schema": long}}}
+
+    async def leave_after_a_step() -> str:
+        ws_url = stack.gateway_url.replace("http", "ws") + f"/v1/runs/stream?token={t}"
+        async with websockets.connect(ws_url, open_timeout=10) as ws:
+            await ws.send(json.dumps(request))
+            run_id = None
+            async for raw in ws:
+                event = json.loads(raw)
+                run_id = run_id or event.get("run_id")
+                if event["type"] == "step" and event["kind"] == "token":
+                    return run_id  # leaving the block closes the socket mid-run
+        raise AssertionError("the run ended before any token")
+
+    run_id = asyncio.run(leave_after_a_step())
+    run = wait_until(lambda: (r := get_run(stack, t, run_id))["status"] != "queued" and r, 120, interval=0.5,
+                     what="the cancelled run recorded")
+    assert run["status"] == "failed" and run["error"]["code"] == "cancelled", run

@@ -5,6 +5,9 @@ request (the body of `POST /v1/runs`); receive `{"type": "accepted", "run_id"}`,
 `{"type": "step", ...}` per step, then `{"type": "completed", ...run}` or
 `{"type": "failed", ...run}` (or `{"type": "timeout", "run_id"}`), then the server closes.
 
+A client that leaves before the outcome cancels the run (`agent.run.cancel.v1`: the runner stops
+the turn and records the run as failed, `cancelled`).
+
 Close codes: 4401 bad token, 4403 role too low, 4413 message too large, 4422 invalid request,
 4429 rate limited, 4408 no request sent in time, 1000 done.
 """
@@ -93,7 +96,12 @@ async def _serve(ws: WebSocket, container: Container, who: Identity) -> None:
     try:
         async with runs.stream(who, body) as stream:
             await ws.send_json({"type": "accepted", "run_id": stream.run_id, "status": "queued"})
-            await _relay(ws, stream, runs.wait_timeout(body, None))
+            try:
+                finished = await _relay(ws, stream, runs.wait_timeout(body, None))
+            except WebSocketDisconnect:
+                finished = False
+            if not finished:
+                runs.cancel_soon(stream.run_id, "the client left the run's WebSocket")
     except InvalidRequestError as exc:
         await _close(ws, 4422, "invalid run request",
                      {"type": "error", "status": 422, "detail": validation_detail(exc)})
@@ -102,8 +110,8 @@ async def _serve(ws: WebSocket, container: Container, who: Identity) -> None:
                                                 "detail": str(exc)})
 
 
-async def _relay(ws: WebSocket, stream: RunStream, timeout_s: float) -> None:
-    """Forward events until the outcome, the deadline, or the client leaving."""
+async def _relay(ws: WebSocket, stream: RunStream, timeout_s: float) -> bool:
+    """Forward events until the outcome, the deadline, or the client leaving (False: it left first)."""
 
     async def watch_client() -> None:
         # The client has nothing more to say; a receive returning means it left.
@@ -122,11 +130,13 @@ async def _relay(ws: WebSocket, stream: RunStream, timeout_s: float) -> None:
                     kind = "completed" if event.status == "completed" else "failed"
                     await ws.send_text(json.dumps({"type": kind, **RunView.of(event).model_dump(mode="json")}))
                     await ws.close(code=1000)
-                    return
+                    return True
                 await ws.send_text(json.dumps({"type": "step", **event.model_dump(mode="json", exclude={"envelope"})}))
     except TimeoutError:
         await _close(ws, 1000, "timeout", {"type": "timeout", "run_id": stream.run_id, "status": "queued"})
+        return True
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+    return False
