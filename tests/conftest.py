@@ -43,8 +43,9 @@ class Stack:
 
     def service(self, module: str, **extra_env: str) -> ServiceProcess:
         if module not in self.services:
-            env = {**self.infra.env, "INSTANCE_ID": f"{module}-{self.infra.suffix}",
-                   **(GENEROUS_LIMITS if module == "gateway" else {}), **extra_env}
+            # the gateway reads the log-miner's operator routes (label queue, dataset export) over HTTP
+            gateway = {**GENEROUS_LIMITS, "LOG_MINER_URL": self.service("log_miner").url} if module == "gateway" else {}
+            env = {**self.infra.env, "INSTANCE_ID": f"{module}-{self.infra.suffix}", **gateway, **extra_env}
             self.services[module] = ServiceProcess(module, env, self.log_dir)
         return self.services[module]
 

@@ -37,7 +37,7 @@ def main() -> None:
     try:
         app()
     except (ConfigError, GatewayError) as exc:
-        Console(stderr=True).print(f"[red]agentloop: {exc}[/]")
+        Console(stderr=True, soft_wrap=True).print(f"[red]agentloop: {exc}[/]")  # one line, whatever the width
         raise SystemExit(2) from None
 
 
