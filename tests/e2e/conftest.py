@@ -29,6 +29,22 @@ def cli(infra: IsolatedEnv, *args: str, env: dict[str, str] | None = None, timeo
     )
 
 
+def with_settings(stack, settings: dict[str, dict[str, str]]):
+    """The session's stack with these services' settings (restarted only where they differ; the
+    settings stay for the rest of the session)."""
+    restarted = []
+    for module, extra in settings.items():
+        svc = stack.service(module)
+        if any(svc.env.get(k) != v for k, v in extra.items()):
+            svc.env.update(extra)
+            svc.stop()
+            svc.start(wait=False)
+            restarted.append(svc)
+    for svc in restarted:
+        svc.wait_ready()
+    return stack
+
+
 @pytest.fixture(scope="session")
 def api_key(infra: IsolatedEnv) -> Callable[[str], str]:
     cache: dict[str, str] = {}

@@ -24,7 +24,7 @@ from loopdemo.events import EventFeed
 from loopdemo.tasks import demo_suites_dir
 from modelkit.base_model import BUNDLED_MODEL_VERSION
 from tests.e2e.broken_adapter import upload_broken_adapter
-from tests.e2e.conftest import cli
+from tests.e2e.conftest import cli, with_settings
 from tests.harness import wait_until
 
 # The module's first test also runs the whole loop in its fixture (the suite's per-test timeout
@@ -64,17 +64,7 @@ def auth(token: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def loop_stack(stack):
     """The session's stack with the demo settings (services restarted where they differ)."""
-    restarted = []
-    for module, extra in DEMO_ENV.items():
-        svc = stack.service(module)
-        if any(svc.env.get(k) != v for k, v in extra.items()):
-            svc.env.update(extra)
-            svc.stop()
-            svc.start(wait=False)
-            restarted.append(svc)
-    for svc in restarted:
-        svc.wait_ready()
-    return stack
+    return with_settings(stack, DEMO_ENV)
 
 
 @pytest.fixture(scope="module")

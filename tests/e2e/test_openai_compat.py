@@ -7,10 +7,16 @@ import asyncio
 import json
 import uuid
 
+import asyncpg
 import httpx
 import openai
 import pytest
 
+from modelkit.base_model import bundled_gguf_path
+from modelregistry import BASE_VERSION, ModelFile
+from modelregistry.write import register_candidate
+from servicekit.artifacts import ArtifactStore
+from servicekit.db import asyncpg_dsn
 from tests.harness import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -44,12 +50,55 @@ def run_of(stack, token, completion_id: str) -> dict:
     return resp.json()
 
 
-def test_models_lists_what_a_completion_may_name(client) -> None:
-    ids = [m.id for m in client.models.list().data]
-    assert ids[0] == "production"
+@pytest.fixture(scope="module")
+def candidate(stack, infra) -> str:
+    """A registered candidate: the bundled GGUF uploaded to S3 under a version name of its own, as
+    the exporter registers a trained model (no event: nothing deploys it)."""
+    version = f"gemma3-270m-e2e-candidate-{uuid.uuid4().hex[:6]}"
+
+    async def register() -> None:
+        store = ArtifactStore(infra.s3.endpoint, infra.s3.access_key, infra.s3.secret_key, infra.bucket)
+        path = await asyncio.to_thread(bundled_gguf_path)
+        uri, sha256 = await store.put_file(f"models/{version}/model-Q4_K_M.gguf", path)
+        conn = await asyncpg.connect(asyncpg_dsn(infra.database_url))
+        try:
+            await register_candidate(conn, version=version, base_model=BASE_VERSION, job_id=f"job-{version}",
+                                     dataset_id=None, adapter_uri=None, lineage={}, quantization="Q4_K_M",
+                                     files=[ModelFile("Q4_K_M", uri, sha256, path.stat().st_size, "gguf")])
+        finally:
+            await conn.close()
+
+    asyncio.run(register())
+    return version
+
+
+def test_models_lists_what_a_completion_may_name(client, candidate) -> None:
+    def listed() -> list[str] | None:  # the gateway reads the registry at most every 2 s
+        ids = [m.id for m in client.models.list().data]
+        return ids if candidate in ids else None
+
+    ids = wait_until(listed, timeout=15, what="the candidate listed")
+    assert ids[0] == "production" and "candidate" in ids
     assert client.models.retrieve("production").owned_by == "agent-loop"
+    assert client.models.retrieve(candidate).id == candidate
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-4o")
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=ASK, max_tokens=4)
+
+
+def test_a_completion_naming_the_candidate_runs_on_it_while_production_serves_the_rest(
+        client, stack, token, candidate) -> None:
+    say = [{"role": "user", "content": "Say hello."}]
+    on_candidate = client.chat.completions.create(model="candidate", messages=say, max_tokens=8, temperature=0)
+    by_version = client.chat.completions.create(model=candidate, messages=say, max_tokens=8, temperature=0)
+    on_production = client.chat.completions.create(model="production", messages=say, max_tokens=8, temperature=0)
+    assert on_candidate.model == by_version.model == candidate
+    assert on_production.model != candidate
+    assert run_of(stack, token, on_candidate.id)["model_version"] == candidate
+    details = httpx.get(f"{stack.service('agent_runner').url}/health/detailed", timeout=10).json()
+    assert [m["model_version"] for m in details["extra_models"]] == [candidate]
+    assert details["model_version"] == on_production.model  # production was not swapped
 
 
 def test_a_completion_answers_in_openai_shape_and_is_recorded_as_a_run(client, stack, token) -> None:
@@ -168,9 +217,12 @@ def test_the_async_client_answers_concurrent_requests(async_client) -> None:
     ({"messages": [{"role": "robot", "content": "hi"}]}, 400, "messages[0].role"),
     ({"messages": [{"role": "tool", "tool_call_id": "call_x", "content": "21 C"}]}, 400, "messages[0].tool_call_id"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, 400, "tool_choice"),
+    ({"n": 2, "tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, 400,
+     "tool_choice"),
     ({"extra_body": {"best_of": 3}}, 400, "best_of"),
     ({"top_p": 0.5}, 400, "top_p"),
-], ids=["unknown-model", "bad-role", "tool-without-call", "unknown-tool-choice", "unknown-argument", "top_p"])
+], ids=["unknown-model", "bad-role", "tool-without-call", "unknown-tool-choice", "unknown-tool-choice-n2",
+        "unknown-argument", "top_p"])
 def test_bad_input_is_refused_in_openai_error_shape(client, kwargs, status, param) -> None:
     args = {"model": "production", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, **kwargs}
     with pytest.raises(openai.APIStatusError) as caught:

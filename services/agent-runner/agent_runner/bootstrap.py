@@ -20,14 +20,15 @@ from servicekit.runtime import artifact_store, standard_runtime
 from servicekit.settings import BrokerSettings
 
 from . import SERVICE, handlers
+from .adapters.host_memory import available_bytes
 from .adapters.model_loaders import FixedEngine, GgufFiles, LlamaCppLoader, LlamaParams, OllamaLoader, bundled_model
 from .adapters.postgres_runs import PostgresRunStore
 from .adapters.rabbit_steps import reply_sinks
-from .adapters.registry_reader import RegistryProduction
+from .adapters.registry_reader import RegistryModels
 from .metrics import RunnerMetrics
 from .model_slot import ModelSlot
 from .ports import Engine, EngineLoader, Tool
-from .service import AgentLoop, RecordDeployment, ReloadModel, RunAgent
+from .service import AgentLoop, RecordDeployment, ReloadModel, RunAgent, ServedModels
 from .settings import AgentRunnerSettings, EngineSettings, ToolSettings, split_csv
 from .tools import load_tools
 
@@ -139,22 +140,26 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
                      token_flush_ms=settings.runner.token_flush_ms,
                      groupthink_max_samples=settings.runner.groupthink_max_samples,
                      constrained=settings.engine.constrained)
-    run_agent = RunAgent(loop=loop, slot=slot, store=store, sinks=reply_sinks(rt.broker),
+    registry = RegistryModels(settings.database.url)
+    models = ServedModels(slot, loader, registry, metrics, capacity=settings.runner.extra_models,
+                          reserve_bytes=settings.runner.model_memory_reserve_mb * 1024 * 1024,
+                          available_bytes=available_bytes)
+    run_agent = RunAgent(loop=loop, slot=slot, models=models, store=store, sinks=reply_sinks(rt.broker),
                          legacy_events=settings.runner.legacy_events,
                          metrics=metrics, max_attempts=settings.broker.delivery_limit)
     rt.broker.context.set_global(handlers.RUN_AGENT_KEY, run_agent)
 
     async def serve_production() -> None:
-        registry = RegistryProduction(settings.database.url)
         await reload_model.serve_production(registry, bundled_model(BUNDLED_MODEL_VERSION))
 
     async def close_engines() -> None:
+        await models.close()
         await reload_model.close()
         if slot.loaded:
             await slot.engine.close()
 
     rt.checks["engine"] = lambda: slot.engine.ping()
-    rt.details = lambda: {**slot.describe(), "instance": instance, "server_tools": sorted(tools)}
+    rt.details = lambda: {**slot.describe(), **models.describe(), "instance": instance, "server_tools": sorted(tools)}
     rt.background.append(store.outbox.run_relay)
     # Upgrade step: before per-instance deployments queues (decision 0011) every replica shared
     # the durable `agent-runner.model.deployed.v1`; nothing consumes it any more.

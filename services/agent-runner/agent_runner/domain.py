@@ -33,16 +33,8 @@ class RunCancelledError(Exception):
 
 
 class ModelNotServedError(Exception):
-    """A run asked (`options.model`) for a model version this runner is not serving."""
-
-
-def check_served(asked: str | None, serving: str) -> None:
-    """Runners serve the registry's `production` version only: a run may name it by its alias or
-    its version; any other version must be promoted first (no per-run model switching here)."""
-    if asked is None or asked in (serving, "production"):
-        return
-    raise ModelNotServedError(f"this runner serves {serving} (production); options.model asked for {asked!r}: "
-                              "promote it first, or leave options.model out")
+    """A run asked (`options.model`) for a model this runner cannot serve: unknown to the registry,
+    an engine that cannot switch models, extra models turned off, or too little memory to load it."""
 
 
 InvalidReason = Literal["invalid_json", "unknown_tool", "schema_violation", "not_allowed"]

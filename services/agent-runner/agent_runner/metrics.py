@@ -74,6 +74,20 @@ class RunnerMetrics:
             registry=registry,
         )
 
+        self.extra_models = Gauge(
+            "agent_runner_extra_models", "Model versions loaded beside production for the runs that ask for them",
+            registry=registry,
+        )
+        self.extra_model_loads = Histogram(
+            "agent_runner_extra_model_load_seconds",
+            "Time to fetch, verify and load a version a run asked for, by outcome (ok, failed, refused)",
+            ["outcome"], buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900), registry=registry,
+        )
+
+    def extra_model_loaded(self, outcome: str, seconds: float, loaded: int) -> None:
+        self.extra_model_loads.labels(outcome=outcome).observe(seconds)
+        self.extra_models.set(loaded)
+
     def wanted(self, model_version: str) -> None:
         self.desired_model.clear()
         self.desired_model.labels(model_version=model_version).set(1)

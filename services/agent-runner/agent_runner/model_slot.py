@@ -30,6 +30,7 @@ class DesiredModel:
     alias: str
     requested_at: datetime
     ollama_model: str | None = None
+    size_bytes: int = 0  # the GGUF's size where the registry knows it (0: unknown)
 
     def same_artifact(self, other: DesiredModel | None) -> bool:
         return other is not None and (other.model_version, other.sha256) == (self.model_version, self.sha256)
@@ -49,13 +50,53 @@ class ReloadStatus:
     failures: int = 0
 
 
+class Leases:
+    """Runs in flight per engine. An engine taken out of service closes once its last run has
+    finished (`retire`); until then it counts as draining."""
+
+    def __init__(self) -> None:
+        self._count: dict[int, int] = {}  # id(engine) -> runs in flight on it
+        self._drained: dict[int, asyncio.Event] = {}  # retired engines still in use
+
+    @contextlib.contextmanager
+    def hold(self, engine: Engine) -> Iterator[Engine]:
+        """`engine`, counted as in use until the block ends."""
+        key = id(engine)
+        self._count[key] = self._count.get(key, 0) + 1
+        try:
+            yield engine
+        finally:
+            left = self._count[key] - 1
+            if left:
+                self._count[key] = left
+            else:
+                del self._count[key]
+                if (drained := self._drained.pop(key, None)) is not None:
+                    drained.set()
+
+    def in_flight(self, engine: Engine) -> int:
+        return self._count.get(id(engine), 0)
+
+    async def retire(self, engine: Engine) -> None:
+        """Close an engine no new run can lease, once the runs that hold it have finished."""
+        key = id(engine)
+        if self._count.get(key):
+            drained = self._drained.setdefault(key, asyncio.Event())
+            await drained.wait()
+        await engine.close()
+
+    @property
+    def draining(self) -> int:
+        """Retired engines that still have runs in flight."""
+        return len(self._drained)
+
+
 class ModelSlot:
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
         self.desired: DesiredModel | None = None
         self.status = ReloadStatus()
-        self._leases: dict[int, int] = {}  # id(engine) -> runs in flight on it
-        self._drained: dict[int, asyncio.Event] = {}  # retired engines still in use
+        self._leases = Leases()
 
     @property
     def loaded(self) -> bool:
@@ -67,25 +108,12 @@ class ModelSlot:
             raise EngineError("no model loaded yet")
         return self._engine
 
-    @contextlib.contextmanager
-    def lease(self) -> Iterator[Engine]:
+    def lease(self) -> contextlib.AbstractContextManager[Engine]:
         """The serving engine, counted as in use until the block ends."""
-        engine = self.engine
-        key = id(engine)
-        self._leases[key] = self._leases.get(key, 0) + 1
-        try:
-            yield engine
-        finally:
-            left = self._leases[key] - 1
-            if left:
-                self._leases[key] = left
-            else:
-                del self._leases[key]
-                if (drained := self._drained.pop(key, None)) is not None:
-                    drained.set()
+        return self._leases.hold(self.engine)
 
     def in_flight(self, engine: Engine) -> int:
-        return self._leases.get(id(engine), 0)
+        return self._leases.in_flight(engine)
 
     def swap(self, engine: Engine) -> Engine | None:
         """Serve `engine` from now on; returns the previous one for the caller to `retire`."""
@@ -96,16 +124,12 @@ class ModelSlot:
         """Close a replaced engine once the runs that leased it have finished."""
         if engine is self._engine:
             raise ValueError("the serving engine cannot be retired; swap it out first")
-        key = id(engine)
-        if self._leases.get(key):
-            drained = self._drained.setdefault(key, asyncio.Event())
-            await drained.wait()
-        await engine.close()
+        await self._leases.retire(engine)
 
     @property
     def draining(self) -> int:
         """Replaced engines that still have runs in flight."""
-        return len(self._drained)
+        return self._leases.draining
 
     def want(self, model_version: str, gguf_uri: str, sha256: str, alias: str,
              ollama_model: str | None = None) -> DesiredModel:

@@ -91,6 +91,14 @@ class ProductionModel(Protocol):
         ...
 
 
+class ModelLookup(Protocol):
+    """Any alias or version of the registry, looked up when a run asks for it (`options.model`)."""
+
+    async def lookup(self, name: str) -> DesiredModel | None:
+        """None when the registry knows no such alias or version; raises RegistryUnavailableError."""
+        ...
+
+
 class Tool(Protocol):
     """A server-side tool, registered by entry point in group `agentloop.tools`."""
 

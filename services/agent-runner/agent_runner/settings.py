@@ -69,6 +69,16 @@ class RunnerSettings(BaseModel):
     groupthink_max_samples: int = Field(
         default=8, ge=1, le=64, description="most GroupThink samples per model turn; a run asking more fails"
     )
+    extra_models: int = Field(
+        default=1, ge=0, le=8,
+        description="model versions (candidate, older ones) a runner loads beside production for the runs that "
+                    "name them in options.model; least recently used makes room; 0: production only",
+    )
+    model_memory_reserve_mb: int = Field(
+        default=1024, ge=0,
+        description="memory that must stay available after loading such a version; a run that would break it "
+                    "is refused (model_not_served) with the numbers",
+    )
     legacy_events: bool = Field(
         default=True,
         description="also publish AgentRunCompleted/AgentRunFailed and InteractionLogged beside AgentRunFinished "

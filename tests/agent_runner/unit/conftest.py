@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agent_runner.domain import ModelLoadError
 from agent_runner.metrics import RunnerMetrics
+from agent_runner.model_slot import DesiredModel
 from agent_runner.ports import Chunk, RunRecord
 from contracts import AgentRunRequested, AgentRunStep, ChatMessage, Contract, Principal, RunOptions, ToolSpec
 from modelkit.tool_grammar import ToolConstraint, build_grammar
@@ -142,3 +145,54 @@ def fakes():
         request = staticmethod(make_request)
 
     return Fakes
+
+
+class ClosableEngine(FakeEngine):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closed = False
+
+    async def generate(self, prompt: str, **kwargs: Any) -> AsyncIterator:
+        assert not self.closed, f"{self.model_version} used after close"
+        async for chunk in super().generate(prompt, **kwargs):
+            yield chunk
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeLoader:
+    """Loads take as long as the test says: `release(version)` lets the load of that version end;
+    `fail` makes a version's load raise; `broken_warmup` gives an engine whose generation fails."""
+
+    reloads = True
+
+    def __init__(self, *, gated: bool = False, fail: set[str] = frozenset(), broken_warmup: set[str] = frozenset()):
+        self.gated = gated
+        self.fail = set(fail)
+        self.broken_warmup = set(broken_warmup)
+        self.started: list[str] = []
+        self.engines: dict[str, ClosableEngine] = {}
+        self._gates: dict[str, asyncio.Event] = {}
+
+    def release(self, version: str) -> None:
+        self._gates.setdefault(version, asyncio.Event()).set()
+
+    async def load(self, model: DesiredModel) -> ClosableEngine:
+        self.started.append(model.model_version)
+        if self.gated:
+            await self._gates.setdefault(model.model_version, asyncio.Event()).wait()
+        if model.model_version in self.fail:
+            raise ModelLoadError(f"{model.gguf_uri}: sha256 mismatch")
+        error = RuntimeError("warm-up crashed") if model.model_version in self.broken_warmup else None
+        engine = ClosableEngine([f"answer from {model.model_version}"], model_version=model.model_version, error=error)
+        self.engines[model.model_version] = engine
+        return engine
+
+
+async def until(predicate, timeout: float = 3.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.002)

@@ -1,4 +1,5 @@
-"""ProductionModel on the model registry's read model (schema `registry`, written by the exporter)."""
+"""The registry's read model (schema `registry`, written by the exporter) as the runner reads it:
+the `production` version at start-up, and any alias or version a run asks for."""
 
 from __future__ import annotations
 
@@ -12,18 +13,22 @@ from ..domain import RegistryUnavailableError
 from ..model_slot import DesiredModel
 
 
-class RegistryProduction:
+class RegistryModels:
     def __init__(self, database_url: str, *, timeout_s: float = 10.0) -> None:
         self.dsn = asyncpg_dsn(database_url)
         self.timeout_s = timeout_s
 
     async def production(self) -> DesiredModel | None:
+        return await self.lookup("production")
+
+    async def lookup(self, name: str) -> DesiredModel | None:
+        """An alias (production, candidate, previous) or a version → its GGUF; None when unknown."""
         try:
             conn = await asyncpg.connect(self.dsn, timeout=self.timeout_s)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise RegistryUnavailableError(f"cannot connect: {exc}") from exc
         try:
-            version = await resolve(conn, "production")
+            version = await resolve(conn, name)
         except asyncpg.PostgresError as exc:  # e.g. the registry schema is not migrated
             raise RegistryUnavailableError(str(exc)) from exc
         finally:
@@ -33,6 +38,8 @@ class RegistryProduction:
         gguf = version.gguf()
         if gguf is None:
             raise RegistryUnavailableError(
-                f"production version {version.version} has no GGUF for its quant {version.quantization!r}"
+                f"{name} version {version.version} has no GGUF for its quant {version.quantization!r}"
+                if name != version.version else
+                f"version {version.version} has no GGUF for its quant {version.quantization!r}"
             )
-        return DesiredModel(version.version, gguf.uri, gguf.sha256, "production", utcnow())
+        return DesiredModel(version.version, gguf.uri, gguf.sha256, name, utcnow(), size_bytes=gguf.size_bytes)

@@ -3,6 +3,7 @@
 from .agent_loop import AgentLoop, RunResult, StepStream
 from .deployments import RecordDeployment, ReloadModel
 from .run_agent import RunAgent, completed_id, failed_id, finished_id, logged_id
+from .served_models import ServedModels
 
 __all__ = [
     "AgentLoop",
@@ -10,6 +11,7 @@ __all__ = [
     "ReloadModel",
     "RunAgent",
     "RunResult",
+    "ServedModels",
     "StepStream",
     "completed_id",
     "failed_id",

@@ -64,7 +64,7 @@ class ReloadModel:
         """`model.deployed`: want the version, let the worker load it."""
         fields = log_fields(model_version=event.model_version, gguf_uri=event.gguf_uri, cause=event.cause)
         if event.alias != "production":
-            # Runners serve `production`; a candidate is only evaluated (no canary share here).
+            # Runners hot-reload `production` only; another version loads when a run names it (ServedModels).
             logger.info("model %s deployed as %s: not served by runners", event.model_version, event.alias,
                         extra=fields)
             return

@@ -35,12 +35,12 @@ from ..domain import (
     RunCancelledError,
     ToolChoiceError,
     TooManySamplesError,
-    check_served,
 )
 from ..metrics import RunnerMetrics
 from ..model_slot import ModelSlot
 from ..ports import Engine, RunRecord, RunStore, StepSink
 from .agent_loop import AgentLoop, RunResult
+from .served_models import ServedModels
 
 logger = logging.getLogger("agent_runner.service")
 
@@ -65,10 +65,12 @@ def finished_id(run_id: str) -> str:
 
 class RunAgent:
     def __init__(self, *, loop: AgentLoop, slot: ModelSlot, store: RunStore, sinks: SinkFactory,
-                 metrics: RunnerMetrics, max_attempts: int, legacy_events: bool = True) -> None:
+                 metrics: RunnerMetrics, max_attempts: int, legacy_events: bool = True,
+                 models: ServedModels | None = None) -> None:
         self.loop = loop
         self.legacy_events = legacy_events
         self.slot = slot
+        self.models = models or ServedModels(slot)  # default: production only
         self.store = store
         self.sinks = sinks
         self.metrics = metrics
@@ -129,18 +131,23 @@ class RunAgent:
         error: tuple[str, str] | None = None
         result: RunResult | None = None
         # The run keeps the engine it leased even if the slot is swapped meanwhile; the lease
-        # keeps a replaced engine open until this run is done with it.
-        with self.slot.lease() as engine:
-            try:
-                check_served(request.options.model, engine.model_version)
-                result = await self._cancellable(request.run_id, self.loop.run(request, engine, sink))
-            except (PromptTooLongError, InvalidToolSchemaError, TooManySamplesError, ToolChoiceError,
-                    ModelNotServedError, RunCancelledError) as exc:
-                error = (_code(exc), str(exc))
-            except EngineError as exc:
-                if attempt < self.max_attempts:
-                    raise  # transient: the message is redelivered and the run tried again
-                error = ("engine_unavailable", f"{exc} (gave up after {attempt} attempts)")
+        # keeps a replaced engine open until this run is done with it. A model this runner cannot
+        # serve fails the run (recorded against the production engine, which did not run it).
+        try:
+            lease = await self.models.lease(request.options.model)
+        except ModelNotServedError as exc:
+            lease, error = self.slot.lease(), (_code(exc), str(exc))
+        with lease as engine:
+            if error is None:
+                try:
+                    result = await self._cancellable(request.run_id, self.loop.run(request, engine, sink))
+                except (PromptTooLongError, InvalidToolSchemaError, TooManySamplesError, ToolChoiceError,
+                        RunCancelledError) as exc:
+                    error = (_code(exc), str(exc))
+                except EngineError as exc:
+                    if attempt < self.max_attempts:
+                        raise  # transient: the message is redelivered and the run tried again
+                    error = ("engine_unavailable", f"{exc} (gave up after {attempt} attempts)")
         seconds = time.perf_counter() - t0
         finished, row = self._outcome(request, engine, result, error, started_at, seconds, attempt)
         events = [*self._legacy(request, finished), finished] if self.legacy_events else [finished]

@@ -83,6 +83,8 @@ def validation_detail(exc: InvalidRequestError) -> list[dict]:
 async def _invalid(request: Request, exc: InvalidRequestError) -> JSONResponse:
     if is_openai(request):
         code = "unsupported_value" if isinstance(exc, UnsupportedValueError) else "invalid_value"
+        if exc.loc[:1] == ("options",):  # a run's rule, named as the completion's parameter (`max_tokens`)
+            exc = InvalidRequestError(exc.loc[1:], exc.message)
         return openai_error(400, str(exc), param=exc.field, code=code)
     return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
 

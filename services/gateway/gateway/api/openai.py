@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import HTTPConnection
@@ -43,16 +44,34 @@ async def chat_completions(
         body.metadata = {**(body.metadata or {}), "session_id": x_session_id}
     if body.streamed:
         streamed = await completions.open_stream(who, body)
-        return StreamingResponse(_sse(streamed), media_type="text/event-stream",
+        return ClosingStreamingResponse(_sse(streamed), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     completion, run_ids = await completions.complete(who, body)
     return JSONResponse(completion, headers={"X-Agentloop-Run-Ids": ",".join(run_ids)})
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes its body when the response ends, however it ends. Starlette leaves a body that a
+    client disconnect interrupted suspended for the garbage collector to close; closing it here
+    runs the stream's `finally` (which cancels the run) at once."""
+
+    async def stream_response(self, send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            if (aclose := getattr(self.body_iterator, "aclose", None)) is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+
 async def _sse(streamed: StreamedCompletion) -> AsyncIterator[str]:
-    async for chunk in streamed.chunks():
-        yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
-    yield "data: [DONE]\n\n"
+    chunks = streamed.chunks()
+    try:
+        async for chunk in chunks:
+            yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        await chunks.aclose()  # the inner stream's `finally` runs now, not when it is collected
 
 
 def _model(m: ServedModel) -> dict[str, Any]:

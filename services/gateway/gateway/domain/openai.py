@@ -93,7 +93,8 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1, max_length=128, description="`production`, or the version it serves")
+    model: str = Field(min_length=1, max_length=128,
+                       description="`production`, `candidate`, `previous` or a registry version (GET /v1/models)")
     messages: list[Message] = Field(min_length=1, max_length=1000)
     tools: list[ToolSpec] | None = Field(default=None, max_length=128)
     tool_choice: ToolChoice | None = None

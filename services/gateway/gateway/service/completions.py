@@ -19,7 +19,6 @@ from ..domain import (
     ChatCompletionRequest,
     CompletionFailedError,
     Identity,
-    InvalidRequestError,
     ModelNotFoundError,
     RunRecord,
     RunSubmission,
@@ -28,7 +27,9 @@ from ..domain import (
 from .models import ModelService
 from .runs import RunService
 
-SERVED_ALIAS = "production"  # runners serve the registry's production version (agent_runner.domain.check_served)
+# What a completion's `model` may name: these aliases where the registry sets them, and every version
+# with a GGUF (the runner serves production and loads another when a run names it: decision 0018).
+SERVED_ALIASES = ("production", "candidate", "previous")
 OWNER = "agent-loop"
 
 
@@ -109,15 +110,18 @@ class CompletionService:
     # ------------------------------------------------------------------ models
 
     async def served(self) -> list[ServedModel]:
-        """What a completion may name: `production` and the version it is (read at most every `models_ttl_s`)."""
+        """What a completion may name: `production` (always: the bundled base serves without a
+        registry), `candidate` and `previous` where set, then each version with a GGUF, newest first
+        (read at most every `models_ttl_s`)."""
         now = self._clock()
         if self._served is not None and now - self._served[0] < self.models_ttl_s:
             return self._served[1]
-        aliases, versions = await self.models.versions(SERVED_ALIAS)
-        created = int(versions[0].created_at.timestamp()) if versions else 0
-        served = [ServedModel(SERVED_ALIAS, created)]
-        if SERVED_ALIAS in aliases:
-            served.append(ServedModel(aliases[SERVED_ALIAS], created))
+        aliases, versions = await self.models.versions()
+        created = {v.version: int(v.created_at.timestamp()) for v in versions}
+        served = [ServedModel(alias, created.get(aliases.get(alias, ""), 0)) for alias in SERVED_ALIASES
+                  if alias in aliases or alias == "production"]
+        newest_first = sorted(versions, key=lambda v: v.created_at, reverse=True)
+        served += [ServedModel(v.version, created[v.version]) for v in newest_first if v.gguf() is not None]
         self._served = (now, served)
         return served
 
@@ -127,13 +131,10 @@ class CompletionService:
             raise ModelNotFoundError(name, f"the model {name!r} is not served here; served: {', '.join(served)}")
 
     async def _runs_of(self, req: ChatCompletionRequest) -> RunSubmission:
+        """The run of each choice; the run's own rules are checked once, when it is admitted
+        (the OpenAI error handler names an `options.*` culprit as the completion's parameter)."""
         body = to_run(req)
         await self._check_model(req.model)
-        try:
-            self.runs.rules.check(body)
-        except InvalidRequestError as exc:  # the run's rule, named as the completion's parameter
-            loc = exc.loc[1:] if exc.loc[:1] == ("options",) else exc.loc
-            raise InvalidRequestError(loc, exc.message) from None
         return body
 
     # ------------------------------------------------------------------ one answer
@@ -141,7 +142,11 @@ class CompletionService:
     async def complete(self, who: Identity, req: ChatCompletionRequest) -> tuple[dict[str, Any], list[str]]:
         """The chat.completion object, and the run ids behind its choices."""
         body = await self._runs_of(req)
-        records = await asyncio.gather(*(self.runs.submit_and_wait(who, body) for _ in range(req.choices)))
+        answers = await asyncio.gather(*(self.runs.submit_and_wait(who, body) for _ in range(req.choices)),
+                                       return_exceptions=True)  # every choice's error retrieved, the first raised
+        if errors := [a for a in answers if isinstance(a, BaseException)]:
+            raise errors[0]
+        records = [a for a in answers if isinstance(a, RunRecord)]
         for record in records:
             check_outcome(record)
         first = records[0]
