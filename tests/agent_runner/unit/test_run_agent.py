@@ -219,6 +219,33 @@ async def test_a_run_its_requester_cancels_stops_its_turn_and_is_recorded_as_can
     assert finished.error_code == "cancelled" and "dropped its stream" in finished.error
 
 
+async def test_a_cancel_heard_before_the_run_arrives_refuses_it_when_it_does(metrics, fakes, store, sink):
+    engine = fakes.Engine(["391"])
+    run_agent, _ = build(metrics, store, sink, engine)
+    assert run_agent.cancel("early", "the client dropped its stream") is False  # not running yet: remembered
+    await run_agent(fakes.request(run_id="early"))
+    await run_agent(fakes.request(run_id="other"))
+    assert engine.prompts and len(engine.prompts) == 1  # only "other" ran
+    finished = [m for m in store.published if isinstance(m, AgentRunFinished)]
+    assert [(f.run_id, f.error_code) for f in finished] == [("early", "cancelled"), ("other", None)]
+    assert "before the run started" in finished[0].error
+
+
+async def test_remembered_cancels_are_bounded_by_count_and_age(metrics, fakes, store, sink, monkeypatch):
+    from agent_runner.service import run_agent as module
+
+    now = [0.0]
+    run_agent = RunAgent(loop=AgentLoop(server_tools={}, metrics=metrics), slot=ModelSlot(fakes.Engine(["391"])),
+                         store=store, sinks=lambda _: sink, metrics=metrics, max_attempts=3, clock=lambda: now[0])
+    monkeypatch.setattr(module, "EARLY_CANCELS_KEPT", 3)
+    for i in range(5):
+        run_agent.cancel(f"r{i}", "gone")
+    assert list(run_agent._cancelled_early) == ["r2", "r3", "r4"]
+    now[0] = module.EARLY_CANCEL_TTL_S + 1
+    await run_agent(fakes.request(run_id="r4"))  # too old to count: it runs
+    assert store.rows["r4"]["outcome"] == "answered"
+
+
 async def test_stopping_the_service_mid_run_is_not_a_cancel(metrics, fakes, store, sink):
     run_agent, _, running = await started(metrics, fakes, store, sink, "rs")
     running.cancel()

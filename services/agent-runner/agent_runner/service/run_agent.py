@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from contracts import (
@@ -45,6 +46,8 @@ from .served_models import ServedModels
 logger = logging.getLogger("agent_runner.service")
 
 SinkFactory = Callable[[str | None], StepSink]
+EARLY_CANCELS_KEPT = 10_000
+EARLY_CANCEL_TTL_S = 900.0  # longer than a run waits in the queue for any requester still waiting
 
 
 def completed_id(run_id: str) -> str:
@@ -66,11 +69,12 @@ def finished_id(run_id: str) -> str:
 class RunAgent:
     def __init__(self, *, loop: AgentLoop, slot: ModelSlot, store: RunStore, sinks: SinkFactory,
                  metrics: RunnerMetrics, max_attempts: int, legacy_events: bool = True,
-                 models: ServedModels | None = None) -> None:
+                 models: ServedModels | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.loop = loop
         self.legacy_events = legacy_events
         self.slot = slot
         self.models = models or ServedModels(slot)  # default: production only
+        self._clock = clock
         self.store = store
         self.sinks = sinks
         self.metrics = metrics
@@ -78,16 +82,37 @@ class RunAgent:
         self._in_flight: dict[str, asyncio.Event] = {}
         self._running: dict[str, asyncio.Task] = {}  # run id -> the agent loop running it here
         self._cancelled: dict[str, str] = {}  # run id -> why its requester cancelled it
+        # Cancels of runs no runner had taken yet: every instance hears every cancel, so whichever
+        # takes the run later refuses it. Bounded by count and age; a runner started after the
+        # cancel does not know it (the run then runs to its end, bounded by max_tokens/timeout_s).
+        self._cancelled_early: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
     def cancel(self, run_id: str, reason: str) -> bool:
         """Stop a run this instance is running (its requester is gone): the model turn ends, the
-        engine is free, the run is recorded as failed with `cancelled`. False when it runs elsewhere."""
+        engine is free, the run is recorded as failed with `cancelled`. False when it is not running
+        here: then it is remembered, and refused if it reaches this instance later."""
+        reason = reason or "the requester cancelled the run"
         task = self._running.get(run_id)
         if task is None or task.done():
+            self._remember_cancel(run_id, reason)
             return False
-        self._cancelled[run_id] = reason or "the requester cancelled the run"
+        self._cancelled[run_id] = reason
         task.cancel()
         return True
+
+    def _remember_cancel(self, run_id: str, reason: str) -> None:
+        now = self._clock()
+        early = self._cancelled_early
+        early[run_id] = (now, reason)
+        early.move_to_end(run_id)
+        while early and (len(early) > EARLY_CANCELS_KEPT or now - next(iter(early.values()))[0] > EARLY_CANCEL_TTL_S):
+            early.popitem(last=False)
+
+    def _cancelled_before_start(self, run_id: str) -> str | None:
+        found = self._cancelled_early.pop(run_id, None)
+        if found is None or self._clock() - found[0] > EARLY_CANCEL_TTL_S:
+            return None
+        return found[1]
 
     async def _cancellable(self, run_id: str, work) -> RunResult:
         """`work` as a task `cancel` can stop; our own shutdown still cancels it as before."""
@@ -133,10 +158,13 @@ class RunAgent:
         # The run keeps the engine it leased even if the slot is swapped meanwhile; the lease
         # keeps a replaced engine open until this run is done with it. A model this runner cannot
         # serve fails the run (recorded against the production engine, which did not run it).
-        try:
-            lease = await self.models.lease(request.options.model)
-        except ModelNotServedError as exc:
-            lease, error = self.slot.lease(), (_code(exc), str(exc))
+        if (reason := self._cancelled_before_start(request.run_id)) is not None:
+            lease, error = self.slot.lease(), ("cancelled", f"{reason} (before the run started)")
+        else:
+            try:
+                lease = await self.models.lease(request.options.model)
+            except ModelNotServedError as exc:
+                lease, error = self.slot.lease(), (_code(exc), str(exc))
         with lease as engine:
             if error is None:
                 try:
