@@ -215,13 +215,14 @@ def test_the_async_client_answers_concurrent_requests(async_client) -> None:
 @pytest.mark.parametrize("kwargs, status, param", [
     ({"model": "gpt-4o"}, 404, "model"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, 400, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": "hi\u0000"}]}, 400, "messages[0].content"),
     ({"messages": [{"role": "tool", "tool_call_id": "call_x", "content": "21 C"}]}, 400, "messages[0].tool_call_id"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, 400, "tool_choice"),
     ({"n": 2, "tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, 400,
      "tool_choice"),
     ({"extra_body": {"best_of": 3}}, 400, "best_of"),
     ({"top_p": 0.5}, 400, "top_p"),
-], ids=["unknown-model", "bad-role", "tool-without-call", "unknown-tool-choice", "unknown-tool-choice-n2",
+], ids=["unknown-model", "bad-role", "nul-in-content", "tool-without-call", "unknown-tool-choice", "unknown-tool-choice-n2",
         "unknown-argument", "top_p"])
 def test_bad_input_is_refused_in_openai_error_shape(client, kwargs, status, param) -> None:
     args = {"model": "production", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, **kwargs}

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.requests import HTTPConnection, Request
 from faststream.rabbit import RabbitBroker
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,6 +21,7 @@ from .db import AsyncpgPool
 from .health import Check, health_router
 from .messaging import declare_dead_letter_queues
 from .metrics import metrics_router
+from .text import text_problem, unstorable_json
 
 logger = logging.getLogger("servicekit.app")
 
@@ -68,9 +71,27 @@ def create_service_app(rt: ServiceRuntime, routers: Sequence[APIRouter] = (), **
                 await rt.engine.dispose()
             logger.info("%s stopped", rt.name)
 
-    app = FastAPI(title=f"agentloop {rt.name}", lifespan=lifespan, **fastapi_kwargs)
+    dependencies = [Depends(refuse_unstorable_text), *fastapi_kwargs.pop("dependencies", ())]
+    app = FastAPI(title=f"agentloop {rt.name}", lifespan=lifespan, dependencies=dependencies, **fastapi_kwargs)
     app.include_router(health_router(rt.name, rt.checks, rt.details))
     app.include_router(metrics_router(rt.registry))
     for router in routers:
         app.include_router(router)
     return app
+
+
+async def refuse_unstorable_text(conn: HTTPConnection) -> None:
+    """Every route: a NUL, a lone surrogate (in the JSON body, the query or the path) or JSON nested
+    too deep is a 422 naming where it is, before anything reads it (servicekit.text)."""
+    errors = []
+    for name, value in (*conn.path_params.items(), *conn.query_params.multi_items()):
+        where = "path" if name in conn.path_params else "query"
+        for text, loc in ((name, (where,)), (str(value), (where, name))):
+            if (reason := text_problem(text)) is not None:
+                errors.append({"type": "unstorable_text", "loc": loc, "msg": reason, "input": None})
+                break
+    if not errors and isinstance(conn, Request) and conn.method in ("POST", "PUT", "PATCH"):
+        if (bad := unstorable_json(await conn.body())) is not None:
+            errors.append({"type": "unstorable_text", "loc": ("body", *bad.loc), "msg": bad.reason, "input": None})
+    if errors:
+        raise RequestValidationError(errors[:1])

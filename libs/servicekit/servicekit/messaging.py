@@ -29,6 +29,7 @@ from contracts import (
 )
 
 from .logs import correlation_id, log_fields
+from .text import unstorable_json
 
 logger = logging.getLogger("servicekit.messaging")
 
@@ -153,6 +154,8 @@ class FailurePolicy(BaseMiddleware):
     async def consume_scope(self, call_next, msg):  # type: ignore[override]
         token = correlation_id.set(msg.correlation_id)
         try:
+            if isinstance(msg.body, bytes | bytearray) and (bad := unstorable_json(bytes(msg.body))) is not None:
+                raise PermanentError(f"{bad.field or 'the body'} {bad.reason}")  # before any handler stores it
             return await call_next(msg)
         except (ValidationError, PermanentError, ValueError) as exc:
             # ValueError covers JSON that does not decode; ValidationError a body that breaks the contract.

@@ -252,3 +252,20 @@ async def test_parallel_client_side_calls_come_back_together(loop, fakes, sink):
     assert result.outcome == "client_tool_call"
     assert [c.arguments["city"] for c in result.client_tool_calls] == ["Paris", "Rome"]
     assert len(engine.prompts) == 1  # the turn ended with both calls for the client
+
+
+class _NulTool(_SlowTool):
+    """A tool whose output (a fetched page, a file) holds what storage cannot keep."""
+
+    async def run(self, arguments):
+        return {"page": "before\u0000after", "odd": "\ud800"}
+
+
+async def test_a_tool_output_with_a_nul_is_kept_escaped_so_the_run_can_be_stored(metrics, fakes, sink):
+    loop = AgentLoop(server_tools={"fetch": _NulTool("fetch", 0.0, [])}, metrics=metrics)
+    engine = fakes.Engine(['<tool_call>{"name": "fetch", "arguments": {"x": 1}}</tool_call>', "done"])
+    result = await loop.run(fakes.request(), engine, sink)
+
+    (step,) = [s for s in result.steps if s.kind == "tool_result"]
+    assert step.tool_result == {"page": "before\\u0000after", "odd": "\ufffd"}
+    assert "before\\\\u0000after" in engine.prompts[1] and "\u0000" not in engine.prompts[1]

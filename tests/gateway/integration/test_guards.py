@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import text as sql
 
 
 def auth(token: str) -> dict[str, str]:
@@ -74,6 +75,39 @@ async def test_validation_errors_are_422_and_name_the_field(gateway, new_token):
             assert resp.json()["detail"][0]["loc"] == loc, (name, resp.json())
         resp = await client.post("/v1/runs?wait=true&timeout=-1", json={"instruction": "a"}, headers=auth(token))
         assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["query", "timeout"]
+
+
+async def test_text_storage_cannot_hold_is_a_422_naming_where_it_is_never_a_500(gateway, new_token, db):
+    """A NUL or a lone surrogate anywhere (body, query, path) and JSON nested too deep: refused
+    before anything is stored or published (schemathesis found the NUL as a 500)."""
+    token, _ = await new_token()
+    nul_in_content = b'{"messages": [{"role": "user", "content": "hi\\u0000"}], "metadata": {"a": "b"}}'
+    cases = {
+        "nul in a message": (nul_in_content, ["body", "messages", 0, "content"], "NUL"),
+        "nul in a metadata key": (b'{"instruction": "a", "metadata": {"k\\u0000": "v"}}',
+                                  ["body", "metadata", "k\u0000"], "NUL"),
+        "lone surrogate": (b'{"instruction": "\\ud83d alone"}', ["body", "instruction"], "surrogate"),
+        "nested too deep": (b'{"instruction": "a", "metadata": ' + b"[" * 70 + b"]" * 70 + b"}", ["body"], "deep"),
+    }
+    async def runs() -> int:
+        async with db.connect() as conn:
+            return await conn.scalar(sql("SELECT count(*) FROM gateway.runs"))
+
+    before = await runs()
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        for name, (raw, loc, word) in cases.items():
+            resp = await client.post("/v1/runs", content=raw,
+                                     headers={**auth(token), "Content-Type": "application/json"})
+            assert resp.status_code == 422, (name, resp.text)
+            detail = resp.json()["detail"][0]
+            assert detail["loc"] == loc and word in detail["msg"], (name, detail)
+        resp = await client.get("/v1/runs/abc%00def", headers=auth(token))
+        assert resp.status_code == 422 and resp.json()["detail"][0]["loc"][0] == "path", resp.text
+        resp = await client.get("/v1/runs?metadata=k:%00", headers=auth(token))
+        assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["query", "metadata"], resp.text
+        good = await client.post("/v1/runs", json={"instruction": "an emoji \U0001F600 is fine"}, headers=auth(token))
+        assert good.status_code == 202, good.text
+    assert await runs() == before + 1  # only the good one
 
 
 async def test_ready_checks_every_dependency(gateway):

@@ -240,6 +240,23 @@ async def test_worker_dead_letters_a_body_that_is_not_json(workers, amqp):
     )
 
 
+async def test_a_valid_message_holding_a_nul_is_dead_lettered_at_once_with_its_cause(workers, amqp):
+    """Postgres cannot store a NUL: the body is refused before any handler runs (no retries, no
+    crash loop), and the log says which field."""
+    marker = uuid.uuid4().hex
+    doc = json.loads(sample(AgentRunFinished, marker).model_dump_json())
+    doc["messages"][0]["content"] = "What is 17*23?\u0000"
+    body = json.dumps(doc).encode()
+    await _publish_raw(amqp, AgentRunFinished.routing_key, body, marker)
+    await _expect_dead_letter(
+        amqp, dead_letter_queue_name(queue_name("log-miner", AgentRunFinished)), marker, body
+    )
+    log = workers["log_miner"].log_path.read_text()
+    line = next(x for x in log.splitlines() if marker in x and "dead-lettering" in x)
+    assert "messages[0].content contains a NUL character" in line
+    assert "retrying message" not in "".join(x for x in log.splitlines() if marker in x)
+
+
 async def _publish_raw(channel: aio_pika.abc.AbstractChannel, routing_key: str, body: bytes, message_id: str) -> None:
     exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)
     await exchange.publish(

@@ -29,6 +29,7 @@ from contracts import (
     Usage,
 )
 from modelkit.chat_format import STOP_STRINGS, ParsedCall, parse_output, render_prompt
+from servicekit.text import storable
 
 from .. import groupthink
 from ..domain import (
@@ -375,7 +376,8 @@ class AgentLoop:
         except Exception as exc:  # a broken plugin must not end the run: the model sees the failure
             logger.warning("tool %s raised", call.name, exc_info=True)
             error = f"tool failed: {type(exc).__name__}: {exc}"
-        return _ToolOutcome(result=None if error else result, error=error,
+        # A tool's output is kept as it came, except what storage cannot hold (NUL, lone surrogates).
+        return _ToolOutcome(result=None if error else storable(result), error=storable(error),
                             duration_ms=round((self.clock() - t0) * 1000, 3))
 
     async def _record_result(self, call: ToolCall, outcome: _ToolOutcome, run: _Run, stream: StepStream,
