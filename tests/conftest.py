@@ -16,9 +16,13 @@ SERVICE_MODULES = ("gateway", "agent_runner", "log_miner", "trainer", "evaluator
 GENEROUS_LIMITS = {"LIMITS__TOKEN": "10000/minute", "LIMITS__RUNS": "10000/minute"}
 
 
+LOG_SCAN_MODULE = "test_secrets_in_logs.py"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Drills restart the machine's shared servers: they run last, after every other test."""
-    items.sort(key=lambda item: item.get_closest_marker("drill") is not None)
+    """Drills restart the machine's shared servers: they run after every other test; the scan of
+    the session's logs for secrets runs after them, when every log is written."""
+    items.sort(key=lambda item: (item.path.name == LOG_SCAN_MODULE, item.get_closest_marker("drill") is not None))
 
 
 @pytest.fixture(scope="session")
