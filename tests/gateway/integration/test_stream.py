@@ -85,6 +85,9 @@ async def test_an_invalid_request_closes_with_4422_naming_the_field(gateway, new
     events, code = await stream(ws_url(gateway, token), {"options": {"max_steps": 2}})
     assert code == 4422
     assert events[0]["type"] == "error" and events[0]["detail"][0]["loc"] == ["body", "messages"]
+    events, code = await stream(ws_url(gateway, token), {"instruction": "hi\u0000"})
+    assert code == 4422 and events[0]["detail"][0]["loc"] == ["body", "instruction"]
+    assert "NUL" in events[0]["detail"][0]["msg"]
 
 
 async def test_a_client_that_leaves_early_does_not_break_the_gateway(gateway, new_token, runner):

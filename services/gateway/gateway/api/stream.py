@@ -21,6 +21,8 @@ import json
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from servicekit.text import unstorable_json
+
 from ..container import Container
 from ..domain import (
     AuthenticationError,
@@ -85,6 +87,10 @@ async def _serve(ws: WebSocket, container: Container, who: Identity) -> None:
         return
     if len(raw.encode()) > container.max_body_bytes:
         await _close(ws, 4413, "request too large", {"type": "error", "status": 413, "detail": "request too large"})
+        return
+    if (bad := unstorable_json(raw.encode())) is not None:  # the rule every HTTP route keeps (servicekit.app)
+        detail = [{"type": "unstorable_text", "loc": ["body", *bad.loc], "msg": bad.reason}]
+        await _close(ws, 4422, "invalid run request", {"type": "error", "status": 422, "detail": detail})
         return
     try:
         body = RunSubmission.model_validate_json(raw)
