@@ -102,7 +102,8 @@ def main() -> int:
     part = rows if args.part == "all" else [r for r in rows if split_of(r["text"]) == args.part]
     rules, classifier = load_rules(), Classifier.load()
     screeners = {m: Screener(rules, classifier, mode=m) for m in MODES}
-    print(f"{args.corpus} (sha256 {sha256_of(args.corpus)[:12]}): {len(part)} of {len(rows)} lines ({args.part}); "
+    what = f"every line by {args.kfold}-fold training" if args.kfold else f"{len(part)} of {len(rows)} lines ({args.part})"
+    print(f"{args.corpus} (sha256 {sha256_of(args.corpus)[:12]}): {what}; "
           f"rules {rules.version} ({len(rules.rules)}), classifier {classifier.manifest['version']} "
           f"threshold {classifier.threshold}", file=sys.stderr)
     verdicts = {m: [] for m in MODES}
@@ -121,7 +122,7 @@ def main() -> int:
     if args.latency:
         result["latency_2kb"] = latency(screeners["both"], rows, args.latency)
 
-    print(f"\n| category | items | rules | classifier | both |\n|---|---:|---:|---:|---:|")
+    print("\n| category | items | rules | classifier | both |\n|---|---:|---:|---:|---:|")
     for cat, r in result["rates"].items():
         what = "false positives" if cat.startswith("ALL benign") or cat.startswith("benign") else "detection"
         print(f"| {cat} ({what}) | {r['items']} | " + " | ".join(f"{100 * r[m]:.1f} %" for m in MODES) + " |")

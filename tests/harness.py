@@ -34,6 +34,17 @@ RABBIT_HOST = os.environ.get("TEST_RABBIT_HOST", "127.0.0.1")
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The team's BFCL dev files (../shared/eval/bfcl-dev beside the checkout, or AGENTLOOP_BFCL_DIR).
 BFCL_DIR = Path(os.environ.get("AGENTLOOP_BFCL_DIR", ROOT.parent / "shared" / "eval" / "bfcl-dev"))
+# The labelled prompt-injection corpus (../shared/eval/injection-dev.jsonl, or AGENTLOOP_INJECTION_CORPUS).
+INJECTION_CORPUS = Path(os.environ.get("AGENTLOOP_INJECTION_CORPUS",
+                                       ROOT.parent / "shared" / "eval" / "injection-dev.jsonl"))
+
+
+def injection_corpus() -> Path:
+    """The injection corpus; a test that needs it fails (never skips) when it is not there."""
+    if not INJECTION_CORPUS.is_file():
+        raise FileNotFoundError(f"the injection corpus is not at {INJECTION_CORPUS}: put ../shared/eval beside the "
+                                "checkout or set AGENTLOOP_INJECTION_CORPUS")
+    return INJECTION_CORPUS
 
 
 def bfcl_file(name: str) -> Path:

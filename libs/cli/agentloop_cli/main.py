@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from .client import GatewayError
-from .commands import auth, dataset, models, retrain, runs, status
+from .commands import auth, dataset, models, retrain, runs, screen, status
 from .commands import evaluate
 from .commands import label_queue as label_queue_command
 from .commands import loop as loop_command
@@ -31,6 +31,7 @@ app.command("rollback")(models.rollback)
 app.command("label-queue")(label_queue_command.label_queue)
 app.command("loop")(loop_command.loop)
 app.command("eval")(evaluate.eval_command)
+app.command("screen")(screen.screen)
 
 
 def main() -> None:

@@ -196,6 +196,9 @@ class TrajectoryStep(BaseModel):
     decoding: Decoding | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    screening: dict[str, Any] | None = Field(
+        default=None, description="tool results the prompt-injection screen fired on: its verdict (category, "
+        "rules, score) and the action taken (quarantined: the model read it fenced as data; flagged)")
 
 
 class Usage(BaseModel):

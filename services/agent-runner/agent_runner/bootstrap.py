@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 
 from contracts import new_id
+from screening import default_screener
+from screening.policy import ToolScreen
 from modelkit.base_model import BUNDLED_MODEL_VERSION, bundled_gguf_path
 from servicekit.app import create_service_app
 from servicekit.artifacts import ArtifactStore
@@ -82,6 +84,13 @@ def build_tools(tools: ToolSettings) -> dict[str, Tool]:
     return load_tools(enabled, options)
 
 
+def tool_screen(settings: AgentRunnerSettings) -> ToolScreen | None:
+    """Tool output screened before the model reads it (SCREENING__TOOL; None when off)."""
+    if settings.screening.tool == "off":
+        return None
+    return ToolScreen(default_screener(settings.screening.mode), settings.screening.tool)
+
+
 def build_loader(engine: EngineSettings, *, store: ArtifactStore, ollama_host: str,
                  n_seq_max: int = 1) -> EngineLoader:
     """How this runner serves a deployed model version (see adapters/model_loaders.py)."""
@@ -139,7 +148,7 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
     loop = AgentLoop(server_tools=tools, metrics=metrics, token_flush_chars=settings.runner.token_flush_chars,
                      token_flush_ms=settings.runner.token_flush_ms,
                      groupthink_max_samples=settings.runner.groupthink_max_samples,
-                     constrained=settings.engine.constrained)
+                     constrained=settings.engine.constrained, tool_screen=tool_screen(settings))
     registry = RegistryModels(settings.database.url)
     models = ServedModels(slot, loader, registry, metrics, capacity=settings.runner.extra_models,
                           reserve_bytes=settings.runner.model_memory_reserve_mb * 1024 * 1024,

@@ -74,6 +74,10 @@ class RunnerMetrics:
             registry=registry,
         )
 
+        self.screened_tool_results = Counter(
+            "agent_runner_screened_tool_results", "Tool results the prompt-injection screen fired on, by action",
+            ["tool", "action", "category"], registry=registry,
+        )
         self.extra_models = Gauge(
             "agent_runner_extra_models", "Model versions loaded beside production for the runs that ask for them",
             registry=registry,
@@ -83,6 +87,9 @@ class RunnerMetrics:
             "Time to fetch, verify and load a version a run asked for, by outcome (ok, failed, refused)",
             ["outcome"], buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900), registry=registry,
         )
+
+    def tool_screened(self, tool: str, record: dict) -> None:
+        self.screened_tool_results.labels(tool=tool, action=record["action"], category=record["category"]).inc()
 
     def extra_model_loaded(self, outcome: str, seconds: float, loaded: int) -> None:
         self.extra_model_loads.labels(outcome=outcome).observe(seconds)

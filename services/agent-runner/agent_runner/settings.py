@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
+from screening.policy import ScreeningSettings
 from servicekit.settings import HttpSettings, S3Settings, ServiceSettings
 
 
@@ -92,6 +93,7 @@ class AgentRunnerSettings(ServiceSettings):
     engine: EngineSettings = EngineSettings()
     tools: ToolSettings = ToolSettings()
     runner: RunnerSettings = RunnerSettings()
+    screening: ScreeningSettings = ScreeningSettings()
     ollama_host: str = Field(default="http://127.0.0.1:11434", description="OLLAMA_HOST, as the ollama CLI reads it")
 
 

@@ -15,6 +15,8 @@ from faststream.rabbit import RabbitBroker
 from redis.asyncio import Redis
 
 from contracts import REPLY_QUEUE_PREFIX, new_id
+from screening import default_screener
+from screening.policy import ScreeningSettings
 from servicekit.app import create_service_app
 from servicekit.health import redis_check, s3_check
 from servicekit.logs import setup_logging
@@ -36,6 +38,7 @@ from .api import errors, routers
 from .api.middleware import BodySizeLimit, HttpMetrics
 from .container import Container
 from .domain import RunRules
+from .domain.screening import InputScreen
 from .service.access import AccessControl
 from .service.api_keys import ApiKeyService
 from .service.completions import CompletionService
@@ -146,6 +149,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         max_wait_s=settings.runs.max_wait_s,
         wait_grace_s=settings.runs.wait_grace_s,
         rules=RunRules(groupthink_max_samples=settings.runs.groupthink_max_samples),
+        screen=input_screen(settings.screening),
+        audit=audit,
     )
     ops_store = PostgresOpsStore(outbox)
     model_registry = PostgresModelRegistry(settings.database.url)
@@ -158,7 +163,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         tokens=tokens,
         api_keys=api_keys,
         runs=runs,
-        ops=OpsService(ops_store, audit, outbox),
+        ops=OpsService(ops_store, audit, outbox, default_screener(settings.screening.mode)),
         models=models,
         completions=CompletionService(runs, models),
         metrics=metrics,
@@ -192,3 +197,10 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(HttpMetrics, metrics=metrics)  # outermost: counts 413s too
     logger.info("gateway instance %s: reply queue %s%s", instance_id, REPLY_QUEUE_PREFIX, instance_id)
     return app
+
+
+def input_screen(settings: ScreeningSettings) -> InputScreen | None:
+    """User and system messages screened per SCREENING__USER / SCREENING__SYSTEM (None: both off)."""
+    if settings.user == "off" and settings.system == "off":
+        return None
+    return InputScreen(default_screener(settings.mode), settings)

@@ -22,6 +22,7 @@ class Metrics:
     steps_forwarded: Counter
     websockets_active: Gauge
     write_batch_size: Histogram
+    screened: Counter
 
 
 def build(registry: CollectorRegistry) -> Metrics:
@@ -59,5 +60,9 @@ def build(registry: CollectorRegistry) -> Metrics:
             "gateway_run_index_batch_size",
             "Run-index writes per statement (concurrent creations or outcomes share one), by kind",
             ["kind"], buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=registry,
+        ),
+        screened=Counter(
+            "gateway_screened_messages", "User and system messages screening fired on, by what was done",
+            ["source", "action", "category"], registry=registry,
         ),
     )

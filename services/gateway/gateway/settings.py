@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from screening.policy import ScreeningSettings
 from servicekit.settings import HttpSettings, RedisSettings, S3Settings, ServiceSettings
 
 
@@ -47,6 +48,7 @@ class GatewaySettings(ServiceSettings):
     auth: AuthSettings  # AUTH__KEYS_DIR has no default
     limits: LimitSettings = LimitSettings()
     runs: RunSettings = RunSettings()
+    screening: ScreeningSettings = ScreeningSettings()
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="request bodies and WebSocket messages")
     log_miner_url: str = Field(default="http://127.0.0.1:8102",
                                description="the log-miner's internal HTTP port (GET /v1/ops/label-queue reads it)")

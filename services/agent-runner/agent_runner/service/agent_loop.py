@@ -29,6 +29,7 @@ from contracts import (
     Usage,
 )
 from modelkit.chat_format import STOP_STRINGS, ParsedCall, parse_output, render_prompt
+from screening.policy import ToolScreen
 from servicekit.text import storable
 
 from .. import groupthink
@@ -157,8 +158,10 @@ class _Run:
 class AgentLoop:
     def __init__(self, *, server_tools: Mapping[str, Tool], metrics: RunnerMetrics, token_flush_chars: int = 32,
                  token_flush_ms: float = 50.0, clock: Clock = time.perf_counter,
-                 groupthink_max_samples: int = 8, constrained: Literal["auto", "off"] = "auto") -> None:
+                 groupthink_max_samples: int = 8, constrained: Literal["auto", "off"] = "auto",
+                 tool_screen: ToolScreen | None = None) -> None:
         self.server_tools = dict(server_tools)
+        self.tool_screen = tool_screen  # prompt-injection screening of tool output (SCREENING__TOOL)
         self.constrained = constrained  # the engine setting; a run's options.constrained overrides it
         self.groupthink_max_samples = groupthink_max_samples
         self.server_specs: dict[str, ToolSpec] = {name: tool.spec for name, tool in self.server_tools.items()}
@@ -177,7 +180,7 @@ class AgentLoop:
 
     async def run(self, request: AgentRunRequested, engine: Engine, sink: StepSink) -> RunResult:
         stream = StepStream(request, sink, self.clock, flush_chars=self.flush_chars, flush_ms=self.flush_ms)
-        run = _Run(messages=list(request.messages), toolset=self.toolset(request))
+        run = _Run(messages=self._screened_client_results(request.messages), toolset=self.toolset(request))
         groupthink.check_samples(request.options.groupthink, self.groupthink_max_samples)
         self._constrain(request, run)  # a tool_choice that cannot hold fails the run before it starts
         await stream.emit("started", text=engine.model_version)
@@ -199,6 +202,20 @@ class AgentLoop:
         result.confidence = groupthink.confidence(result.steps)
         await stream.emit("final", text=result.answer, is_error=result.outcome not in ("answered", "client_tool_call"))
         return result
+
+    def _screened_client_results(self, messages) -> list[ChatMessage]:
+        """The conversation as the model reads it: tool results the client sent are tool output
+        too, screened like the server tools' (a quarantined one is fenced in the trajectory's messages)."""
+        out = list(messages)
+        if self.tool_screen is None:
+            return out
+        for i, message in enumerate(out):
+            if message.role == "tool" and message.content:
+                content, record = self.tool_screen.check(message.content)
+                if record is not None:
+                    self.metrics.tool_screened(message.name or "client", record)
+                    out[i] = message.model_copy(update={"content": content})
+        return out
 
     async def _turns(self, request: AgentRunRequested, engine: Engine, run: _Run, stream: StepStream) -> RunResult:
         options = request.options
@@ -388,9 +405,14 @@ class AgentLoop:
             await stream.record(run, kind="tool_result", tool_call=call, tool_result={"error": error}, valid=False,
                                 error=error, started_ms=started_ms, duration_ms=duration_ms)
             return self._error_result(call.id, call.name, error)
-        await stream.record(run, kind="tool_result", tool_call=call, tool_result=result, started_ms=started_ms,
-                            duration_ms=duration_ms)
         content = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+        screening = None
+        if self.tool_screen is not None:
+            content, screening = self.tool_screen.check(content)
+            if screening is not None:
+                self.metrics.tool_screened(call.name, screening)
+        await stream.record(run, kind="tool_result", tool_call=call, tool_result=result, started_ms=started_ms,
+                            duration_ms=duration_ms, screening=screening)
         return ChatMessage(role="tool", tool_call_id=call.id, name=call.name, content=content)
 
     @staticmethod

@@ -27,6 +27,7 @@ from ..domain import (
     RunNotFoundError,
     UnsupportedValueError,
 )
+from ..domain.screening import InjectionBlockedError
 
 
 def is_openai(request: Request) -> bool:
@@ -76,14 +77,19 @@ async def _rate_limited(request: Request, exc: RateLimitedError) -> JSONResponse
 
 
 def validation_detail(exc: InvalidRequestError) -> list[dict]:
-    """FastAPI's own 422 shape, so clients parse one format."""
+    """FastAPI's own 422 shape, so clients parse one format (a screening refusal adds its `ctx`:
+    category, source, rules, score)."""
+    if isinstance(exc, InjectionBlockedError):
+        return [{"type": "prompt_injection", "loc": ["body", *exc.loc], "msg": exc.message, "ctx": exc.ctx}]
     return [{"type": "value_error", "loc": ["body", *exc.loc], "msg": exc.message}]
 
 
 async def _invalid(request: Request, exc: InvalidRequestError) -> JSONResponse:
     if is_openai(request):
         code = "unsupported_value" if isinstance(exc, UnsupportedValueError) else "invalid_value"
-        if exc.loc[:1] == ("options",):  # a run's rule, named as the completion's parameter (`max_tokens`)
+        if isinstance(exc, InjectionBlockedError):
+            code = "prompt_injection"
+        elif exc.loc[:1] == ("options",):  # a run's rule, named as the completion's parameter (`max_tokens`)
             exc = InvalidRequestError(exc.loc[1:], exc.message)
         return openai_error(400, str(exc), param=exc.field, code=code)
     return JSONResponse({"detail": validation_detail(exc)}, status_code=422)

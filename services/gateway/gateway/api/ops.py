@@ -6,14 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from ..domain import Identity, RetrainSubmission, Role
+from ..domain import Identity, RetrainSubmission, Role, ScreenSubmission
 from .deps import ClientIp, OpsDep, require
-from .schemas import AuditView, RetrainAccepted
+from .schemas import AuditView, RetrainAccepted, ScreenVerdicts
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
 
 Operator = Annotated[Identity, require(Role.OPERATOR, action="ops.retrain")]
 Admin = Annotated[Identity, require(Role.ADMIN, action="ops.audit.read")]
+Screener = Annotated[Identity, require(Role.OPERATOR, action="ops.screen")]
 
 
 @router.post("/retrain", status_code=202)
@@ -31,3 +32,13 @@ async def audit(
 ) -> list[AuditView]:
     """Most recent audit entries first."""
     return [AuditView.of(e) for e in await ops.recent_audit(who, limit, ip)]
+
+
+@router.post("/screen")
+async def screen(who: Screener, ops: OpsDep, ip: ClientIp, body: ScreenSubmission) -> ScreenVerdicts:
+    """Screen texts for prompt injection, one verdict per item in order: `flagged`, the category,
+    the classifier's score, the rules that fired and which part fired (`fired_by`). The same
+    screener as the gateway's and the runner's policy; `agentloop screen FILE.jsonl` sends a file."""
+    verdicts = await ops.screen(who, body, ip)
+    return ScreenVerdicts(verdicts=[v.to_doc() | {"source": item.source} for v, item in zip(verdicts, body.items,
+                                                                                                  strict=True)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from modelregistry import ModelVersion
 
@@ -181,3 +181,18 @@ class ApiKeyView(BaseModel):
     created_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+class ScreenVerdict(BaseModel):
+    flagged: bool
+    category: str | None = Field(description="the first firing rule's category; `learned` for the classifier alone")
+    score: float = Field(description="the classifier's P(injection), highest over the text's views and windows")
+    rules: list[str] = Field(description="the rules that fired")
+    fired_by: list[str] = Field(description="`rules`, `classifier`, both or neither")
+    hidden: list[str] = Field(description="what normalisation found hidden: tags, invisible, zalgo, confusables")
+    ms: float
+    source: str
+
+
+class ScreenVerdicts(BaseModel):
+    verdicts: list[ScreenVerdict]

@@ -34,6 +34,8 @@ from .requests import (
     PromoteSubmission,
     RollbackSubmission,
     RetrainSubmission,
+    ScreenItem,
+    ScreenSubmission,
     ApiKeySubmission,
 )
 from .records import (
@@ -74,6 +76,8 @@ __all__ = [
     "PromoteSubmission",
     "RateLimitedError",
     "RetrainSubmission",
+    "ScreenItem",
+    "ScreenSubmission",
     "Role",
     "RollbackSubmission",
     "RunFinish",

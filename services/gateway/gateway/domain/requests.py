@@ -142,6 +142,21 @@ class RetrainSubmission(BaseModel):
     base_model: str | None = None
 
 
+class ScreenItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=65536)
+    source: Literal["user", "system", "tool"] = "user"
+
+
+class ScreenSubmission(BaseModel):
+    """Texts to screen for prompt injection (an operator measuring a corpus, or checking one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ScreenItem] = Field(min_length=1, max_length=256)
+
+
 class ApiKeySubmission(BaseModel):
     """An admin's new API key: its role and its owner (the subject of its tokens)."""
 

@@ -1,18 +1,35 @@
-"""Operator use cases: ask for a retrain, read the audit log. Every call is audited."""
+"""Operator use cases: ask for a retrain, read the audit log, screen texts for prompt injection.
+Every call is audited."""
 
 from __future__ import annotations
 
 from contracts import DatasetOptions, LoraOptions, RetrainRequested, deterministic_id, new_id
 
-from ..domain import AuditEntry, Identity, RetrainSubmission
+from screening import Screener, Verdict
+
+from ..domain import AuditEntry, Identity, RetrainSubmission, ScreenSubmission
 from ..ports import AuditLog, OpsStore, Publisher
 
 
 class OpsService:
-    def __init__(self, store: OpsStore, audit: AuditLog, publisher: Publisher) -> None:
+    def __init__(self, store: OpsStore, audit: AuditLog, publisher: Publisher,
+                 screener: Screener | None = None) -> None:
         self.store = store
         self.audit = audit
         self.publisher = publisher
+        self.screener = screener
+
+    async def screen(self, who: Identity, body: ScreenSubmission, client_ip: str | None) -> list[Verdict]:
+        """The verdict on each text, by the screener the gateway's own policy uses (same rules,
+        classifier and mode), so a corpus measured here is measured as served."""
+        from screening import default_screener
+
+        screener = self.screener or default_screener()
+        verdicts = [screener.screen(item.text) for item in body.items]
+        await self.audit.record(AuditEntry(
+            subject=who.subject, role=who.role.label, action="ops.screen", outcome="ok", client_ip=client_ip,
+            details={"items": len(verdicts), "flagged": sum(v.flagged for v in verdicts), **screener.describe()}))
+        return verdicts
 
     async def request_retrain(self, who: Identity, body: RetrainSubmission, client_ip: str | None) -> str:
         request_id = new_id()

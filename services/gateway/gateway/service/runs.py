@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -23,8 +24,10 @@ from contracts import (
     new_id,
     utcnow,
 )
+from servicekit.logs import log_fields
 
 from ..domain import (
+    AuditEntry,
     FeedbackSubmission,
     Identity,
     NewFeedback,
@@ -39,9 +42,12 @@ from ..domain import (
     RunSubmission,
     TaggedRun,
 )
+from ..domain.screening import InjectionBlockedError, InputScreen
 from ..metrics import Metrics
-from ..ports import Publisher, RateLimiter, RunStore
+from ..ports import AuditLog, Publisher, RateLimiter, RunStore
 from .replies import ReplyRouter, RunWatch, StreamClosed
+
+logger = logging.getLogger("gateway.runs")
 
 RunOutcomeMessage = AgentRunFinished | AgentRunCompleted | AgentRunFailed
 SubmitMode = Literal["async", "wait", "stream"]
@@ -136,6 +142,8 @@ class RunService:
         max_wait_s: float = 600.0,
         wait_grace_s: float = 5.0,
         rules: RunRules | None = None,
+        screen: InputScreen | None = None,
+        audit: AuditLog | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
@@ -147,6 +155,8 @@ class RunService:
         self.max_wait_s = max_wait_s
         self.wait_grace_s = wait_grace_s
         self.rules = rules if rules is not None else RunRules()
+        self.screen = screen
+        self.audit = audit
         self._clock = clock
         self._submitted = {mode: metrics.runs_submitted.labels(mode=mode) for mode in ("async", "wait", "stream")}
         self._cancels: set[asyncio.Task] = set()
@@ -196,9 +206,29 @@ class RunService:
 
     async def admit(self, who: Identity, body: RunSubmission) -> None:
         """The request's rules first (InvalidRequestError: nothing stored, nothing published, no
-        rate spent, as for a request that fails its schema), then the caller's rate."""
+        rate spent, as for a request that fails its schema), then screening of its user and system
+        messages (a refusal is audited), then the caller's rate."""
         self.rules.check(body)
+        if self.screen is not None:
+            await self._screen(who, body)
         await self._check_rate(who)
+
+    async def _screen(self, who: Identity, body: RunSubmission) -> None:
+        assert self.screen is not None
+        try:
+            flagged = self.screen.check(body)
+        except InjectionBlockedError as exc:
+            self.metrics.screened.labels(source=exc.source, action="blocked", category=exc.verdict.category).inc()
+            logger.warning("run request refused: %s", exc, extra=log_fields(subject=who.subject, **exc.ctx))
+            if self.audit is not None:
+                await self.audit.record(AuditEntry(
+                    subject=who.subject, role=who.role.label, action="runs.screened", outcome="refused",
+                    target=exc.field, details=exc.ctx))
+            raise
+        for item in flagged:
+            self.metrics.screened.labels(source=item.source, action="flagged", category=item.verdict.category).inc()
+            logger.info("run request flagged by screening (%s at %s); let through", item.verdict.category,
+                        ".".join(map(str, item.loc)), extra=log_fields(subject=who.subject))
 
     async def _check_rate(self, who: Identity) -> None:
         retry_after = await self.limiter.hit("runs", who.subject)

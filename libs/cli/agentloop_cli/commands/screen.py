@@ -1,0 +1,64 @@
+"""`agentloop screen FILE.jsonl`: screen each line's `text` for prompt injection through the
+gateway's operator route (POST /v1/ops/screen, the screener the gateway and runner serve with)
+and print one JSON verdict per line: flagged, category, score, the rules and part that fired."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..client import GatewayClient
+from ..config import credentials, gateway_url
+
+SOURCES = ("user", "system", "tool")
+
+
+def read_items(path: Path) -> list[dict[str, Any]]:
+    """Lines with a string `text` and optionally `source` (user|system|tool); a clear error naming
+    the line otherwise."""
+    items = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"line {n} is not JSON: {exc.msg}", param_hint="FILE") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise typer.BadParameter(f"line {n} has no string `text`", param_hint="FILE")
+        source = row.get("source", "user")
+        if source not in SOURCES:
+            raise typer.BadParameter(f"line {n}: source {source!r} is not one of {', '.join(SOURCES)}",
+                                     param_hint="FILE")
+        items.append({"text": row["text"], "source": source})
+    return items
+
+
+def screen(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL lines {text, source?}")],
+    batch: Annotated[int, typer.Option(min=1, max=256, help="texts per request")] = 64,
+    api_key: Annotated[str | None, typer.Option(help="default: AGENTLOOP_API_KEY, then .run/api-key")] = None,
+) -> None:
+    """Screen a file's texts for prompt injection (operator); one JSON verdict per line on stdout."""
+    items = read_items(file)
+    client = GatewayClient(gateway_url(), timeout=120)
+    token = client.token_for(credentials(api_key))
+    flagged = 0
+    progress = Progress(TextColumn("screening"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+    with progress:
+        task = progress.add_task("screen", total=len(items))
+        for start in range(0, len(items), batch):
+            chunk = items[start:start + batch]
+            verdicts = client.call(token, "POST", "/v1/ops/screen", json={"items": chunk}).json()["verdicts"]
+            for verdict in verdicts:
+                flagged += verdict["flagged"]
+                typer.echo(json.dumps(verdict, separators=(",", ":")))
+            progress.advance(task, len(chunk))
+    typer.echo(f"{flagged} of {len(items)} texts flagged", err=True)

@@ -1,0 +1,69 @@
+"""Screening of what a client sends (issue 12): user and system messages go through the shared
+screener (libs/screening) before anything is stored or published. Tool messages a client sends
+are tool output: the runner screens those, with every other tool result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from screening import Screener, Verdict
+from screening.policy import ScreeningSettings
+
+from .errors import InvalidRequestError
+from .requests import RunSubmission
+
+
+class InjectionBlockedError(InvalidRequestError):
+    """A message screened as a prompt injection where the policy blocks (a 422 naming it)."""
+
+    def __init__(self, loc: tuple[str | int, ...], source: str, verdict: Verdict) -> None:
+        self.source = source
+        self.verdict = verdict
+        fired = ", ".join(verdict.rules) if verdict.rules else f"classifier score {verdict.score:.2f}"
+        super().__init__(loc, f"refused: the {source} message reads as a prompt injection "
+                              f"({verdict.category}; {fired})")
+
+    @property
+    def ctx(self) -> dict:
+        return {"category": self.verdict.category, "source": self.source, "rules": list(self.verdict.rules),
+                "score": round(self.verdict.score, 4)}
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A message that fired and was let through (`flag`)."""
+
+    loc: tuple[str | int, ...]
+    source: str
+    verdict: Verdict
+
+
+class InputScreen:
+    def __init__(self, screener: Screener, settings: ScreeningSettings) -> None:
+        self.screener = screener
+        self.actions = {"user": settings.user, "system": settings.system}
+
+    def check(self, body: RunSubmission) -> list[Screened]:
+        """The messages that fired and were let through; raises InjectionBlockedError for the first
+        one the policy blocks."""
+        flagged: list[Screened] = []
+        for loc, source, text in _inputs(body):
+            action = self.actions.get(source, "off")
+            if action == "off" or not text:
+                continue
+            verdict = self.screener.screen(text)
+            if not verdict.flagged:
+                continue
+            if action == "block":
+                raise InjectionBlockedError(loc, source, verdict)
+            flagged.append(Screened(loc, source, verdict))
+        return flagged
+
+
+def _inputs(body: RunSubmission):
+    if body.instruction is not None:
+        yield ("instruction",), "user", body.instruction
+        return
+    for i, message in enumerate(body.messages or []):
+        if message.role in ("user", "system"):
+            yield ("messages", i, "content"), message.role, message.content or ""
