@@ -3,7 +3,9 @@ version a run names (decision 0018)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -16,16 +18,22 @@ from servicekit.db import asyncpg_dsn
 from tests.harness import IsolatedEnv, create_database, drop_database, free_port, migrate
 
 
-async def test_a_fresh_install_serves_the_bundled_base(infra: IsolatedEnv):
-    # A database of its own: the session's registry may have been moved by other tests.
-    name = f"{infra.database}_fresh_{uuid.uuid4().hex[:6]}"
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+@contextlib.contextmanager
+def migrated_database(infra: IsolatedEnv, purpose: str) -> Iterator[str]:
+    """A migrated database of its own (the session's registry may have been moved by other tests)."""
+    name = f"{infra.database}_{purpose}_{uuid.uuid4().hex[:6]}"
     create_database(name)
     try:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
         migrate(url)
-        production = await RegistryModels(url).production()
+        yield url
     finally:
         drop_database(name)
+
+
+async def test_a_fresh_install_serves_the_bundled_base(infra: IsolatedEnv):
+    with migrated_database(infra, "fresh") as url:
+        production = await RegistryModels(url).production()
     assert production is not None
     assert (production.model_version, production.gguf_uri, production.alias) == (BASE_VERSION, BUNDLED_URI,
                                                                                   "production")
@@ -33,11 +41,7 @@ async def test_a_fresh_install_serves_the_bundled_base(infra: IsolatedEnv):
 
 
 async def test_a_run_may_name_an_alias_or_a_version_and_an_unknown_name_is_none(infra: IsolatedEnv):
-    name = f"{infra.database}_lookup_{uuid.uuid4().hex[:6]}"
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    create_database(name)
-    try:
-        migrate(url)
+    with migrated_database(infra, "lookup") as url:
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             await register_candidate(
@@ -49,8 +53,6 @@ async def test_a_run_may_name_an_alias_or_a_version_and_an_unknown_name_is_none(
         registry = RegistryModels(url)
         by_alias, by_version = await registry.lookup("candidate"), await registry.lookup("v-lookup")
         unknown, base = await registry.lookup("v-nope"), await registry.lookup(BASE_VERSION)
-    finally:
-        drop_database(name)
     assert by_alias is not None and by_version is not None
     assert (by_alias.model_version, by_alias.gguf_uri, by_alias.sha256, by_alias.size_bytes, by_alias.alias) == (
         "v-lookup", "s3://models/v-lookup.gguf", "cd" * 32, 123_456, "candidate")
