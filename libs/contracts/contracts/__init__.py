@@ -28,6 +28,7 @@ from .agent import (
 )
 from .envelope import Contract, Envelope, deterministic_id, new_id, utcnow
 from .learning import (
+    MAX_DATASET_VERSION,
     DatasetBuilt,
     DatasetOptions,
     EvaluationCompleted,

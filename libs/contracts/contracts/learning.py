@@ -108,6 +108,9 @@ class RetrainRequested(Contract):
     base_model: str | None = Field(default=None, description="registry version or URI; default: production")
 
 
+MAX_DATASET_VERSION = 2**31 - 1  # log_miner.datasets.version is a Postgres integer
+
+
 class DatasetBuilt(Contract):
     routing_key: ClassVar[str] = "dataset.built.v1"
     # A notification: the trainer acts on the TrainingRequested that follows it.

@@ -67,7 +67,8 @@ def health_router(service: str, checks: dict[str, Check], details: Callable[[], 
     async def live() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @router.get("/health/ready")
+    @router.get("/health/ready", responses={503: {"description": "a dependency check failed (each check's result "
+                                                                 "is in the body)"}})
     async def ready() -> JSONResponse:
         results = await run_checks(checks)
         ok = all(r["ok"] for r in results.values())

@@ -34,7 +34,7 @@ from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsSto
 from .adapters.rate_limits import RedisRateLimiter
 from .adapters.registry import PostgresModelRegistry
 from .adapters.run_index import AsyncpgRunStore
-from .api import errors, routers
+from .api import errors, openapi, routers
 from .api.middleware import BodySizeLimit, HttpMetrics
 from .container import Container
 from .domain import RunRules
@@ -189,10 +189,12 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     rt.on_startup += [run_index.open, model_registry.open,
                       lambda: delete_retired_queues(broker, list(handlers.RETIRED_QUEUES), keep_unread=True)]
     rt.on_shutdown += [close_redis, run_index.close, model_registry.close, label_queue.close]
-    app = create_service_app(rt, routers(), version="1")
+    api_routers = routers()
+    app = create_service_app(rt, api_routers, version="1")
     app.state.container = container
     app.state.label_queue = label_queue  # the operator route of decision 0013
     errors.install(app)
+    openapi.install(app, api_routers, openai_path=errors.openai_path)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetrics, metrics=metrics)  # outermost: counts 413s too
     logger.info("gateway instance %s: reply queue %s%s", instance_id, REPLY_QUEUE_PREFIX, instance_id)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 
-from contracts.learning import LabelQueue
+from contracts.learning import MAX_DATASET_VERSION, LabelQueue
 
 from .domain.corpus import CorpusUnavailableError
 from .domain.openai_export import openai_line
@@ -21,7 +21,7 @@ def router(store: MinerStore, files: CorpusReader) -> APIRouter:
 
     @routes.get("/datasets/{version}/export")
     async def export_dataset(
-        version: Annotated[int, Path(ge=1, description="the dataset version (`v<N>` in S3)")],
+        version: Annotated[int, Path(ge=1, le=MAX_DATASET_VERSION, description="the dataset version (`v<N>` in S3)")],
         split: Annotated[Literal["train", "val"], Query(description="which split")] = "train",
         format: Annotated[Literal["openai"], Query(description="openai: OpenAI's chat fine-tuning JSONL")] = "openai",
     ) -> Response:

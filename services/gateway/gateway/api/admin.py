@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 
 from ..domain import ApiKeySubmission, Identity, Role
 from .deps import ApiKeysDep, ClientIp, require
+from .openapi import declared
 from .schemas import ApiKeyCreated, ApiKeyView
 
 router = APIRouter(prefix="/v1/admin/api-keys", tags=["admin"])
@@ -29,7 +30,7 @@ async def list_api_keys(who: Admin, keys: ApiKeysDep) -> list[ApiKeyView]:
     return [ApiKeyView(**{k: row.get(k) for k in ApiKeyView.model_fields}) for row in await keys.list()]
 
 
-@router.delete("/{key_id}", status_code=204)
+@router.delete("/{key_id}", status_code=204, responses=declared(404))
 async def revoke_api_key(who: Admin, keys: ApiKeysDep, ip: ClientIp, key_id: str) -> Response:
     """Revoke a key; tokens it already gave stay valid until they expire. 404 when no active key has this id."""
     await keys.revoke(who, key_id, ip)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
 from .deps import ApiKeysDep, ClientIp, ContainerDep
+from .openapi import declared
 from .schemas import TokenRequest, TokenResponse
 
 router = APIRouter(tags=["auth"])
@@ -19,7 +20,7 @@ async def jwks(container: ContainerDep) -> JSONResponse:
     return JSONResponse(container.tokens.keyring.jwks, headers={"Cache-Control": "public, max-age=300"})
 
 
-@router.post("/v1/auth/token", response_model=TokenResponse)
+@router.post("/v1/auth/token", response_model=TokenResponse, responses=declared(401, 429))
 async def issue_token(
     api_keys: ApiKeysDep,
     ip: ClientIp,

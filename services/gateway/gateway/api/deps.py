@@ -69,6 +69,9 @@ def require(role: Role, action: str | None = None, *, api_keys: bool = False):
             request.headers.get("authorization"), role, action=action, client_ip=peer_ip(request), api_keys=api_keys
         )
 
+    # What this guard can answer, for the OpenAPI document (api/openapi.py): every valid token has
+    # at least the user's role, so only a higher role can be refused.
+    caller.error_statuses = (401,) if role == Role.USER else (401, 403)  # type: ignore[attr-defined]
     return Depends(caller)
 
 

@@ -30,9 +30,13 @@ from ..domain import (
 from ..domain.screening import InjectionBlockedError
 
 
-def is_openai(request: Request) -> bool:
-    path = request.url.path
+def openai_path(path: str) -> bool:
+    """The OpenAI-compatible routes: their errors come in OpenAI's error object."""
     return path.startswith("/v1/chat/") or path == "/v1/models" or path.startswith("/v1/models/")
+
+
+def is_openai(request: Request) -> bool:
+    return openai_path(request.url.path)
 
 
 def openai_error(status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,

@@ -8,11 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from starlette.requests import HTTPConnection
 
-from contracts.learning import LabelQueue
+from contracts.learning import MAX_DATASET_VERSION, LabelQueue
 
 from ..adapters.log_miner import DatasetNotFoundError, LogMinerClient, LogMinerUnavailableError
 from ..domain import Identity, Role
 from .deps import require
+from .openapi import declared
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
 
@@ -27,7 +28,7 @@ async def _label_queue(conn: HTTPConnection) -> LogMinerClient:
 LabelQueueDep = Annotated[LogMinerClient, Depends(_label_queue)]
 
 
-@router.get("/label-queue")
+@router.get("/label-queue", responses=declared(503))
 async def label_queue(
     who: Operator, queue: LabelQueueDep,
     limit: Annotated[int, Query(ge=1, le=LabelQueue.MAX_LIMIT, description="how many runs to list")] = 20,
@@ -46,10 +47,10 @@ async def label_queue(
 
 @router.get("/datasets/{version}/export", response_class=Response,
             responses={200: {"content": {"application/x-ndjson": {}}, "description": "one line per example"},
-                       404: {"description": "no such dataset version"}, 503: {"description": "log-miner away"}})
+                       **declared(404, 503)})
 async def export_dataset(
     who: Exporter, miner: LabelQueueDep,
-    version: Annotated[int, Path(ge=1, description="the dataset version (DatasetBuilt.version)")],
+    version: Annotated[int, Path(ge=1, le=MAX_DATASET_VERSION, description="the dataset version (DatasetBuilt.version)")],
     split: Annotated[Literal["train", "val"], Query(description="which split")] = "train",
     format: Annotated[Literal["openai"], Query(description="openai: OpenAI's chat fine-tuning JSONL "
                                                            "(also TRL, datasets.load_dataset)")] = "openai",

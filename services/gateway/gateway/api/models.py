@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from ..domain import Identity, PromoteSubmission, RollbackSubmission, Role
 from ..service.models import ModelCommand, ModelService
 from .deps import ClientIp, ModelsDep, require
+from .openapi import declared
 from .schemas import ModelCommandAccepted, ModelList, ModelView
 
 router = APIRouter(prefix="/v1/registry/models", tags=["models"])
@@ -32,7 +33,10 @@ async def list_models(
     return ModelList(aliases=aliases, versions=[ModelView.of(v) for v in versions])
 
 
-@router.post("/rollback", status_code=202)
+WAITED = {200: {"model": ModelCommandAccepted, "description": "with ?wait=true: production has moved"}}
+
+
+@router.post("/rollback", status_code=202, responses={**WAITED, **declared(409)})
 async def rollback(
     who: RollingBack, models: ModelsDep, ip: ClientIp, response: Response,
     body: Annotated[RollbackSubmission | None, Body()] = None, wait: Wait = False, wait_s: WaitSeconds = 30.0,
@@ -42,12 +46,12 @@ async def rollback(
     return await _answer(models, command, response, wait, wait_s)
 
 
-@router.get("/{version}")
+@router.get("/{version}", responses=declared(404))
 async def get_model(who: Reader, models: ModelsDep, version: VersionName) -> ModelView:
     return ModelView.of(await models.version(version))
 
 
-@router.post("/{version}/promote", status_code=202)
+@router.post("/{version}/promote", status_code=202, responses={**WAITED, **declared(404, 409)})
 async def promote(
     who: Promoter, models: ModelsDep, ip: ClientIp, response: Response, version: VersionName,
     body: Annotated[PromoteSubmission | None, Body()] = None, wait: Wait = False, wait_s: WaitSeconds = 30.0,

@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 from ..domain import ChatCompletionRequest, ModelNotFoundError
 from ..service.completions import OWNER, CompletionService, ServedModel, StreamedCompletion
 from .deps import OpenAIUser
+from .openapi import declared
 
 router = APIRouter(tags=["openai"])
 
@@ -30,10 +31,7 @@ CompletionsDep = Annotated[CompletionService, Depends(_completions)]
 
 @router.post("/v1/chat/completions", responses={
     200: {"description": "a chat.completion object, or with `stream` server-sent chat.completion.chunk events"},
-    400: {"description": "invalid or unsupported argument (OpenAI's error object)"},
-    401: {"description": "no valid API key or token"}, 404: {"description": "model not served"},
-    429: {"description": "rate limited"}, 502: {"description": "the run failed"},
-    504: {"description": "the run did not finish in time"}})
+    **declared(400, 401, 404, 429, 502, 504, openai=True)})
 async def chat_completions(
     body: ChatCompletionRequest, who: OpenAIUser, completions: CompletionsDep,
     x_session_id: Annotated[str | None, Header(min_length=1, max_length=128, description=(
@@ -84,7 +82,7 @@ async def list_models(who: OpenAIUser, completions: CompletionsDep) -> JSONRespo
     return JSONResponse({"object": "list", "data": [_model(m) for m in await completions.served()]})
 
 
-@router.get("/v1/models/{model}")
+@router.get("/v1/models/{model}", responses=declared(404, openai=True))
 async def get_model(who: OpenAIUser, completions: CompletionsDep,
                     model: Annotated[str, Path(min_length=1, max_length=200)]) -> JSONResponse:
     for m in await completions.served():

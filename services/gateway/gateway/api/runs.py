@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from ..domain import FeedbackSubmission, RunSubmission
 from ..service.completions import run_id_of
 from .deps import CurrentUser, RunsDep
+from .openapi import declared
 from .schemas import FeedbackAccepted, RunAccepted, RunList, RunView
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -23,7 +24,8 @@ def _json(model, status_code: int = 200) -> Response:
     "",
     response_model=RunView,
     status_code=200,
-    responses={202: {"model": RunAccepted, "description": "accepted (no wait, or the wait timed out)"}},
+    responses={202: {"model": RunAccepted, "description": "accepted (no wait, or the wait timed out)"},
+               **declared(429)},
 )
 async def submit_run(
     body: RunSubmission,
@@ -59,13 +61,13 @@ async def list_runs(
     return _json(RunList.of(await runs.list(who, tags, limit)))
 
 
-@router.get("/{run_id}", response_model=RunView)
+@router.get("/{run_id}", response_model=RunView, responses=declared(404))
 async def get_run(run_id: str, who: CurrentUser, runs: RunsDep) -> Response:
     """A run, by its id or by the id of the chat completion it answered (`chatcmpl-...`)."""
     return _json(RunView.of(await runs.get(who, run_id_of(run_id))))
 
 
-@router.post("/{run_id}/feedback", status_code=201, response_model=FeedbackAccepted)
+@router.post("/{run_id}/feedback", status_code=201, response_model=FeedbackAccepted, responses=declared(404, 409))
 async def give_feedback(run_id: str, body: FeedbackSubmission, who: CurrentUser, runs: RunsDep) -> Response:
     """Rate a run (or the chat completion it answered, by its `chatcmpl-...` id), optionally with a correction."""
     run_id = run_id_of(run_id)
