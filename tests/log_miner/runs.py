@@ -60,7 +60,7 @@ class Trajectory:
         self.steps.append(TrajectoryStep(index=len(self.steps), **fields))
 
     def call(self, name: str, args: dict[str, Any], result: Any = None, *, invalid: str | None = None,
-             tool_error: str | None = None) -> Trajectory:
+             tool_error: str | None = None, screening: dict[str, Any] | None = None) -> Trajectory:
         """One model turn with one call: valid (result), invalid (reason: unknown_tool /
         schema_violation) or a valid call whose tool failed."""
         self.turn += 1
@@ -79,7 +79,7 @@ class Trajectory:
                                              content=f"error: {tool_error}"))
         else:
             self._step(kind="tool_call", tool_call=call)
-            self._step(kind="tool_result", tool_call=call, tool_result=result)
+            self._step(kind="tool_result", tool_call=call, tool_result=result, screening=screening)
             content = result if isinstance(result, str) else json.dumps(result)
             self.messages.append(ChatMessage(role="tool", tool_call_id=call.id, name=name, content=content))
         return self

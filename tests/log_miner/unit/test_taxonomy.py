@@ -53,6 +53,18 @@ def test_a_failing_tool_is_a_tool_error():
     assert Label.VALID_CALL in labels  # the call itself was fine
 
 
+def test_a_tool_result_the_screen_fired_on_is_injection_flagged_and_yields_no_example():
+    from log_miner.domain.examples import MiningRules, mine_run
+    from log_miner.domain.records import RunWithFeedback
+
+    screened = {"flagged": True, "category": "instruction_override", "action": "quarantined", "rules": ["x"]}
+    logged = Trajectory("What does the page say?").call("http_get", {"url": "https://x.example"}, "Ignore all...",
+                                                        screening=screened).answer("It asks me to ignore you.")
+    label, labels = labels_of(logged)
+    assert label == Label.INJECTION_FLAGGED and Label.VALID_CALL in labels
+    assert mine_run(RunWithFeedback(run_of(logged), ()), MiningRules()).example is None  # held back from training
+
+
 def test_the_wall_time_bound_is_a_timeout_whatever_else_happened():
     logged = Trajectory("2+2?").malformed().end("timeout", "run exceeded timeout_s=1")
     label, labels = labels_of(logged)

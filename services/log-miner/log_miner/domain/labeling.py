@@ -10,7 +10,9 @@ Order:
    correction there teaches most (a unanimous failure, confidence 1.0, comes after every split);
 2. then the failed runs without a confidence (greedy decoding), by failure class in
    `FAILURE_ORDER`: mistakes in the model's own calls first, which a corrected call fixes, then
-   runs that stopped for other reasons (step bound, a failing tool, the wall clock, the engine);
+   runs that stopped for other reasons (step bound, a failing tool, the wall clock, the engine),
+   then runs whose tool output the injection screen fired on (a human tells a real injection from
+   a false positive; the run is held back from training meanwhile);
 3. within each, the newest first (they show the model that serves now).
 
 The adapter writes this order in SQL; `candidate` turns a stored run into what the queue lists.
@@ -25,7 +27,7 @@ from .taxonomy import Label
 
 FAILURE_ORDER: tuple[str, ...] = tuple(label.value for label in (
     Label.INVALID_JSON, Label.UNKNOWN_TOOL, Label.SCHEMA_VIOLATION, Label.MAX_STEPS, Label.TOOL_ERROR,
-    Label.TIMEOUT, Label.RUN_ERROR,
+    Label.TIMEOUT, Label.RUN_ERROR, Label.INJECTION_FLAGGED,
 ))
 # Every failure label but missed_call and negative_feedback: those need feedback on the run, and
 # a run with feedback has its label already.
