@@ -39,6 +39,9 @@ def test_a_blocked_user_prompt_gets_a_422_with_its_category(blocking, token) -> 
     (detail,) = resp.json()["detail"]
     assert detail["type"] == "prompt_injection" and detail["loc"] == ["body", "instruction"]
     assert detail["ctx"]["category"] == "instruction_override" and detail["ctx"]["source"] == "user"
+    run = httpx.get(f"{blocking.gateway_url}/v1/runs/{detail['ctx']['run_id']}", headers=auth(token()), timeout=10)
+    assert run.status_code == 200 and run.json()["status"] == "refused", run.text  # recorded, never run
+    assert run.json()["error"]["code"] == "prompt_injection"
 
 
 def test_benign_tool_requests_from_the_corpus_pass_unchanged(blocking, token) -> None:

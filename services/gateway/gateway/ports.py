@@ -15,6 +15,9 @@ class RunStore(Protocol):
     async def create(self, run: NewRun, message: Contract) -> None:
         """Insert the run and stage its request message in the outbox, in one transaction."""
 
+    async def refuse(self, run: NewRun, error_code: str, error: str) -> None:
+        """Record a run request that was refused before it was published (status `refused`)."""
+
     async def get(self, run_id: str) -> RunRecord | None: ...
 
     async def list(self, subject: str | None, metadata: dict[str, str], limit: int) -> list[TaggedRun]:

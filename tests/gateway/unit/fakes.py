@@ -23,6 +23,10 @@ class FakeRunStore:
         self.tags[run.run_id] = dict(run.request.get("metadata") or {})
         self.outbox.append(message)
 
+    async def refuse(self, run: NewRun, error_code: str, error: str) -> None:
+        self.runs[run.run_id] = RunRecord(run_id=run.run_id, subject=run.subject, status="refused",
+                                          created_at=run.created_at, error_code=error_code, error=error)
+
     async def get(self, run_id: str) -> RunRecord | None:
         return self.runs.get(run_id)
 

@@ -39,9 +39,12 @@ async def test_a_blocked_user_message_is_refused_naming_it_and_its_category_and_
         await svc.submit(ALICE, conversation(("system", "You are helpful."), ("user", INJECTION)))
     assert exc.value.loc == ("messages", 1, "content") and exc.value.verdict.category == "instruction_override"
     assert exc.value.ctx["source"] == "user" and "ignore_previous_instructions" in exc.value.ctx["rules"]
-    assert store.runs == {} and publisher.published == []
+    (refused,) = store.runs.values()  # recorded as refused, nothing published
+    assert refused.status == "refused" and refused.error_code == "prompt_injection" and publisher.published == []
+    assert exc.value.ctx["run_id"] == refused.run_id and "instruction_override" in refused.error
     (entry,) = audit.entries
-    assert (entry.action, entry.outcome, entry.target) == ("runs.screened", "refused", "messages[1].content")
+    assert (entry.action, entry.outcome, entry.target) == ("runs.screened", "refused", refused.run_id)
+    assert entry.details["field"] == "messages[1].content"
 
 
 async def test_a_flagged_message_goes_through_and_is_counted():

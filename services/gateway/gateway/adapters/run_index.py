@@ -67,6 +67,9 @@ WITH run AS (
 )
 {SQL.stage_all(("$5", "$6", "$7", "$8"))}"""
 
+REFUSE_RUN = f"""INSERT INTO {RUNS} (run_id, subject, status, request, created_at, completed_at, error_code, error)
+VALUES ($1, $2, 'refused', $3, $4, $4, $5, $6)"""
+
 GET_RUN = f"SELECT {_RUN_COLUMNS} FROM {RUNS} WHERE run_id = $1"
 
 # Newest first; the tags filter is containment, which the partial GIN index serves (gateway_0002).
@@ -214,6 +217,10 @@ class AsyncpgRunStore:
         staged = OutboxRows.of([message for _, message in items])
         await self.pool.execute(CREATE_RUNS, *runs, *staged)
         return [None] * len(items)
+
+    async def refuse(self, run: NewRun, error_code: str, error: str) -> None:
+        """A rare write (a refusal): one statement of its own, no outbox row (nothing was published)."""
+        await self.pool.execute(REFUSE_RUN, run.run_id, run.subject, run.request, run.created_at, error_code, error)
 
     # ------------------------------------------------------------------ reads
 

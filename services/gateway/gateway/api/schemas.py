@@ -43,7 +43,7 @@ class RunView(BaseModel):
             usage=run.usage,
             model_version=run.model_version,
             engine=run.engine,
-            error=RunError(code=run.error_code, reason=run.error) if run.status == "failed" else None,
+            error=RunError(code=run.error_code, reason=run.error) if run.status in ("failed", "refused") else None,
             created_at=run.created_at,
             completed_at=run.completed_at,
         )

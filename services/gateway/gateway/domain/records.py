@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from .identities import Identity, Role
 
-RunStatus = Literal["queued", "completed", "failed"]
+RunStatus = Literal["queued", "completed", "failed", "refused"]  # refused: blocked by screening, never run
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ class InjectionBlockedError(InvalidRequestError):
     def __init__(self, loc: tuple[str | int, ...], source: str, verdict: Verdict) -> None:
         self.source = source
         self.verdict = verdict
+        self.run_id: str | None = None  # the refused run recorded for it, once it is
         fired = ", ".join(verdict.rules) if verdict.rules else f"classifier score {verdict.score:.2f}"
         super().__init__(loc, f"refused: the {source} message reads as a prompt injection "
                               f"({verdict.category}; {fired})")
@@ -26,7 +27,7 @@ class InjectionBlockedError(InvalidRequestError):
     @property
     def ctx(self) -> dict:
         return {"category": self.verdict.category, "source": self.source, "rules": list(self.verdict.rules),
-                "score": round(self.verdict.score, 4)}
+                "score": round(self.verdict.score, 4), **({"run_id": self.run_id} if self.run_id else {})}
 
 
 @dataclass(frozen=True)

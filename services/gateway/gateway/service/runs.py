@@ -207,7 +207,8 @@ class RunService:
     async def admit(self, who: Identity, body: RunSubmission) -> None:
         """The request's rules first (InvalidRequestError: nothing stored, nothing published, no
         rate spent, as for a request that fails its schema), then screening of its user and system
-        messages (a refusal is audited), then the caller's rate."""
+        messages (a refusal counts against the rate, is recorded as a `refused` run and audited),
+        then the caller's rate."""
         self.rules.check(body)
         if self.screen is not None:
             await self._screen(who, body)
@@ -218,12 +219,16 @@ class RunService:
         try:
             flagged = self.screen.check(body)
         except InjectionBlockedError as exc:
+            await self._check_rate(who)  # a refusal is recorded as a run: it counts as one
+            run, _ = self._prepare(who, body, stream=False)
+            exc.run_id = run.run_id  # the refusal names the run it recorded (GET /v1/runs/{id}: refused)
+            await self.store.refuse(run, "prompt_injection", str(exc))
             self.metrics.screened.labels(source=exc.source, action="blocked", category=exc.verdict.category).inc()
             logger.warning("run request refused: %s", exc, extra=log_fields(subject=who.subject, **exc.ctx))
             if self.audit is not None:
                 await self.audit.record(AuditEntry(
                     subject=who.subject, role=who.role.label, action="runs.screened", outcome="refused",
-                    target=exc.field, details=exc.ctx))
+                    target=run.run_id, details={"field": exc.field, **exc.ctx}))
             raise
         for item in flagged:
             self.metrics.screened.labels(source=item.source, action="flagged", category=item.verdict.category).inc()
