@@ -74,3 +74,13 @@ async def test_a_blocked_system_message_names_the_system_source():
     with pytest.raises(InjectionBlockedError) as exc:
         await svc.submit(ALICE, conversation(("system", INJECTION), ("user", "hi")))
     assert exc.value.source == "system" and exc.value.loc == ("messages", 0, "content")
+
+
+async def test_a_body_admitted_for_n_runs_is_screened_once_and_rated_n_times():
+    """n choices of one OpenAI completion: one screening, one refusal at most, n runs of rate."""
+    svc, store, _, audit, _ = service(user="block")
+    await svc.admit(ALICE, RunSubmission(instruction="What is the weather in Lisbon?"), runs=3)
+    assert [h for h in svc.limiter.hits if h[0] == "runs"] == [("runs", "alice")] * 3
+    with pytest.raises(InjectionBlockedError):
+        await svc.admit(ALICE, RunSubmission(instruction=INJECTION), runs=3)
+    assert len(store.runs) == 1 and len(audit.entries) == 1

@@ -142,7 +142,9 @@ class CompletionService:
     async def complete(self, who: Identity, req: ChatCompletionRequest) -> tuple[dict[str, Any], list[str]]:
         """The chat.completion object, and the run ids behind its choices."""
         body = await self._runs_of(req)
-        answers = await asyncio.gather(*(self.runs.submit_and_wait(who, body) for _ in range(req.choices)),
+        await self.runs.admit(who, body, runs=req.choices)  # rules and screening once, the rate per choice
+        answers = await asyncio.gather(*(self.runs.submit_and_wait(who, body, admitted=True)
+                                         for _ in range(req.choices)),
                                        return_exceptions=True)  # every choice's error retrieved, the first raised
         if errors := [a for a in answers if isinstance(a, BaseException)]:
             raise errors[0]

@@ -168,9 +168,12 @@ class RunService:
         run = await self._submit(who, body, mode="async")
         return queued_record(run)
 
-    async def submit_and_wait(self, who: Identity, body: RunSubmission, timeout_s: float | None = None) -> RunRecord:
-        """Accept a run and wait for its outcome; on timeout the run is returned still queued."""
-        await self.admit(who, body)
+    async def submit_and_wait(self, who: Identity, body: RunSubmission, timeout_s: float | None = None, *,
+                              admitted: bool = False) -> RunRecord:
+        """Accept a run and wait for its outcome; on timeout the run is returned still queued.
+        `admitted`: the caller has admitted it already (`admit(..., runs=n)` for n runs of one body)."""
+        if not admitted:
+            await self.admit(who, body)
         run, msg = self._prepare(who, body, stream=False)
         wait_s = self.wait_timeout(body, timeout_s)
         with self.replies.watch(run.run_id, steps=False) as watch:
@@ -204,15 +207,16 @@ class RunService:
         await self._persist_and_publish(run, msg, mode)
         return run
 
-    async def admit(self, who: Identity, body: RunSubmission) -> None:
+    async def admit(self, who: Identity, body: RunSubmission, *, runs: int = 1) -> None:
         """The request's rules first (InvalidRequestError: nothing stored, nothing published, no
         rate spent, as for a request that fails its schema), then screening of its user and system
         messages (a refusal counts against the rate, is recorded as a `refused` run and audited),
-        then the caller's rate."""
+        then the caller's rate, once per run the body will be submitted as."""
         self.rules.check(body)
         if self.screen is not None:
             await self._screen(who, body)
-        await self._check_rate(who)
+        for _ in range(runs):
+            await self._check_rate(who)
 
     async def _screen(self, who: Identity, body: RunSubmission) -> None:
         assert self.screen is not None
