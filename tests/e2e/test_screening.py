@@ -92,3 +92,20 @@ def test_agentloop_screen_prints_one_verdict_per_line(stack, infra, api_key, tmp
     assert refused.returncode == 2 and "line 2 has no string `text`" in refused.stderr
     as_user = cli(infra, "screen", str(corpus), env={**env, "AGENTLOOP_API_KEY": api_key("user")})
     assert as_user.returncode == 2 and "403" in as_user.stderr
+
+
+def test_operators_mark_a_false_positive_and_export_it_as_training_lines(stack, infra, api_key, tmp_path) -> None:
+    text = f"Please ignore the typos in my previous message ({tmp_path.name})."
+    marks = tmp_path / "fp.jsonl"
+    marks.write_text(json.dumps({"text": text, "note": "a request, not an attack"}) + "\n")
+    env = {"AGENTLOOP_URL": stack.gateway_url, "AGENTLOOP_API_KEY": api_key("operator")}
+    added = cli(infra, "screen-marks", "add", str(marks), "--label", "benign", env=env)
+    assert added.returncode == 0 and "1 texts marked benign" in added.stderr, added.stderr
+    exported = cli(infra, "screen-marks", "export", "--limit", "50", env=env)
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(x) for x in exported.stdout.splitlines()]
+    ours = [x for x in lines if x["text"] == text]
+    assert len(ours) == 1 and ours[0]["label"] == "benign" and ours[0]["category"] == "operator_mark"
+    assert ours[0]["note"] == "a request, not an attack" and ours[0]["marked_by"] == "e2e-operator"
+    as_user = cli(infra, "screen-marks", "export", env={**env, "AGENTLOOP_API_KEY": api_key("user")})
+    assert as_user.returncode == 2 and "403" in as_user.stderr

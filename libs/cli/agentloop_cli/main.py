@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(auth.api_key_app, name="api-key")
 app.add_typer(dataset.dataset_app, name="dataset")
+app.add_typer(screen.marks_app, name="screen-marks")
 app.command("token")(auth.token)
 app.command("run")(runs.run)
 app.command("status")(status.status)

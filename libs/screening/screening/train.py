@@ -1,8 +1,11 @@
-"""`python -m screening.train CORPUS.jsonl [--out DIR]`: retrain the shipped classifier.
+"""`python -m screening.train CORPUS.jsonl [--extra MARKS.jsonl ...] [--out DIR]`: retrain the
+shipped classifier.
 
 Trains on the corpus's dev part only (the held-out fifth stays unseen: `classifier.split_of`),
 chooses the threshold by 5-fold cross-validation on dev for the shipped setting (rules or
-classifier), and writes the artifact with the corpus's sha256. Progress goes to stderr.
+classifier), and writes the artifact with the corpus's sha256. `--extra` files (operators' marks,
+`GET /v1/ops/screen/marks`, or any file of the corpus format) are added to the training lines
+whole: they are new data, never part of the held-out fifth. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ def choose_threshold(scores: np.ndarray, rule_flags: np.ndarray, rows) -> tuple[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m screening.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path, help="JSONL lines {text, label: malicious|benign, category}")
+    parser.add_argument("--extra", type=Path, action="append", default=[],
+                        help="more lines to train on (operators' marks); repeatable")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "model", help="artifact directory")
     parser.add_argument("--c", type=float, default=10.0, help="inverse L2 strength of the logistic regression")
     args = parser.parse_args(argv)
@@ -75,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     dev = dev_rows(rows)
     log(f"{args.corpus}: {len(rows)} lines, training on the dev part ({len(dev)}); "
         f"{len(rows) - len(dev)} held out")
+    extra = {}
+    for path in args.extra:
+        lines = read_corpus(path)
+        extra[path.name] = {"lines": len(lines), "sha256": sha256_of(path)}
+        dev += [{**r, "category": r.get("category") or "operator_mark"} for r in lines]
+        log(f"{path}: {len(lines)} more lines to train on")
     rules = load_rules()
     rule_flags = np.array([bool(rules.hits(normalize(r["text"]))) for r in dev])
     log("choosing the threshold on 5 folds of dev")
@@ -87,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     digest = sha256_of(args.corpus)
     manifest = {
         "version": f"clf-{digest[:12]}-c{args.c:g}", "data": args.corpus.name, "data_sha256": digest,
-        "trained_on": "dev", "rows": len(dev), "holdout": {"mod": HOLDOUT_MOD, "bucket": HOLDOUT_BUCKET,
+        "trained_on": "dev", "rows": len(dev), "extra": extra, "holdout": {"mod": HOLDOUT_MOD, "bucket": HOLDOUT_BUCKET,
                                                         "key": "sha256(text)"},
         "n_features": N_FEATURES, "features": "hashed char 2-5 + word 1-2 n-grams (screening.classifier.features), l2 per block", "c": args.c,
         "threshold_choice": {"fp_overall_max": FP_OVERALL, "fp_hard_max": FP_HARD, "dev_folds": dev_rates,

@@ -30,7 +30,7 @@ from . import metrics as gateway_metrics
 from .adapters import run_index as run_index_sql
 from .adapters.key_files import KeyDirectory
 from .adapters.log_miner import LogMinerClient
-from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore
+from .adapters.postgres import PostgresApiKeys, PostgresAuditLog, PostgresOpsStore, PostgresScreeningMarks
 from .adapters.rate_limits import RedisRateLimiter
 from .adapters.registry import PostgresModelRegistry
 from .adapters.run_index import AsyncpgRunStore
@@ -163,7 +163,8 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         tokens=tokens,
         api_keys=api_keys,
         runs=runs,
-        ops=OpsService(ops_store, audit, outbox, default_screener(settings.screening.mode)),
+        ops=OpsService(ops_store, audit, outbox, default_screener(settings.screening.mode),
+                       PostgresScreeningMarks(outbox)),
         models=models,
         completions=CompletionService(runs, models),
         metrics=metrics,

@@ -3,12 +3,22 @@ unit tests use fakes of them."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from contracts import Contract
 from modelregistry import ModelVersion
 
-from .domain import ApiKeyRecord, AuditEntry, NewFeedback, NewRun, Role, RunFinish, RunRecord, TaggedRun
+from .domain import (
+    ApiKeyRecord,
+    AuditEntry,
+    NewFeedback,
+    NewRun,
+    Role,
+    RunFinish,
+    RunRecord,
+    ScreenMark,
+    TaggedRun,
+)
 
 
 class RunStore(Protocol):
@@ -30,6 +40,15 @@ class RunStore(Protocol):
 
     async def add_feedback(self, feedback: NewFeedback, message: Contract) -> None:
         """Insert the feedback and stage its event in the outbox, in one transaction."""
+
+
+class ScreeningMarks(Protocol):
+    """Operators' marks on screened texts: training data for the screening classifier."""
+
+    async def add(self, marks: list[ScreenMark], marked_by: str) -> int: ...
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        """Newest first: text, label, source, note, marked_by, marked_at."""
 
 
 class OpsStore(Protocol):

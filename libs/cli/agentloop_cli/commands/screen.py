@@ -20,8 +20,8 @@ SOURCES = ("user", "system", "tool")
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:
-    """Lines with a string `text` and optionally `source` (user|system|tool); a clear error naming
-    the line otherwise."""
+    """Lines with a string `text` and optionally `source` (user|system|tool) and `note`; a clear
+    error naming the line otherwise."""
     items = []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -36,7 +36,8 @@ def read_items(path: Path) -> list[dict[str, Any]]:
         if source not in SOURCES:
             raise typer.BadParameter(f"line {n}: source {source!r} is not one of {', '.join(SOURCES)}",
                                      param_hint="FILE")
-        items.append({"text": row["text"], "source": source})
+        items.append({"text": row["text"], "source": source,
+                      **({"note": str(row["note"])[:2000]} if row.get("note") else {})})
     return items
 
 
@@ -46,7 +47,7 @@ def screen(
     api_key: Annotated[str | None, typer.Option(help="default: AGENTLOOP_API_KEY, then .run/api-key")] = None,
 ) -> None:
     """Screen a file's texts for prompt injection (operator); one JSON verdict per line on stdout."""
-    items = read_items(file)
+    items = [{k: v for k, v in item.items() if k != "note"} for item in read_items(file)]
     client = GatewayClient(gateway_url(), timeout=120)
     token = client.token_for(credentials(api_key))
     flagged = 0
@@ -62,3 +63,43 @@ def screen(
                 typer.echo(json.dumps(verdict, separators=(",", ":")))
             progress.advance(task, len(chunk))
     typer.echo(f"{flagged} of {len(items)} texts flagged", err=True)
+
+
+marks_app = typer.Typer(help="Operators' marks on screened texts: training data for the screening classifier.",
+                        no_args_is_help=True)
+
+
+@marks_app.command("add")
+def add_marks(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL lines {text, source?, note?}")],
+    label: Annotated[str, typer.Option(help="benign (false positives) or malicious (misses)")],
+    api_key: Annotated[str | None, typer.Option(help="default: AGENTLOOP_API_KEY, then .run/api-key")] = None,
+) -> None:
+    """Mark every text of a file with one label (operator)."""
+    if label not in ("benign", "malicious"):
+        raise typer.BadParameter("benign or malicious", param_hint="--label")
+    marks = [{**item, "label": label} for item in read_items(file)]
+    client = GatewayClient(gateway_url())
+    token = client.token_for(credentials(api_key))
+    marked = 0
+    for start in range(0, len(marks), 500):
+        marked += client.call(token, "POST", "/v1/ops/screen/marks", json={"marks": marks[start:start + 500]},
+                              expect=(201,)).json()["marked"]
+    typer.echo(f"{marked} texts marked {label}", err=True)
+
+
+@marks_app.command("export")
+def export_marks(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write here instead of standard output")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="newest first")] = 10_000,
+    api_key: Annotated[str | None, typer.Option(help="default: AGENTLOOP_API_KEY, then .run/api-key")] = None,
+) -> None:
+    """The marks as corpus lines for `python -m screening.train CORPUS --extra FILE` (operator)."""
+    client = GatewayClient(gateway_url())
+    token = client.token_for(credentials(api_key))
+    data = client.call(token, "GET", "/v1/ops/screen/marks", params={"limit": limit}).content
+    if out is None:
+        typer.echo(data.decode(), nl=False)
+        return
+    out.write_bytes(data)
+    typer.echo(f"{len(data.splitlines())} marks written to {out}", err=True)

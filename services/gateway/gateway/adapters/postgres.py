@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,7 +19,7 @@ from contracts import Contract
 from servicekit.db import AsyncpgPool
 from servicekit.outbox import Outbox
 
-from ..domain import ApiKeyRecord, AuditEntry, Role
+from ..domain import ApiKeyRecord, AuditEntry, Role, ScreenMark
 from . import tables as t
 
 Database = AsyncEngine | AsyncConnection
@@ -83,6 +84,28 @@ class PostgresOpsStore:
         async with self.outbox.db.pool.acquire() as conn, conn.transaction():
             await conn.execute(AUDIT_INSERT, *_audit_values(entry))
             await self.outbox.add(conn, message)
+
+
+MARKS_INSERT = """INSERT INTO gateway.screening_marks (text, label, source, note, marked_by)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"""
+MARKS_RECENT = """SELECT text, label, source, note, marked_by, marked_at FROM gateway.screening_marks
+ORDER BY id DESC LIMIT $1"""
+
+
+class PostgresScreeningMarks:
+    """Operators' marks on screened texts, on the service's asyncpg pool."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    async def add(self, marks: list[ScreenMark], marked_by: str) -> int:
+        columns = [[m.text for m in marks], [m.label for m in marks], [m.source for m in marks],
+                   [m.note for m in marks], [marked_by] * len(marks)]
+        await self.outbox.db.pool.execute(MARKS_INSERT, *columns)
+        return len(marks)
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self.outbox.db.pool.fetch(MARKS_RECENT, limit)]
 
 
 class PostgresApiKeys:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 
-from ..domain import Identity, RetrainSubmission, Role, ScreenSubmission
+from ..domain import Identity, RetrainSubmission, Role, ScreenMarkSubmission, ScreenSubmission
 from .deps import ClientIp, OpsDep, require
 from .schemas import AuditView, RetrainAccepted, ScreenVerdicts
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/v1/ops", tags=["ops"])
 Operator = Annotated[Identity, require(Role.OPERATOR, action="ops.retrain")]
 Admin = Annotated[Identity, require(Role.ADMIN, action="ops.audit.read")]
 Screener = Annotated[Identity, require(Role.OPERATOR, action="ops.screen")]
+Marker = Annotated[Identity, require(Role.OPERATOR, action="ops.screen.mark")]
 
 
 @router.post("/retrain", status_code=202)
@@ -42,3 +44,21 @@ async def screen(who: Screener, ops: OpsDep, ip: ClientIp, body: ScreenSubmissio
     verdicts = await ops.screen(who, body, ip)
     return ScreenVerdicts(verdicts=[v.to_doc() | {"source": item.source} for v, item in zip(verdicts, body.items,
                                                                                                   strict=True)])
+
+
+@router.post("/screen/marks", status_code=201)
+async def mark(who: Marker, ops: OpsDep, ip: ClientIp, body: ScreenMarkSubmission) -> dict[str, int]:
+    """Mark screened texts: a false positive as `benign`, a miss as `malicious`. The marks become
+    training data of the screening classifier (`GET /v1/ops/screen/marks`, then
+    `python -m screening.train CORPUS --extra MARKS.jsonl`)."""
+    return {"marked": await ops.mark(who, body, ip)}
+
+
+@router.get("/screen/marks", response_class=Response,
+            responses={200: {"content": {"application/x-ndjson": {}}, "description": "one mark per line"}})
+async def marks(who: Marker, ops: OpsDep, ip: ClientIp,
+                limit: Annotated[int, Query(ge=1, le=100_000, description="newest first")] = 10_000) -> Response:
+    """The marks as JSON lines `{text, label, category: operator_mark, source, ...}`, the corpus
+    format the training command reads."""
+    lines = await ops.mark_lines(who, limit, ip)
+    return Response("".join(json.dumps(line) + "\n" for line in lines), media_type="application/x-ndjson")

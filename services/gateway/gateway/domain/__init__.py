@@ -36,6 +36,8 @@ from .requests import (
     RetrainSubmission,
     ScreenItem,
     ScreenSubmission,
+    ScreenMark,
+    ScreenMarkSubmission,
     ApiKeySubmission,
 )
 from .records import (
@@ -78,6 +80,8 @@ __all__ = [
     "RetrainSubmission",
     "ScreenItem",
     "ScreenSubmission",
+    "ScreenMark",
+    "ScreenMarkSubmission",
     "Role",
     "RollbackSubmission",
     "RunFinish",

@@ -157,6 +157,23 @@ class ScreenSubmission(BaseModel):
     items: list[ScreenItem] = Field(min_length=1, max_length=256)
 
 
+class ScreenMark(BaseModel):
+    """An operator's verdict on a text: `benign` marks a false positive, `malicious` a miss."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=65536)
+    label: Literal["benign", "malicious"]
+    source: Literal["user", "system", "tool"] = "user"
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ScreenMarkSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    marks: list[ScreenMark] = Field(min_length=1, max_length=1000)
+
+
 class ApiKeySubmission(BaseModel):
     """An admin's new API key: its role and its owner (the subject of its tokens)."""
 

@@ -7,17 +7,38 @@ from contracts import DatasetOptions, LoraOptions, RetrainRequested, determinist
 
 from screening import Screener, Verdict
 
-from ..domain import AuditEntry, Identity, RetrainSubmission, ScreenSubmission
-from ..ports import AuditLog, OpsStore, Publisher
+from ..domain import AuditEntry, Identity, RetrainSubmission, ScreenMarkSubmission, ScreenSubmission
+from ..ports import AuditLog, OpsStore, Publisher, ScreeningMarks
 
 
 class OpsService:
     def __init__(self, store: OpsStore, audit: AuditLog, publisher: Publisher,
-                 screener: Screener | None = None) -> None:
+                 screener: Screener | None = None, marks: ScreeningMarks | None = None) -> None:
         self.store = store
         self.audit = audit
         self.publisher = publisher
         self.screener = screener
+        self.marks = marks
+
+    async def mark(self, who: Identity, body: ScreenMarkSubmission, client_ip: str | None) -> int:
+        """Store operators' verdicts on texts (false positives as `benign`, misses as `malicious`)."""
+        assert self.marks is not None, "no screening-marks store configured"
+        count = await self.marks.add(body.marks, who.subject)
+        labels = [m.label for m in body.marks]
+        await self.audit.record(AuditEntry(
+            subject=who.subject, role=who.role.label, action="ops.screen.mark", outcome="ok", client_ip=client_ip,
+            details={"marks": count, "benign": labels.count("benign"), "malicious": labels.count("malicious")}))
+        return count
+
+    async def mark_lines(self, who: Identity, limit: int, client_ip: str | None) -> list[dict]:
+        """The marks as corpus lines `python -m screening.train --extra` reads, newest first."""
+        assert self.marks is not None, "no screening-marks store configured"
+        rows = await self.marks.recent(limit)
+        await self.audit.record(AuditEntry(subject=who.subject, role=who.role.label, action="ops.screen.marks.read",
+                                           outcome="ok", client_ip=client_ip, details={"limit": limit}))
+        return [{"text": r["text"], "label": r["label"], "category": "operator_mark", "source": r["source"],
+                 "note": r["note"], "marked_by": r["marked_by"], "marked_at": r["marked_at"].isoformat()}
+                for r in rows]
 
     async def screen(self, who: Identity, body: ScreenSubmission, client_ip: str | None) -> list[Verdict]:
         """The verdict on each text, by the screener the gateway's own policy uses (same rules,
