@@ -175,7 +175,7 @@ async def test_off_or_on_an_engine_that_cannot_switch_only_production_is_served(
 async def test_a_run_naming_a_version_runs_on_it_and_records_it(metrics, fakes, store, sink):
     loader, registry = FakeLoader(), Registry({"candidate": "v2"})
     models, production = served(loader, registry, metrics)
-    run_agent = RunAgent(loop=AgentLoop(server_tools={}, metrics=metrics), slot=models.slot, models=models,
+    run_agent = RunAgent(loop=AgentLoop(server_tools={}, metrics=metrics), models=models,
                          store=store, sinks=lambda _: sink, metrics=metrics, max_attempts=3)
     await run_agent(fakes.request(run_id="on-candidate", model="candidate"))
     await run_agent(fakes.request(run_id="on-production"))

@@ -67,13 +67,15 @@ def finished_id(run_id: str) -> str:
 
 
 class RunAgent:
-    def __init__(self, *, loop: AgentLoop, slot: ModelSlot, store: RunStore, sinks: SinkFactory,
+    def __init__(self, *, loop: AgentLoop, store: RunStore, sinks: SinkFactory, slot: ModelSlot | None = None,
                  metrics: RunnerMetrics, max_attempts: int, legacy_events: bool = True,
                  models: ServedModels | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.loop = loop
         self.legacy_events = legacy_events
-        self.slot = slot
-        self.models = models or ServedModels(slot)  # default: production only
+        if (slot is None) == (models is None):
+            raise ValueError("give the slot (production only) or the served models, not both")
+        self.models = models or ServedModels(slot)  # type: ignore[arg-type]
+        self.slot = self.models.slot  # the one the models lease production from
         self._clock = clock
         self.store = store
         self.sinks = sinks

@@ -12,8 +12,8 @@ from ..ports import AuditLog, OpsStore, Publisher, ScreeningMarks
 
 
 class OpsService:
-    def __init__(self, store: OpsStore, audit: AuditLog, publisher: Publisher,
-                 screener: Screener | None = None, marks: ScreeningMarks | None = None) -> None:
+    def __init__(self, store: OpsStore, audit: AuditLog, publisher: Publisher, screener: Screener,
+                 marks: ScreeningMarks) -> None:
         self.store = store
         self.audit = audit
         self.publisher = publisher
@@ -22,7 +22,6 @@ class OpsService:
 
     async def mark(self, who: Identity, body: ScreenMarkSubmission, client_ip: str | None) -> int:
         """Store operators' verdicts on texts (false positives as `benign`, misses as `malicious`)."""
-        assert self.marks is not None, "no screening-marks store configured"
         count = await self.marks.add(body.marks, who.subject)
         labels = [m.label for m in body.marks]
         await self.audit.record(AuditEntry(
@@ -32,7 +31,6 @@ class OpsService:
 
     async def mark_lines(self, who: Identity, limit: int, client_ip: str | None) -> list[dict]:
         """The marks as corpus lines `python -m screening.train --extra` reads, newest first."""
-        assert self.marks is not None, "no screening-marks store configured"
         rows = await self.marks.recent(limit)
         await self.audit.record(AuditEntry(subject=who.subject, role=who.role.label, action="ops.screen.marks.read",
                                            outcome="ok", client_ip=client_ip, details={"limit": limit}))
@@ -43,13 +41,10 @@ class OpsService:
     async def screen(self, who: Identity, body: ScreenSubmission, client_ip: str | None) -> list[Verdict]:
         """The verdict on each text, by the screener the gateway's own policy uses (same rules,
         classifier and mode), so a corpus measured here is measured as served."""
-        from screening import default_screener
-
-        screener = self.screener or default_screener()
-        verdicts = [screener.screen(item.text) for item in body.items]
+        verdicts = [self.screener.screen(item.text) for item in body.items]
         await self.audit.record(AuditEntry(
             subject=who.subject, role=who.role.label, action="ops.screen", outcome="ok", client_ip=client_ip,
-            details={"items": len(verdicts), "flagged": sum(v.flagged for v in verdicts), **screener.describe()}))
+            details={"items": len(verdicts), "flagged": sum(v.flagged for v in verdicts), **self.screener.describe()}))
         return verdicts
 
     async def request_retrain(self, who: Identity, body: RetrainSubmission, client_ip: str | None) -> str:
