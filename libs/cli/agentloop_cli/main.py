@@ -33,6 +33,7 @@ app.command("label-queue")(label_queue_command.label_queue)
 app.command("loop")(loop_command.loop)
 app.command("eval")(evaluate.eval_command)
 app.command("screen")(screen.screen)
+app.command("screen-flagged")(screen.flagged)
 
 
 def main() -> None:

@@ -123,6 +123,11 @@ class Principal(BaseModel):
     role: Literal["user", "operator", "admin"]
 
 
+SCREENED_INPUTS = ("messages of the request the prompt-injection screen fired on and that were let through: "
+                   "`source` (user, system, tool), `loc` (messages.N.content), the verdict (category, rules, "
+                   "score) and `action` (flagged; quarantined: a client's tool result the model read fenced)")
+
+
 class AgentRunRequested(Contract):
     routing_key: ClassVar[str] = "agent.run.requested.v1"
 
@@ -134,6 +139,7 @@ class AgentRunRequested(Contract):
     reply_to: str | None = Field(default=None, description="queue of the gateway instance")
     metadata: dict[str, str] = Field(default_factory=dict, description="the client's tags (`session_id` links "
                                                                        "the runs of one conversation)")
+    screening: list[dict[str, Any]] = Field(default_factory=list, description=SCREENED_INPUTS)
 
 
 class AgentRunCancelRequested(Contract):
@@ -230,6 +236,7 @@ class AgentRunCompleted(Contract):
     confidence: float | None = Field(
         default=None, description="GroupThink runs: the lowest agreement of any model turn (1.0 = unanimous)"
     )
+    screening: list[dict[str, Any]] = Field(default_factory=list, description=SCREENED_INPUTS)
 
 
 class AgentRunFailed(Contract):
@@ -264,6 +271,7 @@ class InteractionLogged(Contract):
         default=None, description="GroupThink runs: the lowest agreement of any model turn (1.0 = unanimous)"
     )
     subject: str | None = None
+    screening: list[dict[str, Any]] = Field(default_factory=list, description=SCREENED_INPUTS)
 
 
 class AgentRunFinished(Contract):
@@ -292,6 +300,8 @@ class AgentRunFinished(Contract):
     error_code: str | None = Field(default=None, description="failed runs: why (prompt_too_long, ...)")
     error: str | None = Field(default=None, description="failed runs: the reason in words")
     metadata: dict[str, str] = Field(default_factory=dict, description="the request's tags, as the client gave them")
+    screening: list[dict[str, Any]] = Field(default_factory=list, description=SCREENED_INPUTS + " (the gateway's "
+                                            "flags on user and system messages, the runner's on tool messages)")
 
 
 class FeedbackSubmitted(Contract):

@@ -33,6 +33,14 @@ class ScreeningSettings(BaseModel):
     mode: Mode = Field(default="both", description="both: rules or classifier fires; rules; classifier")
 
 
+EXCERPT_CHARS = 1000  # of a screened message, kept with its record: enough for an operator to judge and mark
+
+
+def excerpt(text: str) -> str:
+    """The start of a screened text, kept with the record of a request's message the screen fired on."""
+    return text[:EXCERPT_CHARS]
+
+
 def quarantined(text: str, verdict: Verdict) -> str:
     """The text as the model should see it: a notice, then the text fenced as data."""
     fence = "```"

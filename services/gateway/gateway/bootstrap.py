@@ -164,7 +164,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         api_keys=api_keys,
         runs=runs,
         ops=OpsService(ops_store, audit, outbox, default_screener(settings.screening.mode),
-                       PostgresScreeningMarks(outbox)),
+                       PostgresScreeningMarks(outbox), run_index),
         models=models,
         completions=CompletionService(runs, models),
         metrics=metrics,

@@ -3,6 +3,7 @@ unit tests use fakes of them."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 from contracts import Contract
@@ -32,6 +33,11 @@ class RunStore(Protocol):
 
     async def list(self, subject: str | None, metadata: dict[str, str], limit: int) -> list[TaggedRun]:
         """Runs newest first: of `subject` (None: everyone's) whose tags include every `metadata` pair."""
+
+    async def screened(self, since: datetime, limit: int) -> list[dict[str, Any]]:
+        """Runs since `since`, newest first, whose request a screen fired on or whose tool results it
+        fired on: run_id, subject, status, created_at, model_version, screening (the request's
+        records), screened_steps (the trajectory steps that carry one)."""
 
     async def finish(self, finish: RunFinish, *, message_id: str, message_type: str) -> RunRecord | None:
         """Record how a run ended, once: returns the updated record, or None when the run was

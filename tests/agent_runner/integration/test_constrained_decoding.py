@@ -16,14 +16,15 @@ from prometheus_client import CollectorRegistry
 from agent_runner.adapters.llamacpp_engine import LlamaCppEngine
 from agent_runner.metrics import RunnerMetrics
 from agent_runner.service import AgentLoop
-from contracts import AgentRunRequested, ChatMessage, FunctionSpec, Principal, RunOptions, ToolSpec
+from contracts import AgentRunRequested, ChatMessage, Principal, RunOptions, ToolSpec
 from modelkit.base_model import BUNDLED_MODEL_VERSION, bundled_gguf_path
 from modelkit.chat_format import STOP_STRINGS, parse_output, render_prompt
 from modelkit.tool_grammar import ToolConstraint
 
 pytestmark = pytest.mark.slow
 
-MAX_TOKENS = 64  # these calls take 30-50 tokens; a cut-off call would show up as a parse failure
+MAX_TOKENS = 112  # these calls take 30-50 tokens, up to ~90 where the base model writes a 32-digit number;
+# a cut-off call would show up as a parse failure
 
 
 def tool(name: str, description: str, properties: dict, required: list[str]) -> dict:

@@ -329,3 +329,12 @@ async def test_a_tool_result_the_client_sends_is_screened_too(metrics, fakes, si
     result = await loop.run(request, engine, sink)
     tool_message = [m for m in result.messages if m.role == "tool"][0]
     assert tool_message.content.startswith("[screened:") and "```text" in engine.prompts[0]
+    (flag,) = result.screening  # recorded with the run (AgentRunFinished.screening), for the taxonomy
+    assert (flag["source"], flag["loc"], flag["action"]) == ("tool", "messages.2.content", "quarantined")
+
+
+async def test_the_gateways_flags_on_the_request_go_with_the_run(metrics, fakes, sink):
+    gateway_flag = {"source": "user", "loc": "instruction", "action": "flagged", "category": "jailbreak"}
+    request = fakes.request().model_copy(update={"screening": [gateway_flag]})
+    result = await AgentLoop(server_tools={}, metrics=metrics).run(request, fakes.Engine(["Hello."]), sink)
+    assert result.screening == [gateway_flag]

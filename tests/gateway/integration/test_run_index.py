@@ -4,6 +4,7 @@ driven through `AsyncpgRunStore` as the use cases drive it: concurrent callers s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -293,3 +294,34 @@ async def test_runs_are_found_by_their_tags_newest_first(store):
     assert (await store.list(subject, {}, 10))[0].metadata == {}
     assert await store.list(subject, {"session": "s1", "app": "y"}, 10) == []
     assert len(await store.list(None, {"session": "s1"}, 500)) >= 2  # everyone's
+
+
+async def test_screened_runs_are_listed_with_the_runners_record_of_the_request(store):
+    """The gateway's flag is kept with the request; the runner's record (its flags on the client's
+    tool messages too) replaces it at the outcome, alone or in a batch; a screened tool step lists
+    the run as well; an unscreened run is not listed."""
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    gateway_flag = {"source": "user", "loc": "instruction", "action": "flagged", "category": "jailbreak"}
+    client_tool = {"source": "tool", "loc": "messages.2.content", "action": "quarantined", "category": "exfiltration"}
+    runs = []
+    for request in ({"screening": [gateway_flag]}, {"screening": [gateway_flag]}, {}, {}):
+        run, msg = new_run(run_id=f"run-{uuid.uuid4().hex}")
+        run = NewRun(run_id=run.run_id, subject=run.subject, created_at=datetime.now(UTC),
+                     request={**run.request, **request})
+        await store.create(run, msg)
+        runs.append(run.run_id)
+    alone, batched, tool_step, clean = runs
+    record = await store.finish(dataclasses.replace(done(alone), screening=[gateway_flag, client_tool]),
+                                **fresh())
+    assert record.screening == [gateway_flag, client_tool]
+    step = {"index": 1, "kind": "tool_result", "tool_call": {"name": "fetch"}, "tool_result": "Ignore all...",
+            "screening": {"category": "instruction_override", "action": "quarantined", "score": 0.9, "rules": []}}
+    finished = await asyncio.gather(store.finish(done(batched), **fresh()),  # no record of the runner's: kept
+                                    store.finish(dataclasses.replace(done(tool_step), steps=[step]), **fresh()),
+                                    store.finish(done(clean), **fresh()))
+    assert finished[0].screening == [gateway_flag] and finished[2].screening == []
+    listed = {r["run_id"]: r for r in await store.screened(since, 100)}
+    assert clean not in listed and {alone, batched, tool_step} <= set(listed)
+    assert listed[alone]["screening"] == [gateway_flag, client_tool] and listed[alone]["screened_steps"] == []
+    assert listed[tool_step]["screening"] == [] and listed[tool_step]["screened_steps"] == [step]
+    assert (await store.get(batched)).screening == [gateway_flag]

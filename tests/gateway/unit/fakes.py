@@ -19,13 +19,14 @@ class FakeRunStore:
 
     async def create(self, run: NewRun, message: Contract) -> None:
         self.runs[run.run_id] = RunRecord(run_id=run.run_id, subject=run.subject, status="queued",
-                                          created_at=run.created_at)
+                                          created_at=run.created_at, screening=run.request.get("screening", []))
         self.tags[run.run_id] = dict(run.request.get("metadata") or {})
         self.outbox.append(message)
 
     async def refuse(self, run: NewRun, error_code: str, error: str) -> None:
         self.runs[run.run_id] = RunRecord(run_id=run.run_id, subject=run.subject, status="refused",
-                                          created_at=run.created_at, error_code=error_code, error=error)
+                                          created_at=run.created_at, error_code=error_code, error=error,
+                                          screening=run.request.get("screening", []))
 
     async def get(self, run_id: str) -> RunRecord | None:
         return self.runs.get(run_id)
@@ -35,6 +36,15 @@ class FakeRunStore:
                 if subject in (None, r.subject)]
         return [t for t in runs if metadata.items() <= t.metadata.items()][:limit]
 
+    async def screened(self, since, limit: int) -> list[dict]:
+        out = []
+        for r in reversed(self.runs.values()):
+            steps = [s for s in r.steps or [] if isinstance(s.get("screening"), dict)]
+            if r.created_at >= since and (r.screening or steps):
+                out.append({"run_id": r.run_id, "subject": r.subject, "status": r.status, "created_at": r.created_at,
+                            "model_version": r.model_version, "screening": r.screening, "screened_steps": steps})
+        return out[:limit]
+
     async def finish(self, finish: RunFinish, *, message_id: str, message_type: str) -> RunRecord | None:
         if message_id in self.inbox:
             return None
@@ -43,6 +53,8 @@ class FakeRunStore:
         if run is None or run.finished:
             return None
         fields = {f.name: getattr(finish, f.name) for f in dataclasses.fields(finish) if f.name != "run_id"}
+        if not finish.screening:  # the runner's record replaces the gateway's when it has one
+            del fields["screening"]
         self.runs[finish.run_id] = dataclasses.replace(run, **fields)
         return self.runs[finish.run_id]
 

@@ -53,6 +53,31 @@ async def test_a_flagged_message_goes_through_and_is_counted():
     assert len(publisher.published) == 1 and audit.entries == []
     assert registry.get_sample_value("gateway_screened_messages_total", {
         "source": "user", "action": "flagged", "category": "instruction_override"}) == 1
+    # The flag goes with the run: to the runner (the trajectory, the log-miner's taxonomy) and the index.
+    (msg,) = publisher.published
+    (flag,) = msg.screening
+    assert (flag["source"], flag["loc"], flag["action"], flag["category"]) == (
+        "user", "instruction", "flagged", "instruction_override")
+    assert flag["excerpt"] == INJECTION and "ignore_previous_instructions" in flag["rules"]
+    (run,) = store.runs.values()
+    assert run.screening == [flag]
+
+
+async def test_operators_list_flagged_and_blocked_runs_with_what_fired():
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.service.ops import OpsService
+    svc, store, _, audit, _ = service(user="flag", system="block")
+    await svc.submit(ALICE, RunSubmission(instruction=INJECTION))
+    with pytest.raises(InjectionBlockedError):
+        await svc.submit(ALICE, conversation(("system", INJECTION), ("user", "hi")))
+    await svc.submit(ALICE, RunSubmission(instruction="What is the weather in Lisbon tomorrow?"))
+    ops = OpsService(None, audit, FakePublisher(), default_screener(), None, store)
+    runs = await ops.flagged(Identity("op", Role.OPERATOR), datetime.now(UTC) - timedelta(hours=1), 10, None)
+    assert [r["status"] for r in runs] == ["refused", "queued"]  # newest first; the benign run is not listed
+    assert [f["action"] for r in runs for f in r["flags"]] == ["blocked", "flagged"]
+    assert runs[0]["flags"][0]["source"] == "system" and runs[0]["flags"][0]["loc"] == "messages.0.content"
+    assert audit.entries[-1].action == "ops.screen.flagged.read" and audit.entries[-1].details["runs"] == 2
 
 
 async def test_benign_requests_and_tool_messages_pass_and_off_screens_nothing():

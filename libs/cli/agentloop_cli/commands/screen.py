@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from ..client import GatewayClient
 from ..config import credentials, gateway_url
@@ -103,3 +104,37 @@ def export_marks(
         return
     out.write_bytes(data)
     typer.echo(f"{len(data.splitlines())} marks written to {out}", err=True)
+
+
+def flagged(
+    since: Annotated[str | None, typer.Option(help="ISO date or time; default: the last 7 days")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="newest first")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON run per line")] = False,
+    texts: Annotated[Path | None, typer.Option(help="also write each flag's text as a line for "
+                                                    "`agentloop screen-marks add FILE --label benign`")] = None,
+    api_key: Annotated[str | None, typer.Option(help="default: AGENTLOOP_API_KEY, then .run/api-key")] = None,
+) -> None:
+    """Runs the prompt-injection screen fired on (operator): what fired, where, and the verdict."""
+    client = GatewayClient(gateway_url())
+    token = client.token_for(credentials(api_key))
+    params: dict[str, Any] = {"limit": limit, **({"since": since} if since else {})}
+    runs = client.call(token, "GET", "/v1/ops/screen/flagged", params=params).json()["runs"]
+    if texts is not None:
+        lines = [json.dumps({"text": f["excerpt"], "source": f["source"],
+                             "note": f"run {r['run_id']} {f.get('loc') or 'step ' + str(f.get('step'))}"})
+                 for r in runs for f in r["flags"]]
+        texts.write_text("".join(line + "\n" for line in lines))
+        typer.echo(f"{len(lines)} flagged texts written to {texts}", err=True)
+    if as_json:
+        for run in runs:
+            typer.echo(json.dumps(run, separators=(",", ":")))
+        return
+    table = Table("created", "run", "status", "source", "where", "action", "category", "score", "fired", "excerpt")
+    for run in runs:
+        for f in run["flags"]:
+            where = f.get("loc") or f"step {f.get('step')} {f.get('tool') or ''}".strip()
+            table.add_row(run["created_at"][:19], run["run_id"][:12], run["status"], f["source"], where, f["action"],
+                          f.get("category") or "", f"{f['score']:.2f}", ", ".join(f["rules"]) or "classifier",
+                          f["excerpt"][:60].replace("\n", " "))
+    Console(width=None if sys.stdout.isatty() else 220).print(table)  # piped: wide enough not to elide
+    typer.echo(f"{len(runs)} runs flagged", err=True)

@@ -29,7 +29,7 @@ from contracts import (
     Usage,
 )
 from modelkit.chat_format import STOP_STRINGS, ParsedCall, parse_output, render_prompt
-from screening.policy import ToolScreen
+from screening.policy import ToolScreen, excerpt
 from servicekit.text import storable
 
 from .. import groupthink
@@ -62,6 +62,7 @@ class RunResult:
     usage: Usage
     client_tool_calls: list[ToolCall] = field(default_factory=list)
     confidence: float | None = None  # GroupThink: the lowest agreement of the run's model turns
+    screening: list[dict[str, Any]] = field(default_factory=list)  # inputs the screen fired on (contract)
 
 
 class StepStream:
@@ -143,6 +144,7 @@ class _Run:
     partial: list[str] = field(default_factory=list)  # text of the model turn in progress
     partial_started_ms: float = 0.0
     constraint: ToolConstraint | None = None  # the model turn's tool_choice (and tools)
+    screening: list[dict[str, Any]] = field(default_factory=list)  # the request's inputs the screen fired on
 
     def add(self, **fields: Any) -> TrajectoryStep:
         step = TrajectoryStep(index=len(self.steps), **fields)
@@ -152,7 +154,7 @@ class _Run:
     def result(self, outcome: RunOutcome, answer: str | None = None,
                client_calls: list[ToolCall] | None = None) -> RunResult:
         return RunResult(outcome, answer, self.messages, self.toolset.specs, self.steps, self.usage,
-                         client_calls or [])
+                         client_calls or [], screening=self.screening)
 
 
 class AgentLoop:
@@ -180,7 +182,8 @@ class AgentLoop:
 
     async def run(self, request: AgentRunRequested, engine: Engine, sink: StepSink) -> RunResult:
         stream = StepStream(request, sink, self.clock, flush_chars=self.flush_chars, flush_ms=self.flush_ms)
-        run = _Run(messages=self._screened_client_results(request.messages), toolset=self.toolset(request))
+        messages, screened = self._screened_client_results(request.messages)
+        run = _Run(messages=messages, toolset=self.toolset(request), screening=[*request.screening, *screened])
         groupthink.check_samples(request.options.groupthink, self.groupthink_max_samples)
         self._constrain(request, run)  # a tool_choice that cannot hold fails the run before it starts
         await stream.emit("started", text=engine.model_version)
@@ -203,19 +206,23 @@ class AgentLoop:
         await stream.emit("final", text=result.answer, is_error=result.outcome not in ("answered", "client_tool_call"))
         return result
 
-    def _screened_client_results(self, messages) -> list[ChatMessage]:
+    def _screened_client_results(self, messages) -> tuple[list[ChatMessage], list[dict[str, Any]]]:
         """The conversation as the model reads it: tool results the client sent are tool output
-        too, screened like the server tools' (a quarantined one is fenced in the trajectory's messages)."""
+        too, screened like the server tools' (a quarantined one is fenced in the trajectory's
+        messages), and what the screen fired on (`AgentRunFinished.screening`)."""
         out = list(messages)
+        screened: list[dict[str, Any]] = []
         if self.tool_screen is None:
-            return out
+            return out, screened
         for i, message in enumerate(out):
             if message.role == "tool" and message.content:
                 content, record = self.tool_screen.check(message.content)
                 if record is not None:
                     self.metrics.tool_screened(message.name or "client", record)
                     out[i] = message.model_copy(update={"content": content})
-        return out
+                    screened.append({"source": "tool", "loc": f"messages.{i}.content", **record,
+                                     "excerpt": excerpt(message.content)})
+        return out, screened
 
     async def _turns(self, request: AgentRunRequested, engine: Engine, run: _Run, stream: StepStream) -> RunResult:
         options = request.options

@@ -208,7 +208,7 @@ class RunAgent:
                 steps=[TrajectoryStep(index=0, kind="error", error=f"{code}: {reason}")],
                 usage=Usage(total_ms=round(seconds * 1000, 3)), model_version=engine.model_version,
                 engine=engine.name, subject=request.principal.subject, error_code=code, error=reason,
-                metadata=request.metadata,
+                metadata=request.metadata, screening=request.screening,
             )
         else:
             finished = AgentRunFinished.create(
@@ -217,6 +217,7 @@ class RunAgent:
                 client_tool_calls=result.client_tool_calls, messages=result.messages, tools=result.tools,
                 steps=result.steps, usage=result.usage, model_version=engine.model_version, engine=engine.name,
                 confidence=result.confidence, subject=request.principal.subject, metadata=request.metadata,
+                screening=result.screening,
             )
         row = {
             "run_id": run_id,
@@ -251,11 +252,13 @@ class RunAgent:
                 correlation_id=run_id, message_id=completed_id(run_id), causation=request, run_id=run_id,
                 outcome=f.outcome, answer=f.answer, client_tool_calls=f.client_tool_calls, steps=f.steps,
                 usage=f.usage, model_version=f.model_version, engine=f.engine, confidence=f.confidence,
+                screening=f.screening,
             )
         logged = InteractionLogged.create(
             correlation_id=run_id, message_id=logged_id(run_id), causation=request, run_id=run_id,
             outcome=f.outcome, messages=f.messages, tools=f.tools, steps=f.steps, usage=f.usage,
             model_version=f.model_version, engine=f.engine, subject=f.subject, confidence=f.confidence,
+            screening=f.screening,
         )
         return terminal, logged
 

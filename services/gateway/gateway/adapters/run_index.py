@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -45,8 +46,10 @@ SQL = MessageSql(SCHEMA)
 RUNS, FEEDBACK = (x.fullname for x in (t.runs, t.feedback))
 
 _FIELDS = tuple(f.name for f in fields(RunRecord))
-_RUN_COLUMNS = ", ".join(_FIELDS)
-_RETURNED = ", ".join(f"r.{name}" for name in _FIELDS)
+_COLUMNS = tuple(name for name in _FIELDS if name != "screening")  # screening lives in the request (below)
+_SCREENING = "coalesce({r}request -> 'screening', '[]'::jsonb) AS screening"
+_RUN_COLUMNS = ", ".join((*_COLUMNS, _SCREENING.format(r="")))
+_RETURNED = ", ".join((*(f"r.{name}" for name in _COLUMNS), _SCREENING.format(r="r.")))
 
 _STAGE = SQL.stage_one("$5", "$6", "$7", "$8")
 
@@ -78,8 +81,25 @@ WHERE ($1::text IS NULL OR subject = $1) AND ($2::jsonb = '{{}}'::jsonb OR (requ
       AND request -> 'metadata' @> $2::jsonb))
 ORDER BY created_at DESC LIMIT $3"""
 
+# Runs the injection screen fired on: a message of the request (flagged or blocked, kept in the
+# request by the gateway) or a tool result (the step's `screening`), newest first.
+SCREENED_RUNS = f"""SELECT run_id, subject, status, created_at, model_version,
+    coalesce(request -> 'screening', '[]'::jsonb) AS screening,
+    coalesce((SELECT jsonb_agg(s ORDER BY (s ->> 'index')::int) FROM jsonb_array_elements(steps) AS s
+              WHERE jsonb_typeof(s -> 'screening') = 'object'), '[]'::jsonb) AS screened_steps
+FROM {RUNS}
+WHERE created_at >= $1 AND (request ? 'screening'
+      OR jsonb_path_exists(coalesce(steps, '[]'::jsonb), '$[*].screening ? (@.type() == "object")'))
+ORDER BY created_at DESC LIMIT $2"""
+
+# The runner's record of the request's screening (the gateway's flags and its own on the client's
+# tool messages) replaces the gateway's when it has any.
+_SCREENED = """CASE WHEN jsonb_array_length({v}) > 0 THEN jsonb_set({r}request, ARRAY['screening'], {v})
+    ELSE {r}request END"""
+
 _SET_OUTCOME = f"""UPDATE {RUNS} SET status = $2, outcome = $3, answer = $4, steps = $5, client_tool_calls = $6,
-    usage = $7, model_version = $8, engine = $9, error_code = $10, error = $11, completed_at = $12
+    usage = $7, model_version = $8, engine = $9, error_code = $10, error = $11, completed_at = $12,
+    request = {_SCREENED.format(v="$15::jsonb", r="")}
 WHERE run_id = $1 AND status = 'queued'"""
 
 # The inbox claim and the update in one statement: a duplicate delivery claims nothing and so
@@ -91,9 +111,10 @@ WITH claim AS ({SQL.claim("$13", "$14")}
 RETURNING {_RUN_COLUMNS}"""
 
 _OUTCOMES_CLAIMED = """unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                  $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[], $14::text[])
+                  $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[], $14::text[],
+                  $15::text[])
     WITH ORDINALITY AS u(run_id, status, outcome, answer, steps, client_tool_calls, usage, model_version, engine,
-                         error_code, error, completed_at, message_id, message_type, ord)"""
+                         error_code, error, completed_at, message_id, message_type, screening, ord)"""
 
 # Locks in run id order (LockRows sits above the sort); rows another transaction finished
 # meanwhile are rechecked and left out.
@@ -104,7 +125,7 @@ _LOCKED = f"""locked AS (
 _SET_OUTCOMES = f"""UPDATE {RUNS} AS r SET status = u.status, outcome = u.outcome, answer = u.answer,
     steps = u.steps::jsonb, client_tool_calls = u.client_tool_calls::jsonb, usage = u.usage::jsonb,
     model_version = u.model_version, engine = u.engine, error_code = u.error_code, error = u.error,
-    completed_at = u.completed_at
+    completed_at = u.completed_at, request = {_SCREENED.format(v="u.screening::jsonb", r="r.")}
 FROM {{source}} AS u
 WHERE r.run_id = u.run_id AND r.status = 'queued' AND r.run_id IN (SELECT run_id FROM locked)"""
 
@@ -144,6 +165,11 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
 def _outcome_row(f: RunFinish) -> tuple[Any, ...]:
     return (f.run_id, f.status, f.outcome, f.answer, _json(f.steps), _json(f.client_tool_calls), _json(f.usage),
             f.model_version, f.engine, f.error_code, f.error, f.completed_at)
+
+
+def _outcome_tail(item: _Outcome, encode: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """The arguments after the outcome's columns: the inbox claim ($13, $14), the screening ($15)."""
+    return item.message_id, item.message_type, encode(item.finish.screening)
 
 
 def _single(f: RunFinish) -> tuple[Any, ...]:
@@ -232,6 +258,10 @@ class AsyncpgRunStore:
         rows = await self.pool.fetch(LIST_RUNS, subject, metadata, limit)
         return [TaggedRun(RunRecord(**{k: row[k] for k in _FIELDS}), row["metadata"]) for row in rows]
 
+    async def screened(self, since: datetime, limit: int) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(SCREENED_RUNS, since, limit)
+        return [dict(row) for row in rows]
+
     # ------------------------------------------------------------------ outcomes
 
     async def finish(self, finish: RunFinish, *, message_id: str, message_type: str) -> RunRecord | None:
@@ -244,13 +274,13 @@ class AsyncpgRunStore:
         by its first delivery only; the later ones claim nothing, as after a commit."""
         if len(items) == 1:
             (item,) = items
-            row = await self.pool.fetchrow(FINISH_RUN_ONCE, *_single(item.finish), item.message_id, item.message_type)
+            row = await self.pool.fetchrow(FINISH_RUN_ONCE, *_single(item.finish), *_outcome_tail(item, list))
             return [RunRecord(**row) if row is not None else None]
         first: dict[str, int] = {}
         for i, item in enumerate(items):
             first.setdefault(item.message_id, i)
-        sent = [(*_outcome_row(items[i].finish), items[i].message_id, items[i].message_type) for i in first.values()]
-        rows = await self.pool.fetch(FINISH_RUNS_ONCE, *_columns(sent, 14))
+        sent = [(*_outcome_row(items[i].finish), *_outcome_tail(items[i], json.dumps)) for i in first.values()]
+        rows = await self.pool.fetch(FINISH_RUNS_ONCE, *_columns(sent, 15))
         written = {row["message_id"]: _record(row) for row in rows}
         return [written.get(item.message_id) if first[item.message_id] == i else None
                 for i, item in enumerate(items)]

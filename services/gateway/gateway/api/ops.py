@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 
 from ..domain import Identity, RetrainSubmission, Role, ScreenMarkSubmission, ScreenSubmission
 from .deps import ClientIp, OpsDep, require
-from .schemas import AuditView, RetrainAccepted, ScreenVerdicts
+from .schemas import AuditView, FlaggedRuns, RetrainAccepted, ScreenVerdicts
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
 
@@ -44,6 +45,21 @@ async def screen(who: Screener, ops: OpsDep, ip: ClientIp, body: ScreenSubmissio
     verdicts = await ops.screen(who, body, ip)
     return ScreenVerdicts(verdicts=[v.to_doc() | {"source": item.source} for v, item in zip(verdicts, body.items,
                                                                                                   strict=True)])
+
+
+@router.get("/screen/flagged")
+async def flagged(
+    who: Screener, ops: OpsDep, ip: ClientIp,
+    since: Annotated[datetime | None, Query(description="runs created at or after; default: the last 7 days")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> FlaggedRuns:
+    """Runs the prompt-injection screen fired on, newest first: each with its flags (a user or system
+    message flagged or blocked at the gateway, a tool result quarantined or flagged by the runner),
+    the verdict and an excerpt. A false positive is marked with `POST /v1/ops/screen/marks`."""
+    since = since or datetime.now(UTC) - timedelta(days=7)
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return FlaggedRuns(runs=await ops.flagged(who, since, limit, ip))
 
 
 @router.post("/screen/marks", status_code=201)

@@ -30,6 +30,9 @@ class RunView(BaseModel):
     error: RunError | None = None
     created_at: datetime
     completed_at: datetime | None = None
+    screening: list[dict[str, Any]] = Field(
+        default=[], description="messages of the request the prompt-injection screen fired on (flagged or blocked); "
+        "tool results it fired on carry theirs on their step")
 
     @classmethod
     def of(cls, run: RunRecord) -> RunView:
@@ -46,6 +49,7 @@ class RunView(BaseModel):
             error=RunError(code=run.error_code, reason=run.error) if run.status in ("failed", "refused") else None,
             created_at=run.created_at,
             completed_at=run.completed_at,
+            screening=run.screening,
         )
 
 
@@ -192,6 +196,32 @@ class ScreenVerdict(BaseModel):
     hidden: list[str] = Field(description="what normalisation found hidden: tags, invisible, zalgo, confusables")
     ms: float
     source: str
+
+
+class ScreenFlag(BaseModel):
+    source: str = Field(description="user, system (the gateway screened it) or tool (the runner did)")
+    loc: str | None = Field(default=None, description="the request's message: `messages.N.content`, `instruction`")
+    step: int | None = Field(default=None, description="the trajectory step of a screened tool result")
+    tool: str | None = None
+    action: str = Field(default="", description="blocked, flagged or quarantined")
+    category: str | None = None
+    score: float = 0.0
+    rules: list[str] = []
+    fired_by: list[str] = []
+    excerpt: str = Field(default="", description="the start of the screened text")
+
+
+class FlaggedRun(BaseModel):
+    run_id: str
+    subject: str
+    status: RunStatus
+    created_at: datetime
+    model_version: str | None = None
+    flags: list[ScreenFlag]
+
+
+class FlaggedRuns(BaseModel):
+    runs: list[FlaggedRun]
 
 
 class ScreenVerdicts(BaseModel):

@@ -30,6 +30,7 @@ class RunRecord:
     error_code: str | None = None
     error: str | None = None
     completed_at: datetime | None = None
+    screening: list[dict[str, Any]] = field(default_factory=list)  # messages the screen fired on (gateway's)
 
     def visible_to(self, who: Identity) -> bool:
         """Users see their own runs; operators and admins see all."""
@@ -72,6 +73,7 @@ class RunFinish:
     engine: str | None = None
     error_code: str | None = None
     error: str | None = None
+    screening: list[dict[str, Any]] = field(default_factory=list)  # the runner's record of the request's
 
 
 @dataclass(frozen=True, slots=True)

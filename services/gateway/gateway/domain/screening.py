@@ -5,20 +5,28 @@ are tool output: the runner screens those, with every other tool result."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from screening import Screener, Verdict
-from screening.policy import ScreeningSettings
+from screening.policy import ScreeningSettings, excerpt
 
 from .errors import InvalidRequestError
 from .requests import RunSubmission
 
 
+def screened_record(loc: tuple[str | int, ...], source: str, verdict: Verdict, text: str, action: str) -> dict[str, Any]:
+    """What the run keeps of a message the screen fired on (`AgentRunRequested.screening`)."""
+    return {"source": source, "loc": ".".join(map(str, loc)), **verdict.to_doc(), "action": action,
+            "excerpt": excerpt(text)}
+
+
 class InjectionBlockedError(InvalidRequestError):
     """A message screened as a prompt injection where the policy blocks (a 422 naming it)."""
 
-    def __init__(self, loc: tuple[str | int, ...], source: str, verdict: Verdict) -> None:
+    def __init__(self, loc: tuple[str | int, ...], source: str, verdict: Verdict, text: str = "") -> None:
         self.source = source
         self.verdict = verdict
+        self.record = screened_record(loc, source, verdict, text, "blocked")
         self.run_id: str | None = None  # the refused run recorded for it, once it is
         fired = ", ".join(verdict.rules) if verdict.rules else f"classifier score {verdict.score:.2f}"
         super().__init__(loc, f"refused: the {source} message reads as a prompt injection "
@@ -37,6 +45,10 @@ class Screened:
     loc: tuple[str | int, ...]
     source: str
     verdict: Verdict
+    text: str
+
+    def record(self) -> dict[str, Any]:
+        return screened_record(self.loc, self.source, self.verdict, self.text, "flagged")
 
 
 class InputScreen:
@@ -56,8 +68,8 @@ class InputScreen:
             if not verdict.flagged:
                 continue
             if action == "block":
-                raise InjectionBlockedError(loc, source, verdict)
-            flagged.append(Screened(loc, source, verdict))
+                raise InjectionBlockedError(loc, source, verdict, text)
+            flagged.append(Screened(loc, source, verdict, text))
         return flagged
 
 

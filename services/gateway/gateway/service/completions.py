@@ -25,7 +25,7 @@ from ..domain import (
     to_run,
 )
 from .models import ModelService
-from .runs import RunService
+from .runs import Admission, RunService
 
 # What a completion's `model` may name: these aliases where the registry sets them, and every version
 # with a GGUF (the runner serves production and loads another when a run names it: decision 0018).
@@ -142,8 +142,8 @@ class CompletionService:
     async def complete(self, who: Identity, req: ChatCompletionRequest) -> tuple[dict[str, Any], list[str]]:
         """The chat.completion object, and the run ids behind its choices."""
         body = await self._runs_of(req)
-        await self.runs.admit(who, body, runs=req.choices)  # rules and screening once, the rate per choice
-        answers = await asyncio.gather(*(self.runs.submit_and_wait(who, body, admitted=True)
+        admitted = await self.runs.admit(who, body, runs=req.choices)  # rules and screening once, rate per choice
+        answers = await asyncio.gather(*(self.runs.submit_and_wait(who, body, admitted=admitted)
                                          for _ in range(req.choices)),
                                        return_exceptions=True)  # every choice's error retrieved, the first raised
         if errors := [a for a in answers if isinstance(a, BaseException)]:
@@ -173,18 +173,20 @@ class CompletionService:
         """Everything that can refuse the request, before the response starts: the chunks come from
         `StreamedCompletion.chunks()`, which submits the run when it is first iterated."""
         body = await self._runs_of(req)
-        await self.runs.admit(who, body)
-        return StreamedCompletion(self.runs, who, body, req)
+        admitted = await self.runs.admit(who, body)
+        return StreamedCompletion(self.runs, who, body, req, admitted)
 
 
 class StreamedCompletion:
     """A completion about to be streamed: its run is submitted when `chunks()` is first iterated."""
 
-    def __init__(self, runs: RunService, who: Identity, body: RunSubmission, req: ChatCompletionRequest) -> None:
+    def __init__(self, runs: RunService, who: Identity, body: RunSubmission, req: ChatCompletionRequest,
+                 admitted: Admission) -> None:
         self.runs = runs
         self.who = who
         self.body = body
         self.req = req
+        self.admitted = admitted
         self.run_id: str | None = None
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
@@ -202,7 +204,7 @@ class StreamedCompletion:
                 self.runs.cancel_soon(self.run_id, "the client left the completion's stream")
 
     async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
-        async with self.runs.stream(self.who, self.body, admitted=True) as stream:
+        async with self.runs.stream(self.who, self.body, admitted=self.admitted) as stream:
             self.run_id = stream.run_id
             created = int(stream.run.created_at.timestamp())
             model = self.req.model

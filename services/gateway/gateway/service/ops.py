@@ -3,18 +3,24 @@ Every call is audited."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from typing import Any
+
 from contracts import DatasetOptions, LoraOptions, RetrainRequested, deterministic_id, new_id
 
 from screening import Screener, Verdict
+from screening.policy import excerpt
 
 from ..domain import AuditEntry, Identity, RetrainSubmission, ScreenMarkSubmission, ScreenSubmission
-from ..ports import AuditLog, OpsStore, Publisher, ScreeningMarks
+from ..ports import AuditLog, OpsStore, Publisher, RunStore, ScreeningMarks
 
 
 class OpsService:
     def __init__(self, store: OpsStore, audit: AuditLog, publisher: Publisher, screener: Screener,
-                 marks: ScreeningMarks) -> None:
+                 marks: ScreeningMarks, runs: RunStore) -> None:
         self.store = store
+        self.runs = runs
         self.audit = audit
         self.publisher = publisher
         self.screener = screener
@@ -37,6 +43,18 @@ class OpsService:
         return [{"text": r["text"], "label": r["label"], "category": "operator_mark", "source": r["source"],
                  "note": r["note"], "marked_by": r["marked_by"], "marked_at": r["marked_at"].isoformat()}
                 for r in rows]
+
+    async def flagged(self, who: Identity, since: datetime, limit: int, client_ip: str | None) -> list[dict[str, Any]]:
+        """Runs the injection screen fired on, newest first, each with what fired: a user or system
+        message the gateway flagged or blocked, a tool result the runner quarantined or flagged
+        (with an excerpt, so an operator can mark a false positive: `POST /v1/ops/screen/marks`)."""
+        rows = await self.runs.screened(since, limit)
+        await self.audit.record(AuditEntry(subject=who.subject, role=who.role.label, action="ops.screen.flagged.read",
+                                           outcome="ok", client_ip=client_ip,
+                                           details={"since": since.isoformat(), "limit": limit, "runs": len(rows)}))
+        return [{"run_id": r["run_id"], "subject": r["subject"], "status": r["status"],
+                 "created_at": r["created_at"], "model_version": r["model_version"],
+                 "flags": [*r["screening"], *map(_step_flag, r["screened_steps"])]} for r in rows]
 
     async def screen(self, who: Identity, body: ScreenSubmission, client_ip: str | None) -> list[Verdict]:
         """The verdict on each text, by the screener the gateway's own policy uses (same rules,
@@ -73,3 +91,11 @@ class OpsService:
                        client_ip=client_ip, details={"limit": limit})
         )
         return await self.audit.recent(limit)
+
+
+def _step_flag(step: dict[str, Any]) -> dict[str, Any]:
+    """A screened tool result as a flag: the step, its tool, the verdict and an excerpt of the output."""
+    result = step.get("tool_result")
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    return {"source": "tool", "step": step.get("index"), "tool": (step.get("tool_call") or {}).get("name"),
+            **step["screening"], "excerpt": excerpt(text)}

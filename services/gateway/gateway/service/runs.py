@@ -7,8 +7,9 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from contracts import (
     AgentRunCancelRequested,
@@ -53,6 +54,14 @@ RunOutcomeMessage = AgentRunFinished | AgentRunCompleted | AgentRunFailed
 SubmitMode = Literal["async", "wait", "stream"]
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A request that passed its rules, its screening and the caller's rate (`RunService.admit`):
+    the messages screening fired on and let through (policy `flag`) go with each of its runs."""
+
+    screening: tuple[dict[str, Any], ...] = ()
+
+
 def finish_of(msg: RunOutcomeMessage) -> RunFinish:
     """What the run index records for an outcome message (the same for every delivery of it).
     AgentRunFinished is the event the index is written from; the legacy outcomes still arrive on
@@ -74,6 +83,7 @@ def finish_of(msg: RunOutcomeMessage) -> RunFinish:
         engine=None if failed else msg.engine,
         error_code=msg.error_code if failed else None,
         error=msg.error if failed else None,
+        screening=list(msg.screening),
     )
 
 
@@ -98,11 +108,13 @@ def finished_record(run: NewRun, finish: RunFinish) -> RunRecord:
         error_code=finish.error_code,
         error=finish.error,
         completed_at=finish.completed_at,
+        screening=finish.screening or list(run.request.get("screening", [])),
     )
 
 
 def queued_record(run: NewRun) -> RunRecord:
-    return RunRecord(run_id=run.run_id, subject=run.subject, status="queued", created_at=run.created_at)
+    return RunRecord(run_id=run.run_id, subject=run.subject, status="queued", created_at=run.created_at,
+                     screening=list(run.request.get("screening", [])))
 
 
 class RunStream:
@@ -169,12 +181,12 @@ class RunService:
         return queued_record(run)
 
     async def submit_and_wait(self, who: Identity, body: RunSubmission, timeout_s: float | None = None, *,
-                              admitted: bool = False) -> RunRecord:
+                              admitted: Admission | None = None) -> RunRecord:
         """Accept a run and wait for its outcome; on timeout the run is returned still queued.
         `admitted`: the caller has admitted it already (`admit(..., runs=n)` for n runs of one body)."""
-        if not admitted:
-            await self.admit(who, body)
-        run, msg = self._prepare(who, body, stream=False)
+        if admitted is None:
+            admitted = await self.admit(who, body)
+        run, msg = self._prepare(who, body, stream=False, screening=admitted.screening)
         wait_s = self.wait_timeout(body, timeout_s)
         with self.replies.watch(run.run_id, steps=False) as watch:
             await self._persist_and_publish(run, msg, "wait")
@@ -187,11 +199,12 @@ class RunService:
         return finished_record(run, event)
 
     @contextlib.asynccontextmanager
-    async def stream(self, who: Identity, body: RunSubmission, *, admitted: bool = False) -> AsyncIterator[RunStream]:
+    async def stream(self, who: Identity, body: RunSubmission, *,
+                     admitted: Admission | None = None) -> AsyncIterator[RunStream]:
         """Accept a run and listen to its steps while the block runs (`admitted`: `admit` passed it already)."""
-        if not admitted:
-            await self.admit(who, body)
-        run, msg = self._prepare(who, body, stream=True)
+        if admitted is None:
+            admitted = await self.admit(who, body)
+        run, msg = self._prepare(who, body, stream=True, screening=admitted.screening)
         with self.replies.watch(run.run_id, steps=True) as watch:
             await self._persist_and_publish(run, msg, "stream")
             yield RunStream(run, watch)
@@ -202,29 +215,29 @@ class RunService:
         return min(wanted, self.max_wait_s)
 
     async def _submit(self, who: Identity, body: RunSubmission, mode: SubmitMode) -> NewRun:
-        await self.admit(who, body)
-        run, msg = self._prepare(who, body, stream=mode == "stream")
+        admitted = await self.admit(who, body)
+        run, msg = self._prepare(who, body, stream=mode == "stream", screening=admitted.screening)
         await self._persist_and_publish(run, msg, mode)
         return run
 
-    async def admit(self, who: Identity, body: RunSubmission, *, runs: int = 1) -> None:
+    async def admit(self, who: Identity, body: RunSubmission, *, runs: int = 1) -> Admission:
         """The request's rules first (InvalidRequestError: nothing stored, nothing published, no
         rate spent, as for a request that fails its schema), then screening of its user and system
         messages (a refusal counts against the rate, is recorded as a `refused` run and audited),
         then the caller's rate, once per run the body will be submitted as."""
         self.rules.check(body)
-        if self.screen is not None:
-            await self._screen(who, body)
+        screening = await self._screen(who, body) if self.screen is not None else ()
         for _ in range(runs):
             await self._check_rate(who)
+        return Admission(screening)
 
-    async def _screen(self, who: Identity, body: RunSubmission) -> None:
+    async def _screen(self, who: Identity, body: RunSubmission) -> tuple[dict[str, Any], ...]:
         assert self.screen is not None
         try:
             flagged = self.screen.check(body)
         except InjectionBlockedError as exc:
             await self._check_rate(who)  # a refusal is recorded as a run: it counts as one
-            run, _ = self._prepare(who, body, stream=False)
+            run, _ = self._prepare(who, body, stream=False, screening=(exc.record,))
             exc.run_id = run.run_id  # the refusal names the run it recorded (GET /v1/runs/{id}: refused)
             await self.store.refuse(run, "prompt_injection", str(exc))
             self.metrics.screened.labels(source=exc.source, action="blocked", category=exc.verdict.category).inc()
@@ -238,6 +251,7 @@ class RunService:
             self.metrics.screened.labels(source=item.source, action="flagged", category=item.verdict.category).inc()
             logger.info("run request flagged by screening (%s at %s); let through", item.verdict.category,
                         ".".join(map(str, item.loc)), extra=log_fields(subject=who.subject))
+        return tuple(item.record() for item in flagged)
 
     async def _check_rate(self, who: Identity) -> None:
         retry_after = await self.limiter.hit("runs", who.subject)
@@ -245,7 +259,8 @@ class RunService:
             self.metrics.rate_limited.labels(limit="runs").inc()
             raise RateLimitedError("runs", retry_after)
 
-    def _prepare(self, who: Identity, body: RunSubmission, *, stream: bool) -> tuple[NewRun, AgentRunRequested]:
+    def _prepare(self, who: Identity, body: RunSubmission, *, stream: bool,
+                 screening: tuple[dict[str, Any], ...] = ()) -> tuple[NewRun, AgentRunRequested]:
         run_id = new_id()
         # Only a WebSocket listens to steps: REST runs ask the runner not to stream them.
         options = body.options if body.options.stream == stream else body.options.model_copy(update={"stream": stream})
@@ -259,12 +274,14 @@ class RunService:
             principal=Principal(subject=who.subject, role=who.role.label),
             reply_to=self.reply_to,
             metadata=body.metadata,
+            screening=list(screening),
         )
         request = {
             "messages": [m.model_dump(mode="json", exclude_none=True) for m in msg.messages],
             "tools": [t.model_dump(mode="json") for t in msg.tools],
             "options": options.model_dump(mode="json"),
             **({"metadata": body.metadata} if body.metadata else {}),
+            **({"screening": list(screening)} if screening else {}),  # what `GET /v1/ops/screen/flagged` lists
         }
         return NewRun(run_id=run_id, subject=who.subject, created_at=self._clock(), request=request), msg
 

@@ -72,17 +72,18 @@ WITH batch AS (
     SELECT r.*, (SELECT count(*) FROM {FEEDBACK} AS f WHERE f.run_id = r.run_id) = r.feedback AS current
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                 $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::int[],
-                $16::float8[], $17::text[], $18::text[], $19::text[])
+                $16::float8[], $17::text[], $18::text[], $19::text[], $20::text[])
          AS r(run_id, message_id, outcome, model_version, engine, subject, messages, tools, steps, usage, label,
-              labels, example_kind, logged_at, feedback, confidence, transcript_key, prefix_keys, session_id)
+              labels, example_kind, logged_at, feedback, confidence, transcript_key, prefix_keys, session_id,
+              screening)
 ), inserted AS (
     INSERT INTO {INTERACTIONS} (run_id, message_id, outcome, model_version, engine, subject, messages, tools, steps,
                                 usage, label, labels, example_kind, logged_at, confidence, transcript_key, continues,
-                                session_id, conversation_id)
+                                session_id, conversation_id, screening)
     SELECT b.run_id, b.message_id, b.outcome, b.model_version, b.engine, b.subject, b.messages::jsonb,
            b.tools::jsonb, b.steps::jsonb, b.usage::jsonb, b.label, b.labels::jsonb, b.example_kind,
            coalesce(b.logged_at, now()), b.confidence, b.transcript_key, prev.run_id, b.session_id,
-           coalesce(prev.conversation_id, prev.run_id, b.run_id)
+           coalesce(prev.conversation_id, prev.run_id, b.run_id), b.screening::jsonb
     FROM batch AS b
     LEFT JOIN LATERAL (  -- the run it continues: the latest of its session (the client's session_id tag),
         SELECT p.run_id, p.conversation_id FROM {INTERACTIONS} AS p  -- else whose whole transcript it begins with
@@ -117,7 +118,7 @@ def feedback_of(row: asyncpg.Record) -> Feedback:
 
 def _columns(rows: Sequence[NewInteraction]) -> list[list[Any]]:
     """The rows as one array per column, JSON columns as text (one pydantic-core pass each)."""
-    columns: list[list[Any]] = [[] for _ in range(19)]
+    columns: list[list[Any]] = [[] for _ in range(20)]
     for row in rows:
         run = row.run
         values = (
@@ -125,7 +126,7 @@ def _columns(rows: Sequence[NewInteraction]) -> list[list[Any]]:
             _MESSAGES.dump_json(run.messages, exclude_none=True).decode(), _TOOLS.dump_json(run.tools).decode(),
             _STEPS.dump_json(run.steps).decode(), json.dumps(run.usage), row.label, json.dumps(list(row.labels)),
             row.example_kind, run.logged_at, row.feedback, run.confidence, transcript_key(run.messages),
-            _array_literal(prefix_keys(run.messages)), run.session_id,
+            _array_literal(prefix_keys(run.messages)), run.session_id, json.dumps(run.screening),
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

@@ -40,7 +40,7 @@ def _run(row: Any) -> Run:
         run_id=row.run_id, outcome=row.outcome, messages=_MESSAGES.validate_python(row.messages),
         tools=_TOOLS.validate_python(row.tools), steps=_STEPS.validate_python(row.steps),
         model_version=row.model_version, engine=row.engine, subject=row.subject, logged_at=row.logged_at,
-        usage=row.usage or {}, confidence=row.confidence,
+        usage=row.usage or {}, confidence=row.confidence, screening=row.screening or [],
     )
 
 

@@ -31,6 +31,7 @@ interactions = sa.Table(
     sa.Column("labels", JSONB, nullable=False),
     sa.Column("example_kind", sa.Text),
     sa.Column("confidence", sa.Float),
+    sa.Column("screening", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),  # inputs screened
     sa.Column("transcript_key", sa.Text),
     sa.Column("continues", sa.Text),  # the run this one continues (domain.conversations)
     sa.Column("session_id", sa.Text),  # the client's session_id tag

@@ -23,6 +23,7 @@ class Run:
     usage: dict[str, Any] = field(default_factory=dict)
     confidence: float | None = None  # GroupThink: the lowest agreement of the run's model turns
     session_id: str | None = None  # the client's `session_id` tag: the runs of one conversation (conversations.py)
+    screening: list[dict[str, Any]] = field(default_factory=list)  # inputs the screen fired on (contract's)
 
 
 @dataclass(frozen=True)

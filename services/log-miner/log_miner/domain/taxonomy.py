@@ -12,7 +12,7 @@ and the feedback on the run):
 | `schema_violation` | a `tool_call` step is invalid with reason `schema_violation` |
 | `tool_error` | a `tool_result` step is invalid: a valid call whose tool failed |
 | `max_steps` | the outcome is `max_steps` (no final answer within the step bound) |
-| `injection_flagged` | the prompt-injection screen fired on a tool result (`TrajectoryStep.screening`: quarantined or flagged): the run is held back from training (a correction in its feedback still makes an example) and the label queue lists it for review |
+| `injection_flagged` | the prompt-injection screen fired on a tool result (`TrajectoryStep.screening`: quarantined or flagged) or on a message of the request it let through (`AgentRunFinished.screening`: a user or system message flagged by the gateway, a client's tool message): the run is held back from training (a correction in its feedback still makes an example) and the label queue lists it for review |
 | `missed_call` | tools were offered, the model made no call at all, and feedback on the run gives corrected tool calls: a call was needed and the model did not make one |
 | `negative_feedback` | some feedback on the run rates it -1 |
 | `valid_call` | the run finished (`answered` / `client_tool_call`) and made at least one valid call |
@@ -87,7 +87,7 @@ def classify(run: Run, feedback: Sequence[Feedback] = ()) -> Classification:
             found.add(invalid_call_reason(step.error, step.tool_call is not None))
     if any(s.kind == "tool_result" and not s.valid for s in run.steps):
         found.add(Label.TOOL_ERROR)
-    if any(s.screening for s in run.steps):
+    if run.screening or any(s.screening for s in run.steps):
         found.add(Label.INJECTION_FLAGGED)
     if run.tools and not calls and any(f.corrected_tool_calls for f in feedback):
         found.add(Label.MISSED_CALL)

@@ -35,6 +35,7 @@ def run_of(msg: LoggedRun) -> Run:
         steps=list(msg.steps), model_version=msg.model_version, engine=msg.engine, subject=msg.subject,
         logged_at=msg.envelope.occurred_at, usage=msg.usage.model_dump(mode="json"), confidence=msg.confidence,
         session_id=(getattr(msg, "metadata", None) or {}).get("session_id"),
+        screening=list(getattr(msg, "screening", None) or []),
     )
 
 
