@@ -126,6 +126,20 @@ def test_prometheus_configs_and_rules_pass_promtool():
         ["check", "config", "--syntax-only", str(prom / "prometheus.yml")],
         ["check", "config", "--syntax-only", str(prom / "prometheus.swarm.yml")],
         ["check", "rules", *map(str, sorted((prom / "rules").glob("*.yml")))],
+        ["test", "rules", *map(str, sorted((prom / "tests").glob("*.yml")))],  # each alert fires, and stays quiet
     ):
         proc = subprocess.run(["promtool", *args], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_alert_has_a_unit_test_and_a_runbook_line():
+    prom = ROOT / "deploy" / "prometheus"
+    alerts = {rule["alert"] for path in (prom / "rules").glob("*.yml")
+              for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"] if "alert" in rule}
+    tested = {case["alertname"] for path in (prom / "tests").glob("*.yml")
+              for test in yaml.safe_load(path.read_text())["tests"] for case in test.get("alert_rule_test", [])}
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    untested = alerts - tested
+    assert not untested, f"alerts without a promtool test: {sorted(untested)}"
+    missing = sorted(a for a in alerts if f"### {a}" not in runbook)
+    assert not missing, f"alerts without a runbook section in docs/operations.md: {missing}"
