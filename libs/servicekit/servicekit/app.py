@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -20,8 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .db import AsyncpgPool
 from .health import Check, health_router
 from .messaging import declare_dead_letter_queues
-from .metrics import metrics_router
+from .metrics import metrics_router, outbox_gauges
 from .text import text_problem, unstorable_json
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
 
 logger = logging.getLogger("servicekit.app")
 
@@ -41,6 +44,12 @@ class ServiceRuntime:
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
     db: AsyncpgPool | None = None  # the service's asyncpg pool: open from before the start-up hooks to the end
+
+    def add_outbox(self, outbox: Outbox) -> None:
+        """Run the outbox's relay in the background and export its backlog
+        (`agentloop_outbox_pending_messages`, `agentloop_outbox_oldest_pending_age_seconds`)."""
+        pending, oldest = outbox_gauges(self.registry, self.name)
+        self.background += [outbox.run_relay, lambda: outbox.run_backlog_gauges(pending, oldest)]
 
 
 def create_service_app(rt: ServiceRuntime, routers: Sequence[APIRouter] = (), **fastapi_kwargs: Any) -> FastAPI:

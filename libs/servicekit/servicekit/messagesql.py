@@ -54,6 +54,10 @@ class MessageSql:
               AND NOT (id = ANY($3::bigint[]))
             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"""
         self.mark_rows = f"UPDATE {self.outbox} SET published_at = now() WHERE id = ANY($1::bigint[])"
+        # What waits to be published: how many rows, and how long the oldest has waited (seconds).
+        self.backlog = f"""SELECT count(*) AS pending,
+            coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_s
+            FROM {self.outbox} WHERE published_at IS NULL"""
 
     def claim(self, message_id: str = "$1", message_type: str = "$2") -> str:
         """Claims one message id; returns it the first time, no row for a duplicate."""

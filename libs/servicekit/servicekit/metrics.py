@@ -16,6 +16,16 @@ def new_registry(service: str) -> CollectorRegistry:
     return registry
 
 
+def outbox_gauges(registry: CollectorRegistry, service: str) -> tuple[Gauge, Gauge]:
+    """The outbox backlog of a service: rows waiting to be published, and how long the oldest has waited."""
+    pending = Gauge("agentloop_outbox_pending_messages", "Outbox rows not yet published", ["service"],
+                    registry=registry)
+    oldest = Gauge("agentloop_outbox_oldest_pending_age_seconds",
+                   "Seconds the oldest unpublished outbox row has waited (0: none waits)", ["service"],
+                   registry=registry)
+    return pending.labels(service=service), oldest.labels(service=service)
+
+
 def message_metrics_middleware(registry: CollectorRegistry, service: str) -> RabbitPrometheusMiddleware:
     """FastStream's RED metrics for every consumed and published message."""
     return RabbitPrometheusMiddleware(registry=registry, app_name=service)

@@ -17,6 +17,7 @@ import time
 
 import asyncpg
 from faststream.rabbit import RabbitBroker
+from prometheus_client import Gauge
 
 from contracts import BY_TYPE, Contract
 
@@ -126,6 +127,25 @@ class Outbox:
             if sent:
                 await conn.execute(self.sql.mark_rows, sent)
             return len(sent)
+
+    async def backlog(self) -> tuple[int, float]:
+        """Rows not yet published, and the age in seconds of the oldest (0 when none)."""
+        row = await self.db.pool.fetchrow(self.sql.backlog)
+        return int(row["pending"]), float(row["oldest_s"])
+
+    async def run_backlog_gauges(self, pending: Gauge, oldest: Gauge, interval_s: float = 15.0) -> None:
+        """Background task: the backlog into two gauges every `interval_s` (a failed read is logged
+        and the gauges keep their last values; the service-down alert covers a dead database)."""
+        while True:
+            try:
+                count, age = await self.backlog()
+                pending.set(count)
+                oldest.set(age)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("reading the outbox backlog failed", exc_info=True)
+            await asyncio.sleep(interval_s)
 
     async def run_relay(self, interval_s: float = 1.0) -> None:
         """Background task of the outbox: marks the fast path's rows in batches and relays

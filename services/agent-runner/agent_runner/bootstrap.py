@@ -169,7 +169,7 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
 
     rt.checks["engine"] = lambda: slot.engine.ping()
     rt.details = lambda: {**slot.describe(), **models.describe(), "instance": instance, "server_tools": sorted(tools)}
-    rt.background.append(store.outbox.run_relay)
+    rt.add_outbox(store.outbox)
     # Upgrade step: before per-instance deployments queues (decision 0011) every replica shared
     # the durable `agent-runner.model.deployed.v1`; nothing consumes it any more.
     rt.on_startup.append(lambda: delete_retired_queues(rt.broker, list(handlers.RETIRED_QUEUES)))

@@ -76,7 +76,8 @@ def build_app(settings: EvaluatorSettings) -> FastAPI:
                              poll_interval_s=e.poll_interval_s, retry_delay_s=e.retry_delay_s, what="evaluation",
                              logger=logging.getLogger("evaluator.scheduler"))
     rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))
-    rt.background += [uow.outbox.run_relay, scheduler.run, scheduler.run_gauges]
+    rt.add_outbox(uow.outbox)
+    rt.background += [scheduler.run, scheduler.run_gauges]
     rt.details = lambda: {
         "instance": owner,
         "current_evaluation": run.describe(),

@@ -88,7 +88,8 @@ def build_app(settings: ExporterSettings) -> FastAPI:
         logger.info("registry production version: %s", production)
 
     rt.on_startup.insert(0, show_production)
-    rt.background += [uow.outbox.run_relay, scheduler.run, scheduler.run_gauges]
+    rt.add_outbox(uow.outbox)
+    rt.background += [scheduler.run, scheduler.run_gauges]
     last: dict[str, object] = {}
 
     async def refresh_last() -> None:

@@ -184,9 +184,9 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     }
     rt.background += [
         lambda: handlers.consume_replies(handlers.reply_subscriber(broker), runs),
-        outbox.run_relay,
         lambda: watch_keys(key_dir, tokens, settings.auth.active_kid, settings.auth.reload_interval_s),
     ]
+    rt.add_outbox(outbox)
     rt.on_startup += [run_index.open, model_registry.open,
                       lambda: delete_retired_queues(broker, list(handlers.RETIRED_QUEUES), keep_unread=True)]
     rt.on_shutdown += [close_redis, run_index.close, model_registry.close, label_queue.close]

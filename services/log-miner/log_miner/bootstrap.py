@@ -64,7 +64,8 @@ def build_app(settings: LogMinerSettings) -> FastAPI:
                         on_recorded=retrain_policy.poke)
     rt.broker.context.set_global(handlers.RECORD_RUNS_KEY, record)
     rt.broker.context.set_global(handlers.BUILD_DATASET_KEY, build)
-    rt.background += [outbox.run_relay, retrain_policy.run]
+    rt.add_outbox(outbox)
+    rt.background += [retrain_policy.run]
     rt.on_startup += [interaction_log.open,
                       lambda: delete_retired_queues(rt.broker, list(handlers.RETIRED_QUEUES), keep_unread=True)]
     rt.on_shutdown += [interaction_log.close, record.close]  # run in reverse: the last batch, then the pool

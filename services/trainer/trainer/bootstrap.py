@@ -65,7 +65,8 @@ def build_app(settings: TrainerSettings) -> FastAPI:
                              poll_interval_s=t.poll_interval_s, retry_delay_s=t.retry_delay_s, what="training job",
                              logger=logging.getLogger("trainer.scheduler"))
     rt.broker.context.set_global(handlers.ACCEPT_TRAINING_KEY, AcceptTraining(store, metrics, scheduler.poke))
-    rt.background += [uow.outbox.run_relay, scheduler.run, scheduler.run_gauges]
+    rt.add_outbox(uow.outbox)
+    rt.background += [scheduler.run, scheduler.run_gauges]
     rt.details = lambda: {
         "instance": owner,
         "current_job": run_job.describe(),

@@ -162,3 +162,30 @@ async def wait_for(condition, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def test_the_backlog_counts_unpublished_rows_and_the_age_of_the_oldest(setting):
+    from prometheus_client import CollectorRegistry
+
+    from servicekit.metrics import outbox_gauges
+
+    outbox, engine, table, channel = setting
+    assert await outbox.backlog() == (0, 0.0)
+    queue = await bound_queue(channel, RetrainRequested.routing_key)
+    async with outbox.db.pool.acquire() as conn, conn.transaction():
+        await outbox.add(conn, feedback(), retrain())  # nobody listens to feedback here: it stays
+    async with engine.begin() as conn:  # the unroutable one has waited a minute
+        await conn.execute(table.update().where(table.c.message_type == "FeedbackSubmitted")
+                           .values(created_at=sa.func.now() - sa.text("interval '60 seconds'")))
+    pending, oldest = await outbox.backlog()
+    assert pending == 2 and 59 < oldest < 120
+    assert await outbox.relay_once(min_age_s=0) == 1 and (await queue.get(timeout=5))
+    registry = CollectorRegistry()
+    gauges = outbox_gauges(registry, "svc")
+    task = asyncio.create_task(outbox.run_backlog_gauges(*gauges, interval_s=0.05))
+    try:
+        await asyncio.sleep(0.3)
+    finally:
+        task.cancel()
+    assert registry.get_sample_value("agentloop_outbox_pending_messages", {"service": "svc"}) == 1
+    assert 59 < registry.get_sample_value("agentloop_outbox_oldest_pending_age_seconds", {"service": "svc"}) < 120
