@@ -53,8 +53,8 @@ class MinerMetrics:
             "log_miner_policy_triggers", "Times the retrain policy asked for a dataset and training", ["reason"],
             registry=registry,
         )
-        self.window_failure_rate = Gauge(
-            "log_miner_window_failure_rate", "Share of failed runs in the policy's window at its last evaluation",
+        self.window_failure_ratio = Gauge(
+            "log_miner_window_failure_ratio", "Share of failed runs in the policy's window at its last evaluation",
             registry=registry,
         )
 

@@ -66,7 +66,7 @@ class RetrainPolicy:
             if not mine:
                 return None
             stats = await self.store.policy_stats(self.rules.window_s)
-            self.metrics.window_failure_rate.set(stats.failure_rate)
+            self.metrics.window_failure_ratio.set(stats.failure_rate)
             reason = decide(stats, self.rules, self.clock())
             if reason is None:
                 return None
