@@ -28,8 +28,10 @@ from tests.e2e.conftest import cli, with_settings
 from tests.harness import wait_until
 
 # The module's first test also runs the whole loop in its fixture (the suite's per-test timeout
-# counts fixture time): ~8 min on a 2-core CPU with native bf16, ~11 min on one without.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
+# counts fixture time): ~8 min on a 2-core CPU with native bf16, ~11 min on one without, 21 min
+# on the AVX2-only 2-core EPYC of 2026-12-07 (28 training steps at 13 s each, float32).
+LOOP_TIMEOUT_S = 2400
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(LOOP_TIMEOUT_S + 300)]
 
 # The services' settings for the loop: the demo's (the gate scores the demo's held-out tasks with
 # short answers, threshold in the suite header); one quant is exported (the ladder is the
@@ -78,7 +80,7 @@ def loop_run(loop_stack, infra, api_key, session_tmp: Path) -> LoopRun:
         "COLUMNS": "160",
     }
     started = time.monotonic()
-    out = cli(infra, "loop", *LOOP_ARGS, "--report", str(report), env=env, timeout=1200)
+    out = cli(infra, "loop", *LOOP_ARGS, "--report", str(report), env=env, timeout=LOOP_TIMEOUT_S)
     seconds = time.monotonic() - started
     output = out.stdout[-6000:] + "\n" + out.stderr[-3000:]
     assert report.exists(), f"no report written (exit {out.returncode}):\n{output}"
