@@ -17,7 +17,8 @@ from trainer.training.job import TrainingJobSpec
 from trainer.training.recipe import LoraRecipe
 from tests.trainer.integration.test_recipe_tiny import Recorder
 
-pytestmark = pytest.mark.slow
+# the module fixture trains the real model: over 10 min on an AVX2-only 2-core host (float32)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MAX_SEQ_LEN = 256
 
