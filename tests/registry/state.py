@@ -9,7 +9,9 @@ from modelregistry import BASE_VERSION
 
 
 async def reset_registry(conn: Any) -> None:
-    """Only the bundled base, `production`, as the migration leaves it (history kept: it is an audit)."""
+    """Only the bundled base, `production`, as the migration leaves it (history kept: it is an audit);
+    no canary."""
+    await conn.execute("DELETE FROM registry.canaries")
     await conn.execute("DELETE FROM registry.aliases WHERE alias <> 'production'")
     await conn.execute("UPDATE registry.aliases SET version = $1 WHERE alias = 'production'", BASE_VERSION)
     await conn.execute("DELETE FROM registry.model_versions WHERE version <> $1", BASE_VERSION)

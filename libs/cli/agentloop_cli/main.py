@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from .client import GatewayError
-from .commands import auth, dataset, models, retrain, runs, screen, status
+from .commands import auth, canary, dataset, models, retrain, runs, screen, status
 from .commands import evaluate
 from .commands import label_queue as label_queue_command
 from .commands import loop as loop_command
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(auth.api_key_app, name="api-key")
 app.add_typer(dataset.dataset_app, name="dataset")
 app.add_typer(screen.marks_app, name="screen-marks")
+app.add_typer(canary.canary_app, name="canary")
 app.command("token")(auth.token)
 app.command("run")(runs.run)
 app.command("status")(status.status)

@@ -29,6 +29,11 @@ from .agent import (
 from .envelope import Contract, Envelope, deterministic_id, new_id, utcnow
 from .learning import (
     MAX_DATASET_VERSION,
+    CanaryEnded,
+    CanaryJudged,
+    CanaryMode,
+    CanaryStartRequested,
+    CanaryStopRequested,
     DatasetBuilt,
     DatasetOptions,
     EvaluationCompleted,

@@ -239,6 +239,63 @@ class ModelRollbackRequested(Contract):
     reason: str = ""
 
 
+CanaryMode = Literal["canary", "ab"]
+
+
+class CanaryStartRequested(Contract):
+    """An operator routes a share of live runs to a version (gateway → exporter, the registry's
+    writer, which records the canary; runners read it from the registry; decision 0020)."""
+
+    routing_key: ClassVar[str] = "canary.start.requested.v1"
+
+    request_id: str = Field(description="becomes the canary's id")
+    model_version: str
+    share_pct: float = Field(gt=0, le=100, description="per cent of live runs (by hash of the run id)")
+    mode: CanaryMode = Field(default="canary", description="canary: the judge promotes or rolls back; ab: report only")
+    min_samples: int = Field(default=30, ge=1, le=1_000_000, description="finished runs per arm before a verdict")
+    max_duration_s: int = Field(default=3600, ge=10, le=30 * 86400, description="the judge's time limit")
+    requested_by: str
+    reason: str = ""
+
+
+class CanaryStopRequested(Contract):
+    """An operator ends the running canary with no promotion (gateway → exporter)."""
+
+    routing_key: ClassVar[str] = "canary.stop.requested.v1"
+
+    request_id: str
+    canary_id: str
+    requested_by: str
+    reason: str = ""
+
+
+class CanaryJudged(Contract):
+    """The canary judge's verdict on live outcomes (log-miner → exporter, which promotes the
+    version or ends the canary; decision 0020)."""
+
+    routing_key: ClassVar[str] = "canary.judged.v1"
+
+    canary_id: str
+    model_version: str
+    production_version: str
+    verdict: Literal["promote", "rollback"]
+    reason: str
+    report: dict[str, Any] = Field(default_factory=dict, description="the judge's tallies and tests per arm")
+
+
+class CanaryEnded(Contract):
+    """Notification: a canary ended (promoted, rolled back or stopped), from the exporter."""
+
+    routing_key: ClassVar[str] = "canary.ended.v1"
+    requires_subscriber: ClassVar[bool] = False
+
+    canary_id: str
+    model_version: str
+    status: Literal["promoted", "rolled_back", "stopped"]
+    ended_by: str
+    reason: str
+
+
 class ExportedFile(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -287,7 +344,7 @@ class ModelDeployed(Contract):
     sha256: str
     alias: Literal["production", "candidate"] = "production"
     previous_version: str | None = None
-    cause: Literal["promoted", "operator", "rollback"] = "promoted"
+    cause: Literal["promoted", "operator", "rollback", "canary"] = "promoted"
     ollama_model: str | None = Field(
         default=None, description="the Ollama model the exporter pushed this version as (None: not pushed)"
     )

@@ -14,6 +14,10 @@ from .agent import (
 )
 from .envelope import Contract
 from .learning import (
+    CanaryEnded,
+    CanaryJudged,
+    CanaryStartRequested,
+    CanaryStopRequested,
     DatasetBuilt,
     EvaluationCompleted,
     ExportCompleted,
@@ -56,6 +60,10 @@ ALL_CONTRACTS: tuple[type[Contract], ...] = (
     ExportCompleted,
     ExportFailed,
     ModelDeployed,
+    CanaryStartRequested,
+    CanaryStopRequested,
+    CanaryJudged,
+    CanaryEnded,
 )
 
 BY_TYPE: dict[str, type[Contract]] = {c.__name__: c for c in ALL_CONTRACTS}

@@ -24,3 +24,7 @@ class NoPreviousVersionError(RegistryError):
 
 class VersionConflictError(RegistryError):
     """A version name already registered for another training job."""
+
+
+class CanaryConflictError(RegistryError):
+    """A canary cannot start (one is running, the version is production) or there is none to end."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -108,3 +109,60 @@ def promotion_refusal(version: ModelVersion, quantization: str | None = None,
         return f"{version.version} has no exported GGUF for quantization {quant!r} (has: {', '.join(have) or 'none'})"
     return None
 
+
+
+CANARY_MODES = ("canary", "ab")  # canary: the judge promotes or rolls back; ab: a report, no action
+CANARY_STATUSES = ("running", "promoted", "rolled_back", "stopped", "superseded")
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A share of live runs served by `version` beside `production_version` (decision 0020)."""
+
+    canary_id: str
+    version: str
+    production_version: str
+    share_pct: float  # (0, 100]
+    mode: str  # canary | ab
+    status: str
+    min_samples: int  # per arm, before the judge may decide
+    max_duration_s: int  # the judge's time limit
+    started_by: str
+    started_at: datetime
+    ended_by: str | None = None
+    ended_at: datetime | None = None
+    reason: str = ""
+    report: dict[str, Any] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    def routes(self, run_id: str) -> bool:
+        """Whether this canary takes the run: a deterministic share by the hash of the run id, so
+        every runner (and a restarted one) routes a run the same way."""
+        return self.running and canary_bucket(run_id) < self.share_pct * 100
+
+
+def canary_bucket(run_id: str) -> int:
+    """The run's bucket in [0, 10000): the first 8 hex digits of sha256(run id), modulo 10000."""
+    return int(hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:8], 16) % 10000
+
+
+def canary_refusal(target: ModelVersion | None, version: str, mode: str, production: str | None,
+                   running: Canary | None) -> str | None:
+    """Why a canary of `version` cannot start, or None: the one rule for the writer (which
+    raises) and for the gateway's early 4xx. A canary needs a GGUF to serve; in `canary` mode,
+    where the judge may promote it, the version must also be promotable."""
+    if running is not None:
+        return (f"canary {running.canary_id} of {running.version} is running ({running.share_pct:g}% of runs): "
+                "stop it first")
+    if target is None:
+        return f"model version {version!r} is not registered"
+    if version == production:
+        return f"{version} is production already: a canary needs another version"
+    if mode == "canary":
+        return promotion_refusal(target)
+    if target.gguf() is None:
+        return f"{version} has no exported GGUF to serve"
+    return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from .model import ALIASES, ModelFile, ModelVersion
+from .model import ALIASES, Canary, ModelFile, ModelVersion
 
 
 class Queryable(Protocol):
@@ -72,3 +72,31 @@ async def resolve(conn: Queryable, alias_or_version: str) -> ModelVersion | None
             return None
         alias_or_version = row["version"]
     return await get_version(conn, alias_or_version)
+
+
+_CANARY = """SELECT canary_id, version, production_version, share_pct, mode, status, min_samples, max_duration_s,
+                    started_by, started_at, ended_by, ended_at, reason, report FROM registry.canaries"""
+
+
+def canary_from_row(row: Any) -> Canary:
+    return Canary(
+        canary_id=row["canary_id"], version=row["version"], production_version=row["production_version"],
+        share_pct=float(row["share_pct"]), mode=row["mode"], status=row["status"], min_samples=row["min_samples"],
+        max_duration_s=row["max_duration_s"], started_by=row["started_by"], started_at=row["started_at"],
+        ended_by=row["ended_by"], ended_at=row["ended_at"], reason=row["reason"], report=_json(row["report"], None),
+    )
+
+
+async def running_canary(conn: Queryable) -> Canary | None:
+    """The canary running now (at most one), or None."""
+    row = await conn.fetchrow(_CANARY + " WHERE status = 'running'")
+    return canary_from_row(row) if row is not None else None
+
+
+async def get_canary(conn: Queryable, canary_id: str | None = None) -> Canary | None:
+    """One canary by id; without an id the running one, else the last one started."""
+    if canary_id is not None:
+        row = await conn.fetchrow(_CANARY + " WHERE canary_id = $1", canary_id)
+    else:
+        row = await conn.fetchrow(_CANARY + " ORDER BY status = 'running' DESC, started_at DESC LIMIT 1")
+    return canary_from_row(row) if row is not None else None

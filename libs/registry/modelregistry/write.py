@@ -16,9 +16,15 @@ from typing import Any
 
 import asyncpg
 
-from .errors import NoPreviousVersionError, NotPromotableError, UnknownVersionError, VersionConflictError
-from .model import GateEvaluation, ModelFile, ModelVersion, promotion_refusal
-from .read import get_version
+from .errors import (
+    CanaryConflictError,
+    NoPreviousVersionError,
+    NotPromotableError,
+    UnknownVersionError,
+    VersionConflictError,
+)
+from .model import CANARY_MODES, Canary, GateEvaluation, ModelFile, ModelVersion, canary_refusal, promotion_refusal
+from .read import get_canary, get_version, running_canary
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ async def promote(
                 await _set_status(conn, old_previous, "retired")
             await _set_alias(conn, "previous", old_previous, current, cause=cause, actor=actor, reason=reason)
         await _set_alias(conn, "production", current, version, cause=cause, actor=actor, reason=reason)
+        await _supersede_canary(conn, actor, f"production moved to {version} ({cause})")
         if aliases.get("candidate") == version:  # the candidate is production now
             await _set_alias(conn, "candidate", version, None, cause=cause, actor=actor, reason=reason)
         promoted = await get_version(conn, version)
@@ -167,6 +174,7 @@ async def rollback(conn: asyncpg.Connection, *, actor: str, cause: str = "rollba
             await _set_status(conn, current, "previous")
         await _set_alias(conn, "production", current, previous, cause=cause, actor=actor, reason=reason)
         await _set_alias(conn, "previous", previous, current, cause=cause, actor=actor, reason=reason)
+        await _supersede_canary(conn, actor, f"production moved back to {previous} ({cause})")
         restored = await get_version(conn, previous)
         assert restored is not None
         return AliasMove(restored, current, gguf)
@@ -219,3 +227,69 @@ async def alias_history(conn: asyncpg.Connection, alias: str | None = None, limi
         alias, limit,
     )
     return [dict(r) for r in rows]
+
+
+# ---------------------------------------------------------------------- canaries (decision 0020)
+
+
+async def start_canary(conn: asyncpg.Connection, *, canary_id: str, version: str, share_pct: float, mode: str,
+                       min_samples: int, max_duration_s: int, actor: str, reason: str = "") -> Canary:
+    """Route `share_pct` % of live runs to `version` from now on. Idempotent for the same id
+    (the canary as recorded); CanaryConflictError / UnknownVersionError otherwise refused."""
+    if not 0 < share_pct <= 100:
+        raise CanaryConflictError(f"share {share_pct:g}% is outside (0, 100]")
+    if mode not in CANARY_MODES:
+        raise CanaryConflictError(f"mode {mode!r} is not one of {', '.join(CANARY_MODES)}")
+    async with conn.transaction():
+        aliases = await _lock_aliases(conn)
+        existing = await get_canary(conn, canary_id)
+        if existing is not None:
+            return existing
+        target = await get_version(conn, version)
+        if target is None:
+            raise UnknownVersionError(version)
+        refusal = canary_refusal(target, version, mode, aliases.get("production"), await running_canary(conn))
+        if refusal is not None:
+            raise CanaryConflictError(refusal)
+        await conn.execute(
+            """INSERT INTO registry.canaries (canary_id, version, production_version, share_pct, mode, status,
+                                              min_samples, max_duration_s, started_by, reason)
+               VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9)""",
+            canary_id, version, aliases.get("production"), share_pct, mode, min_samples, max_duration_s, actor,
+            reason,
+        )
+        started = await get_canary(conn, canary_id)
+        assert started is not None
+        return started
+
+
+async def end_canary(conn: asyncpg.Connection, canary_id: str, *, status: str, actor: str, reason: str,
+                     report: dict[str, Any] | None = None) -> Canary | None:
+    """End a running canary (`promoted`, `rolled_back` or `stopped`); the canary as ended, or
+    None when it had ended already (a repeated command changes nothing). The promotion itself
+    is `promote(..., cause="canary")` in the same transaction."""
+    if status not in ("promoted", "rolled_back", "stopped"):
+        raise ValueError(f"a canary cannot end as {status!r}")
+    async with conn.transaction():
+        await _lock_aliases(conn)
+        found = await get_canary(conn, canary_id)
+        if found is None:
+            raise CanaryConflictError(f"no canary {canary_id!r}")
+        if not found.running:
+            return None
+        await conn.execute(
+            """UPDATE registry.canaries SET status = $2, ended_by = $3, ended_at = now(), reason = $4,
+                      report = $5::text::jsonb WHERE canary_id = $1""",
+            canary_id, status, actor, reason, _jsonb(report) if report is not None else None,
+        )
+        return await get_canary(conn, canary_id)
+
+
+async def _supersede_canary(conn: asyncpg.Connection, actor: str, reason: str) -> None:
+    """Production moved by another path: the running canary compares against a version that no
+    longer serves, so it ends (`superseded`)."""
+    await conn.execute(
+        """UPDATE registry.canaries SET status = 'superseded', ended_by = $1, ended_at = now(), reason = $2
+           WHERE status = 'running'""",
+        actor, reason,
+    )

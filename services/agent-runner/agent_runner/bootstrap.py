@@ -152,7 +152,7 @@ def build_app(settings: AgentRunnerSettings, *, engine: Engine | None = None) ->
     registry = RegistryModels(settings.database.url)
     models = ServedModels(slot, loader, registry, metrics, capacity=settings.runner.extra_models,
                           reserve_bytes=settings.runner.model_memory_reserve_mb * 1024 * 1024,
-                          available_bytes=available_bytes)
+                          available_bytes=available_bytes, canaries=registry)
     run_agent = RunAgent(loop=loop, models=models, store=store, sinks=reply_sinks(rt.broker),
                          legacy_events=settings.runner.legacy_events,
                          metrics=metrics, max_attempts=settings.broker.delivery_limit)

@@ -88,6 +88,14 @@ class RunnerMetrics:
             ["outcome"], buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900), registry=registry,
         )
 
+        self.canary_runs = Counter(
+            "agent_runner_canary_runs",  # exposed as agent_runner_canary_runs_total
+            "Runs the running canary's hash routed, by where they ran: candidate, or production when this runner "
+            "refused the canary (refused)", ["route"], registry=registry,
+        )
+        for route in ("candidate", "refused"):
+            self.canary_runs.labels(route=route)
+
     def tool_screened(self, tool: str, record: dict) -> None:
         self.screened_tool_results.labels(tool=tool, action=record["action"], category=record["category"]).inc()
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from contracts import AgentRunStep, Contract, ToolSpec
 from modelkit.tool_grammar import ToolConstraint
+from modelregistry import Canary
 
 if TYPE_CHECKING:
     from .model_slot import DesiredModel
@@ -96,6 +97,14 @@ class ModelLookup(Protocol):
 
     async def lookup(self, name: str) -> DesiredModel | None:
         """None when the registry knows no such alias or version; raises RegistryUnavailableError."""
+        ...
+
+
+class CanarySource(Protocol):
+    """The registry's running canary (decision 0020)."""
+
+    async def canary(self) -> Canary | None:
+        """None when no canary runs; raises RegistryUnavailableError."""
         ...
 
 

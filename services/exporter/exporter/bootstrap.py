@@ -29,7 +29,7 @@ from .adapters.export_store import ExportStore, PostgresDeployments, PostgresReg
 from .adapters.s3_artifacts import S3Artifacts
 from .metrics import ExporterMetrics
 from .ports import ModelServer
-from .service import AcceptExport, DeployModels, ExportPolicy, RunExportJob
+from .service import AcceptExport, DeployModels, ExportPolicy, RunCanaries, RunExportJob
 from .settings import ExporterSettings, OllamaSettings, cache_root
 
 logger = logging.getLogger("exporter.bootstrap")
@@ -80,6 +80,7 @@ def build_app(settings: ExporterSettings) -> FastAPI:
     deploy = DeployModels(deployments, artifacts, metrics, server=server)
     rt.broker.context.set_global(handlers.ACCEPT_EXPORT_KEY, AcceptExport(store, metrics, scheduler.poke))
     rt.broker.context.set_global(handlers.DEPLOY_KEY, deploy)
+    rt.broker.context.set_global(handlers.CANARIES_KEY, RunCanaries(deployments, deploy, metrics))
 
     async def show_production() -> None:
         production = (await deployments.aliases()).get("production")

@@ -6,6 +6,10 @@ from __future__ import annotations
 from faststream.rabbit import RabbitBroker
 
 from contracts import (
+    CanaryEnded,
+    CanaryJudged,
+    CanaryStartRequested,
+    CanaryStopRequested,
     EvaluationCompleted,
     ExportCompleted,
     ExportFailed,
@@ -18,13 +22,14 @@ from contracts import (
 from servicekit.messaging import EVENTS, work_queue
 
 from . import SERVICE
-from .service import AcceptExport, DeployModels
+from .service import AcceptExport, DeployModels, RunCanaries
 
 # The composition root provides the use cases with `broker.context.set_global(KEY, ...)`. The
 # handlers read them with `broker.context.get` rather than through `Context()` parameters:
 # FastDepends resolves such parameters in a worker thread, a thread hop per message.
 ACCEPT_EXPORT_KEY = "exporter_accept_export"
 DEPLOY_KEY = "exporter_deploy_models"
+CANARIES_KEY = "exporter_canaries"
 
 
 def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
@@ -63,7 +68,27 @@ def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
         deploy: DeployModels = context.get(DEPLOY_KEY)
         await deploy.rollback_requested(msg)
 
+    @broker.subscriber(work_queue(SERVICE, CanaryStartRequested, delivery_limit=delivery_limit), EVENTS,
+                       no_reply=True)
+    async def on_canary_start_requested(msg: CanaryStartRequested) -> None:
+        """An operator routes a share of live runs to a version: recorded in the registry."""
+        canaries: RunCanaries = context.get(CANARIES_KEY)
+        await canaries.start_requested(msg)
+
+    @broker.subscriber(work_queue(SERVICE, CanaryStopRequested, delivery_limit=delivery_limit), EVENTS,
+                       no_reply=True)
+    async def on_canary_stop_requested(msg: CanaryStopRequested) -> None:
+        """An operator ends the running canary; production stays."""
+        canaries: RunCanaries = context.get(CANARIES_KEY)
+        await canaries.stop_requested(msg)
+
+    @broker.subscriber(work_queue(SERVICE, CanaryJudged, delivery_limit=delivery_limit), EVENTS, no_reply=True)
+    async def on_canary_judged(msg: CanaryJudged) -> None:
+        """The judge's verdict: promote the canary's version, or end the canary (rolled back)."""
+        canaries: RunCanaries = context.get(CANARIES_KEY)
+        await canaries.judged(msg)
+
     # Declared for the AsyncAPI document only: these go out through the outbox.
-    for contract in (ExportCompleted, ExportFailed, ModelDeployed):
+    for contract in (ExportCompleted, ExportFailed, ModelDeployed, CanaryEnded):
         broker.publisher(exchange=EVENTS, routing_key=contract.routing_key, schema=contract,
                          title=f"{contract.routing_key}:publish", description=(contract.__doc__ or "").strip() or None)

@@ -47,6 +47,13 @@ class ExporterMetrics:
             "exporter_production_model_info", "1 for the registry's production version (as this instance last set "
             "or read it)", ["version"], registry=registry,
         )
+        self.canaries = Counter(
+            "exporter_canaries",  # exposed as exporter_canaries_total
+            "Canary commands recorded in the registry: started, promoted, rolled_back, stopped, refused", ["event"],
+            registry=registry,
+        )
+        for event in ("started", "promoted", "rolled_back", "stopped", "refused"):
+            self.canaries.labels(event=event)
         self.server_pushes = Counter(
             "exporter_model_server_pushes",  # exposed as exporter_model_server_pushes_total
             "Pushes of a version to the model server (Ollama) by outcome", ["outcome"], registry=registry,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from contracts import ExportCompleted, ExportFailed, ModelDeployed, TrainingCompleted
-from modelregistry import GateEvaluation, ModelFile, ModelVersion
+from contracts import Contract, ExportCompleted, ExportFailed, ModelDeployed, TrainingCompleted
+from modelregistry import Canary, GateEvaluation, ModelFile, ModelVersion
 from modelregistry.write import AliasMove
 
 from .domain import ExportJob
@@ -98,6 +98,28 @@ class Deployments(Protocol):
         `reject_reason`, the candidate marked rejected. The version as recorded; None for a
         duplicate delivery."""
         ...
+
+
+class CanaryRegistry(Protocol):
+    """Canaries through the registry writer, each command one transaction with its inbox claim
+    and staged events. A RegistryError leaves everything unchanged (the claim included)."""
+
+    async def start_canary(self, message_id: str, message_type: str, *, canary_id: str, version: str,
+                           share_pct: float, mode: str, min_samples: int, max_duration_s: int, actor: str,
+                           reason: str) -> Canary | None:
+        """The canary as recorded; None for a duplicate delivery."""
+        ...
+
+    async def end_canary(self, message_id: str, message_type: str, canary_id: str, *, status: str, actor: str,
+                         reason: str, report: dict[str, Any] | None, ended: EndedFactory,
+                         deployed: DeployedFactory | None) -> tuple[Canary | None, AliasMove | None] | None:
+        """End it (with `deployed`, promote its version in the same transaction, cause `canary`).
+        None for a duplicate delivery; (None, None) when the canary had ended already."""
+        ...
+
+
+class EndedFactory(Protocol):
+    def __call__(self, canary: Canary) -> Contract: ...
 
 
 class DeployedFactory(Protocol):

@@ -155,7 +155,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     ops_store = PostgresOpsStore(outbox)
     model_registry = PostgresModelRegistry(settings.database.url)
     label_queue = LogMinerClient(settings.log_miner_url)
-    models = ModelService(model_registry, ops_store, audit, outbox)
+    models = ModelService(model_registry, ops_store, audit, outbox, reports=label_queue)
     api_keys = ApiKeyService(PostgresApiKeys(engine), tokens, limiter, audit, on_failure=count_auth_failure,
                              cache_s=settings.auth.api_key_cache_s)
     container = Container(

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from contracts import Contract
-from modelregistry import ModelVersion
+from modelregistry import Canary, ModelVersion
 
 from .domain import (
     ApiKeyRecord,
@@ -72,6 +72,18 @@ class ModelRegistry(Protocol):
 
     async def aliases(self) -> dict[str, str]:
         """alias → version, for the aliases that are set."""
+
+    async def canary(self, canary_id: str | None = None) -> Canary | None:
+        """A canary by id; without one the running canary, else the last one started."""
+
+    async def running_canary(self) -> Canary | None: ...
+
+
+class CanaryReports(Protocol):
+    """The canary judge's live report (the log-miner's, decision 0020)."""
+
+    async def canary_report(self, canary_id: str) -> dict[str, Any] | None:
+        """None when the judge knows no such canary; raises LogMinerUnavailableError."""
 
 
 class AuditLog(Protocol):

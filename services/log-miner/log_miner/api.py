@@ -14,9 +14,10 @@ from contracts.learning import MAX_DATASET_VERSION, LabelQueue
 from .domain.corpus import CorpusUnavailableError
 from .domain.openai_export import openai_line
 from .ports import CorpusReader, MinerStore
+from .service.canary_judge import JudgeCanaries
 
 
-def router(store: MinerStore, files: CorpusReader) -> APIRouter:
+def router(store: MinerStore, files: CorpusReader, canaries: JudgeCanaries) -> APIRouter:
     routes = APIRouter(prefix="/v1", tags=["labels"])
 
     @routes.get("/datasets/{version}/export")
@@ -47,5 +48,17 @@ def router(store: MinerStore, files: CorpusReader) -> APIRouter:
         """Runs without feedback that most need a human label: lowest GroupThink confidence first,
         then failed runs by failure class (see `domain.labeling`)."""
         return await store.label_queue(limit, model_version)
+
+    @routes.get("/canary/report")
+    async def canary_report(
+        canary_id: Annotated[str | None, Query(min_length=1, max_length=200,
+                                               description="default: the running canary, else the last")] = None,
+    ) -> dict:
+        """The canary judge's report: both arms' live tallies, each test and the interim
+        decision (for an ended canary, the report it ended with)."""
+        found = await canaries.report(canary_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no canary {canary_id}" if canary_id else "no canary yet")
+        return found
 
     return routes

@@ -23,7 +23,8 @@ from .adapters.s3_files import CorpusFiles, S3DatasetFiles
 from .domain.policy import PolicyRules
 from .domain.validation import Limits
 from .metrics import MinerMetrics
-from .service import BuildDataset, RecordRuns, RetrainPolicy
+from .domain.canary import JudgeRules
+from .service import BuildDataset, JudgeCanaries, RecordRuns, RetrainPolicy
 from .service.build_dataset import BuildSettings
 from .settings import LogMinerSettings
 
@@ -64,10 +65,14 @@ def build_app(settings: LogMinerSettings) -> FastAPI:
                         on_recorded=retrain_policy.poke)
     rt.broker.context.set_global(handlers.RECORD_RUNS_KEY, record)
     rt.broker.context.set_global(handlers.BUILD_DATASET_KEY, build)
+    c = settings.canary
+    canaries = JudgeCanaries(store, metrics, JudgeRules(alpha=c.alpha, margin=c.margin,
+                                                        latency_tolerance=c.latency_tolerance),
+                             interval_s=c.judge_interval_s)
     rt.add_outbox(outbox)
-    rt.background += [retrain_policy.run]
+    rt.background += [retrain_policy.run, canaries.run]
     rt.on_startup += [interaction_log.open,
                       lambda: delete_retired_queues(rt.broker, list(handlers.RETIRED_QUEUES), keep_unread=True)]
     rt.on_shutdown += [interaction_log.close, record.close]  # run in reverse: the last batch, then the pool
     rt.details = lambda: {"policy": "on" if policy.enabled else "off", "include_unrated": mining.include_unrated}
-    return create_service_app(rt, [api.router(store, files)])
+    return create_service_app(rt, [api.router(store, files, canaries)])

@@ -7,6 +7,7 @@ from faststream.rabbit import RabbitBroker
 
 from contracts import (
     AgentRunFinished,
+    CanaryJudged,
     DatasetBuilt,
     FeedbackSubmitted,
     InteractionLogged,
@@ -51,6 +52,6 @@ def register(broker: RabbitBroker, *, delivery_limit: int) -> None:
         await build.retrain(msg)
 
     # Declared for the AsyncAPI document only: the messages go out through the outbox.
-    for contract in (DatasetBuilt, TrainingRequested):
+    for contract in (DatasetBuilt, TrainingRequested, CanaryJudged):
         broker.publisher(exchange=EVENTS, routing_key=contract.routing_key, schema=contract,
                          title=f"{contract.routing_key}:publish", description=(contract.__doc__ or "").strip() or None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .domain.canary import Verdict
+
 
 class MinerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -57,6 +59,42 @@ class MinerMetrics:
             "log_miner_window_failure_ratio", "Share of failed runs in the policy's window at its last evaluation",
             registry=registry,
         )
+        self.canary_runs = Gauge(
+            "log_miner_canary_runs", "Live runs recorded per arm of the running canary (candidate, production)",
+            ["arm"], registry=registry,
+        )
+        self.canary_valid_call_ratio = Gauge(
+            "log_miner_canary_valid_call_ratio", "Share of the arm's runs with tool calls whose calls were all valid",
+            ["arm"], registry=registry,
+        )
+        self.canary_failure_ratio = Gauge(
+            "log_miner_canary_failure_ratio", "Share of the arm's runs whose primary label is a failure", ["arm"],
+            registry=registry,
+        )
+        self.canary_regressing = Gauge(
+            "log_miner_canary_regressing", "1 while the running canary's candidate tests worse than production "
+            "(the judge's one-sided tests at its alpha, or its latency bound)", registry=registry,
+        )
+        self.canary_verdicts = Counter(
+            "log_miner_canary_verdicts",  # exposed as log_miner_canary_verdicts_total
+            "Verdicts the canary judge sent (promote, rollback)", ["verdict"], registry=registry,
+        )
+        for verdict in ("promote", "rollback"):
+            self.canary_verdicts.labels(verdict=verdict)
+        self.canary_regressing.set(0)
 
     def classified(self, model_version: str, label: str) -> None:
         self.runs_classified.labels(model_version=model_version, label=label).inc()
+
+    def canary_tallied(self, verdict: Verdict) -> None:
+        for arm, tally in (("candidate", verdict.candidate), ("production", verdict.production)):
+            self.canary_runs.labels(arm=arm).set(tally.runs)
+            self.canary_valid_call_ratio.labels(arm=arm).set(tally.valid_call_ratio or 0.0)
+            self.canary_failure_ratio.labels(arm=arm).set(tally.failure_ratio or 0.0)
+        self.canary_regressing.set(1 if any(t.worse for t in verdict.tests) else 0)
+
+    def canary_cleared(self) -> None:
+        """No canary runs: the per-arm gauges go away."""
+        for gauge in (self.canary_runs, self.canary_valid_call_ratio, self.canary_failure_ratio):
+            gauge.clear()
+        self.canary_regressing.set(0)

@@ -10,7 +10,9 @@ from typing import Any, Protocol
 
 from contracts import Contract
 from contracts.learning import LabelQueue
+from modelregistry import Canary
 
+from .domain.canary import Arm
 from .domain.corpus import ImportedItem
 from .domain.policy import PolicyStats
 from .domain.records import Feedback, Run, RunWithFeedback
@@ -141,6 +143,18 @@ class MinerStore(Protocol):
 
     async def publish(self, *messages: Contract) -> None:
         """After commit: publish staged outbox messages now (a relay retries failures)."""
+        ...
+
+    async def running_canary(self) -> Canary | None:
+        """The registry's running canary (decision 0020)."""
+        ...
+
+    async def canary(self, canary_id: str | None = None) -> Canary | None:
+        """A canary by id; without one the running canary, else the last one."""
+        ...
+
+    async def canary_arms(self, versions: Sequence[str], since: datetime) -> dict[str, Arm]:
+        """Live outcomes per version recorded since `since`, one Arm per asked version."""
         ...
 
 

@@ -53,8 +53,19 @@ class PolicySettings(BaseModel):
     debounce_s: float = Field(default=5.0, ge=0)
 
 
+class CanarySettings(BaseModel):
+    """`CANARY__*`: the canary judge (decision 0020, log_miner.domain.canary)."""
+
+    judge_interval_s: float = Field(default=15.0, gt=0, description="seconds between two judgements")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="one-sided significance of every test")
+    margin: float = Field(default=0.05, ge=0, lt=1, description="non-inferiority margin on the valid-call ratio")
+    latency_tolerance: float = Field(default=1.5, ge=1, description="the candidate's median run time may be at "
+                                                                   "most this times production's")
+
+
 class LogMinerSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=8102)
     s3: S3Settings  # S3__ACCESS_KEY / S3__SECRET_KEY have no defaults
     mining: MiningSettings = MiningSettings()
     policy: PolicySettings = PolicySettings()
+    canary: CanarySettings = CanarySettings()

@@ -195,3 +195,117 @@ async def test_shutdown_closes_every_extra_model(metrics):
         pass
     await models.close()
     assert loader.engines["v2"].closed and models.describe()["extra_models"] == []
+
+
+# ---------------------------------------------------------------------- canary routing (decision 0020)
+
+
+class Canaries:
+    """The registry's running canary as the test sets it; counts the reads."""
+
+    def __init__(self, canary=None, error: Exception | None = None) -> None:
+        self.current = canary
+        self.error = error
+        self.reads = 0
+
+    async def canary(self):
+        self.reads += 1
+        if self.error is not None:
+            raise self.error
+        return self.current
+
+
+def a_canary(version: str = "v2", share: float = 50.0, canary_id: str = "c1"):
+    from modelregistry import Canary
+
+    return Canary(canary_id=canary_id, version=version, production_version="v1", share_pct=share, mode="canary",
+                  status="running", min_samples=30, max_duration_s=3600, started_by="op", started_at=utcnow())
+
+
+def canary_served(loader, registry, metrics, canaries, **kwargs) -> tuple[ServedModels, ClosableEngine]:
+    models, production = served(loader, registry, metrics, **kwargs)
+    models.canaries = canaries
+    return models, production
+
+
+RUN_IDS = [f"run-{i}" for i in range(200)]
+
+
+async def test_the_canary_takes_the_runs_its_hash_routes_and_production_the_rest(metrics):
+    from modelregistry import canary_bucket
+
+    loader, registry = FakeLoader(), Registry(versions=("v2",))
+    canaries = Canaries(a_canary(share=30.0))
+    models, production = canary_served(loader, registry, metrics, canaries)
+    routed = []
+    for run_id in RUN_IDS:
+        with await models.lease(None, run_id=run_id) as engine:
+            routed.append(engine.model_version)
+            assert engine.model_version == ("v2" if canary_bucket(run_id) < 3000 else "v1")
+    assert 0.15 < routed.count("v2") / len(routed) < 0.45  # about the share
+    assert loader.started == ["v2"]  # loaded once beside production
+    assert canaries.reads == 1  # read once within lookup_ttl_s
+    assert sample(metrics, "agent_runner_canary_runs_total", route="candidate") == routed.count("v2")
+    assert models.describe()["canary"] == {"canary_id": "c1", "model_version": "v2", "share_pct": 30.0,
+                                           "mode": "canary", "state": "routing", "refused_because": None}
+
+
+async def test_the_same_run_id_goes_the_same_way_on_another_runner(metrics):
+    runs = RUN_IDS[:40]
+    ways = []
+    for _ in range(2):  # two runners (or one restarted) read the same canary from the registry
+        loader, registry = FakeLoader(), Registry(versions=("v2",))
+        models, _ = canary_served(loader, registry, metrics, Canaries(a_canary(share=50.0)))
+        way = []
+        for run_id in runs:
+            with await models.lease(None, run_id=run_id) as engine:
+                way.append(engine.model_version)
+        ways.append(way)
+    assert ways[0] == ways[1] and {"v1", "v2"} == set(ways[0])
+
+
+async def test_a_run_that_names_its_model_is_not_rerouted_by_the_canary(metrics):
+    loader, registry = FakeLoader(), Registry({"production": "v1"}, versions=("v2",))
+    models, production = canary_served(loader, registry, metrics, Canaries(a_canary(share=100.0)))
+    with await models.lease("production", run_id="run-1") as engine:
+        assert engine is production
+
+
+async def test_a_runner_without_room_refuses_the_canary_and_says_why(metrics, caplog):
+    loader, registry = FakeLoader(), Registry(versions=("v2",))
+    models, production = canary_served(loader, registry, metrics, Canaries(a_canary(share=100.0)),
+                                       available=1200 * MiB, reserve_mb=1024)
+    for run_id in RUN_IDS[:5]:
+        with await models.lease(None, run_id=run_id) as engine:
+            assert engine is production  # the runs still run, on production
+    assert loader.started == []
+    state = models.describe()["canary"]
+    assert state["state"] == "refused" and "MiB are available" in state["refused_because"]
+    assert sample(metrics, "agent_runner_canary_runs_total", route="refused") == 5
+    refusals = [r for r in caplog.records if "refuses canary c1" in r.getMessage()]
+    assert len(refusals) == 1  # said once per canary, not per run
+
+
+async def test_extra_models_off_refuses_the_canary(metrics):
+    loader, registry = FakeLoader(), Registry(versions=("v2",))
+    models, production = canary_served(loader, registry, metrics, Canaries(a_canary(share=100.0)), capacity=0)
+    with await models.lease(None, run_id="run-1") as engine:
+        assert engine is production
+    assert "RUNNER__EXTRA_MODELS=0" in models.describe()["canary"]["refused_because"]
+
+
+async def test_an_unreadable_registry_keeps_the_last_canary(metrics):
+    now = [0.0]
+    loader, registry = FakeLoader(), Registry(versions=("v2",))
+    canaries = Canaries(a_canary(share=100.0))
+    models, _ = canary_served(loader, registry, metrics, canaries, clock=lambda: now[0])
+    with await models.lease(None, run_id="run-1") as engine:
+        assert engine.model_version == "v2"
+    canaries.error = RegistryUnavailableError("db down")
+    now[0] += 10
+    with await models.lease(None, run_id="run-1") as engine:
+        assert engine.model_version == "v2"
+    canaries.error, canaries.current = None, None  # the canary ended
+    now[0] += 10
+    with await models.lease(None, run_id="run-1") as engine:
+        assert engine.model_version == "v1" and models.describe()["canary"] is None

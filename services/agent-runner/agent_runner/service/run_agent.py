@@ -164,7 +164,7 @@ class RunAgent:
             lease, error = self.slot.lease(), ("cancelled", f"{reason} (before the run started)")
         else:
             try:
-                lease = await self.models.lease(request.options.model)
+                lease = await self.models.lease(request.options.model, run_id=request.run_id)
             except ModelNotServedError as exc:
                 lease, error = self.slot.lease(), (_code(exc), str(exc))
         with lease as engine:

@@ -14,6 +14,12 @@ may hold it:
 
 Runs that ask for the same version at once share one load. A run the runner cannot serve fails
 with `model_not_served` and the reason; it never silently runs on another model.
+
+A run that names no model is routed by the registry's running canary (decision 0020): the
+canary's hash of the run id picks its share, which loads the canary's version the same way. A
+runner that cannot serve that version (no room under the memory check, extra models off, a load
+that fails) refuses the canary: it says why in its log, /health/detailed and
+`agent_runner_canary_runs_total{route="refused"}`, and those runs run on production.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from modelregistry import Canary
 from servicekit.logs import log_fields
 
 from ..domain import ModelLoadError, ModelNotServedError, RegistryUnavailableError
 from ..metrics import RunnerMetrics
 from ..model_slot import DesiredModel, Leases, ModelSlot
-from ..ports import Engine, EngineLoader, ModelLookup
+from ..ports import CanarySource, Engine, EngineLoader, ModelLookup
 
 logger = logging.getLogger("agent_runner.models")
 
@@ -49,7 +56,7 @@ class ServedModels:
     def __init__(self, slot: ModelSlot, loader: EngineLoader | None = None, registry: ModelLookup | None = None,
                  metrics: RunnerMetrics | None = None, *, capacity: int = 0, reserve_bytes: int = 0,
                  available_bytes: Callable[[], int | None] = lambda: None, lookup_ttl_s: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, canaries: CanarySource | None = None) -> None:
         """Without a loader and a registry (or with capacity 0) it serves production only."""
         self.slot = slot
         self.loader = loader
@@ -65,11 +72,17 @@ class ServedModels:
         self._loading: dict[str, asyncio.Task[Engine]] = {}
         self._lookups: dict[str, tuple[float, DesiredModel | None]] = {}
         self._retiring: set[asyncio.Task] = set()
+        self.canaries = canaries
+        self._canary: tuple[float, Canary | None] | None = None
+        self.canary_refusal: dict[str, str] | None = None  # the running canary this runner refused, and why
 
-    async def lease(self, asked: str | None) -> contextlib.AbstractContextManager[Engine]:
+    async def lease(self, asked: str | None, run_id: str | None = None) -> contextlib.AbstractContextManager[Engine]:
         """The engine for a run's `options.model`, held until the returned block ends; raises
-        ModelNotServedError with the reason when this runner cannot serve it."""
+        ModelNotServedError with the reason when this runner cannot serve it. A run that names
+        no model goes where the running canary routes its id."""
         serving = self.slot.engine.model_version
+        if asked is None and run_id is not None and (routed := await self._canary_lease(run_id)) is not None:
+            return routed
         if asked is None or asked in (PRODUCTION, serving):
             return self.slot.lease()
         if self.loader is None or not self.loader.reloads:
@@ -85,6 +98,47 @@ class ServedModels:
             return self.slot.lease()
         engine = await self._engine_for(model)
         return self._leases.hold(engine)
+
+    async def _canary_lease(self, run_id: str) -> contextlib.AbstractContextManager[Engine] | None:
+        """The canary's version for a run its hash routes there; None for production."""
+        canary = await self._running_canary()
+        if canary is None or not canary.routes(run_id) or canary.version == self.slot.engine.model_version:
+            return None
+        try:
+            lease = await self.lease(canary.version)
+        except ModelNotServedError as exc:
+            self._refuse(canary, str(exc))
+            return None
+        if self.canary_refusal is not None and self.canary_refusal["canary_id"] == canary.canary_id:
+            self.canary_refusal = None  # it loads now (memory was freed, a failed load worked)
+        if self.metrics is not None:
+            self.metrics.canary_runs.labels(route="candidate").inc()
+        return lease
+
+    async def _running_canary(self) -> Canary | None:
+        """The registry's running canary, read at most every `lookup_ttl_s`; an unreadable
+        registry keeps the last answer (runs go on; the next read tries again)."""
+        if self.canaries is None:
+            return None
+        now = self._clock()
+        if self._canary is not None and now - self._canary[0] < self.lookup_ttl_s:
+            return self._canary[1]
+        try:
+            canary = await self.canaries.canary()
+        except RegistryUnavailableError as exc:
+            logger.warning("the running canary cannot be read (%s); routing as before", exc)
+            canary = self._canary[1] if self._canary is not None else None
+        self._canary = (now, canary)
+        return canary
+
+    def _refuse(self, canary: Canary, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.canary_runs.labels(route="refused").inc()
+        if self.canary_refusal is None or self.canary_refusal["canary_id"] != canary.canary_id:
+            logger.warning("this runner refuses canary %s of %s; its runs run on production: %s", canary.canary_id,
+                           canary.version, reason, extra=log_fields(canary_id=canary.canary_id,
+                                                                    model_version=canary.version))
+        self.canary_refusal = {"canary_id": canary.canary_id, "model_version": canary.version, "reason": reason}
 
     async def _lookup(self, asked: str) -> DesiredModel:
         """The registry's answer for `asked`, cached for `lookup_ttl_s` (an alias may move)."""
@@ -176,7 +230,17 @@ class ServedModels:
             ],
             "extra_models_capacity": self.capacity,
             "extra_models_loading": sorted(self._loading),
+            "canary": self._describe_canary(),
         }
+
+    def _describe_canary(self) -> dict[str, object] | None:
+        canary = self._canary[1] if self._canary is not None else None
+        if canary is None:
+            return None
+        refused = self.canary_refusal if (self.canary_refusal or {}).get("canary_id") == canary.canary_id else None
+        return {"canary_id": canary.canary_id, "model_version": canary.version, "share_pct": canary.share_pct,
+                "mode": canary.mode, "state": "refused" if refused else "routing",
+                "refused_because": refused["reason"] if refused else None}
 
     async def close(self) -> None:
         """Shutdown (no run in flight any more): close every extra engine."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from contracts import ExportCompleted, ExportFailed, TrainingCompleted
-from modelregistry import GateEvaluation, ModelVersion, get_aliases, get_version
+from modelregistry import Canary, GateEvaluation, ModelVersion, get_aliases, get_canary, get_version
 from modelregistry import write as registry
 from modelregistry.write import AliasMove
 from servicekit.jobstore import JobQueue, Row
@@ -20,7 +20,7 @@ from servicekit.uow import UnitOfWork
 
 from .. import SCHEMA
 from ..domain import ExportJob, JobStatus
-from ..ports import Candidate, DeployedFactory
+from ..ports import Candidate, DeployedFactory, EndedFactory
 
 TABLE, KEY = f"{SCHEMA}.export_jobs", "job_id"
 
@@ -107,6 +107,10 @@ class PostgresDeployments:
         async with self.uow.db.pool.acquire() as conn:
             return await get_aliases(conn)
 
+    async def canary(self, canary_id: str) -> Canary | None:
+        async with self.uow.db.pool.acquire() as conn:
+            return await get_canary(conn, canary_id)
+
     async def promote(self, message_id: str, message_type: str, version: str, *, cause: str, actor: str,
                       quantization: str | None, evaluation_id: str | None, reason: str,
                       deployed: DeployedFactory) -> AliasMove | None:
@@ -128,6 +132,34 @@ class PostgresDeployments:
             if (event := deployed(move)) is not None:
                 tx.stage(event)
             return move
+
+    async def start_canary(self, message_id: str, message_type: str, *, canary_id: str, version: str,
+                           share_pct: float, mode: str, min_samples: int, max_duration_s: int, actor: str,
+                           reason: str) -> Canary | None:
+        async with self.uow.begin(message_id=message_id, message_type=message_type) as tx:
+            if not tx.fresh:
+                return None
+            return await registry.start_canary(tx.conn, canary_id=canary_id, version=version, share_pct=share_pct,
+                                               mode=mode, min_samples=min_samples, max_duration_s=max_duration_s,
+                                               actor=actor, reason=reason)
+
+    async def end_canary(self, message_id: str, message_type: str, canary_id: str, *, status: str, actor: str,
+                         reason: str, report: dict[str, Any] | None, ended: EndedFactory,
+                         deployed: DeployedFactory | None) -> tuple[Canary | None, AliasMove | None] | None:
+        async with self.uow.begin(message_id=message_id, message_type=message_type) as tx:
+            if not tx.fresh:
+                return None
+            canary = await registry.end_canary(tx.conn, canary_id, status=status, actor=actor, reason=reason,
+                                               report=report)
+            if canary is None:
+                return None, None
+            move = None
+            if deployed is not None:
+                move = await registry.promote(tx.conn, canary.version, cause="canary", actor=actor, reason=reason)
+                if (event := deployed(move)) is not None:
+                    tx.stage(event)
+            tx.stage(ended(canary))
+            return canary, move
 
     async def record_evaluation(self, message_id: str, message_type: str, version: str, evaluation: GateEvaluation,
                                 *, reject_reason: str | None) -> ModelVersion | None:

@@ -122,20 +122,7 @@ class DeployModels:
         env = cmd.msg.envelope
         fields = log_fields(message_id=env.message_id, message_type=env.message_type, cause=cmd.cause, actor=cmd.actor)
         staged: list[ModelDeployed] = []
-
-        def deployed(move: AliasMove) -> ModelDeployed | None:
-            if check is not None:
-                check(move)
-            if not move.changed:
-                return None
-            event = ModelDeployed.create(
-                correlation_id=env.correlation_id, causation=cmd.msg,
-                message_id=deterministic_id("model-deployed", env.message_id),
-                model_version=move.version.version, gguf_uri=move.gguf.uri, sha256=move.gguf.sha256,
-                alias="production", previous_version=move.previous_version, cause=cmd.cause, ollama_model=ollama,
-            )
-            staged.append(event)
-            return event
+        deployed = self.deployed_factory(cmd.msg, cmd.cause, staged, ollama=ollama, check=check)
 
         try:
             move = await run(deployed)
@@ -155,6 +142,31 @@ class DeployModels:
         logger.info("production is %s (%s, %s) after %s by %s; previous %s", move.version.version,
                     move.gguf.quantization, move.gguf.uri, cmd.cause, cmd.actor, move.previous_version, extra=fields)
         return staged[0]
+
+    def deployed_factory(self, msg: Contract, cause: str, staged: list[ModelDeployed], *, ollama: str | None = None,
+                         check: Callable[[AliasMove], None] | None = None) -> DeployedFactory:
+        """The `model.deployed` a move announces (none when nothing moved), appended to `staged`."""
+        env = msg.envelope
+
+        def deployed(move: AliasMove) -> ModelDeployed | None:
+            if check is not None:
+                check(move)
+            if not move.changed:
+                return None
+            event = ModelDeployed.create(
+                correlation_id=env.correlation_id, causation=msg,
+                message_id=deterministic_id("model-deployed", env.message_id),
+                model_version=move.version.version, gguf_uri=move.gguf.uri, sha256=move.gguf.sha256,
+                alias="production", previous_version=move.previous_version, cause=cause, ollama_model=ollama,
+            )
+            staged.append(event)
+            return event
+
+        return deployed
+
+    async def push(self, msg: Contract, cause: str, actor: str, version: str) -> str | None:
+        """With a model server: push `version` before a move that will serve it (its model name)."""
+        return await self._push(_Command(msg, cause, actor, ""), version, None)
 
     async def _push(self, cmd: _Command, version: str, quantization: str | None) -> str | None:
         """With a model server: the version's GGUF + Modelfile pushed and checked; its model name."""

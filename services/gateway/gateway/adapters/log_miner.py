@@ -1,8 +1,10 @@
-"""The log-miner's operator reads over its internal HTTP port (decision 0013): its label queue and
-its dataset exports. The log-miner owns the runs, their feedback, the order and the datasets; the
+"""The log-miner's operator reads over its internal HTTP port (decision 0013): its label queue,
+its dataset exports and the canary judge's report. The log-miner owns the runs, their feedback, the order and the datasets; the
 gateway only checks who asks and passes it on."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 
@@ -52,6 +54,23 @@ class LogMinerClient:
             raise LogMinerUnavailableError(
                 f"the log-miner at {self.base_url} answered {resp.status_code}: {resp.text[:200]}")
         return resp.content
+
+    async def canary_report(self, canary_id: str) -> dict[str, Any] | None:
+        """The canary judge's report on a canary (None: the log-miner knows none by that id)."""
+        try:
+            resp = await self._client.get("/v1/canary/report", params={"canary_id": canary_id})
+        except httpx.HTTPError as exc:
+            raise LogMinerUnavailableError(
+                f"the log-miner at {self.base_url} cannot be reached: {type(exc).__name__}: {exc}") from None
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise LogMinerUnavailableError(
+                f"the log-miner at {self.base_url} answered {resp.status_code}: {resp.text[:200]}")
+        try:
+            return dict(resp.json())
+        except ValueError as exc:
+            raise LogMinerUnavailableError(f"the log-miner's canary report is not readable: {exc}") from None
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from modelregistry import ModelVersion, get_aliases, get_version, list_versions
+from modelregistry import Canary, ModelVersion, get_aliases, get_canary, get_version, list_versions, running_canary
 from servicekit.db import AsyncpgPool
 
 
@@ -26,3 +26,9 @@ class PostgresModelRegistry:
 
     async def aliases(self) -> dict[str, str]:
         return await get_aliases(self.pool)
+
+    async def canary(self, canary_id: str | None = None) -> Canary | None:
+        return await get_canary(self.pool, canary_id)
+
+    async def running_canary(self) -> Canary | None:
+        return await running_canary(self.pool)

@@ -19,6 +19,7 @@ from ..domain import (
     AuthenticationError,
     CompletionFailedError,
     InvalidRequestError,
+    CanaryNotFoundError,
     ModelCommandConflictError,
     ModelNotFoundError,
     PermissionDeniedError,
@@ -60,7 +61,8 @@ async def _forbidden(request: Request, exc: PermissionDeniedError) -> JSONRespon
 
 
 async def _not_found(request: Request,
-                     exc: RunNotFoundError | ModelNotFoundError | ApiKeyNotFoundError) -> JSONResponse:
+                     exc: RunNotFoundError | ModelNotFoundError | ApiKeyNotFoundError | CanaryNotFoundError,
+                     ) -> JSONResponse:
     if is_openai(request):
         model = isinstance(exc, ModelNotFoundError)
         return openai_error(404, str(exc), param="model" if model else None,
@@ -128,6 +130,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RunNotFoundError, _not_found)
     app.add_exception_handler(RunNotFinishedError, _conflict)
     app.add_exception_handler(ModelNotFoundError, _not_found)
+    app.add_exception_handler(CanaryNotFoundError, _not_found)
     app.add_exception_handler(ApiKeyNotFoundError, _not_found)
     app.add_exception_handler(ModelCommandConflictError, _conflict)
     app.add_exception_handler(RateLimitedError, _rate_limited)

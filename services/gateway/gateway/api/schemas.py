@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from modelregistry import ModelVersion
+from modelregistry import Canary, ModelVersion
 
 from ..domain import AuditEntry, RunRecord, RunStatus, TaggedRun, primary_score
 
@@ -226,3 +226,38 @@ class FlaggedRuns(BaseModel):
 
 class ScreenVerdicts(BaseModel):
     verdicts: list[ScreenVerdict]
+
+
+class CanaryView(BaseModel):
+    """A canary as the registry records it, with the judge's report (decision 0020)."""
+
+    canary_id: str
+    model_version: str
+    production_version: str
+    share_pct: float
+    mode: str  # canary | ab
+    status: str  # running, promoted, rolled_back, stopped, superseded
+    min_samples: int
+    max_duration_s: int
+    started_by: str
+    started_at: datetime
+    ended_by: str | None = None
+    ended_at: datetime | None = None
+    reason: str = ""
+    report: dict[str, Any] | None = Field(default=None, description="the judge's tallies, tests and decision")
+    report_unavailable: str | None = Field(default=None, description="why there is no report, when there is none")
+
+    @classmethod
+    def of(cls, canary: Canary, report: dict[str, Any] | None = None, missing: str | None = None) -> CanaryView:
+        return cls(canary_id=canary.canary_id, model_version=canary.version,
+                   production_version=canary.production_version, share_pct=canary.share_pct, mode=canary.mode,
+                   status=canary.status, min_samples=canary.min_samples, max_duration_s=canary.max_duration_s,
+                   started_by=canary.started_by, started_at=canary.started_at, ended_by=canary.ended_by,
+                   ended_at=canary.ended_at, reason=canary.reason, report=report, report_unavailable=missing)
+
+
+class CanaryAccepted(BaseModel):
+    request_id: str
+    canary_id: str
+    status: str  # accepted (sent); with ?wait=true: done (the registry shows it) or pending
+    canary: CanaryView | None = None

@@ -71,6 +71,10 @@ class ModelNotFoundError(GatewayError):
         self.version = version
 
 
+class CanaryNotFoundError(GatewayError):
+    """No canary by that id, or none started yet (404)."""
+
+
 class CompletionFailedError(GatewayError):
     """A chat completion whose run gave no model turn to return. `kind`: timeout (the wait ended
     first, or the run hit its own time limit), context_length (the prompt does not fit), model

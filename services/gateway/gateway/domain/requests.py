@@ -131,6 +131,33 @@ class RollbackSubmission(BaseModel):
     reason: str = Field(default="", max_length=2000)
 
 
+class CanarySubmission(BaseModel):
+    """`POST /v1/registry/canary`: a share of live runs on a version (decision 0020)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_version: str = Field(min_length=1, max_length=200, description="a registered version (not production)")
+    share: float = Field(gt=0, le=100, description="per cent of live runs, by hash of the run id; \"10%\" reads as 10")
+    mode: Literal["canary", "ab"] = Field(
+        default="canary", description="canary: the judge promotes or rolls back; ab: a fixed split and a report")
+    min_samples: int = Field(default=30, ge=1, le=1_000_000, description="finished runs per arm before a verdict")
+    max_duration_s: int = Field(default=3600, ge=10, le=30 * 86400, description="the judge's time limit")
+    reason: str = Field(default="", max_length=2000)
+
+    @field_validator("share", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            return value.strip()[:-1].strip()
+        return value
+
+
+class CanaryStopSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
+
+
 class RetrainSubmission(BaseModel):
     """Operator overrides for a retrain; everything optional."""
 

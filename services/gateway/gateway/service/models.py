@@ -13,19 +13,30 @@ import logging
 import time
 from dataclasses import dataclass
 
-from contracts import Contract, ModelPromoteRequested, ModelRollbackRequested, deterministic_id, new_id
-from modelregistry import ModelVersion, promotion_refusal
+from contracts import (
+    CanaryStartRequested,
+    CanaryStopRequested,
+    Contract,
+    ModelPromoteRequested,
+    ModelRollbackRequested,
+    deterministic_id,
+    new_id,
+)
+from modelregistry import Canary, ModelVersion, canary_refusal, promotion_refusal
 from servicekit.logs import log_fields
 
 from ..domain import (
     AuditEntry,
+    CanaryNotFoundError,
+    CanaryStopSubmission,
+    CanarySubmission,
     Identity,
     ModelCommandConflictError,
     ModelNotFoundError,
     PromoteSubmission,
     RollbackSubmission,
 )
-from ..ports import AuditLog, ModelRegistry, OpsStore, Publisher
+from ..ports import AuditLog, CanaryReports, ModelRegistry, OpsStore, Publisher
 
 logger = logging.getLogger("gateway.models")
 
@@ -42,8 +53,9 @@ class ModelCommand:
 
 class ModelService:
     def __init__(self, registry: ModelRegistry, store: OpsStore, audit: AuditLog, publisher: Publisher, *,
-                 poll_interval_s: float = 0.25) -> None:
+                 reports: CanaryReports | None = None, poll_interval_s: float = 0.25) -> None:
         self.registry = registry
+        self.reports = reports
         self.store = store
         self.audit = audit
         self.publisher = publisher
@@ -106,6 +118,78 @@ class ModelService:
         await self._send(who, "models.rollback", previous, client_ip,
                          {**details, "request_id": request_id, "production": production}, msg)
         return ModelCommand(request_id, "rollback", previous, production)
+
+    # ------------------------------------------------------------------ canaries (decision 0020)
+
+    async def start_canary(self, who: Identity, body: CanarySubmission, client_ip: str | None) -> str:
+        """Ask the exporter to record a canary; its id (the request id). 404 / 409 refusals are
+        audited and change nothing."""
+        details = body.model_dump(mode="json")
+        version = body.model_version
+        target = await self.registry.version(version)
+        if target is None:
+            await self._refused(who, "canary.start", version, client_ip, details, f"{version} is not registered")
+            raise ModelNotFoundError(version)
+        production = (await self.registry.aliases()).get("production")
+        refusal = canary_refusal(target, version, body.mode, production, await self.registry.running_canary())
+        if refusal is not None:
+            await self._refused(who, "canary.start", version, client_ip, details, refusal)
+            raise ModelCommandConflictError(refusal)
+        request_id = new_id()
+        msg = CanaryStartRequested.create(
+            correlation_id=request_id, message_id=deterministic_id("canary-start-requested", request_id),
+            request_id=request_id, model_version=version, share_pct=body.share, mode=body.mode,
+            min_samples=body.min_samples, max_duration_s=body.max_duration_s, requested_by=who.subject,
+            reason=body.reason,
+        )
+        await self._send(who, "canary.start", version, client_ip,
+                         {**details, "request_id": request_id, "production": production}, msg)
+        return request_id
+
+    async def stop_canary(self, who: Identity, body: CanaryStopSubmission,
+                          client_ip: str | None) -> tuple[str, Canary]:
+        """Ask the exporter to end the running canary (409 when none runs); the request id and
+        the canary it stops."""
+        details = body.model_dump(mode="json")
+        running = await self.registry.running_canary()
+        if running is None:
+            reason = "no canary is running"
+            await self._refused(who, "canary.stop", None, client_ip, details, reason)
+            raise ModelCommandConflictError(reason)
+        request_id = new_id()
+        msg = CanaryStopRequested.create(
+            correlation_id=running.canary_id, message_id=deterministic_id("canary-stop-requested", request_id),
+            request_id=request_id, canary_id=running.canary_id, requested_by=who.subject, reason=body.reason,
+        )
+        await self._send(who, "canary.stop", running.version, client_ip,
+                         {**details, "request_id": request_id, "canary_id": running.canary_id}, msg)
+        return request_id, running
+
+    async def canary(self, canary_id: str | None = None) -> tuple[Canary, dict | None, str | None]:
+        """The canary (default: the running one, else the last), the judge's report on it, and
+        why there is no report when the log-miner cannot give one."""
+        found = await self.registry.canary(canary_id)
+        if found is None:
+            raise CanaryNotFoundError(f"no canary {canary_id}" if canary_id else "no canary has been started")
+        if not found.running or self.reports is None:
+            return found, found.report, None if found.report is not None or found.running else "ended without one"
+        try:
+            answer = await self.reports.canary_report(found.canary_id)
+        except Exception as exc:  # noqa: BLE001 - the registry's record is still worth showing
+            return found, None, str(exc)
+        return found, (answer or {}).get("report"), None if answer else "the judge has not seen this canary yet"
+
+    async def wait_for_canary(self, canary_id: str, timeout_s: float, *, running: bool) -> Canary | None:
+        """The canary once the registry shows it running (or, `running=False`, ended); None when
+        it does not within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = await self.registry.canary(canary_id)
+            if found is not None and found.running == running:
+                return found
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
 
     async def wait_for_production(self, expected: str, timeout_s: float) -> dict[str, str] | None:
         """The aliases once `expected` is production; None if it is not within `timeout_s`."""

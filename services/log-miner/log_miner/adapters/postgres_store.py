@@ -4,7 +4,7 @@ the composed reads use SQLAlchemy Core."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import SimpleNamespace
@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ChatMessage, Contract, ToolCall, ToolSpec, TrajectoryStep
 from contracts.learning import LabelQueue
+from modelregistry import Canary, get_canary, running_canary
 from servicekit.outbox import Outbox
 
+from ..domain.canary import Arm
 from ..domain.labeling import FAILURE_ORDER, candidate
 from ..domain.policy import PolicyStats
 from ..domain.records import Feedback, Run, RunWithFeedback
@@ -255,3 +257,46 @@ class PostgresMinerStore:
 
     async def publish(self, *messages: Contract) -> None:
         await self.outbox.publish_now(*messages)
+
+    async def running_canary(self) -> Canary | None:
+        return await running_canary(self.outbox.db.pool)
+
+    async def canary(self, canary_id: str | None = None) -> Canary | None:
+        return await get_canary(self.outbox.db.pool, canary_id)
+
+    async def canary_arms(self, versions: Sequence[str], since: datetime) -> dict[str, Arm]:
+        """Each version's live outcomes recorded since `since` (domain.canary)."""
+        pool = self.outbox.db.pool
+        rows = await pool.fetch(_CANARY_ARMS, list(versions), since, _SUCCESS)
+        labels = await pool.fetch(_CANARY_LABELS, list(versions), since)
+        by_label: dict[str, dict[str, int]] = {}
+        for r in labels:
+            by_label.setdefault(r["model_version"], {})[r["label"]] = r["runs"]
+        arms = {v: Arm(v) for v in versions}
+        for r in rows:
+            v = r["model_version"]
+            arms[v] = Arm(v, runs=r["runs"], call_runs=r["call_runs"], valid_call_runs=r["valid_call_runs"],
+                          failures=r["failures"], negative_feedback=r["negative_feedback"],
+                          median_ms=float(r["median_ms"]) if r["median_ms"] is not None else None,
+                          labels=by_label.get(v, {}))
+        return arms
+
+
+_CALLED = "EXISTS (SELECT 1 FROM jsonb_array_elements(i.steps) s WHERE s->>'kind' = 'tool_call')"
+_INVALID = ("EXISTS (SELECT 1 FROM jsonb_array_elements(i.steps) s "
+            "WHERE s->>'kind' = 'tool_call' AND NOT COALESCE((s->>'valid')::boolean, true))")
+_CANARY_ARMS = f"""
+SELECT i.model_version, count(*) AS runs,
+       count(*) FILTER (WHERE {_CALLED}) AS call_runs,
+       count(*) FILTER (WHERE {_CALLED} AND NOT {_INVALID}) AS valid_call_runs,
+       count(*) FILTER (WHERE NOT (i.label = ANY($3::text[]))) AS failures,
+       count(*) FILTER (WHERE i.labels ? 'negative_feedback') AS negative_feedback,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY (i.usage->>'total_ms')::float) AS median_ms
+FROM {t.interactions.fullname} i
+WHERE i.model_version = ANY($1::text[]) AND i.logged_at >= $2
+GROUP BY i.model_version
+"""
+_CANARY_LABELS = f"""
+SELECT i.model_version, i.label, count(*) AS runs FROM {t.interactions.fullname} i
+WHERE i.model_version = ANY($1::text[]) AND i.logged_at >= $2 GROUP BY i.model_version, i.label
+"""
