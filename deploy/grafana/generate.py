@@ -124,6 +124,8 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         Panel("Model reloads", (
             q(f"sum by (outcome) (increase(agent_runner_model_reload_seconds_count[{RATE}]))", "{{outcome}}"),
             q(f"sum(increase(agent_runner_model_reload_failures_total[{RATE}]))", "failed")), unit="short"),
+        Panel("Canary-routed runs", (
+            q(f"sum by (route) (increase(agent_runner_canary_runs_total[{RATE}]))", "{{route}}"),), unit="short"),
         *messaging("agent-runner"),
     ]),
     "agentloop-log-miner": ("Agent Loop / log-miner", [
@@ -144,6 +146,13 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         Panel("Dataset build time p95", (
             q(p95("log_miner_dataset_build_duration_seconds"),
               "p95"),), unit="s"),
+        Panel("Canary: live runs per arm", (q("max by (arm) (log_miner_canary_runs)", "{{arm}}"),), unit="short"),
+        Panel("Canary: valid-call and failure ratio per arm", (
+            q("max by (arm) (log_miner_canary_valid_call_ratio)", "valid calls {{arm}}"),
+            q("max by (arm) (log_miner_canary_failure_ratio)", "failures {{arm}}")), unit="percentunit"),
+        Panel("Canary: judge", (
+            q("max(log_miner_canary_regressing)", "regressing"),
+            q("sum by (verdict) (log_miner_canary_verdicts_total)", "{{verdict}}")), kind="stat"),
         *messaging("log-miner"),
     ]),
     "agentloop-trainer": ("Agent Loop / trainer", [
@@ -183,6 +192,7 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         Panel("Export jobs by status", (q("max by (status) (exporter_export_jobs)", "{{status}}"),)),
         Panel("Deployments by cause and outcome", (
             q("sum by (cause, outcome) (exporter_deployments_total)", "{{cause}} {{outcome}}"),), kind="stat"),
+        Panel("Canaries", (q("sum by (event) (exporter_canaries_total)", "{{event}}"),), kind="stat"),
         Panel("Production version", (q("max by (version) (exporter_production_model_info) == 1", "{{version}}"),),
               kind="stat"),
         *messaging("exporter"),

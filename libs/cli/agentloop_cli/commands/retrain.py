@@ -3,6 +3,10 @@ role) for a new dataset version and a training run on it."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +14,7 @@ import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contracts import DatasetOptions, LoraOptions
 
@@ -93,11 +98,21 @@ def retrain(
     shape_weight: Annotated[list[str] | None, typer.Option(
         "--shape-weight", help="SHAPE=NUMBER: copies per train example of that shape (no_call, parallel, multi_turn, "
                                "single_call, text, corrected), over the log-miner's defaults; repeatable")] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow", help="show the retrain's progress from its events (dataset, a bar of training steps with loss "
+                         "and ETA, export, gate, deployment) until it is deployed or fails; needs BROKER__URL")] = False,
+    follow_timeout_s: Annotated[float, typer.Option(min=10, help="--follow: give up after this many seconds")] = 7200,
     api_key: Annotated[str | None, typer.Option(help="default: AGENTLOOP_API_KEY, then .run/api-key")] = None,
 ) -> None:
     """Ask for a new dataset (mined runs and feedback, plus any corpora) and a training run on it."""
     body = retrain_body(reason=reason, sources=source, weights=weight, max_steps=max_steps, base_model=base_model,
                         val_fraction=val_fraction, max_examples=max_examples, shape_weights=shape_weight)
+    if follow:
+        raise typer.Exit(asyncio.run(_follow(lambda: _request(body, api_key), follow_timeout_s)))
+    _request(body, api_key)
+
+
+def _request(body: dict[str, Any], api_key: str | None) -> str:
     client = GatewayClient(gateway_url())
     token = client.token_for(credentials(api_key))
     try:
@@ -114,3 +129,47 @@ def retrain(
     Console(stderr=True).print(f"retrain requested: [bold]{request_id}[/] (dataset and training follow on the "
                                "log-miner and trainer; see their logs or `agentloop status`)")
     typer.echo(request_id)
+    return request_id
+
+
+async def _follow(request: Callable[[], str], timeout_s: float) -> int:
+    """Follow one retrain by its events (loopdemo's tracker): a line per stage, a bar of training
+    steps with loss, learning rate and ETA. 0 once deployed, 1 when a stage failed or time ran out."""
+    from loopdemo.events import EventFeed, LoopFailedError, LoopTracker
+
+    console = Console(stderr=True)
+    try:
+        async with EventFeed(os.environ.get("BROKER__URL", "amqp://guest:guest@127.0.0.1:5672/")) as feed:
+            tracker = LoopTracker(await asyncio.to_thread(request))  # the feed listens before the request goes
+            deadline = time.monotonic() + timeout_s
+            with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+                          TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console) as bars:
+                task = bars.add_task("training", total=None, note="waiting for the dataset", visible=True)
+                while not tracker.finished:
+                    if time.monotonic() > deadline:
+                        console.print(f"[red]retrain not deployed within {timeout_s:.0f} s[/]")
+                        return 1
+                    msg = await feed.next(timeout=1.0)
+                    step = tracker.accept(msg) if msg is not None else None
+                    if step is None:
+                        continue
+                    p = tracker.progress
+                    if step.stage == "training" and p is not None and not step.done:
+                        bars.update(task, total=p.total_steps, completed=p.step, note=_progress_note(p))
+                    else:
+                        bars.console.print(("[red]" if step.failed else "") + f"{step.stage}: {step.text}"
+                                           + ("[/]" if step.failed else ""))
+    except LoopFailedError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    if tracker.failure:
+        console.print(f"[red]retrain failed: {tracker.failure}[/]")
+        return 1
+    return 0
+
+
+def _progress_note(p: Any) -> str:
+    parts = [f"loss {p.loss:.3f}" if p.loss is not None else "",
+             f"lr {p.learning_rate:.1e}" if p.learning_rate is not None else "",
+             f"ETA {p.eta_s:.0f}s" if p.eta_s is not None else ""]
+    return "  ".join(x for x in parts if x)
