@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 
 from ..domain import CanaryStopSubmission, CanarySubmission, Identity, Role
-from .deps import ClientIp, ModelsDep, require
+from .deps import ClientIp, ModelsDep, WaitSeconds, require
 from .openapi import declared
 from .schemas import CanaryAccepted, CanaryView
 
@@ -19,7 +19,6 @@ Reader = Annotated[Identity, require(Role.OPERATOR, action="canary.read")]
 Starter = Annotated[Identity, require(Role.OPERATOR, action="canary.start")]
 Stopper = Annotated[Identity, require(Role.OPERATOR, action="canary.stop")]
 Wait = Annotated[bool, Query(description="answer once the registry shows the change (200), or at wait_s (202)")]
-WaitSeconds = Annotated[float, Query(gt=0, le=300, description="how long ?wait=true waits at most")]
 WAITED = {200: {"model": CanaryAccepted, "description": "with ?wait=true: the registry shows the change"}}
 
 

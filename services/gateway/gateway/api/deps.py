@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from starlette.requests import HTTPConnection
 
 from ..container import Container
@@ -56,6 +56,8 @@ async def client_ip(conn: HTTPConnection) -> str | None:
 
 
 ClientIp = Annotated[str | None, Depends(client_ip)]
+# `?wait_s=` of the operator commands that can wait for the exporter (promote, rollback, canary)
+WaitSeconds = Annotated[float, Query(gt=0, le=300, description="how long ?wait=true waits at most")]
 
 
 def require(role: Role, action: str | None = None, *, api_keys: bool = False):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 
 from ..domain import Identity, PromoteSubmission, RollbackSubmission, Role
 from ..service.models import ModelCommand, ModelService
-from .deps import ClientIp, ModelsDep, require
+from .deps import ClientIp, ModelsDep, WaitSeconds, require
 from .openapi import declared
 from .schemas import ModelCommandAccepted, ModelList, ModelView
 
@@ -19,7 +19,6 @@ Reader = Annotated[Identity, require(Role.OPERATOR, action="models.read")]
 Promoter = Annotated[Identity, require(Role.OPERATOR, action="models.promote")]
 RollingBack = Annotated[Identity, require(Role.OPERATOR, action="models.rollback")]
 Wait = Annotated[bool, Query(description="answer once production has moved (200), or when wait_s is over (202)")]
-WaitSeconds = Annotated[float, Query(gt=0, le=300, description="how long ?wait=true waits at most")]
 VersionName = Annotated[str, Path(min_length=1, max_length=200)]
 
 

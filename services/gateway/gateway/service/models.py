@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from contracts import (
     CanaryStartRequested,
@@ -39,6 +41,8 @@ from ..domain import (
 from ..ports import AuditLog, CanaryReports, ModelRegistry, OpsStore, Publisher
 
 logger = logging.getLogger("gateway.models")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -182,22 +186,21 @@ class ModelService:
     async def wait_for_canary(self, canary_id: str, timeout_s: float, *, running: bool) -> Canary | None:
         """The canary once the registry shows it running (or, `running=False`, ended); None when
         it does not within `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            found = await self.registry.canary(canary_id)
-            if found is not None and found.running == running:
-                return found
-            if time.monotonic() >= deadline:
-                return None
-            await asyncio.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
+        return await self._poll(lambda: self.registry.canary(canary_id),
+                                lambda found: found is not None and found.running == running, timeout_s)
 
     async def wait_for_production(self, expected: str, timeout_s: float) -> dict[str, str] | None:
         """The aliases once `expected` is production; None if it is not within `timeout_s`."""
+        return await self._poll(self.registry.aliases, lambda aliases: aliases.get("production") == expected,
+                                timeout_s)
+
+    async def _poll(self, read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float) -> T | None:
+        """Read the registry every `poll_interval_s` until `done` holds (that reading), at most `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         while True:
-            aliases = await self.registry.aliases()
-            if aliases.get("production") == expected:
-                return aliases
+            value = await read()
+            if done(value):
+                return value
             if time.monotonic() >= deadline:
                 return None
             await asyncio.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
