@@ -309,3 +309,21 @@ async def test_an_unreadable_registry_keeps_the_last_canary(metrics):
     now[0] += 10
     with await models.lease(None, run_id="run-1") as engine:
         assert engine.model_version == "v1" and models.describe()["canary"] is None
+
+
+async def test_a_canary_whose_load_failed_is_not_loaded_again_for_every_run(metrics):
+    now = [0.0]
+    loader, registry = FakeLoader(fail={"v2"}), Registry(versions=("v2",))
+    models, production = canary_served(loader, registry, metrics, Canaries(a_canary(share=100.0)),
+                                       clock=lambda: now[0])
+    models.lookup_ttl_s = 1000.0
+    for run_id in RUN_IDS[:4]:
+        with await models.lease(None, run_id=run_id) as engine:
+            assert engine is production
+    assert loader.started == ["v2"] and "sha256 mismatch" in models.describe()["canary"]["refused_because"]
+    assert sample(metrics, "agent_runner_canary_runs_total", route="refused") == 4
+    now[0] += models.refusal_retry_s + 1  # a minute later it tries again
+    loader.fail.clear()
+    with await models.lease(None, run_id="run-1") as engine:
+        assert engine.model_version == "v2"
+    assert loader.started == ["v2", "v2"] and models.describe()["canary"]["state"] == "routing"

@@ -71,8 +71,23 @@ def test_without_tool_calls_the_failure_ratio_decides():
     assert verdict.decision == "promote" and "failure ratio" in verdict.reason
 
 
+def test_a_few_tool_call_runs_are_not_enough_to_promote():
+    # 30 runs each, but the candidate made calls in 2: the minimum sample counts runs with calls too
+    # (and the call-ratio test sees that it stopped calling)
+    verdict = decide(arm("cand", 30, 2, calls=2, failures=0), arm("prod", 300, 297))
+    assert verdict.decision == "rollback" and "call_ratio" in verdict.reason
+    few = decide(arm("cand", 60, 20, calls=20, failures=0), arm("prod", 60, 20, calls=20, failures=0))
+    assert few.decision == "wait" and "20 candidate and 20 production runs with tool calls" in few.reason
+
+
+def test_a_perfect_tie_at_the_minimum_does_not_promote_on_a_collapsed_interval():
+    # the Wald interval of 30/30 against 30/30 has width 0; Newcombe's score interval does not
+    assert decide(arm("cand", 30, 30), arm("prod", 30, 30)).decision == "wait"
+    assert decide(arm("cand", 200, 200), arm("prod", 200, 200)).decision == "promote"
+
+
 def test_non_inferiority_needs_the_interval_above_the_margin():
-    # equal at 95 %: the bound is 1.645 * sqrt(2 * 0.95 * 0.05 / n) below 0: -0.051 at n=100, -0.036 at n=200
+    # equal at 95 %: Newcombe's lower bound is about -0.055 at n=100 and -0.038 at n=200
     assert not non_inferior(95, 100, 95, 100, margin=0.05, alpha=0.05)
     assert non_inferior(190, 200, 190, 200, margin=0.05, alpha=0.05)
     assert not non_inferior(9, 10, 9, 10, margin=0.05, alpha=0.05)  # too few runs to show it
@@ -108,7 +123,7 @@ async def test_a_verdict_goes_out_once_through_the_outbox(metrics):
     judge_ = JudgeCanaries(store, metrics)
     sent = await judge_.judge_once()
     assert isinstance(sent, CanaryJudged) and sent.verdict == "rollback" and sent.canary_id == "c1"
-    assert sent.report["candidate"]["valid_call_ratio"] == 0.5 and sent.report["tests"][0]["worse"]
+    assert sent.report["candidate"]["valid_call_ratio"] == 0.5 and sent.report["tests"][1]["worse"]
     assert store.state.outbox == [sent] and store.published == [sent]
     assert await judge_.judge_once() is None  # a second round (or replica) sends nothing more
     assert store.published == [sent]

@@ -19,7 +19,8 @@ A run that names no model is routed by the registry's running canary (decision 0
 canary's hash of the run id picks its share, which loads the canary's version the same way. A
 runner that cannot serve that version (no room under the memory check, extra models off, a load
 that fails) refuses the canary: it says why in its log, /health/detailed and
-`agent_runner_canary_runs_total{route="refused"}`, and those runs run on production.
+`agent_runner_canary_runs_total{route="refused"}`, and those runs run on production. It tries
+the canary's version again at most once a minute.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class ServedModels:
         self.canaries = canaries
         self._canary: tuple[float, Canary | None] | None = None
         self.canary_refusal: dict[str, str] | None = None  # the running canary this runner refused, and why
+        self._refused_at = 0.0
+        self.refusal_retry_s = 60.0  # a refused canary is tried again after this long (memory may be freed)
 
     async def lease(self, asked: str | None, run_id: str | None = None) -> contextlib.AbstractContextManager[Engine]:
         """The engine for a run's `options.model`, held until the returned block ends; raises
@@ -103,6 +106,12 @@ class ServedModels:
         """The canary's version for a run its hash routes there; None for production."""
         canary = await self._running_canary()
         if canary is None or not canary.routes(run_id) or canary.version == self.slot.engine.model_version:
+            return None
+        refused = self.canary_refusal
+        if (refused is not None and refused["canary_id"] == canary.canary_id
+                and self._clock() - self._refused_at < self.refusal_retry_s):
+            if self.metrics is not None:  # refused lately: no new load (a download, a failed load) per run
+                self.metrics.canary_runs.labels(route="refused").inc()
             return None
         try:
             lease = await self.lease(canary.version)
@@ -139,6 +148,7 @@ class ServedModels:
                            canary.version, reason, extra=log_fields(canary_id=canary.canary_id,
                                                                     model_version=canary.version))
         self.canary_refusal = {"canary_id": canary.canary_id, "model_version": canary.version, "reason": reason}
+        self._refused_at = self._clock()
 
     async def _lookup(self, asked: str) -> DesiredModel:
         """The registry's answer for `asked`, cached for `lookup_ttl_s` (an alias may move)."""

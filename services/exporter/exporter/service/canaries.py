@@ -57,9 +57,19 @@ class RunCanaries:
                                None, promote=False)
 
     async def judged(self, msg: CanaryJudged) -> Canary | None:
-        status = "promoted" if msg.verdict == "promote" else "rolled_back"
-        return await self._end(msg, msg.canary_id, status, "canary-judge", msg.reason, msg.report,
-                               promote=msg.verdict == "promote")
+        if msg.verdict == "rollback":
+            return await self._end(msg, msg.canary_id, "rolled_back", "canary-judge", msg.reason, msg.report,
+                                   promote=False)
+        try:
+            return await self._end(msg, msg.canary_id, "promoted", "canary-judge", msg.reason, msg.report,
+                                   promote=True)
+        except PermanentError as exc:
+            # The judge sends one verdict per canary: a promotion the registry refuses (the version
+            # was rejected or retired meanwhile) must still end the canary, or it would run for ever.
+            logger.warning("canary %s: the judge's promotion was refused (%s); ending it rolled back", msg.canary_id,
+                           exc, extra=log_fields(message_id=msg.envelope.message_id, canary_id=msg.canary_id))
+            return await self._end(msg, msg.canary_id, "rolled_back", "canary-judge",
+                                   f"the judge's promotion was refused: {exc}", msg.report, promote=False)
 
     async def _end(self, msg: Contract, canary_id: str, status: str, actor: str, reason: str,
                    report: dict | None, *, promote: bool) -> Canary | None:

@@ -6,17 +6,22 @@ runs that made a tool call and how many of them made only valid calls, failures 
 taxonomy label that is not a success), runs with negative feedback, and the median run time.
 
 The stated test: a one-sided two-proportion z-test (pooled standard error) at `alpha` for each
-of "the candidate's valid-call ratio is lower", "its failure ratio is higher", "its
-negative-feedback ratio is higher"; and the candidate's median run time against production's
-times `latency_tolerance`. Nothing is decided before both arms have `min_samples` finished
-runs. Then:
+of "the candidate calls tools in a smaller share of its runs", "its valid-call ratio is lower",
+"its failure ratio is higher", "its negative-feedback ratio is higher"; and the candidate's
+median run time against production's times `latency_tolerance`. Nothing is decided before both
+arms have `min_samples` finished runs. Then:
 
 - any of those tests says worse → **rollback**, with the tests that fired;
-- otherwise, when the candidate is non-inferior on valid calls (the lower bound of the one-sided
-  1 − alpha confidence interval of candidate − production exceeds −`margin`; where neither arm
-  made a call, the failure ratio is compared the same way) → **promote**;
+- otherwise, when the candidate is non-inferior on valid calls (both arms with `min_samples`
+  runs that made calls, and the lower bound of the one-sided 1 − alpha Newcombe score interval
+  of candidate − production above −`margin`; where neither arm made a call, the failure ratio
+  is compared the same way) → **promote**;
 - otherwise wait for more runs, up to `max_duration_s` after the start; then **rollback**
   (the canary did not show the candidate is at least as good within its time).
+
+`alpha` holds per look: the judge looks again at every interval as the arms grow, so the
+chance of a wrong verdict over a whole canary is higher than alpha (a sequential test would
+bound it; the minimum sample and the margin are the guard here).
 
 A/B mode uses the same report and never acts.
 """
@@ -120,22 +125,37 @@ def proportion_test(metric: str, x_c: int, n_c: int, x_p: int, n_p: int, *, high
     return Test(metric, p_c, p_p, diff, z, p_worse, p_worse < alpha)
 
 
+def wilson(x: int, n: int, z: float) -> tuple[float, float]:
+    """The Wilson score interval of x/n at normal quantile z (n > 0)."""
+    p = x / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def non_inferior(x_c: int, n_c: int, x_p: int, n_p: int, *, margin: float, alpha: float,
                  higher_is_better: bool = True) -> bool:
-    """Whether the lower bound of the one-sided 1 − alpha (Wald) interval of the candidate's
-    advantage exceeds −margin."""
+    """Whether the lower bound of the one-sided 1 − alpha interval of the candidate's advantage
+    exceeds −margin. The interval is Newcombe's hybrid score interval (from each arm's Wilson
+    interval), which keeps its width at ratios of 0 or 1 where the Wald interval collapses."""
     if n_c == 0 or n_p == 0:
         return False
+    if not higher_is_better:  # the advantage of fewer failures is the advantage of more successes
+        x_c, x_p = n_c - x_c, n_p - x_p
+    z = _NORMAL.inv_cdf(1 - alpha)
     p_c, p_p = x_c / n_c, x_p / n_p
-    advantage = (p_c - p_p) if higher_is_better else (p_p - p_c)
-    se = math.sqrt(p_c * (1 - p_c) / n_c + p_p * (1 - p_p) / n_p)
-    return advantage - _NORMAL.inv_cdf(1 - alpha) * se > -margin
+    low_c, _ = wilson(x_c, n_c, z)
+    _, high_p = wilson(x_p, n_p, z)
+    lower = (p_c - p_p) - math.sqrt((p_c - low_c) ** 2 + (high_p - p_p) ** 2)
+    return lower > -margin
 
 
 def judge(candidate: Arm, production: Arm, *, min_samples: int, elapsed_s: float, max_duration_s: float,
           rules: JudgeRules = JudgeRules()) -> Verdict:
     a = rules.alpha
     tests = (
+        proportion_test("call_ratio", candidate.call_runs, candidate.runs, production.call_runs, production.runs,
+                        higher_is_worse=False, alpha=a),
         proportion_test("valid_call_ratio", candidate.valid_call_runs, candidate.call_runs,
                         production.valid_call_runs, production.call_runs, higher_is_worse=False, alpha=a),
         proportion_test("failure_ratio", candidate.failures, candidate.runs, production.failures, production.runs,
@@ -159,10 +179,15 @@ def judge(candidate: Arm, production: Arm, *, min_samples: int, elapsed_s: float
     worse = [t for t in tests if t.worse]
     if worse:
         return verdict("rollback", "the candidate is worse on live runs: " + "; ".join(_says(t) for t in worse))
-    if candidate.call_runs and production.call_runs:
-        ok = non_inferior(candidate.valid_call_runs, candidate.call_runs, production.valid_call_runs,
-                          production.call_runs, margin=rules.margin, alpha=a)
+    if candidate.call_runs or production.call_runs:
+        calls_needed = min(candidate.call_runs, production.call_runs) >= min_samples
+        ok = calls_needed and non_inferior(candidate.valid_call_runs, candidate.call_runs,
+                                           production.valid_call_runs, production.call_runs, margin=rules.margin,
+                                           alpha=a)
         measure = "valid-call ratio"
+        if not calls_needed and not timed_out:
+            return verdict("wait", f"{candidate.call_runs} candidate and {production.call_runs} production runs with "
+                                   f"tool calls of the {min_samples} each needed")
     else:
         ok = non_inferior(candidate.failures, candidate.runs, production.failures, production.runs,
                           margin=rules.margin, alpha=a, higher_is_better=False)
