@@ -14,7 +14,7 @@ import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contracts import DatasetOptions, LoraOptions
 
@@ -142,7 +142,7 @@ async def _follow(request: Callable[[], str], timeout_s: float) -> int:
         async with EventFeed(os.environ.get("BROKER__URL", "amqp://guest:guest@127.0.0.1:5672/")) as feed:
             tracker = LoopTracker(await asyncio.to_thread(request))  # the feed listens before the request goes
             deadline = time.monotonic() + timeout_s
-            with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+            with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console) as bars:
                 task = bars.add_task("training", total=None, note="waiting for the dataset", visible=True)
                 while not tracker.finished:
