@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections.abc import Iterator
 
 import aio_pika
+import pytest
 
 from agentloop_cli.commands.retrain import _follow
 from contracts import (
@@ -18,9 +21,20 @@ from contracts import (
     TrainingProgress,
     TrainingRequested,
 )
-from tests.harness import IsolatedEnv
+from tests.harness import IsolatedEnv, create_vhost, delete_vhost
 
 REQUEST = "req-follow-1"
+
+
+@pytest.fixture
+def broker_url(infra: IsolatedEnv) -> Iterator[str]:
+    """A vhost of its own: the TrainingRequested published here must reach no trainer of the session."""
+    vhost = f"{infra.vhost}-follow-{uuid.uuid4().hex[:6]}"
+    create_vhost(vhost)
+    try:
+        yield infra.broker_url.rsplit("/", 1)[0] + "/" + vhost
+    finally:
+        delete_vhost(vhost)
 
 
 async def _publish(broker_url: str, messages: list[Contract]) -> None:
@@ -49,9 +63,9 @@ def _retrain_events(correlation: str, job: str) -> list[Contract]:
     ]
 
 
-async def test_follow_shows_the_retrain_by_its_events_and_fails_with_its_training(infra: IsolatedEnv, capsys,
+async def test_follow_shows_the_retrain_by_its_events_and_fails_with_its_training(broker_url: str, capsys,
                                                                                  monkeypatch) -> None:
-    monkeypatch.setenv("BROKER__URL", infra.broker_url)
+    monkeypatch.setenv("BROKER__URL", broker_url)
     requested = asyncio.Event()
 
     def request() -> str:  # the gateway's answer; the feed is listening before it is asked
@@ -62,7 +76,7 @@ async def test_follow_shows_the_retrain_by_its_events_and_fails_with_its_trainin
         await requested.wait()
         await asyncio.sleep(0.3)
         others = _retrain_events("someone-else", "job-other")[:2]  # another retrain's: not ours
-        await _publish(infra.broker_url, others + _retrain_events(REQUEST, "job-ours"))
+        await _publish(broker_url, others + _retrain_events(REQUEST, "job-ours"))
 
     code, _ = await asyncio.gather(_follow(request, timeout_s=60), events())
     err = capsys.readouterr().err
@@ -73,7 +87,7 @@ async def test_follow_shows_the_retrain_by_its_events_and_fails_with_its_trainin
     assert "3/3" in err and "loss 0.333" in err  # the bar as it ended: step 3 of 3 with its loss
 
 
-async def test_follow_gives_up_at_its_time_limit(infra: IsolatedEnv, capsys, monkeypatch) -> None:
-    monkeypatch.setenv("BROKER__URL", infra.broker_url)
+async def test_follow_gives_up_at_its_time_limit(broker_url: str, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("BROKER__URL", broker_url)
     assert await _follow(lambda: "req-nothing-follows", timeout_s=2) == 1
     assert "retrain not deployed within 2 s" in capsys.readouterr().err
