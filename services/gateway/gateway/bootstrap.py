@@ -136,6 +136,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
         settings.redis.url,
         f"{settings.redis.key_prefix}:{SERVICE}:limits",
         {"runs": settings.limits.runs, "token": settings.limits.token},
+        on_refused=lambda limit: metrics.rate_limited.labels(limit=limit).inc(),
     )
     audit = PostgresAuditLog(run_index.db)
     replies = ReplyRouter(on_steps_forwarded=metrics.steps_forwarded.inc)

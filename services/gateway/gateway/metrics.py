@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .settings import LimitSettings
+
 # Gateway overhead is a few milliseconds, runs take seconds: two different scales.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -26,7 +28,7 @@ class Metrics:
 
 
 def build(registry: CollectorRegistry) -> Metrics:
-    return Metrics(
+    metrics = Metrics(
         http_requests=Counter(
             "gateway_http_requests", "HTTP requests by route template and status",
             ["method", "route", "status"], registry=registry,
@@ -66,3 +68,6 @@ def build(registry: CollectorRegistry) -> Metrics:
             ["source", "action", "category"], registry=registry,
         ),
     )
+    for limit in LimitSettings.model_fields:  # a series per limit from the start, at 0 until a refusal
+        metrics.rate_limited.labels(limit=limit)
+    return metrics

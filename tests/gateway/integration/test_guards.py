@@ -38,6 +38,7 @@ async def test_token_requests_beyond_the_per_ip_limit_get_429(gateways, db):
         statuses = [(await client.post("/v1/auth/token", headers={"X-API-Key": key})).status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
         resp = await client.post("/v1/auth/token", headers={"X-API-Key": key})
+        assert 'gateway_rate_limited_total{limit="token"} 2.0' in (await client.get("/metrics")).text
     assert "retry-after" in resp.headers
 
 

@@ -10,9 +10,7 @@ import httpx
 
 from contracts.learning import LabelQueue
 
-
-class LogMinerUnavailableError(Exception):
-    """The log-miner could not be reached or gave no usable answer (the route answers 503)."""
+from ..domain.errors import LogMinerUnavailableError
 
 
 class DatasetNotFoundError(Exception):
@@ -24,18 +22,24 @@ class LogMinerClient:
         self.base_url = base_url.rstrip("/")
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
 
+    async def _get(self, path: str, params: dict[str, str | int], *, missing: int | None = None) -> httpx.Response:
+        """A 200 answer (or the `missing` status, for the caller to read); anything else raises
+        LogMinerUnavailableError naming what went wrong."""
+        try:
+            resp = await self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise LogMinerUnavailableError(
+                f"the log-miner at {self.base_url} cannot be reached: {type(exc).__name__}: {exc}") from None
+        if resp.status_code != 200 and resp.status_code != missing:
+            raise LogMinerUnavailableError(
+                f"the log-miner at {self.base_url} answered {resp.status_code}: {resp.text[:200]}")
+        return resp
+
     async def head(self, limit: int, model_version: str | None = None) -> LabelQueue:
         params: dict[str, str | int] = {"limit": limit}
         if model_version is not None:
             params["model_version"] = model_version
-        try:
-            resp = await self._client.get("/v1/label-queue", params=params)
-        except httpx.HTTPError as exc:
-            raise LogMinerUnavailableError(
-                f"the log-miner at {self.base_url} cannot be reached: {type(exc).__name__}: {exc}") from None
-        if resp.status_code != 200:
-            raise LogMinerUnavailableError(
-                f"the log-miner at {self.base_url} answered {resp.status_code}: {resp.text[:200]}")
+        resp = await self._get("/v1/label-queue", params)
         try:
             return LabelQueue.model_validate_json(resp.content)
         except ValueError as exc:
@@ -43,30 +47,16 @@ class LogMinerClient:
 
     async def dataset_export(self, version: int, split: str, format: str) -> bytes:
         """One split of a dataset version as JSON lines in `format` (the log-miner converts it)."""
-        try:
-            resp = await self._client.get(f"/v1/datasets/{version}/export", params={"split": split, "format": format})
-        except httpx.HTTPError as exc:
-            raise LogMinerUnavailableError(
-                f"the log-miner at {self.base_url} cannot be reached: {type(exc).__name__}: {exc}") from None
+        resp = await self._get(f"/v1/datasets/{version}/export", {"split": split, "format": format}, missing=404)
         if resp.status_code == 404:
             raise DatasetNotFoundError(f"no dataset version {version}")
-        if resp.status_code != 200:
-            raise LogMinerUnavailableError(
-                f"the log-miner at {self.base_url} answered {resp.status_code}: {resp.text[:200]}")
         return resp.content
 
     async def canary_report(self, canary_id: str) -> dict[str, Any] | None:
         """The canary judge's report on a canary (None: the log-miner knows none by that id)."""
-        try:
-            resp = await self._client.get("/v1/canary/report", params={"canary_id": canary_id})
-        except httpx.HTTPError as exc:
-            raise LogMinerUnavailableError(
-                f"the log-miner at {self.base_url} cannot be reached: {type(exc).__name__}: {exc}") from None
+        resp = await self._get("/v1/canary/report", {"canary_id": canary_id}, missing=404)
         if resp.status_code == 404:
             return None
-        if resp.status_code != 200:
-            raise LogMinerUnavailableError(
-                f"the log-miner at {self.base_url} answered {resp.status_code}: {resp.text[:200]}")
         try:
             return dict(resp.json())
         except ValueError as exc:

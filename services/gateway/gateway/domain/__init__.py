@@ -23,6 +23,7 @@ from .errors import (
     CanaryNotFoundError,
     ModelCommandConflictError,
     CompletionFailedError,
+    LogMinerUnavailableError,
 )
 from .requests import (
     StrictRunOptions,
@@ -68,6 +69,7 @@ __all__ = [
     "AuthenticationError",
     "ChatCompletionRequest",
     "CompletionFailedError",
+    "LogMinerUnavailableError",
     "CorrectedToolCall",
     "FeedbackSubmission",
     "GatewayError",

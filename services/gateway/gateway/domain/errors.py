@@ -93,3 +93,7 @@ class CompletionFailedError(GatewayError):
 
 class ModelCommandConflictError(GatewayError):
     """A promotion or rollback the registry's current state rules out (nothing was sent)."""
+
+
+class LogMinerUnavailableError(GatewayError):
+    """The log-miner could not be reached or gave no usable answer (its routes answer 503)."""

@@ -33,6 +33,7 @@ from ..domain import (
     CanaryStopSubmission,
     CanarySubmission,
     Identity,
+    LogMinerUnavailableError,
     ModelCommandConflictError,
     ModelNotFoundError,
     PromoteSubmission,
@@ -179,7 +180,7 @@ class ModelService:
             return found, found.report, None if found.report is not None or found.running else "ended without one"
         try:
             answer = await self.reports.canary_report(found.canary_id)
-        except Exception as exc:  # noqa: BLE001 - the registry's record is still worth showing
+        except LogMinerUnavailableError as exc:  # the registry's record is still worth showing
             return found, None, str(exc)
         return found, (answer or {}).get("report"), None if answer else "the judge has not seen this canary yet"
 

@@ -256,7 +256,6 @@ class RunService:
     async def _check_rate(self, who: Identity) -> None:
         retry_after = await self.limiter.hit("runs", who.subject)
         if retry_after is not None:
-            self.metrics.rate_limited.labels(limit="runs").inc()
             raise RateLimitedError("runs", retry_after)
 
     def _prepare(self, who: Identity, body: RunSubmission, *, stream: bool,
