@@ -32,6 +32,10 @@ class ExporterMetrics:
             "exporter_export_duration_seconds", "First claim to registered candidate, across attempts",
             buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200), registry=registry,
         )
+        self.gguf_size = Gauge(
+            "exporter_gguf_size_bytes", "Size of each quantization's GGUF in the last export this instance completed",
+            ["quantization"], registry=registry,
+        )
         self.running = Gauge(
             "exporter_running_export_info", "1 for the export this instance runs", ["job_id", "version"],
             registry=registry,
@@ -71,6 +75,12 @@ class ExporterMetrics:
             self.running.remove(job_id, version)
         except KeyError:
             pass
+
+    def exported(self, files) -> None:
+        """The sizes of a completed export's GGUF files, by quantization (F16 included when uploaded)."""
+        for f in files:
+            if f.kind == "gguf" and f.quantization:
+                self.gguf_size.labels(quantization=f.quantization).set(f.size_bytes)
 
     def job_counts(self, counts: dict[str, int]) -> None:
         for status in JobStatus:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 
 import asyncpg
@@ -131,6 +132,8 @@ async def test_a_trained_adapter_becomes_a_registered_candidate_with_its_quant_l
     metrics = httpx.get(exporter.url + "/metrics", timeout=5).text
     assert 'exporter_exports_total{outcome="completed"} 1.0' in metrics
     assert 'exporter_export_stage_duration_seconds_count{stage="quantize"}' in metrics
+    size = re.search(r'^exporter_gguf_size_bytes\{quantization="Q8_0"\} (\S+)$', metrics, re.M)
+    assert size and float(size.group(1)) == candidate.gguf("Q8_0").size_bytes, metrics
     detailed = await eventually(lambda: httpx.get(exporter.url + "/health/detailed", timeout=5).json()
                                 .get("last_export"), 15, "the last export in /health/detailed")
     assert detailed["job_id"] == job_id and detailed["status"] == "completed"

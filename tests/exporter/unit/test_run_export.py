@@ -105,6 +105,9 @@ async def test_a_completed_export_registers_the_candidate_with_lineage_and_publi
     assert len(event.files) == 4 and store.queue.outbox == store.queue.published
     assert registry.get_sample_value("exporter_exports_total", {"outcome": "completed"}) == 1
     assert registry.get_sample_value("exporter_export_stage_duration_seconds_count", {"stage": "upload"}) == 1
+    for f in event.files:  # each quantization's size, as uploaded
+        if f.kind == "gguf" and f.quantization:
+            assert registry.get_sample_value("exporter_gguf_size_bytes", {"quantization": f.quantization}) == f.size_bytes
     assert not (tmp_path / "work" / version).exists()  # scratch removed
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 
 from contracts import CanaryEnded, CanaryJudged, CanaryStartRequested, CanaryStopRequested, Contract, deterministic_id
-from modelregistry import Canary, RegistryError
+from modelregistry import Canary
 from servicekit.logs import log_fields
 from servicekit.messaging import PermanentError
 
 from ..metrics import ExporterMetrics
 from ..ports import CanaryRegistry
-from .deploy import DeployModels
+from .deploy import DeployModels, registry_refusal
 
 logger = logging.getLogger("exporter.canaries")
 
@@ -34,15 +34,12 @@ class RunCanaries:
     async def start_requested(self, msg: CanaryStartRequested) -> Canary | None:
         env = msg.envelope
         fields = log_fields(message_id=env.message_id, canary_id=msg.request_id, model_version=msg.model_version)
-        try:
+        with registry_refusal(env.message_type, self.metrics.canaries.labels(event="refused").inc):
             canary = await self.registry.start_canary(
                 env.message_id, env.message_type, canary_id=msg.request_id, version=msg.model_version,
                 share_pct=msg.share_pct, mode=msg.mode, min_samples=msg.min_samples,
                 max_duration_s=msg.max_duration_s, actor=msg.requested_by, reason=msg.reason,
             )
-        except RegistryError as exc:
-            self.metrics.canaries.labels(event="refused").inc()
-            raise PermanentError(f"{env.message_type} refused, nothing changed: {exc}") from exc
         if canary is None:
             logger.info("duplicate delivery ignored", extra=fields)
             return None
@@ -89,13 +86,10 @@ class RunCanaries:
             found = await self.registry.canary(canary_id)
             ollama = await self.deploy.push(msg, "canary", actor, found.version) if found and found.running else None
             deployed = self.deploy.deployed_factory(msg, "canary", [], ollama=ollama)
-        try:
+        with registry_refusal(env.message_type, self.metrics.canaries.labels(event="refused").inc):
             result = await self.registry.end_canary(env.message_id, env.message_type, canary_id, status=status,
                                                     actor=actor, reason=reason, report=report, ended=ended,
                                                     deployed=deployed)
-        except RegistryError as exc:
-            self.metrics.canaries.labels(event="refused").inc()
-            raise PermanentError(f"{env.message_type} refused, nothing changed: {exc}") from exc
         if result is None:
             logger.info("duplicate delivery ignored", extra=fields)
             return None

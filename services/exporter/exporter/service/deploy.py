@@ -13,8 +13,9 @@ a server failure retries the message (nothing was moved).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from contracts import (
@@ -35,6 +36,17 @@ from ..metrics import ExporterMetrics
 from ..ports import Artifacts, DeployedFactory, Deployments, ModelServer
 
 logger = logging.getLogger("exporter.deploy")
+
+
+@contextlib.contextmanager
+def registry_refusal(message_type: str, counted: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """A command the registry's writer refuses can never succeed: PermanentError, so the
+    transaction (inbox claim included) rolls back and the message is dead-lettered with the cause."""
+    try:
+        yield
+    except (RegistryError, PermanentError) as exc:
+        counted()
+        raise PermanentError(f"{message_type} refused, nothing changed: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -97,11 +109,9 @@ class DeployModels:
         env = msg.envelope
         fields = log_fields(message_id=env.message_id, message_type=env.message_type, version=msg.candidate)
         reason = None if msg.passed else "; ".join(msg.reasons)[:1000] or "failed the gate"
-        try:
+        with registry_refusal(env.message_type):
             recorded = await self.deployments.record_evaluation(env.message_id, env.message_type, msg.candidate,
                                                                 gate_evaluation(msg), reject_reason=reason)
-        except RegistryError as exc:
-            raise PermanentError(f"{env.message_type} refused, nothing changed: {exc}") from exc
         if recorded is None:
             logger.info("duplicate delivery ignored", extra=fields)
             return None
@@ -124,11 +134,9 @@ class DeployModels:
         staged: list[ModelDeployed] = []
         deployed = self.deployed_factory(cmd.msg, cmd.cause, staged, ollama=ollama, check=check)
 
-        try:
+        refused = self.metrics.deployments.labels(cause=cmd.cause, outcome="refused")
+        with registry_refusal(env.message_type, refused.inc):
             move = await run(deployed)
-        except (RegistryError, PermanentError) as exc:
-            self.metrics.deployments.labels(cause=cmd.cause, outcome="refused").inc()
-            raise PermanentError(f"{env.message_type} refused, nothing changed: {exc}") from exc
         if move is None:
             logger.info("duplicate delivery ignored", extra=fields)
             return None

@@ -202,6 +202,7 @@ class RunExportJob:
         if not done:
             raise LeaseLostError(job.job_id)
         self.metrics.export_duration.observe(max(duration, 0.0))
+        self.metrics.exported(files)
         logger.info("export job %s completed: %s registered as candidate (%d files)", job.job_id, job.version,
                     len(files), extra=log_fields(job_id=job.job_id, version=job.version,
                                                  stage_seconds=state.stage_seconds))
