@@ -19,6 +19,11 @@ class RunnerMetrics:
             "agent_runner_engine_seconds", "Time the engine spent on one model turn", ["engine"],
             buckets=_LATENCY_BUCKETS, registry=registry,
         )
+        self.first_token = Histogram(
+            "agent_runner_time_to_first_token_seconds",
+            "From a model turn's start to its first generated text (a GroupThink turn: to the vote, when the "
+            "first text can be shown)", ["engine"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )
         self.tokens = Counter(
             "agent_runner_tokens_generated_total", "Completion tokens generated", ["engine"], registry=registry
         )
@@ -118,8 +123,11 @@ class RunnerMetrics:
         self.serving_model.clear()
         self.serving_model.labels(model_version=model_version, engine=engine).set(1)
 
-    def model_turn(self, engine: str, seconds: float, prompt_tokens: int, completion_tokens: int) -> None:
+    def model_turn(self, engine: str, seconds: float, prompt_tokens: int, completion_tokens: int,
+                   first_token_s: float | None) -> None:
         self.engine_time.labels(engine=engine).observe(seconds)
+        if first_token_s is not None:
+            self.first_token.labels(engine=engine).observe(first_token_s)
         self.tokens.labels(engine=engine).inc(completion_tokens)
         self.prompt_tokens.labels(engine=engine).inc(prompt_tokens)
         if seconds > 0 and completion_tokens > 0:

@@ -338,3 +338,17 @@ async def test_the_gateways_flags_on_the_request_go_with_the_run(metrics, fakes,
     request = fakes.request().model_copy(update={"screening": [gateway_flag]})
     result = await AgentLoop(server_tools={}, metrics=metrics).run(request, fakes.Engine(["Hello."]), sink)
     assert result.screening == [gateway_flag]
+
+
+async def test_the_time_to_first_token_is_measured_from_the_turns_start_to_its_first_text(metrics, fakes, sink):
+    ticks = iter(range(1000))  # the clock moves one second each time it is read
+    loop = AgentLoop(server_tools={}, metrics=metrics, token_flush_chars=1000, token_flush_ms=10**9,
+                     clock=lambda: float(next(ticks)))
+    result = await loop.run(fakes.request(), fakes.Engine(["Hello there, friend."], chunk_size=5), sink)
+
+    assert result.outcome == "answered"
+    labels = {"engine": "fake"}
+    assert _sample(metrics, "agent_runner_time_to_first_token_seconds_count", labels) == 1
+    first = _sample(metrics, "agent_runner_time_to_first_token_seconds_sum", labels)
+    turn = _sample(metrics, "agent_runner_engine_seconds_sum", labels)
+    assert 0 < first < turn  # read at the first chunk, before the other three and the turn's end

@@ -264,6 +264,7 @@ class AgentLoop:
         prompt_tokens = completion_tokens = None
         chunks = 0
         last = None
+        first_token_s = None
         # Decoded under the grammar unless the run or the engine setting turns it off; a turn
         # decoded freely still has its calls checked against tool_choice (domain.refused).
         constrained = (options.constrained or self.constrained) == "auto"
@@ -273,6 +274,8 @@ class AgentLoop:
         async with contextlib.aclosing(generation):  # closing stops the engine if the run is cut short
             async for chunk in generation:
                 chunks += 1
+                if first_token_s is None and chunk.text:
+                    first_token_s = self.clock() - t0
                 run.partial.append(chunk.text)
                 if chunk.prompt_tokens is not None:
                     prompt_tokens = chunk.prompt_tokens
@@ -295,7 +298,7 @@ class AgentLoop:
                             unconstrained_tools=list(last.unconstrained_tools) if last else [])
         run.add(kind="model", text=output, started_ms=started_ms, duration_ms=round(seconds * 1000, 3),
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, decoding=decoding)
-        self.metrics.model_turn(engine.name, seconds, prompt_tokens, completion_tokens)
+        self.metrics.model_turn(engine.name, seconds, prompt_tokens, completion_tokens, first_token_s)
         self.metrics.decoded(engine.name, decoding.constrained, len(decoding.unconstrained_tools))
         return output
 
@@ -335,7 +338,7 @@ class AgentLoop:
         run.add(kind="model", text=output, started_ms=started_ms, duration_ms=round(seconds * 1000, 3),
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                 decoding=decoding)
-        self.metrics.model_turn(engine.name, seconds, prompt_tokens, completion_tokens)
+        self.metrics.model_turn(engine.name, seconds, prompt_tokens, completion_tokens, first_token_s=seconds)
         self.metrics.decoded(engine.name, decoding.constrained, len(decoding.unconstrained_tools))
         self.metrics.groupthink_turn(engine.name, result.agreement)
         return output
