@@ -150,6 +150,7 @@ def infra() -> None:
     ensure_postgres()
     ensure_redis()
     ensure_rabbitmq()
+    ensure_rabbitmq_metrics()
     ensure_database()
 
 
@@ -189,6 +190,15 @@ def ensure_rabbitmq() -> None:
     subprocess.run(["rabbitmq-server", "-detached"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run(["rabbitmqctl", "-q", "await_startup", "--timeout", "120"], timeout=150)
     wait_for(lambda: port_open(5672), 60, "RabbitMQ on :5672")
+
+
+def ensure_rabbitmq_metrics() -> None:
+    """RabbitMQ's own Prometheus endpoint (:15692), which the dashboards' queue-depth panels read."""
+    if port_open(15692):
+        return
+    say("enabling RabbitMQ's rabbitmq_prometheus plugin (:15692)")
+    run(["rabbitmq-plugins", "enable", "rabbitmq_prometheus"], timeout=120)
+    wait_for(lambda: port_open(15692), 60, "RabbitMQ's metrics on :15692")
 
 
 def ensure_database() -> None:

@@ -17,12 +17,15 @@ GENEROUS_LIMITS = {"LIMITS__TOKEN": "10000/minute", "LIMITS__RUNS": "10000/minut
 
 
 LOG_SCAN_MODULE = "test_secrets_in_logs.py"
+LIVE_DASHBOARDS_MODULE = "test_dashboards_live.py"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Drills restart the machine's shared servers: they run after every other test; the scan of
-    the session's logs for secrets runs after them, when every log is written."""
-    items.sort(key=lambda item: (item.path.name == LOG_SCAN_MODULE, item.get_closest_marker("drill") is not None))
+    """The dashboards are read back from the session's Prometheus once every other test has made
+    its traffic; drills restart the machine's shared servers and run after that; the scan of the
+    session's logs for secrets runs last, when every log is written."""
+    items.sort(key=lambda item: (item.path.name == LOG_SCAN_MODULE, item.get_closest_marker("drill") is not None,
+                                 item.path.name == LIVE_DASHBOARDS_MODULE))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ stack or each other's messages.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -377,6 +378,109 @@ def isolated_env(tmp_root: Path) -> Iterator[IsolatedEnv]:
         s3.stop()
 
 
+# --------------------------------------------------------------------------- Prometheus
+
+# The jobs of deploy/prometheus/prometheus.yml, by the module a ServiceProcess runs.
+SCRAPE_JOBS = {"gateway": "gateway", "agent_runner": "agent-runner", "log_miner": "log-miner",
+               "trainer": "trainer", "evaluator": "evaluator", "exporter": "exporter"}
+RABBIT_METRICS_PORT = 15692  # the rabbitmq_prometheus plugin (scripts/localstack.py infra enables it)
+SCRAPE_INTERVAL_S = 2
+
+
+class SessionPrometheus:
+    """A real Prometheus (Debian `prometheus`) for the whole test session. Every service process
+    the session starts registers itself as a file-discovered target under its deploy job name, so
+    the stored series cover every stack the tests ran (the session's, and the module stacks of
+    the canary and hot-reload tests), and RabbitMQ's detailed queue metrics beside them.
+    tests/e2e/test_dashboards_live.py reads every dashboard panel back from it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.targets = root / "targets"
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> dict:
+        jobs = [{"job_name": job, "file_sd_configs": [{"files": [str(self.targets / f"{job}-*.json")],
+                                                      "refresh_interval": "2s"}]}
+                for job in SCRAPE_JOBS.values()]
+        queues = {"job_name": "rabbitmq-queues", "metrics_path": "/metrics/detailed",
+                  "params": {"family": ["queue_coarse_metrics"]},
+                  "static_configs": [{"targets": [f"127.0.0.1:{RABBIT_METRICS_PORT}"]}]}
+        return {"global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "scrape_timeout": f"{SCRAPE_INTERVAL_S}s"},
+                "scrape_configs": [*jobs, queues]}
+
+    def start(self) -> None:
+        import yaml
+
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise RuntimeError("prometheus not installed (apt-get install prometheus)")
+        self.targets.mkdir(parents=True, exist_ok=True)
+        config = self.root / "prometheus.yml"
+        config.write_text(yaml.safe_dump(self.config()))
+        log = open(self.root / "prometheus.log", "wb")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={self.root / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1d"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started_at = time.time()
+        wait_until(lambda: httpx.get(self.url + "/-/ready", timeout=2).status_code == 200, 60, interval=0.3,
+                   what=f"Prometheus ready (log: {self.root / 'prometheus.log'})")
+
+    def register(self, module: str, instance: str, port: int) -> None:
+        job = SCRAPE_JOBS.get(module)
+        if job is None:
+            return
+        path = self.targets / f"{job}-{port}.json"
+        tmp = path.with_suffix(".tmp")  # the discovery reads only whole files (the glob skips *.tmp)
+        tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"service_instance": instance}}]))
+        tmp.rename(path)
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+        response = httpx.get(self.url + "/api/v1/query_range",
+                             params={"query": expr, "start": start, "end": end, "step": step}, timeout=30)
+        body = response.json()
+        if body.get("status") != "success":
+            raise ValueError(f"Prometheus refused {expr!r}: {body.get('error', response.text)}")
+        return body["data"]["result"]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(20)
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        if os.environ.get("AGENTLOOP_TEST_KEEP_PROMETHEUS"):  # to look at the session's series afterwards
+            print(f"\nthe session's Prometheus data is kept in {self.root} "
+                  f"(prometheus --config.file={self.root}/prometheus.yml --storage.tsdb.path={self.root}/data)")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+_prometheus: SessionPrometheus | None = None
+
+
+def session_prometheus() -> SessionPrometheus | None:
+    """The session's Prometheus, started on the first service process; None where Debian's
+    `prometheus` is not installed (outside CI: tests that read it then fail, never skip, in CI)."""
+    global _prometheus
+    if _prometheus is None and shutil.which("prometheus"):
+        import atexit
+        import tempfile
+
+        _prometheus = SessionPrometheus(Path(tempfile.mkdtemp(prefix="agentloop-prometheus-")))
+        _prometheus.start()
+        atexit.register(_prometheus.stop)
+    return _prometheus
+
+
 # --------------------------------------------------------------------------- service processes
 
 
@@ -407,6 +511,8 @@ class ServiceProcess:
             [PYTHON, "-m", self.module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.starts += 1
+        if (prometheus := session_prometheus()) is not None:
+            prometheus.register(self.module, self.env.get("INSTANCE_ID", self.module), self.port)
         if wait:
             self.wait_ready(timeout)
         return self

@@ -74,8 +74,10 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         Panel("Requests per second by route", (
             q(f"sum by (route) (rate(gateway_http_requests_total[{RATE}]))", "{{route}}"),), unit="reqps"),
         Panel("Error ratio by route (5xx)", (
-            q(f'sum by (route) (rate(gateway_http_requests_total{{status=~"5.."}}[{RATE}])) '
-              f"/ sum by (route) (rate(gateway_http_requests_total[{RATE}]))", "{{route}}"),), unit="percentunit"),
+            q(f'(sum by (route) (rate(gateway_http_requests_total{{status=~"5.."}}[{RATE}])) '
+              f"or sum by (route) (rate(gateway_http_requests_total[{RATE}])) * 0) "
+              f"/ sum by (route) (rate(gateway_http_requests_total[{RATE}]))", "{{route}}"),), unit="percentunit",
+            description="0 for a route that answered no 5xx in the window (not 'no data')"),
         Panel("Latency p95 by route", (q(p95("gateway_http_request_duration_seconds", "route"), "{{route}}"),),
               unit="s"),
         Panel("Refused requests (4xx) by route and status", (
@@ -109,8 +111,10 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
             q(f"sum by (engine) (rate(agent_runner_tokens_generated_total[{RATE}]))", "{{engine}}"),), unit="short"),
         Panel("Generation speed of a model turn p95", (
             q(p95("agent_runner_generation_tokens_per_second", "engine"), "{{engine}}"),), unit="short"),
-        Panel("Model turn time p95", (q(p95("agent_runner_engine_seconds", "engine"), "{{engine}}"),), unit="s",
-              description="a run's first token arrives within one turn: its time bounds the time to first token"),
+        Panel("Time to first token p95", (
+            q(p95("agent_runner_time_to_first_token_seconds", "engine"), "{{engine}}"),), unit="s",
+            description="from a model turn's start to its first generated text"),
+        Panel("Model turn time p95", (q(p95("agent_runner_engine_seconds", "engine"), "{{engine}}"),), unit="s"),
         Panel("Run time p95 by outcome", (q(p95("agent_runner_run_duration_seconds", "outcome"), "{{outcome}}"),),
               unit="s"),
         Panel("Tool calls by tool and outcome", (
@@ -188,6 +192,8 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         Panel("Export time p95", (
             q(p95("exporter_export_duration_seconds"), "p95"),),
             unit="s"),
+        Panel("GGUF size by quantization (last export)", (
+            q("max by (quantization) (exporter_gguf_size_bytes)", "{{quantization}}"),), unit="bytes", kind="stat"),
         Panel("Exports by outcome", (q("sum by (outcome) (exporter_exports_total)", "{{outcome}}"),), kind="stat"),
         Panel("Export jobs by status", (q("max by (status) (exporter_export_jobs)", "{{status}}"),)),
         Panel("Deployments by cause and outcome", (

@@ -39,6 +39,7 @@ class MinerMetrics:
             ["reason"],
             registry=registry,
         )
+        self.examples_dropped.labels(reason="duplicate")  # the builder's own reason: a series from the start
         self.datasets_built = Counter(
             "log_miner_datasets_built", "Dataset versions written", ["trigger"], registry=registry
         )

@@ -285,7 +285,9 @@ async def test_a_candidate_that_loses_one_category_is_refused_while_its_total_ri
     assert checks["irrelevance"] == {"suite": "tools", "category": "irrelevance", "candidate": 0.0, "baseline": 1.0,
                                      "items": 2, "tolerance": 0.0, "gated": True, "passed": False}
     assert checks["simple"]["passed"] is True
-    assert w.metrics.category_regressions.labels(suite="tools", category="irrelevance")._value.get() == 1
+    (family,) = w.metrics.category_regressions.collect()
+    regressions = {s.labels["category"]: s.value for s in family.samples if s.name.endswith("_total")}
+    assert regressions == {"irrelevance": 1.0, "simple": 0.0}  # a series per category judged
 
 
 async def test_a_category_below_the_minimum_item_count_does_not_hold_a_candidate_back():

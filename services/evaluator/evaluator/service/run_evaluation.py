@@ -160,8 +160,10 @@ class RunEvaluation:
             self._record_scores(export.model_version, quant, outcome.evaluation.scores.values())
             outcome.gate = decide(outcome.evaluation.scores, baseline, gate_policy)
             state.verdicts[quant] = outcome.gate.passed
-            for failed in outcome.gate.failed_categories:
-                self.metrics.category_regressions.labels(suite=failed.suite, category=failed.category).inc()
+            for check in outcome.gate.categories:  # a series per category judged, at 0 until it regresses
+                counter = self.metrics.category_regressions.labels(suite=check.suite, category=check.category)
+                if not check.passed:
+                    counter.inc()
             logger.info("candidate %s %s: %s", export.model_version, quant,
                         "passed" if outcome.gate.passed else "failed", extra=log_fields(
                             evaluation_id=job.evaluation_id, quantization=quant, reasons=outcome.gate.reasons))
