@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import IsolatedEnv, ServiceProcess, isolated_env
+from tests.harness import IsolatedEnv, ServiceProcess, isolated_env, want_session_prometheus
 
 SERVICE_MODULES = ("gateway", "agent_runner", "log_miner", "trainer", "evaluator", "exporter")
 # The session's gateway serves every e2e and CLI test: their token exchanges and runs together exceed
@@ -20,12 +20,15 @@ LOG_SCAN_MODULE = "test_secrets_in_logs.py"
 LIVE_DASHBOARDS_MODULE = "test_dashboards_live.py"
 
 
+@pytest.hookimpl(trylast=True)  # after -m / -k deselected what will not run
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The dashboards are read back from the session's Prometheus once every other test has made
     its traffic; drills restart the machine's shared servers and run after that; the scan of the
     session's logs for secrets runs last, when every log is written."""
     items.sort(key=lambda item: (item.path.name == LOG_SCAN_MODULE, item.get_closest_marker("drill") is not None,
                                  item.path.name == LIVE_DASHBOARDS_MODULE))
+    if any(item.path.name == LIVE_DASHBOARDS_MODULE for item in items):
+        want_session_prometheus()  # every service process of the session is then scraped
 
 
 @pytest.fixture(scope="session")

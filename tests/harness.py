@@ -9,6 +9,7 @@ stack or each other's messages.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -380,19 +381,23 @@ def isolated_env(tmp_root: Path) -> Iterator[IsolatedEnv]:
 
 # --------------------------------------------------------------------------- Prometheus
 
-# The jobs of deploy/prometheus/prometheus.yml, by the module a ServiceProcess runs.
-SCRAPE_JOBS = {"gateway": "gateway", "agent_runner": "agent-runner", "log_miner": "log-miner",
-               "trainer": "trainer", "evaluator": "evaluator", "exporter": "exporter"}
-RABBIT_METRICS_PORT = 15692  # the rabbitmq_prometheus plugin (scripts/localstack.py infra enables it)
+DEPLOY_PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+RABBIT_METRICS = "127.0.0.1:15692"  # the rabbitmq_prometheus plugin (scripts/localstack.py infra enables it)
 SCRAPE_INTERVAL_S = 2
 
 
+def scrape_job(module: str) -> str:
+    """A service module's job name in deploy/prometheus/prometheus.yml (`agent_runner` -> `agent-runner`)."""
+    return module.replace("_", "-")
+
+
 class SessionPrometheus:
-    """A real Prometheus (Debian `prometheus`) for the whole test session. Every service process
-    the session starts registers itself as a file-discovered target under its deploy job name, so
-    the stored series cover every stack the tests ran (the session's, and the module stacks of
-    the canary and hot-reload tests), and RabbitMQ's detailed queue metrics beside them.
-    tests/e2e/test_dashboards_live.py reads every dashboard panel back from it."""
+    """A real Prometheus (Debian `prometheus`) for the whole test session, with the scrape jobs of
+    deploy/prometheus/prometheus.yml: every service process the session starts is a file-discovered
+    target of its service's job (so the stored series cover every stack the tests ran: the
+    session's, and the module stacks of the loop, canary and hot-reload tests), and the RabbitMQ
+    jobs read the local broker. tests/e2e/test_dashboards_live.py reads every dashboard panel back
+    from it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -406,14 +411,25 @@ class SessionPrometheus:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> dict:
-        jobs = [{"job_name": job, "file_sd_configs": [{"files": [str(self.targets / f"{job}-*.json")],
-                                                      "refresh_interval": "2s"}]}
-                for job in SCRAPE_JOBS.values()]
-        queues = {"job_name": "rabbitmq-queues", "metrics_path": "/metrics/detailed",
-                  "params": {"family": ["queue_coarse_metrics"]},
-                  "static_configs": [{"targets": [f"127.0.0.1:{RABBIT_METRICS_PORT}"]}]}
+        import yaml
+
+        jobs = []
+        for job in yaml.safe_load(DEPLOY_PROMETHEUS.read_text())["scrape_configs"]:
+            job = {k: v for k, v in job.items() if k != "static_configs"}
+            if job["job_name"].startswith("rabbitmq"):
+                job["static_configs"] = [{"targets": [RABBIT_METRICS]}]
+            elif job["job_name"] != "prometheus":
+                job["file_sd_configs"] = [{"files": [str(self.targets / f"{job['job_name']}-*.json")],
+                                           "refresh_interval": f"{SCRAPE_INTERVAL_S}s"}]
+            else:
+                continue
+            jobs.append(job)
         return {"global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "scrape_timeout": f"{SCRAPE_INTERVAL_S}s"},
-                "scrape_configs": [*jobs, queues]}
+                "scrape_configs": jobs}
+
+    @functools.cached_property
+    def jobs(self) -> set[str]:
+        return {job["job_name"] for job in self.config()["scrape_configs"]}
 
     def start(self) -> None:
         import yaml
@@ -433,21 +449,32 @@ class SessionPrometheus:
         wait_until(lambda: httpx.get(self.url + "/-/ready", timeout=2).status_code == 200, 60, interval=0.3,
                    what=f"Prometheus ready (log: {self.root / 'prometheus.log'})")
 
+    def _target_file(self, module: str, port: int) -> Path:
+        return self.targets / f"{scrape_job(module)}-{port}.json"
+
     def register(self, module: str, instance: str, port: int) -> None:
-        job = SCRAPE_JOBS.get(module)
-        if job is None:
+        if scrape_job(module) not in self.jobs:
             return
-        path = self.targets / f"{job}-{port}.json"
+        path = self._target_file(module, port)
         tmp = path.with_suffix(".tmp")  # the discovery reads only whole files (the glob skips *.tmp)
         tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"service_instance": instance}}]))
         tmp.rename(path)
 
+    def unregister(self, module: str, port: int) -> None:
+        """A stopped process is no target any more (its port may go to another service's process)."""
+        self._target_file(module, port).unlink(missing_ok=True)
+
+    def query(self, expr: str) -> list[dict]:
+        return self._api("/api/v1/query", {"query": expr})
+
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
-        response = httpx.get(self.url + "/api/v1/query_range",
-                             params={"query": expr, "start": start, "end": end, "step": step}, timeout=30)
+        return self._api("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})
+
+    def _api(self, path: str, params: dict) -> list[dict]:
+        response = httpx.get(self.url + path, params=params, timeout=30)
         body = response.json()
         if body.get("status") != "success":
-            raise ValueError(f"Prometheus refused {expr!r}: {body.get('error', response.text)}")
+            raise ValueError(f"Prometheus refused {params['query']!r}: {body.get('error', response.text)}")
         return body["data"]["result"]
 
     def stop(self) -> None:
@@ -465,19 +492,28 @@ class SessionPrometheus:
 
 
 _prometheus: SessionPrometheus | None = None
+_prometheus_wanted = False
+
+
+def want_session_prometheus() -> None:
+    """Called at collection when the live dashboard test is in the session (tests/conftest.py):
+    only then does the first service process start a Prometheus."""
+    global _prometheus_wanted
+    _prometheus_wanted = True
 
 
 def session_prometheus() -> SessionPrometheus | None:
-    """The session's Prometheus, started on the first service process; None where Debian's
-    `prometheus` is not installed (outside CI: tests that read it then fail, never skip, in CI)."""
+    """The session's Prometheus, started on the first service process of a session that reads it;
+    None otherwise, or where Debian's `prometheus` is not installed."""
     global _prometheus
-    if _prometheus is None and shutil.which("prometheus"):
+    if _prometheus is None and _prometheus_wanted and shutil.which("prometheus"):
         import atexit
         import tempfile
 
-        _prometheus = SessionPrometheus(Path(tempfile.mkdtemp(prefix="agentloop-prometheus-")))
-        _prometheus.start()
-        atexit.register(_prometheus.stop)
+        prometheus = SessionPrometheus(Path(tempfile.mkdtemp(prefix="agentloop-prometheus-")))
+        atexit.register(prometheus.stop)  # before start: a start that times out still leaves nothing behind
+        prometheus.start()
+        _prometheus = prometheus
     return _prometheus
 
 
@@ -541,6 +577,11 @@ class ServiceProcess:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+        self._unregister()
+
+    def _unregister(self) -> None:
+        if _prometheus is not None:
+            _prometheus.unregister(self.module, self.port)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -549,6 +590,7 @@ class ServiceProcess:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._unregister()
 
     def restart(self, wait: bool = True) -> ServiceProcess:
         self.stop()

@@ -77,7 +77,9 @@ class ExporterMetrics:
             pass
 
     def exported(self, files) -> None:
-        """The sizes of a completed export's GGUF files, by quantization (F16 included when uploaded)."""
+        """The sizes of a completed export's GGUF files, by quantization (F16 included when uploaded);
+        a quantization the last export did not make has no series."""
+        self.gguf_size.clear()
         for f in files:
             if f.kind == "gguf" and f.quantization:
                 self.gguf_size.labels(quantization=f.quantization).set(f.size_bytes)

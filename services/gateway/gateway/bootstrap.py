@@ -135,7 +135,7 @@ def build_app(settings: GatewaySettings) -> FastAPI:
     limiter = RedisRateLimiter(
         settings.redis.url,
         f"{settings.redis.key_prefix}:{SERVICE}:limits",
-        {"runs": settings.limits.runs, "token": settings.limits.token},
+        settings.limits.model_dump(),  # every limit by its name: runs, token
         on_refused=lambda limit: metrics.rate_limited.labels(limit=limit).inc(),
     )
     audit = PostgresAuditLog(run_index.db)

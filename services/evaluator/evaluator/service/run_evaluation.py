@@ -161,9 +161,9 @@ class RunEvaluation:
             outcome.gate = decide(outcome.evaluation.scores, baseline, gate_policy)
             state.verdicts[quant] = outcome.gate.passed
             for check in outcome.gate.categories:  # a series per category judged, at 0 until it regresses
-                counter = self.metrics.category_regressions.labels(suite=check.suite, category=check.category)
-                if not check.passed:
-                    counter.inc()
+                self.metrics.category_regressions.labels(suite=check.suite, category=check.category)
+            for failed in outcome.gate.failed_categories:
+                self.metrics.category_regressions.labels(suite=failed.suite, category=failed.category).inc()
             logger.info("candidate %s %s: %s", export.model_version, quant,
                         "passed" if outcome.gate.passed else "failed", extra=log_fields(
                             evaluation_id=job.evaluation_id, quantization=quant, reasons=outcome.gate.reasons))

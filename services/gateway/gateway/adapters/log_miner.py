@@ -59,7 +59,7 @@ class LogMinerClient:
             return None
         try:
             return dict(resp.json())
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:  # not JSON, or not an object
             raise LogMinerUnavailableError(f"the log-miner's canary report is not readable: {exc}") from None
 
     async def close(self) -> None:
